@@ -1,0 +1,114 @@
+//! Long work off the UI thread: loading files (or generating the demo pair) and the GPU self-test.
+
+use crate::gpu::{self, SelfTest};
+use crate::io::{self, LoadError, LoadOutcome, Progress};
+use crossbeam_channel::{Receiver, TryRecvError, bounded};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// What to load.
+#[derive(Clone, Debug)]
+pub enum LoadRequest {
+    /// Files and folders from disk.
+    Paths(Vec<PathBuf>),
+    /// The embedded demo pair (full size).
+    Demo,
+    /// The demo pair on small grids (fast; for tests).
+    SmallDemo,
+}
+
+/// A running load.
+pub struct LoadJob {
+    /// Progress and cancellation shared with the worker.
+    pub progress: Arc<Progress>,
+    /// What is being loaded, for the progress window.
+    pub label: String,
+    /// When it started.
+    pub started: Instant,
+    rx: Receiver<Result<LoadOutcome, LoadError>>,
+}
+
+impl LoadJob {
+    /// Start loading on a worker thread; `wake` is called when it finishes (to repaint the UI).
+    pub fn start(request: LoadRequest, wake: impl Fn() + Send + 'static) -> Self {
+        let progress = Arc::new(Progress::default());
+        let (tx, rx) = bounded(1);
+        let label = match &request {
+            LoadRequest::Paths(p) if p.len() == 1 => format!("Loading {}", p[0].display()),
+            LoadRequest::Paths(p) => format!("Loading {} items", p.len()),
+            LoadRequest::Demo | LoadRequest::SmallDemo => "Generating the demo pair".to_string(),
+        };
+        let pr = progress.clone();
+        std::thread::Builder::new()
+            .name("load".into())
+            .spawn(move || {
+                let result = match request {
+                    LoadRequest::Paths(paths) => io::load_paths(&paths, &pr),
+                    LoadRequest::Demo | LoadRequest::SmallDemo => {
+                        pr.start("Generating the demo phantom", 1);
+                        let cfg = if matches!(request, LoadRequest::SmallDemo) {
+                            io::phantom::PhantomConfig::small()
+                        } else {
+                            io::phantom::PhantomConfig::default()
+                        };
+                        let (ct, mr) = rayon::join(
+                            || io::phantom::phantom_ct(&cfg),
+                            || io::phantom::phantom_mr(&cfg, io::phantom::MrContrast::T1),
+                        );
+                        pr.step();
+                        Ok(LoadOutcome { volumes: vec![ct, mr], errors: Vec::new() })
+                    }
+                };
+                let _ = tx.send(result);
+                wake();
+            })
+            .unwrap_or_else(|e| panic!("cannot start a worker thread: {e}"));
+        Self { progress, label, started: Instant::now(), rx }
+    }
+
+    /// The result, once the worker has finished.
+    pub fn poll(&self) -> Option<Result<LoadOutcome, LoadError>> {
+        match self.rx.try_recv() {
+            Ok(r) => Some(r),
+            Err(TryRecvError::Empty) => None,
+            Err(TryRecvError::Disconnected) => Some(Err(LoadError::file("(worker)", "the loading thread stopped unexpectedly"))),
+        }
+    }
+
+    /// Block until the worker finishes (tests and the command line).
+    pub fn wait(&self, timeout: Duration) -> Option<Result<LoadOutcome, LoadError>> {
+        self.rx.recv_timeout(timeout).ok()
+    }
+}
+
+/// The start-up GPU self-test, run on a worker (its first run compiles shaders).
+pub struct SelfTestJob {
+    rx: Receiver<Result<SelfTest, String>>,
+}
+
+impl SelfTestJob {
+    /// Start the self-test on the shared device.
+    pub fn start(wake: impl Fn() + Send + 'static) -> Self {
+        let (tx, rx) = bounded(1);
+        std::thread::Builder::new()
+            .name("gpu-self-test".into())
+            .spawn(move || {
+                let r = gpu::shared().map_err(|e| e.to_string()).and_then(|g| gpu::self_test(&g.device, 64).map_err(|e| e.to_string()));
+                let _ = tx.send(r);
+                wake();
+            })
+            .unwrap_or_else(|e| panic!("cannot start a worker thread: {e}"));
+        Self { rx }
+    }
+
+    /// The result once finished.
+    pub fn poll(&self) -> Option<Result<SelfTest, String>> {
+        self.rx.try_recv().ok()
+    }
+
+    /// Block until finished.
+    pub fn wait(&self, timeout: Duration) -> Option<Result<SelfTest, String>> {
+        self.rx.recv_timeout(timeout).ok()
+    }
+}

@@ -1,0 +1,795 @@
+//! The eframe application: linked CT / MR / checkerboard views, series browser, loading,
+//! diagnostics. UI code collects commands; they run at the end of the frame.
+
+pub mod jobs;
+pub mod render;
+pub mod view;
+pub mod viewport;
+
+use crate::gpu::{self, AdapterReport, SelfTest};
+use crate::io::LoadError;
+use crate::volume::{CT_PRESETS, Colormap, Volume, WindowLevel};
+use jobs::{LoadJob, LoadRequest, SelfTestJob};
+use render::Combine;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use view::{Orientation, ViewState};
+use viewport::{PaneLayer, pane_ui};
+
+/// How the app starts.
+#[derive(Clone, Debug)]
+pub struct AppOptions {
+    /// Files or folders to open; empty means the demo pair.
+    pub paths: Vec<PathBuf>,
+    /// Use the small demo grids (tests).
+    pub small_demo: bool,
+    /// Run the GPU self-test at start-up.
+    pub self_test: bool,
+    /// Scroll one slice per frame for this many frames, print frame times, then quit (benchmark).
+    pub autoscroll_frames: Option<usize>,
+}
+
+impl Default for AppOptions {
+    fn default() -> Self {
+        Self { paths: Vec::new(), small_demo: false, self_test: true, autoscroll_frames: None }
+    }
+}
+
+/// Role of a series in the pair.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// Shown in the CT pane.
+    Ct,
+    /// Shown in the MR pane.
+    Mr,
+}
+
+/// Display settings of one volume.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Display {
+    /// Window.
+    pub window: WindowLevel,
+    /// Colormap.
+    pub colormap: Colormap,
+}
+
+/// Commands collected during the frame.
+enum Command {
+    Open(LoadRequest),
+    PickFiles,
+    PickFolder,
+    Reset,
+    Quit,
+}
+
+/// Frame-time statistics (ms) of the autoscroll benchmark.
+#[derive(Clone, Debug, Default)]
+pub struct FrameStats {
+    /// Milliseconds between consecutive frames.
+    pub frame_ms: Vec<f64>,
+}
+
+/// The SynthScope application.
+pub struct SynthScopeApp {
+    /// Loaded volumes (series).
+    pub volumes: Vec<Arc<Volume>>,
+    /// Index of the CT-role volume.
+    pub ct: Option<usize>,
+    /// Index of the MR-role volume.
+    pub mr: Option<usize>,
+    /// Per-volume display settings, by volume id.
+    pub display: HashMap<u64, Display>,
+    /// The linked views.
+    pub view: ViewState,
+    /// Left-drag changes window/level (otherwise it moves the crosshair).
+    pub wl_mode: bool,
+    /// Checkerboard square size (mm).
+    pub checker_mm: f32,
+    /// Load errors not yet dismissed.
+    pub errors: Vec<String>,
+    /// Warnings of loaded series.
+    pub show_browser: bool,
+    /// Show the diagnostics window.
+    pub show_diagnostics: bool,
+    /// The running load, if any.
+    pub load_job: Option<LoadJob>,
+    /// GPU adapter report.
+    pub adapter: Option<AdapterReport>,
+    /// Self-test result.
+    pub self_test: Option<Result<SelfTest, String>>,
+    self_test_job: Option<SelfTestJob>,
+    has_gpu_renderer: bool,
+    hover: Option<(String, [f64; 3], Option<([usize; 3], f32)>)>,
+    commands: Vec<Command>,
+    file_dialog: Option<crossbeam_channel::Receiver<Option<Vec<PathBuf>>>>,
+    autoscroll: Option<(usize, Instant, FrameStats)>,
+    last_frame: Option<Instant>,
+    /// Recent frame times (ms), for the diagnostics window.
+    pub frame_ms: std::collections::VecDeque<f64>,
+}
+
+impl SynthScopeApp {
+    /// Build the app from eframe's creation context.
+    pub fn new(cc: &eframe::CreationContext<'_>, options: AppOptions) -> Self {
+        let has_gpu_renderer = if let Some(rs) = &cc.wgpu_render_state {
+            render::SliceRenderer::install(rs);
+            true
+        } else {
+            false
+        };
+        let ctx = cc.egui_ctx.clone();
+        let adapter = cc.wgpu_render_state.as_ref().map(|rs| AdapterReport::from_adapter(&rs.adapter));
+        let request = if options.paths.is_empty() {
+            if options.small_demo { LoadRequest::SmallDemo } else { LoadRequest::Demo }
+        } else {
+            LoadRequest::Paths(options.paths.clone())
+        };
+        let c1 = ctx.clone();
+        let load_job = Some(LoadJob::start(request, move || c1.request_repaint()));
+        let self_test_job = options.self_test.then(|| {
+            let c2 = ctx.clone();
+            SelfTestJob::start(move || c2.request_repaint())
+        });
+        Self {
+            volumes: Vec::new(),
+            ct: None,
+            mr: None,
+            display: HashMap::new(),
+            view: ViewState::default(),
+            wl_mode: false,
+            checker_mm: 16.0,
+            errors: Vec::new(),
+            show_browser: false,
+            show_diagnostics: false,
+            load_job,
+            adapter,
+            self_test: None,
+            self_test_job,
+            has_gpu_renderer,
+            hover: None,
+            commands: Vec::new(),
+            file_dialog: None,
+            autoscroll: options.autoscroll_frames.map(|n| (n, Instant::now(), FrameStats::default())),
+            last_frame: None,
+            frame_ms: Default::default(),
+        }
+    }
+
+    /// Wait for running background jobs and take their results (tests, benchmarks).
+    pub fn wait_for_jobs(&mut self, timeout: Duration) {
+        if let Some(job) = &self.load_job {
+            if let Some(r) = job.wait(timeout) {
+                self.load_job = None;
+                self.finish_load(r);
+            }
+        }
+        if let Some(job) = &self.self_test_job {
+            if let Some(r) = job.wait(timeout) {
+                self.self_test_job = None;
+                self.self_test = Some(r);
+            }
+        }
+    }
+
+    /// The CT-role volume.
+    pub fn ct_volume(&self) -> Option<&Arc<Volume>> {
+        self.ct.and_then(|i| self.volumes.get(i))
+    }
+
+    /// The MR-role volume.
+    pub fn mr_volume(&self) -> Option<&Arc<Volume>> {
+        self.mr.and_then(|i| self.volumes.get(i))
+    }
+
+    /// The reference volume that drives the view geometry (CT, else MR).
+    fn reference(&self) -> Option<&Arc<Volume>> {
+        self.ct_volume().or(self.mr_volume())
+    }
+
+    fn default_display(v: &Volume) -> Display {
+        let window = if v.meta.modality == "CT" {
+            CT_PRESETS[0].window
+        } else {
+            let (lo, hi) = v.robust_range(2.0, 98.0);
+            WindowLevel::from_range(lo, hi)
+        };
+        Display { window, colormap: Colormap::Grey }
+    }
+
+    /// Display settings of volume `v` (defaults when not set yet).
+    pub fn display_of(&self, v: &Volume) -> Display {
+        self.display.get(&v.id).copied().unwrap_or_else(|| Self::default_display(v))
+    }
+
+    /// Apply a CT window preset (by index into `CT_PRESETS`) to the CT volume.
+    pub fn apply_ct_preset(&mut self, i: usize) {
+        if let (Some(v), Some(p)) = (self.ct_volume().cloned(), CT_PRESETS.get(i)) {
+            let mut d = self.display_of(&v);
+            d.window = p.window;
+            self.display.insert(v.id, d);
+        }
+    }
+
+    /// Auto-window (robust 2-98% inside the head) the MR volume.
+    pub fn auto_window_mr(&mut self) {
+        if let Some(v) = self.mr_volume().cloned() {
+            let (lo, hi) = v.robust_range(2.0, 98.0);
+            let mut d = self.display_of(&v);
+            d.window = WindowLevel::from_range(lo, hi);
+            self.display.insert(v.id, d);
+        }
+    }
+
+    /// Assign a role to volume `i` (replacing the previous holder of that role).
+    pub fn set_role(&mut self, i: usize, role: Option<Role>) {
+        if self.ct == Some(i) {
+            self.ct = None;
+        }
+        if self.mr == Some(i) {
+            self.mr = None;
+        }
+        match role {
+            Some(Role::Ct) => self.ct = Some(i),
+            Some(Role::Mr) => self.mr = Some(i),
+            None => {}
+        }
+        self.fit_view();
+    }
+
+    /// Fit the views to the reference volume, crosshair at its centre.
+    pub fn fit_view(&mut self) {
+        let o = self.view.orientation;
+        if let Some(r) = self.reference() {
+            self.view = ViewState::fit(&r.geometry, o);
+        }
+    }
+
+    /// Scroll all views by `n` slices of the reference volume.
+    pub fn scroll(&mut self, n: i32) {
+        if let Some(r) = self.reference().cloned() {
+            self.view.scroll(&r.geometry, n);
+        }
+    }
+
+    /// Slice index (0-based) and count of the reference volume at the crosshair.
+    pub fn slice_index(&self) -> Option<(usize, usize)> {
+        self.reference().map(|r| self.view.slice_index(&r.geometry))
+    }
+
+    fn finish_load(&mut self, result: Result<crate::io::LoadOutcome, LoadError>) {
+        match result {
+            Ok(outcome) => {
+                for e in outcome.errors {
+                    self.errors.push(e.to_string());
+                }
+                let first_new = self.volumes.len();
+                for v in outcome.volumes {
+                    for w in &v.meta.warnings {
+                        self.errors.push(format!("{} ({}): {w}", v.meta.description, v.meta.source));
+                    }
+                    // A series loaded again replaces the old copy (same UID), keeping its roles.
+                    if let Some(k) = self.volumes.iter().position(|o| o.meta.series_uid == v.meta.series_uid) {
+                        self.volumes[k] = Arc::new(v);
+                    } else {
+                        self.volumes.push(Arc::new(v));
+                    }
+                }
+                let before = (self.ct, self.mr);
+                // The first CT and the first MR of what was just loaded take the panes (guessed
+                // from Modality); the series browser overrides.
+                let (mut got_ct, mut got_mr) = (false, false);
+                for i in first_new..self.volumes.len() {
+                    match self.volumes[i].meta.modality.as_str() {
+                        "CT" if !got_ct => {
+                            self.ct = Some(i);
+                            got_ct = true;
+                        }
+                        "MR" if !got_mr => {
+                            self.mr = Some(i);
+                            got_mr = true;
+                        }
+                        _ => {}
+                    }
+                }
+                // Anything else fills an empty pane.
+                for i in first_new..self.volumes.len() {
+                    if Some(i) == self.ct || Some(i) == self.mr {
+                        continue;
+                    }
+                    if self.ct.is_none() {
+                        self.ct = Some(i);
+                    } else if self.mr.is_none() {
+                        self.mr = Some(i);
+                    }
+                }
+                if self.volumes.len() > 2 {
+                    self.show_browser = true;
+                }
+                if (self.ct, self.mr) != before || first_new == 0 {
+                    self.fit_view();
+                }
+            }
+            Err(LoadError::Cancelled) => self.errors.push("Loading cancelled; what was loaded before is kept.".into()),
+            Err(e) => self.errors.push(e.to_string()),
+        }
+    }
+
+    fn poll_jobs(&mut self) {
+        if let Some(job) = &self.load_job {
+            if let Some(r) = job.poll() {
+                self.load_job = None;
+                self.finish_load(r);
+            }
+        }
+        if let Some(job) = &self.self_test_job {
+            if let Some(r) = job.poll() {
+                self.self_test_job = None;
+                self.self_test = Some(r);
+            }
+        }
+        if let Some(rx) = &self.file_dialog {
+            if let Ok(r) = rx.try_recv() {
+                self.file_dialog = None;
+                if let Some(paths) = r.filter(|p| !p.is_empty()) {
+                    self.commands.push(Command::Open(LoadRequest::Paths(paths)));
+                }
+            }
+        }
+    }
+
+    fn run_commands(&mut self, ctx: &egui::Context) {
+        for cmd in std::mem::take(&mut self.commands) {
+            match cmd {
+                Command::Open(req) => {
+                    if self.load_job.is_none() {
+                        let c = ctx.clone();
+                        self.load_job = Some(LoadJob::start(req, move || c.request_repaint()));
+                    } else {
+                        self.errors.push("A load is already running; cancel it first.".into());
+                    }
+                }
+                Command::PickFiles | Command::PickFolder => {
+                    let folder = matches!(cmd, Command::PickFolder);
+                    let (tx, rx) = crossbeam_channel::bounded(1);
+                    let c = ctx.clone();
+                    // The native dialog blocks its thread; keep the UI thread free.
+                    let spawned = std::thread::Builder::new().name("file-dialog".into()).spawn(move || {
+                        let d = rfd::FileDialog::new().set_title("Open CT / MR (DICOM folder or files, NIfTI)");
+                        let r = if folder { d.pick_folder().map(|p| vec![p]) } else { d.pick_files() };
+                        let _ = tx.send(r);
+                        c.request_repaint();
+                    });
+                    if spawned.is_ok() {
+                        self.file_dialog = Some(rx);
+                    }
+                }
+                Command::Reset => self.fit_view(),
+                Command::Quit => ctx.send_viewport_cmd(egui::ViewportCommand::Close),
+            }
+        }
+    }
+
+    fn keyboard(&mut self, ctx: &egui::Context) {
+        if ctx.egui_wants_keyboard_input() {
+            return;
+        }
+        use egui::Key;
+        let (up, down, pup, pdown, r, w, a, c, s) = ctx.input(|i| {
+            (
+                i.key_pressed(Key::ArrowUp),
+                i.key_pressed(Key::ArrowDown),
+                i.key_pressed(Key::PageUp),
+                i.key_pressed(Key::PageDown),
+                i.key_pressed(Key::R),
+                i.key_pressed(Key::W),
+                i.key_pressed(Key::A),
+                i.key_pressed(Key::C),
+                i.key_pressed(Key::S),
+            )
+        });
+        let mut n = 0;
+        if up {
+            n += 1;
+        }
+        if down {
+            n -= 1;
+        }
+        if pup {
+            n += 10;
+        }
+        if pdown {
+            n -= 10;
+        }
+        if n != 0 {
+            self.scroll(n);
+        }
+        if r {
+            self.commands.push(Command::Reset);
+        }
+        if w {
+            self.wl_mode = !self.wl_mode;
+        }
+        for (pressed, o) in [(a, Orientation::Axial), (c, Orientation::Coronal), (s, Orientation::Sagittal)] {
+            if pressed {
+                self.view.orientation = o;
+            }
+        }
+    }
+
+    fn menu_ui(&mut self, ui: &mut egui::Ui) {
+        egui::MenuBar::new().ui(ui, |ui| {
+            ui.menu_button("File", |ui| {
+                if ui.button("Open files…").clicked() {
+                    self.commands.push(Command::PickFiles);
+                }
+                if ui.button("Open folder…").clicked() {
+                    self.commands.push(Command::PickFolder);
+                }
+                if ui.button("Load demo pair").clicked() {
+                    self.commands.push(Command::Open(LoadRequest::Demo));
+                }
+                ui.separator();
+                if ui.button("Quit").clicked() {
+                    self.commands.push(Command::Quit);
+                }
+            });
+            ui.menu_button("View", |ui| {
+                for o in Orientation::ALL {
+                    ui.radio_value(&mut self.view.orientation, o, o.name());
+                }
+                ui.separator();
+                ui.checkbox(&mut self.show_browser, "Series browser");
+                ui.checkbox(&mut self.show_diagnostics, "Diagnostics");
+                if ui.button("Reset view (r)").clicked() {
+                    self.commands.push(Command::Reset);
+                }
+            });
+            ui.separator();
+            for o in Orientation::ALL {
+                ui.selectable_value(&mut self.view.orientation, o, o.name());
+            }
+            ui.separator();
+            ui.toggle_value(&mut self.wl_mode, "W/L drag (w)");
+            ui.separator();
+            ui.label("CT:");
+            for (i, p) in CT_PRESETS.iter().enumerate() {
+                if ui.button(p.name).on_hover_text(format!("W {} / L {}", p.window.width, p.window.center)).clicked() {
+                    self.apply_ct_preset(i);
+                }
+            }
+            ui.separator();
+            if ui.button("MR auto").on_hover_text("robust 2-98% window inside the head").clicked() {
+                self.auto_window_mr();
+            }
+            ui.separator();
+            ui.add(egui::Slider::new(&mut self.checker_mm, 2.0..=64.0).text("checker mm"));
+        });
+    }
+
+    fn status_ui(&mut self, ui: &mut egui::Ui) {
+        ui.horizontal(|ui| {
+            match &self.hover {
+                Some((name, w, probe)) => {
+                    ui.monospace(format!("LPS ({:.1}, {:.1}, {:.1}) mm", w[0], w[1], w[2]));
+                    match probe {
+                        Some((ijk, v)) => {
+                            let unit = if name == "CT" { " HU" } else { "" };
+                            ui.monospace(format!("{name} voxel [{} {} {}] = {:.1}{unit}", ijk[0], ijk[1], ijk[2], v));
+                        }
+                        None => {
+                            ui.monospace(format!("{name}: outside"));
+                        }
+                    }
+                }
+                None => {
+                    ui.monospace("—");
+                }
+            }
+            ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
+                match &self.adapter {
+                    Some(a) => ui.label(format!("GPU: {}", a.summary())),
+                    None => ui.colored_label(egui::Color32::LIGHT_RED, "GPU: none"),
+                };
+                if let Some((i, n)) = self.slice_index() {
+                    ui.separator();
+                    ui.monospace(format!("slice {}/{}", i + 1, n));
+                }
+            });
+        });
+    }
+
+    fn browser_ui(&mut self, ctx: &egui::Context) {
+        let mut open = self.show_browser;
+        let mut role_changes = Vec::new();
+        egui::Window::new("Series browser").open(&mut open).default_width(720.0).show(ctx, |ui| {
+            egui::Grid::new("series").striped(true).num_columns(8).show(ui, |ui| {
+                for h in ["Role", "Patient", "Study", "Series", "Modality", "Slices", "Size", "Warnings"] {
+                    ui.strong(h);
+                }
+                ui.end_row();
+                for (i, v) in self.volumes.iter().enumerate() {
+                    let mut role = if self.ct == Some(i) {
+                        Some(Role::Ct)
+                    } else if self.mr == Some(i) {
+                        Some(Role::Mr)
+                    } else {
+                        None
+                    };
+                    let before = role;
+                    ui.horizontal(|ui| {
+                        ui.radio_value(&mut role, Some(Role::Ct), "CT");
+                        ui.radio_value(&mut role, Some(Role::Mr), "MR");
+                        ui.radio_value(&mut role, None, "–");
+                    });
+                    if role != before {
+                        role_changes.push((i, role));
+                    }
+                    let m = &v.meta;
+                    ui.label(format!("{} {}", m.patient_name, m.patient_id));
+                    ui.label(&m.study_description);
+                    ui.label(&m.description).on_hover_text(&m.series_uid);
+                    ui.label(&m.modality);
+                    let d = v.geometry.dims;
+                    ui.label(d[2].to_string());
+                    ui.label(format!(
+                        "{}x{}x{} ({:.2}x{:.2}x{:.2} mm), {:.1} MB",
+                        d[0],
+                        d[1],
+                        d[2],
+                        v.geometry.spacing[0],
+                        v.geometry.spacing[1],
+                        v.geometry.spacing[2],
+                        v.size_bytes() as f64 / 1e6
+                    ));
+                    if m.warnings.is_empty() {
+                        ui.label("");
+                    } else {
+                        ui.colored_label(egui::Color32::YELLOW, format!("{} ⚠", m.warnings.len())).on_hover_text(m.warnings.join("\n"));
+                    }
+                    ui.end_row();
+                }
+            });
+        });
+        self.show_browser = open;
+        for (i, r) in role_changes {
+            self.set_role(i, r);
+        }
+    }
+
+    fn diagnostics_ui(&mut self, ctx: &egui::Context) {
+        let mut open = self.show_diagnostics;
+        egui::Window::new("Diagnostics").open(&mut open).show(ctx, |ui| {
+            match &self.adapter {
+                Some(a) => {
+                    ui.label(format!("Adapter: {}", a.name));
+                    ui.label(format!("Type: {}  Backend: {}  Driver: {}", a.device_type, a.backend, a.driver));
+                    if a.software {
+                        ui.colored_label(egui::Color32::YELLOW, "Software rendering (Mesa lavapipe): no GPU found; everything works, slower.");
+                    }
+                }
+                None => {
+                    ui.label("No GPU renderer.");
+                }
+            }
+            ui.separator();
+            ui.label("One device: the views and burn share one wgpu device and queue.");
+            match &self.self_test {
+                None if self.self_test_job.is_some() => {
+                    ui.horizontal(|ui| {
+                        ui.spinner();
+                        ui.label("burn self-test running (first run compiles shaders)…");
+                    });
+                }
+                None => {
+                    ui.label("burn self-test not run.");
+                }
+                Some(Ok(t)) => {
+                    let ok = if t.passed() { "passed" } else { "FAILED" };
+                    ui.label(format!(
+                        "burn self-test {ok}: sum(relu(A·B)) {n}x{n} = {:.4} (CPU {:.4}, rel. error {:.1e}) in {:.1} ms",
+                        t.gpu_value,
+                        t.cpu_value,
+                        t.rel_error,
+                        t.gpu_ms,
+                        n = t.n
+                    ));
+                }
+                Some(Err(e)) => {
+                    ui.colored_label(egui::Color32::LIGHT_RED, format!("burn self-test failed: {e}"));
+                }
+            }
+            if !self.frame_ms.is_empty() {
+                let mut v: Vec<f64> = self.frame_ms.iter().copied().collect();
+                v.sort_by(f64::total_cmp);
+                ui.label(format!("Frame time: median {:.1} ms, p95 {:.1} ms", v[v.len() / 2], v[(v.len() * 95 / 100).min(v.len() - 1)]));
+            }
+        });
+        self.show_diagnostics = open;
+    }
+
+    fn progress_ui(&mut self, ctx: &egui::Context) {
+        let Some(job) = &self.load_job else { return };
+        let mut cancel = false;
+        egui::Window::new("Loading").collapsible(false).resizable(false).anchor(egui::Align2::CENTER_CENTER, [0.0, 0.0]).show(ctx, |ui| {
+            ui.label(&job.label);
+            ui.label(job.progress.stage());
+            ui.add(egui::ProgressBar::new(job.progress.fraction()).show_percentage().desired_width(320.0));
+            if ui.button("Cancel").clicked() {
+                cancel = true;
+            }
+        });
+        if cancel {
+            job.progress.cancel();
+        }
+        ctx.request_repaint_after(Duration::from_millis(100));
+    }
+
+    fn errors_ui(&mut self, ctx: &egui::Context) {
+        if self.errors.is_empty() {
+            return;
+        }
+        let mut clear = false;
+        egui::Window::new("Messages").anchor(egui::Align2::RIGHT_BOTTOM, [-8.0, -32.0]).default_width(480.0).show(ctx, |ui| {
+            egui::ScrollArea::vertical().max_height(160.0).show(ui, |ui| {
+                for e in &self.errors {
+                    ui.label(e);
+                }
+            });
+            if ui.button("Dismiss").clicked() {
+                clear = true;
+            }
+        });
+        if clear {
+            self.errors.clear();
+        }
+    }
+
+    fn panes_ui(&mut self, ui: &mut egui::Ui) {
+        let ct = self.ct_volume().cloned();
+        let mr = self.mr_volume().cloned();
+        let layer = |v: &Option<Arc<Volume>>, app: &Self| {
+            v.as_ref().map(|v| {
+                let d = app.display_of(v);
+                PaneLayer { volume: v.clone(), window: d.window, colormap: d.colormap }
+            })
+        };
+        let ct_layer = layer(&ct, self);
+        let mr_layer = layer(&mr, self);
+        let title = |role: &str, v: &Option<Arc<Volume>>| match v {
+            Some(v) => format!("{role}: {}", v.meta.description),
+            None => role.to_string(),
+        };
+        let panes = [
+            (title("CT", &ct), [ct_layer.clone(), None], Combine::Single, ct.clone(), "CT"),
+            (title("MR", &mr), [mr_layer.clone(), None], Combine::Single, mr.clone(), "MR"),
+            ("Checkerboard CT / MR (synthesis pane)".to_string(), [ct_layer, mr_layer], Combine::Checker(self.checker_mm), ct.clone().or(mr.clone()), "CT"),
+        ];
+        let gap = 4.0;
+        let avail = ui.available_rect_before_wrap();
+        let w = ((avail.width() - 2.0 * gap) / 3.0).max(10.0);
+        let mut scroll = 0;
+        let mut hover = None;
+        for (k, (title, layers, combine, probe_vol, name)) in panes.into_iter().enumerate() {
+            let rect = egui::Rect::from_min_size(egui::pos2(avail.min.x + k as f32 * (w + gap), avail.min.y), egui::vec2(w, avail.height()));
+            let mut child = ui.new_child(egui::UiBuilder::new().max_rect(rect).id_salt(("pane", k)));
+            let ev = pane_ui(&mut child, k as u64, &title, &mut self.view, layers, combine, self.wl_mode, self.has_gpu_renderer);
+            scroll += ev.scroll;
+            if let Some(wpt) = ev.hover_world {
+                let probe = probe_vol.as_ref().and_then(|v| view::probe(v, wpt));
+                hover = Some((name.to_string(), wpt, probe));
+            }
+            if let (Some((dw, dc)), Some(v)) = (ev.window_drag, probe_vol.as_ref()) {
+                let mut d = self.display_of(v);
+                let s = d.window.width.max(1.0) * 0.005;
+                d.window.width = (d.window.width + dw * s).max(1.0);
+                d.window.center += dc * s;
+                self.display.insert(v.id, d);
+            }
+        }
+        ui.allocate_rect(avail, egui::Sense::hover());
+        self.hover = hover;
+        if scroll != 0 {
+            self.scroll(scroll);
+        }
+    }
+}
+
+impl AdapterReport {
+    /// The report of an egui-wgpu adapter.
+    pub fn from_adapter(adapter: &eframe::egui_wgpu::wgpu::Adapter) -> Self {
+        let info = adapter.get_info();
+        let software = info.device_type == eframe::egui_wgpu::wgpu::DeviceType::Cpu;
+        Self {
+            name: info.name.clone(),
+            device_type: format!("{:?}", info.device_type),
+            backend: format!("{:?}", info.backend),
+            driver: format!("{} {}", info.driver, info.driver_info).trim().to_string(),
+            software,
+        }
+    }
+}
+
+impl eframe::App for SynthScopeApp {
+    fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
+        let ctx = ui.ctx().clone();
+        let now = Instant::now();
+        if let Some(t) = self.last_frame {
+            self.frame_ms.push_back(now.duration_since(t).as_secs_f64() * 1e3);
+            if self.frame_ms.len() > 240 {
+                self.frame_ms.pop_front();
+            }
+        }
+        self.last_frame = Some(now);
+        self.poll_jobs();
+        // Files dropped on the window.
+        let dropped: Vec<PathBuf> = ctx.input(|i| i.raw.dropped_files.iter().map(|f| f.path().to_path_buf()).filter(|p| !p.as_os_str().is_empty()).collect());
+        if !dropped.is_empty() {
+            self.commands.push(Command::Open(LoadRequest::Paths(dropped)));
+        }
+        self.keyboard(&ctx);
+        egui::Panel::top("menu").show(ui, |ui| self.menu_ui(ui));
+        egui::Panel::bottom("status").show(ui, |ui| self.status_ui(ui));
+        egui::CentralPanel::no_frame().show(ui, |ui| self.panes_ui(ui));
+        self.browser_ui(&ctx);
+        self.diagnostics_ui(&ctx);
+        self.progress_ui(&ctx);
+        self.errors_ui(&ctx);
+        self.run_commands(&ctx);
+        self.autoscroll_step(&ctx, now);
+    }
+}
+
+impl SynthScopeApp {
+    fn autoscroll_step(&mut self, ctx: &egui::Context, now: Instant) {
+        let Some((left, last, stats)) = &mut self.autoscroll else { return };
+        if self.load_job.is_some() || self.volumes.is_empty() {
+            *last = now;
+            ctx.request_repaint();
+            return;
+        }
+        stats.frame_ms.push(now.duration_since(*last).as_secs_f64() * 1e3);
+        *last = now;
+        if *left == 0 {
+            let mut v = stats.frame_ms.clone();
+            v.remove(0);
+            v.sort_by(f64::total_cmp);
+            if !v.is_empty() {
+                let mean = v.iter().sum::<f64>() / v.len() as f64;
+                println!(
+                    "autoscroll: {} frames, frame time mean {:.2} ms, median {:.2} ms, p95 {:.2} ms, max {:.2} ms",
+                    v.len(),
+                    mean,
+                    v[v.len() / 2],
+                    v[(v.len() * 95 / 100).min(v.len() - 1)],
+                    v[v.len() - 1]
+                );
+            }
+            self.autoscroll = None;
+            ctx.send_viewport_cmd(egui::ViewportCommand::Close);
+            return;
+        }
+        *left -= 1;
+        // Bounce through the volume so every frame shows a new slice.
+        let left = *left;
+        let (i, n) = self.slice_index().unwrap_or((0, 1));
+        let dir = if (left / n.max(1)) % 2 == 0 { 1 } else { -1 };
+        let dir = if i + 1 >= n { -1 } else if i == 0 { 1 } else { dir };
+        self.scroll(dir);
+        ctx.request_repaint();
+    }
+}
+
+/// Run the GUI (blocks until the window closes).
+pub fn run(options: AppOptions) -> anyhow::Result<()> {
+    let gpu = gpu::shared()?;
+    let native = eframe::NativeOptions {
+        viewport: egui::ViewportBuilder::default().with_title("SynthScope").with_inner_size([1440.0, 720.0]).with_drag_and_drop(true),
+        renderer: eframe::Renderer::Wgpu,
+        wgpu_options: eframe::egui_wgpu::WgpuConfiguration { wgpu_setup: gpu.egui_setup(), ..Default::default() },
+        ..Default::default()
+    };
+    eframe::run_native("SynthScope", native, Box::new(move |cc| Ok(Box::new(SynthScopeApp::new(cc, options)))))
+        .map_err(|e| anyhow::anyhow!("cannot open the window: {e}"))
+}

@@ -1,0 +1,335 @@
+//! The bridge from volumes to the GPU: 3D textures uploaded once per volume, one pipeline,
+//! and a paint callback per view (egui-wgpu `CallbackTrait`). Knows nothing of egui layout.
+
+use crate::volume::{Colormap, Volume, WindowLevel};
+use eframe::egui_wgpu::{self, CallbackResources, CallbackTrait, wgpu};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// The WGSL source of the slice shader.
+pub const SLICE_WGSL: &str = include_str!("../../shaders/slice.wgsl");
+
+#[repr(C)]
+#[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
+struct LayerUniform {
+    origin: [f32; 4],
+    du: [f32; 4],
+    dv: [f32; 4],
+    dims: [f32; 4],
+    window: [f32; 4],
+    cmap: [f32; 4],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
+struct Uniforms {
+    layers: [LayerUniform; 2],
+    mode: [f32; 4],
+    plane: [f32; 4],
+}
+
+/// A volume on the GPU: 16-bit quantised voxels with the dequantisation to get values back.
+struct GpuVolume {
+    view: wgpu::TextureView,
+    scale: f32,
+    offset: f32,
+    last_used: Instant,
+}
+
+/// How a volume's values are packed into 16 bits: exact for integer data with a range below 65536.
+pub fn quantisation(volume: &Volume) -> (f32, f32) {
+    let (min, max) = volume.min_max();
+    let integral = volume.data.iter().step_by(97).all(|v| v.fract() == 0.0);
+    if integral && max - min <= 65535.0 {
+        (1.0, min)
+    } else {
+        (((max - min) / 65535.0).max(1e-12), min)
+    }
+}
+
+fn upload(device: &wgpu::Device, queue: &wgpu::Queue, volume: &Volume) -> GpuVolume {
+    let [nx, ny, nz] = volume.geometry.dims;
+    let (scale, offset) = quantisation(volume);
+    let texture = device.create_texture(&wgpu::TextureDescriptor {
+        label: Some("volume"),
+        size: wgpu::Extent3d { width: nx as u32, height: ny as u32, depth_or_array_layers: nz as u32 },
+        mip_level_count: 1,
+        sample_count: 1,
+        dimension: wgpu::TextureDimension::D3,
+        format: wgpu::TextureFormat::R16Uint,
+        usage: wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::COPY_DST,
+        view_formats: &[],
+    });
+    // Upload in slabs so no single staging buffer gets large.
+    let plane = nx * ny;
+    let slab = (16 * 1024 * 1024 / (plane * 2)).clamp(1, nz.max(1));
+    let mut z = 0;
+    while z < nz {
+        let n = slab.min(nz - z);
+        let q: Vec<u16> = volume.data[z * plane..(z + n) * plane]
+            .iter()
+            .map(|v| ((v - offset) / scale).round().clamp(0.0, 65535.0) as u16)
+            .collect();
+        queue.write_texture(
+            wgpu::TexelCopyTextureInfo {
+                texture: &texture,
+                mip_level: 0,
+                origin: wgpu::Origin3d { x: 0, y: 0, z: z as u32 },
+                aspect: wgpu::TextureAspect::All,
+            },
+            bytemuck::cast_slice(&q),
+            wgpu::TexelCopyBufferLayout { offset: 0, bytes_per_row: Some(nx as u32 * 2), rows_per_image: Some(ny as u32) },
+            wgpu::Extent3d { width: nx as u32, height: ny as u32, depth_or_array_layers: n as u32 },
+        );
+        z += n;
+    }
+    GpuVolume { view: texture.create_view(&Default::default()), scale, offset, last_used: Instant::now() }
+}
+
+/// Long-lived GPU state, kept in egui-wgpu's `callback_resources`.
+pub struct SliceRenderer {
+    pipeline: wgpu::RenderPipeline,
+    layout: wgpu::BindGroupLayout,
+    colormaps: wgpu::TextureView,
+    empty_volume: wgpu::TextureView,
+    volumes: HashMap<u64, GpuVolume>,
+    views: HashMap<u64, (wgpu::Buffer, wgpu::BindGroup)>,
+    /// Number of volume uploads so far (tests use it to prove scrolling never re-uploads).
+    pub uploads: u64,
+}
+
+impl SliceRenderer {
+    /// Create the pipeline and colormap table for `format` render targets.
+    pub fn new(device: &wgpu::Device, queue: &wgpu::Queue, format: wgpu::TextureFormat) -> Self {
+        let shader = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some("slice.wgsl"),
+            source: wgpu::ShaderSource::Wgsl(SLICE_WGSL.into()),
+        });
+        let tex_entry = |binding, dim, sample_type| wgpu::BindGroupLayoutEntry {
+            binding,
+            visibility: wgpu::ShaderStages::FRAGMENT,
+            ty: wgpu::BindingType::Texture { sample_type, view_dimension: dim, multisampled: false },
+            count: None,
+        };
+        let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+            label: Some("slice"),
+            entries: &[
+                wgpu::BindGroupLayoutEntry {
+                    binding: 0,
+                    visibility: wgpu::ShaderStages::FRAGMENT | wgpu::ShaderStages::VERTEX,
+                    ty: wgpu::BindingType::Buffer {
+                        ty: wgpu::BufferBindingType::Uniform,
+                        has_dynamic_offset: false,
+                        min_binding_size: None,
+                    },
+                    count: None,
+                },
+                tex_entry(1, wgpu::TextureViewDimension::D3, wgpu::TextureSampleType::Uint),
+                tex_entry(2, wgpu::TextureViewDimension::D3, wgpu::TextureSampleType::Uint),
+                tex_entry(3, wgpu::TextureViewDimension::D2, wgpu::TextureSampleType::Float { filterable: false }),
+            ],
+        });
+        let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+            label: Some("slice"),
+            bind_group_layouts: &[Some(&layout)],
+            immediate_size: 0,
+        });
+        let pipeline = device.create_render_pipeline(&wgpu::RenderPipelineDescriptor {
+            label: Some("slice"),
+            layout: Some(&pipeline_layout),
+            vertex: wgpu::VertexState {
+                module: &shader,
+                entry_point: Some("vs_main"),
+                buffers: &[],
+                compilation_options: Default::default(),
+            },
+            fragment: Some(wgpu::FragmentState {
+                module: &shader,
+                entry_point: Some("fs_main"),
+                targets: &[Some(wgpu::ColorTargetState { format, blend: None, write_mask: wgpu::ColorWrites::ALL })],
+                compilation_options: Default::default(),
+            }),
+            primitive: wgpu::PrimitiveState { topology: wgpu::PrimitiveTopology::TriangleStrip, ..Default::default() },
+            depth_stencil: None,
+            multisample: wgpu::MultisampleState::default(),
+            multiview_mask: None,
+            cache: None,
+        });
+        let rows = Colormap::ALL.len() as u32;
+        let table: Vec<u8> = Colormap::ALL.iter().flat_map(|c| c.table().into_iter().flatten()).collect();
+        let size = wgpu::Extent3d { width: 256, height: rows, depth_or_array_layers: 1 };
+        let cm = device.create_texture(&wgpu::TextureDescriptor {
+            label: Some("colormaps"),
+            size,
+            mip_level_count: 1,
+            sample_count: 1,
+            dimension: wgpu::TextureDimension::D2,
+            format: wgpu::TextureFormat::Rgba8Unorm,
+            usage: wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::COPY_DST,
+            view_formats: &[],
+        });
+        queue.write_texture(
+            wgpu::TexelCopyTextureInfo { texture: &cm, mip_level: 0, origin: wgpu::Origin3d::ZERO, aspect: wgpu::TextureAspect::All },
+            &table,
+            wgpu::TexelCopyBufferLayout { offset: 0, bytes_per_row: Some(256 * 4), rows_per_image: Some(rows) },
+            size,
+        );
+        let empty = device.create_texture(&wgpu::TextureDescriptor {
+            label: Some("empty volume"),
+            size: wgpu::Extent3d { width: 1, height: 1, depth_or_array_layers: 1 },
+            mip_level_count: 1,
+            sample_count: 1,
+            dimension: wgpu::TextureDimension::D3,
+            format: wgpu::TextureFormat::R16Uint,
+            usage: wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::COPY_DST,
+            view_formats: &[],
+        });
+        Self {
+            pipeline,
+            layout,
+            colormaps: cm.create_view(&Default::default()),
+            empty_volume: empty.create_view(&Default::default()),
+            volumes: HashMap::new(),
+            views: HashMap::new(),
+            uploads: 0,
+        }
+    }
+
+    /// Install the renderer into an egui-wgpu render state (once per render state).
+    pub fn install(render_state: &egui_wgpu::RenderState) {
+        let r = SliceRenderer::new(&render_state.device, &render_state.queue, render_state.target_format);
+        render_state.renderer.write().callback_resources.insert(r);
+    }
+
+    fn ensure_volume(&mut self, device: &wgpu::Device, queue: &wgpu::Queue, v: &Volume) {
+        let now = Instant::now();
+        if let Some(g) = self.volumes.get_mut(&v.id) {
+            g.last_used = now;
+            return;
+        }
+        self.volumes.insert(v.id, upload(device, queue, v));
+        self.uploads += 1;
+        // Drop volumes no view has drawn for a while (replaced series).
+        self.volumes.retain(|_, g| now.duration_since(g.last_used).as_secs() < 20);
+    }
+}
+
+/// One layer of a view: which volume, how the view's uv maps into its voxels, and its look.
+#[derive(Clone)]
+pub struct LayerDraw {
+    /// The volume (shared, uploaded once by id).
+    pub volume: Arc<Volume>,
+    /// Continuous voxel index at uv (0, 0).
+    pub origin: [f64; 3],
+    /// Voxel index change across the full width (u from 0 to 1).
+    pub du: [f64; 3],
+    /// Voxel index change across the full height.
+    pub dv: [f64; 3],
+    /// Display window.
+    pub window: WindowLevel,
+    /// Colormap.
+    pub colormap: Colormap,
+    /// Inverted greys (MONOCHROME1).
+    pub invert: bool,
+}
+
+/// How two layers combine.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Combine {
+    /// Layer 0 alone.
+    Single,
+    /// Checkerboard of layer 0 and 1 with squares of this many mm.
+    Checker(f32),
+    /// Layer 1 over layer 0 with this weight.
+    Blend(f32),
+}
+
+/// The per-frame description of one view, handed to egui as a paint callback.
+#[derive(Clone)]
+pub struct SliceCallback {
+    /// Stable id of the view (its uniform buffer is reused).
+    pub view_id: u64,
+    /// Up to two layers.
+    pub layers: [Option<LayerDraw>; 2],
+    /// Combination of the layers.
+    pub combine: Combine,
+    /// In-plane mm at uv (0,0) and extent (mm) of the rect: for world-fixed checkerboards.
+    pub plane: [f32; 4],
+}
+
+impl CallbackTrait for SliceCallback {
+    fn prepare(
+        &self,
+        device: &wgpu::Device,
+        queue: &wgpu::Queue,
+        _screen: &egui_wgpu::ScreenDescriptor,
+        _encoder: &mut wgpu::CommandEncoder,
+        resources: &mut CallbackResources,
+    ) -> Vec<wgpu::CommandBuffer> {
+        let Some(r) = resources.get_mut::<SliceRenderer>() else {
+            return Vec::new();
+        };
+        let mut u = Uniforms::default();
+        for (i, l) in self.layers.iter().enumerate() {
+            let Some(l) = l else { continue };
+            r.ensure_volume(device, queue, &l.volume);
+            let g = &r.volumes[&l.volume.id];
+            let d = l.volume.geometry.dims;
+            let f = |v: [f64; 3]| [v[0] as f32, v[1] as f32, v[2] as f32, 0.0];
+            u.layers[i] = LayerUniform {
+                origin: f(l.origin),
+                du: f(l.du),
+                dv: f(l.dv),
+                dims: [d[0] as f32, d[1] as f32, d[2] as f32, 1.0],
+                window: [l.window.low(), l.window.width, g.scale, g.offset],
+                cmap: [l.colormap.row() as f32, if l.invert { 1.0 } else { 0.0 }, 1.0, 0.0],
+            };
+        }
+        u.mode = match self.combine {
+            Combine::Single => [0.0, 0.0, 0.0, 0.0],
+            Combine::Checker(mm) => [1.0, mm, 0.0, 0.0],
+            Combine::Blend(w) => [2.0, 0.0, w, 0.0],
+        };
+        u.plane = self.plane;
+        let view_of = |r: &SliceRenderer, i: usize| -> wgpu::TextureView {
+            self.layers[i].as_ref().and_then(|l| r.volumes.get(&l.volume.id)).map(|g| g.view.clone()).unwrap_or_else(|| r.empty_volume.clone())
+        };
+        let (v0, v1) = (view_of(r, 0), view_of(r, 1));
+        let buffer = match r.views.get(&self.view_id) {
+            Some((b, _)) => b.clone(),
+            None => device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("slice uniforms"),
+                size: std::mem::size_of::<Uniforms>() as u64,
+                usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            }),
+        };
+        queue.write_buffer(&buffer, 0, bytemuck::bytes_of(&u));
+        let bind = device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some("slice"),
+            layout: &r.layout,
+            entries: &[
+                wgpu::BindGroupEntry { binding: 0, resource: buffer.as_entire_binding() },
+                wgpu::BindGroupEntry { binding: 1, resource: wgpu::BindingResource::TextureView(&v0) },
+                wgpu::BindGroupEntry { binding: 2, resource: wgpu::BindingResource::TextureView(&v1) },
+                wgpu::BindGroupEntry { binding: 3, resource: wgpu::BindingResource::TextureView(&r.colormaps) },
+            ],
+        });
+        r.views.insert(self.view_id, (buffer, bind));
+        Vec::new()
+    }
+
+    fn paint(&self, _info: egui::PaintCallbackInfo, pass: &mut wgpu::RenderPass<'static>, resources: &CallbackResources) {
+        let Some(r) = resources.get::<SliceRenderer>() else { return };
+        let Some((_, bind)) = r.views.get(&self.view_id) else { return };
+        pass.set_pipeline(&r.pipeline);
+        pass.set_bind_group(0, bind, &[]);
+        pass.draw(0..4, 0..1);
+    }
+}
+
+/// Number of volume uploads the renderer installed in `render_state` has done.
+pub fn upload_count(render_state: &egui_wgpu::RenderState) -> u64 {
+    render_state.renderer.read().callback_resources.get::<SliceRenderer>().map(|r| r.uploads).unwrap_or(0)
+}

@@ -1,0 +1,274 @@
+//! The command line: `synthscope [PATH...]` opens the GUI; subcommands run the same code headless.
+
+use crate::app::{self, AppOptions};
+use crate::io::{self, LoadError, Progress, dicom_write, nifti_io, phantom};
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// SynthScope: cross-modality MR <-> CT synthesis viewer.
+#[derive(Parser, Debug)]
+#[command(name = "synthscope", version, args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    /// DICOM folders or files, or NIfTI files, to open in the viewer (default: the demo pair).
+    pub paths: Vec<PathBuf>,
+    /// Open the demo pair on small grids (quick start, tests).
+    #[arg(long, hide = true)]
+    pub small_demo: bool,
+    /// Benchmark: scroll one slice per frame for N frames, print frame times and exit.
+    #[arg(long, value_name = "N")]
+    pub autoscroll: Option<usize>,
+    /// Subcommand.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Subcommands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// List the series found under PATHs (dims, spacing, geometry, value range, warnings).
+    Info {
+        /// Files or folders.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Convert the series found in IN (folders or files) to NIfTI (OUT.nii or OUT.nii.gz).
+    Convert {
+        /// Inputs, then the output file last.
+        #[arg(required = true, num_args = 2..)]
+        args: Vec<PathBuf>,
+    },
+    /// Write the demo phantom (CT, T1 and T2 MR) as DICOM series and NIfTI files.
+    Phantom {
+        /// Output folder.
+        #[arg(long)]
+        out: PathBuf,
+        /// Number of CT slices over the same extent (default 96).
+        #[arg(long)]
+        ct_slices: Option<usize>,
+        /// Small grids (fast, for tests).
+        #[arg(long)]
+        small: bool,
+        /// Noise seed.
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+    },
+    /// Run the burn self-test on the shared GPU device and print the adapter.
+    SelfTest {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Benchmarks.
+    Bench {
+        /// Which benchmark.
+        #[command(subcommand)]
+        what: Bench,
+    },
+}
+
+/// Benchmarks.
+#[derive(Subcommand, Debug)]
+pub enum Bench {
+    /// Load throughput (MB/s, slices/s) of PATH, against plain file reading of the same bytes.
+    Load {
+        /// Folder or files.
+        path: PathBuf,
+        /// Repetitions (the best is reported).
+        #[arg(long, default_value_t = 3)]
+        repeat: usize,
+    },
+}
+
+/// One series as `info --json` prints it.
+#[derive(Serialize)]
+struct SeriesInfo {
+    series_uid: String,
+    modality: String,
+    description: String,
+    dims: [usize; 3],
+    spacing: [f64; 3],
+    origin: [f64; 3],
+    direction: [f64; 9],
+    min: f32,
+    max: f32,
+    warnings: Vec<String>,
+}
+
+fn load(paths: &[PathBuf]) -> anyhow::Result<io::LoadOutcome> {
+    let outcome = io::load_paths(paths, &Progress::default())?;
+    if outcome.volumes.is_empty() {
+        match outcome.errors.first() {
+            Some(e) => bail!("{e}"),
+            None => bail!("no images found"),
+        }
+    }
+    for e in &outcome.errors {
+        eprintln!("warning: skipped {e}");
+    }
+    Ok(outcome)
+}
+
+/// Entry point of the binary.
+pub fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        None => app::run(AppOptions { paths: cli.paths, small_demo: cli.small_demo, self_test: true, autoscroll_frames: cli.autoscroll }),
+        Some(Command::Info { paths, json }) => info(&paths, json),
+        Some(Command::Convert { mut args }) => {
+            let out = args.pop().context("missing output file")?;
+            convert(&args, &out)
+        }
+        Some(Command::Phantom { out, ct_slices, small, seed }) => {
+            let mut cfg = if small { phantom::PhantomConfig::small() } else { phantom::PhantomConfig::default() };
+            cfg.seed = seed;
+            if let Some(n) = ct_slices {
+                cfg = cfg.with_ct_slices(n);
+            }
+            write_phantom(&cfg, &out)
+        }
+        Some(Command::SelfTest { json }) => {
+            let g = crate::gpu::shared()?;
+            let t0 = Instant::now();
+            let t = crate::gpu::self_test(&g.device, 64)?;
+            if json {
+                println!("{}", serde_json::json!({"adapter": g.report, "self_test": t, "first_run_ms": t0.elapsed().as_secs_f64() * 1e3}));
+            } else {
+                println!("adapter: {}", g.report.summary());
+                println!("self-test: gpu {:.5} cpu {:.5} rel.err {:.2e} in {:.1} ms", t.gpu_value, t.cpu_value, t.rel_error, t.gpu_ms);
+            }
+            if !t.passed() {
+                bail!("GPU self-test failed: relative error {:.2e}", t.rel_error);
+            }
+            Ok(())
+        }
+        Some(Command::Bench { what: Bench::Load { path, repeat } }) => bench_load(&path, repeat),
+    }
+}
+
+fn info(paths: &[PathBuf], json: bool) -> anyhow::Result<()> {
+    let outcome = load(paths)?;
+    let series: Vec<SeriesInfo> = outcome
+        .volumes
+        .iter()
+        .map(|v| {
+            let (min, max) = v.min_max();
+            SeriesInfo {
+                series_uid: v.meta.series_uid.clone(),
+                modality: v.meta.modality.clone(),
+                description: v.meta.description.clone(),
+                dims: v.geometry.dims,
+                spacing: v.geometry.spacing,
+                origin: v.geometry.origin,
+                direction: v.geometry.direction_row_major(),
+                min,
+                max,
+                warnings: v.meta.warnings.clone(),
+            }
+        })
+        .collect();
+    if json {
+        println!("{}", serde_json::json!({ "series": series }));
+    } else {
+        for s in &series {
+            println!("{} {} \"{}\"", s.modality, s.series_uid, s.description);
+            println!(
+                "  dims {:?}  spacing [{:.3}, {:.3}, {:.3}] mm  origin [{:.2}, {:.2}, {:.2}]  range [{}, {}]",
+                s.dims, s.spacing[0], s.spacing[1], s.spacing[2], s.origin[0], s.origin[1], s.origin[2], s.min, s.max
+            );
+            for w in &s.warnings {
+                println!("  warning: {w}");
+            }
+        }
+    }
+    Ok(())
+}
+
+fn convert(inputs: &[PathBuf], out: &Path) -> anyhow::Result<()> {
+    if !io::is_nifti_path(out) {
+        bail!("{}: the output must end in .nii or .nii.gz", out.display());
+    }
+    let outcome = load(inputs)?;
+    let n = outcome.volumes.len();
+    for (k, v) in outcome.volumes.iter().enumerate() {
+        let target = if n == 1 {
+            out.to_path_buf()
+        } else {
+            let name = out.file_name().map(|s| s.to_string_lossy().to_string()).unwrap_or_default();
+            let (stem, ext) = if let Some(s) = name.strip_suffix(".nii.gz") { (s.to_string(), "nii.gz") } else { (name.trim_end_matches(".nii").to_string(), "nii") };
+            out.with_file_name(format!("{stem}_{}.{ext}", k + 1))
+        };
+        nifti_io::write_nifti(v, &target)?;
+        println!("{} -> {} ({} {}x{}x{})", v.meta.description, target.display(), v.meta.modality, v.geometry.dims[0], v.geometry.dims[1], v.geometry.dims[2]);
+    }
+    Ok(())
+}
+
+/// Write the phantom CT, T1 and T2 as DICOM series (`ct/`, `mr_t1/`, `mr_t2/`) and NIfTI files.
+pub fn write_phantom(cfg: &phantom::PhantomConfig, out: &Path) -> anyhow::Result<()> {
+    let t0 = Instant::now();
+    let ct = phantom::phantom_ct(cfg);
+    let t1 = phantom::phantom_mr(cfg, phantom::MrContrast::T1);
+    let t2 = phantom::phantom_mr(cfg, phantom::MrContrast::T2);
+    let gen_ms = t0.elapsed().as_secs_f64() * 1e3;
+    std::fs::create_dir_all(out).map_err(|e| LoadError::file(out, format!("cannot create folder: {e}")))?;
+    for (v, dir, nii, num) in [(&ct, "ct", "ct.nii.gz", 1), (&t1, "mr_t1", "mr_t1.nii.gz", 2), (&t2, "mr_t2", "mr_t2.nii.gz", 3)] {
+        let opts = dicom_write::DicomWriteOptions { series_number: num, ..Default::default() };
+        let files = dicom_write::write_series(v, &out.join(dir), &opts)?;
+        nifti_io::write_nifti(v, &out.join(nii))?;
+        println!("{}: {} slices -> {}/ and {}", v.meta.description, files.len(), out.join(dir).display(), out.join(nii).display());
+    }
+    let truth = serde_json::json!({
+        "moving_from_fixed": cfg.moving_from_fixed,
+        "note": "an MR point m corresponds to the CT point c with m = R (c - center) + center + translation, R = Rz*Ry*Rx",
+        "config": cfg,
+    });
+    std::fs::write(out.join("phantom_truth.json"), serde_json::to_string_pretty(&truth)?)?;
+    println!("generated in {gen_ms:.0} ms, written in {:.0} ms total", t0.elapsed().as_secs_f64() * 1e3);
+    Ok(())
+}
+
+fn bench_load(path: &Path, repeat: usize) -> anyhow::Result<()> {
+    let mut files = Vec::new();
+    if path.is_dir() {
+        let mut stack = vec![path.to_path_buf()];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d)? {
+                let p = e?.path();
+                if p.is_dir() { stack.push(p) } else { files.push(p) }
+            }
+        }
+    } else {
+        files.push(path.to_path_buf());
+    }
+    let bytes: u64 = files.iter().filter_map(|f| std::fs::metadata(f).ok()).map(|m| m.len()).sum();
+    let mut best_read = f64::INFINITY;
+    let mut best_load = f64::INFINITY;
+    let mut slices = 0usize;
+    let mut voxels = 0usize;
+    for _ in 0..repeat.max(1) {
+        let t = Instant::now();
+        let mut n = 0usize;
+        for f in &files {
+            n += std::fs::read(f)?.len();
+        }
+        std::hint::black_box(n);
+        best_read = best_read.min(t.elapsed().as_secs_f64());
+        let t = Instant::now();
+        let out = load(&[path.to_path_buf()])?;
+        best_load = best_load.min(t.elapsed().as_secs_f64());
+        slices = out.volumes.iter().map(|v| v.geometry.dims[2]).sum();
+        voxels = out.volumes.iter().map(|v| v.data.len()).sum();
+    }
+    let mb = bytes as f64 / 1e6;
+    println!("files: {} ({:.1} MB), slices: {slices}, voxels: {voxels}", files.len(), mb);
+    println!("reference (plain read of the same files): {:.1} MB/s, {:.3} s", mb / best_read, best_read);
+    println!("load (scan + sort + decode + rescale):     {:.1} MB/s, {:.0} slices/s, {:.3} s", mb / best_load, slices as f64 / best_load, best_load);
+    println!("ratio load/read time: {:.2}x", best_load / best_read);
+    Ok(())
+}

@@ -1,0 +1,410 @@
+//! The embedded demo pair: a procedural 3D head phantom imaged as CT (HU) and T1/T2 MR.
+//!
+//! The head is built from nested soft-edged ellipsoids in a head frame equal to the CT's
+//! patient frame (LPS, mm, origin at the head centre). Each structure paints over the ones
+//! before it with a coverage fraction that ramps over one voxel, which gives partial-volume
+//! edges without supersampling. The MR is imaged on its own grid with the head moved by a
+//! known rigid transform, `moving_from_fixed`, that registration is expected to recover.
+
+use crate::volume::{Geometry, Modality, Vec3, Volume, VolumeMeta};
+use rayon::prelude::*;
+use serde::Serialize;
+
+/// MR contrast of a phantom image.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum MrContrast {
+    /// T1-weighted: fat and white matter bright, CSF dark.
+    T1,
+    /// T2-weighted: CSF bright, white matter darker than grey.
+    T2,
+}
+
+/// A rigid transform: rotation (degrees about L, P, S axes, applied x then y then z) and translation (mm).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct Rigid {
+    /// Rotation angles in degrees about the x, y, z axes.
+    pub rotation_deg: Vec3,
+    /// Translation in mm.
+    pub translation: Vec3,
+    /// Centre of rotation in mm.
+    pub center: Vec3,
+}
+
+impl Rigid {
+    /// The rotation matrix R = Rz * Ry * Rx.
+    pub fn matrix(&self) -> [[f64; 3]; 3] {
+        let [ax, ay, az] = self.rotation_deg.map(f64::to_radians);
+        let (sx, cx) = ax.sin_cos();
+        let (sy, cy) = ay.sin_cos();
+        let (sz, cz) = az.sin_cos();
+        let rx = [[1.0, 0.0, 0.0], [0.0, cx, -sx], [0.0, sx, cx]];
+        let ry = [[cy, 0.0, sy], [0.0, 1.0, 0.0], [-sy, 0.0, cy]];
+        let rz = [[cz, -sz, 0.0], [sz, cz, 0.0], [0.0, 0.0, 1.0]];
+        mul3(&rz, &mul3(&ry, &rx))
+    }
+
+    /// Map point p: R (p - c) + c + t.
+    pub fn apply(&self, p: Vec3) -> Vec3 {
+        let r = self.matrix();
+        let q = [p[0] - self.center[0], p[1] - self.center[1], p[2] - self.center[2]];
+        let mut out = [0.0; 3];
+        for i in 0..3 {
+            out[i] = r[i][0] * q[0] + r[i][1] * q[1] + r[i][2] * q[2] + self.center[i] + self.translation[i];
+        }
+        out
+    }
+
+    /// Map point p by the inverse: R^T (p - c - t) + c.
+    pub fn apply_inverse(&self, p: Vec3) -> Vec3 {
+        let r = self.matrix();
+        let q = [
+            p[0] - self.center[0] - self.translation[0],
+            p[1] - self.center[1] - self.translation[1],
+            p[2] - self.center[2] - self.translation[2],
+        ];
+        let mut out = [0.0; 3];
+        for i in 0..3 {
+            out[i] = r[0][i] * q[0] + r[1][i] * q[1] + r[2][i] * q[2] + self.center[i];
+        }
+        out
+    }
+}
+
+fn mul3(a: &[[f64; 3]; 3], b: &[[f64; 3]; 3]) -> [[f64; 3]; 3] {
+    let mut m = [[0.0; 3]; 3];
+    for i in 0..3 {
+        for j in 0..3 {
+            m[i][j] = (0..3).map(|k| a[i][k] * b[k][j]).sum();
+        }
+    }
+    m
+}
+
+/// Settings of the phantom; `Default` is the embedded demo pair.
+#[derive(Clone, Debug, Serialize)]
+pub struct PhantomConfig {
+    /// Seed of the noise.
+    pub seed: u64,
+    /// CT grid size.
+    pub ct_dims: [usize; 3],
+    /// CT voxel size (mm).
+    pub ct_spacing: Vec3,
+    /// MR grid size.
+    pub mr_dims: [usize; 3],
+    /// MR voxel size (mm).
+    pub mr_spacing: Vec3,
+    /// Where the head appears in the MR's patient frame: MR position = moving_from_fixed(CT position).
+    pub moving_from_fixed: Rigid,
+    /// CT noise standard deviation (HU).
+    pub ct_noise_hu: f32,
+    /// MR noise standard deviation, as a fraction of white-matter T1 signal.
+    pub mr_noise: f32,
+}
+
+impl Default for PhantomConfig {
+    fn default() -> Self {
+        Self {
+            seed: 7,
+            ct_dims: [256, 256, 96],
+            ct_spacing: [0.8, 0.8, 1.6],
+            mr_dims: [176, 176, 128],
+            mr_spacing: [1.2, 1.2, 1.2],
+            moving_from_fixed: Rigid {
+                rotation_deg: [3.0, -2.0, 5.0],
+                translation: [4.0, -6.0, 3.0],
+                center: [0.0, 0.0, 0.0],
+            },
+            ct_noise_hu: 8.0,
+            mr_noise: 0.02,
+        }
+    }
+}
+
+impl PhantomConfig {
+    /// The same head with the CT sampled on `n` slices over the same extent (for load benchmarks).
+    pub fn with_ct_slices(mut self, n: usize) -> Self {
+        let extent = self.ct_spacing[2] * self.ct_dims[2] as f64;
+        self.ct_dims[2] = n.max(1);
+        self.ct_spacing[2] = extent / n.max(1) as f64;
+        self
+    }
+
+    /// A small version for tests (coarser grids, same head).
+    pub fn small() -> Self {
+        Self {
+            ct_dims: [96, 96, 48],
+            ct_spacing: [2.2, 2.2, 3.2],
+            mr_dims: [72, 72, 56],
+            mr_spacing: [2.8, 2.8, 2.8],
+            ..Self::default()
+        }
+    }
+
+    fn ct_geometry(&self) -> Geometry {
+        centred_geometry(self.ct_dims, self.ct_spacing, [0.0, 0.0, 10.0])
+    }
+
+    fn mr_geometry(&self) -> Geometry {
+        centred_geometry(self.mr_dims, self.mr_spacing, [0.0, 0.0, 10.0])
+    }
+}
+
+fn centred_geometry(dims: [usize; 3], spacing: Vec3, center: Vec3) -> Geometry {
+    let origin = [
+        center[0] - spacing[0] * (dims[0] as f64 - 1.0) / 2.0,
+        center[1] - spacing[1] * (dims[1] as f64 - 1.0) / 2.0,
+        center[2] - spacing[2] * (dims[2] as f64 - 1.0) / 2.0,
+    ];
+    Geometry::axis_aligned(dims, spacing, origin)
+}
+
+/// Tissue classes of the phantom.
+#[derive(Clone, Copy, Debug)]
+enum Tissue {
+    Air,
+    Scalp,
+    Cortical,
+    Marrow,
+    Csf,
+    Grey,
+    White,
+    Lesion,
+}
+
+/// (CT HU, T1 signal, T2 signal) of a tissue; MR signals in units of 1000.
+fn properties(t: Tissue) -> [f32; 3] {
+    match t {
+        Tissue::Air => [-1000.0, 0.0, 0.0],
+        Tissue::Scalp => [-40.0, 0.85, 0.55],
+        Tissue::Cortical => [1450.0, 0.05, 0.03],
+        Tissue::Marrow => [420.0, 0.7, 0.4],
+        Tissue::Csf => [6.0, 0.12, 1.0],
+        Tissue::Grey => [38.0, 0.45, 0.6],
+        Tissue::White => [28.0, 0.66, 0.42],
+        Tissue::Lesion => [58.0, 0.32, 0.9],
+    }
+}
+
+/// An ellipsoid in head coordinates.
+struct Ellipsoid {
+    center: Vec3,
+    radii: Vec3,
+}
+
+impl Ellipsoid {
+    /// Signed distance estimate (mm, negative inside) by first-order correction of the
+    /// ellipsoid's implicit function.
+    fn distance(&self, p: Vec3) -> f64 {
+        let q = [
+            (p[0] - self.center[0]) / self.radii[0],
+            (p[1] - self.center[1]) / self.radii[1],
+            (p[2] - self.center[2]) / self.radii[2],
+        ];
+        let r = (q[0] * q[0] + q[1] * q[1] + q[2] * q[2]).sqrt();
+        if r < 1e-9 {
+            return -self.radii[0].min(self.radii[1]).min(self.radii[2]);
+        }
+        let g = [q[0] / self.radii[0] / r, q[1] / self.radii[1] / r, q[2] / self.radii[2] / r];
+        let gn = (g[0] * g[0] + g[1] * g[1] + g[2] * g[2]).sqrt();
+        (r - 1.0) / gn
+    }
+}
+
+/// Head outline radii (mm) and the shells inside it, as fractions of the radii.
+const HEAD: Vec3 = [74.0, 94.0, 82.0];
+
+fn shell(f: f64) -> Ellipsoid {
+    Ellipsoid { center: [0.0, 0.0, 0.0], radii: [HEAD[0] * f, HEAD[1] * f, HEAD[2] * f] }
+}
+
+/// Coverage of a shape with signed distance `d` by a voxel of size `h` (linear ramp).
+#[inline]
+fn coverage(d: f64, h: f64) -> f32 {
+    (0.5 - d / h).clamp(0.0, 1.0) as f32
+}
+
+/// Tissue properties at head point `p`, blended over edges of width `h` (mm).
+fn head_properties(p: Vec3, h: f64) -> [f32; 3] {
+    // The scan stops at the neck: everything below z = -52 mm is outside the field of view.
+    let neck = (p[2] + 52.0) / h;
+    let scalp_d = shell(1.0).distance(p);
+    if scalp_d > h || neck < -1.0 {
+        return properties(Tissue::Air);
+    }
+    let mut v = properties(Tissue::Air);
+    let mut paint = |t: Tissue, f: f32| {
+        if f > 0.0 {
+            let pr = properties(t);
+            for c in 0..3 {
+                v[c] = v[c] * (1.0 - f) + pr[c] * f;
+            }
+        }
+    };
+    let in_fov = (neck + 0.5).clamp(0.0, 1.0) as f32;
+    paint(Tissue::Scalp, coverage(scalp_d, h) * in_fov);
+    paint(Tissue::Cortical, coverage(shell(0.94).distance(p), h) * in_fov);
+    paint(Tissue::Marrow, coverage(shell(0.915).distance(p), h) * in_fov);
+    paint(Tissue::Cortical, coverage(shell(0.89).distance(p), h) * in_fov);
+    // Skull base: a bony floor under the brain.
+    let floor = (p[2] + 34.0) / h;
+    paint(Tissue::Csf, (coverage(shell(0.865).distance(p), h) as f64 * (floor + 0.5).clamp(0.0, 1.0)) as f32);
+    paint(Tissue::Grey, (coverage(shell(0.84).distance(p), h) as f64 * (floor - 2.0 / h + 0.5).clamp(0.0, 1.0)) as f32);
+    paint(Tissue::White, coverage(Ellipsoid { center: [0.0, 0.0, 8.0], radii: [HEAD[0] * 0.7, HEAD[1] * 0.7, HEAD[2] * 0.62] }.distance(p), h));
+    // Lateral ventricles: two elongated CSF bodies either side of the midline.
+    for side in [-1.0, 1.0] {
+        let e = Ellipsoid { center: [side * 9.0, 2.0, 14.0], radii: [6.0, 24.0, 9.0] };
+        paint(Tissue::Csf, coverage(e.distance(p), h));
+    }
+    // Grey-matter nuclei near the ventricles (deep grey).
+    for side in [-1.0, 1.0] {
+        let e = Ellipsoid { center: [side * 20.0, 6.0, 2.0], radii: [7.0, 12.0, 8.0] };
+        paint(Tissue::Grey, coverage(e.distance(p), h));
+    }
+    // A small lesion in the left frontal white matter.
+    paint(Tissue::Lesion, coverage(Ellipsoid { center: [26.0, -24.0, 26.0], radii: [5.0, 5.0, 5.0] }.distance(p), h));
+    // Air sinuses: frontal (in the skull, anterior) and sphenoid (in the skull base).
+    paint(Tissue::Air, coverage(Ellipsoid { center: [0.0, -84.0, 6.0], radii: [13.0, 5.0, 9.0] }.distance(p), h));
+    paint(Tissue::Cortical, coverage(Ellipsoid { center: [0.0, -28.0, -42.0], radii: [16.0, 14.0, 9.0] }.distance(p), h) * in_fov);
+    paint(Tissue::Air, coverage(Ellipsoid { center: [0.0, -28.0, -42.0], radii: [11.0, 9.0, 6.0] }.distance(p), h) * in_fov);
+    v
+}
+
+/// Deterministic standard normal from (seed, index): splitmix64 + Box-Muller.
+fn gauss(seed: u64, i: u64) -> (f32, f32) {
+    let mut s = seed ^ i.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    let mut next = || {
+        s = s.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = s;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    };
+    let u1 = ((next() >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
+    let u2 = ((next() >> 11) as f64) / (1u64 << 53) as f64;
+    let r = (-2.0 * u1.ln()).sqrt();
+    let t = std::f64::consts::TAU * u2;
+    ((r * t.cos()) as f32, (r * t.sin()) as f32)
+}
+
+/// Render the phantom on `geometry`, mapping grid points to head points through `head_from_world`.
+fn render(geometry: &Geometry, head_from_world: impl Fn(Vec3) -> Vec3 + Sync, channel: usize) -> Vec<f32> {
+    let [nx, ny, nz] = geometry.dims;
+    let h = geometry.spacing[0].max(geometry.spacing[1]).max(geometry.spacing[2]);
+    let mut data = vec![0f32; nx * ny * nz];
+    data.par_chunks_mut(nx * ny).enumerate().for_each(|(z, slice)| {
+        for y in 0..ny {
+            for x in 0..nx {
+                let w = geometry.world_from_voxel([x as f64, y as f64, z as f64]);
+                slice[x + nx * y] = head_properties(head_from_world(w), h)[channel];
+            }
+        }
+    });
+    data
+}
+
+fn meta(modality: Modality, description: &str, uid_suffix: &str) -> VolumeMeta {
+    VolumeMeta {
+        modality: modality.code().to_string(),
+        series_uid: format!("2.25.31415926535897932384626433.{uid_suffix}"),
+        description: description.to_string(),
+        patient_name: "SynthScope^Phantom".to_string(),
+        patient_id: "PHANTOM-001".to_string(),
+        study_uid: "2.25.31415926535897932384626433.1".to_string(),
+        study_description: "Procedural head phantom".to_string(),
+        frame_of_reference_uid: "2.25.31415926535897932384626433.9".to_string(),
+        source: "embedded demo phantom".to_string(),
+        ..Default::default()
+    }
+}
+
+/// The phantom CT in HU on the CT grid (patient frame = head frame).
+pub fn phantom_ct(cfg: &PhantomConfig) -> Volume {
+    let g = cfg.ct_geometry();
+    let mut data = render(&g, |w| w, 0);
+    let seed = cfg.seed;
+    data.par_iter_mut().enumerate().for_each(|(i, v)| {
+        let (n, _) = gauss(seed, i as u64);
+        // Integer HU, as a scanner stores them.
+        *v = (*v + cfg.ct_noise_hu * n).round().clamp(-1024.0, 3071.0);
+    });
+    Volume::new(g, data, meta(Modality::Ct, "Phantom CT (HU)", "2"))
+}
+
+/// The phantom MR on the MR grid, the head moved by `cfg.moving_from_fixed`, with Rician
+/// noise and a smooth multiplicative bias field.
+pub fn phantom_mr(cfg: &PhantomConfig, contrast: MrContrast) -> Volume {
+    let g = cfg.mr_geometry();
+    let channel = match contrast {
+        MrContrast::T1 => 1,
+        MrContrast::T2 => 2,
+    };
+    let rigid = cfg.moving_from_fixed;
+    let mut data = render(&g, |w| rigid.apply_inverse(w), channel);
+    let seed = cfg.seed.wrapping_add(channel as u64 * 1_000_003);
+    let sigma = cfg.mr_noise * 1000.0;
+    let [nx, ny, _] = g.dims;
+    data.par_chunks_mut(nx * ny).enumerate().for_each(|(z, slice)| {
+        for y in 0..ny {
+            for x in 0..nx {
+                let i = x + nx * (y + ny * z);
+                let w = g.world_from_voxel([x as f64, y as f64, z as f64]);
+                // Receive-coil bias: smooth, about +-15% over the head.
+                let bias = 1.0 + 0.12 * (w[0] / 90.0) - 0.08 * (w[1] / 110.0) + 0.1 * (w[2] / 80.0)
+                    - 0.05 * ((w[0] * w[0] + w[1] * w[1]) / 9000.0);
+                let s = slice[x + nx * y] * 1000.0 * bias as f32;
+                let (n1, n2) = gauss(seed, i as u64);
+                let m = ((s + sigma * n1).powi(2) + (sigma * n2).powi(2)).sqrt();
+                slice[x + nx * y] = m.round().min(4095.0);
+            }
+        }
+    });
+    let name = match contrast {
+        MrContrast::T1 => ("Phantom T1 MR", "3"),
+        MrContrast::T2 => ("Phantom T2 MR", "4"),
+    };
+    Volume::new(g, data, meta(Modality::Mr, name.0, name.1))
+}
+
+/// The embedded demo pair: (CT, T1 MR).
+pub fn demo_pair() -> (Volume, Volume) {
+    let cfg = PhantomConfig::default();
+    rayon::join(|| phantom_ct(&cfg), || phantom_mr(&cfg, MrContrast::T1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rigid_inverse_round_trips() {
+        let r = PhantomConfig::default().moving_from_fixed;
+        let p = [12.0, -30.0, 44.0];
+        let q = r.apply_inverse(r.apply(p));
+        for a in 0..3 {
+            assert!((p[a] - q[a]).abs() < 1e-9);
+        }
+    }
+
+    #[test]
+    fn tissues_have_expected_values_at_known_points() {
+        let h = 0.5;
+        // Centre of the left ventricle: CSF.
+        assert!((head_properties([9.0, 2.0, 14.0], h)[0] - 6.0).abs() < 1.0);
+        // Deep white matter.
+        assert!((head_properties([-30.0, 30.0, 30.0], h)[0] - 28.0).abs() < 1.0);
+        // Skull along +x: between 0.89 and 0.94 of 74 mm is bone (cortical or marrow).
+        assert!(head_properties([0.915 * 74.0 + 0.95, 0.0, 0.0], h)[0] > 300.0);
+        // Outside the head: air.
+        assert_eq!(head_properties([0.0, 0.0, 95.0], h)[0], -1000.0);
+        // Lesion centre.
+        assert!((head_properties([26.0, -24.0, 26.0], h)[0] - 58.0).abs() < 1.0);
+    }
+
+    #[test]
+    fn small_phantom_is_deterministic() {
+        let cfg = PhantomConfig::small();
+        let a = phantom_mr(&cfg, MrContrast::T1);
+        let b = phantom_mr(&cfg, MrContrast::T1);
+        assert_eq!(a.data, b.data);
+    }
+}

@@ -1,0 +1,11 @@
+//! SynthScope: a DICOM-aware viewer for cross-modality MR <-> CT synthesis.
+//!
+//! Data flows as plain values: `io` decodes files into [`volume::Volume`]s, the `app` shows
+//! them on the one shared GPU device of [`gpu`], and the command line (`cli`) runs the same
+//! code paths headless.
+
+pub mod app;
+pub mod cli;
+pub mod gpu;
+pub mod io;
+pub mod volume;

@@ -101,6 +101,7 @@ pub struct SynthScopeApp {
     pub self_test: Option<Result<SelfTest, String>>,
     self_test_job: Option<SelfTestJob>,
     has_gpu_renderer: bool,
+    render_state: Option<eframe::egui_wgpu::RenderState>,
     hover: Option<(String, [f64; 3], Option<([usize; 3], f32)>)>,
     commands: Vec<Command>,
     file_dialog: Option<crossbeam_channel::Receiver<Option<Vec<PathBuf>>>>,
@@ -148,6 +149,7 @@ impl SynthScopeApp {
             self_test: None,
             self_test_job,
             has_gpu_renderer,
+            render_state: cc.wgpu_render_state.clone(),
             hover: None,
             commands: Vec::new(),
             file_dialog: None,
@@ -171,6 +173,16 @@ impl SynthScopeApp {
                 self.self_test = Some(r);
             }
         }
+    }
+
+    /// Volumes uploaded to the GPU so far (each volume once; scrolling never re-uploads).
+    pub fn gpu_uploads(&self) -> u64 {
+        self.render_state.as_ref().map(render::upload_count).unwrap_or(0)
+    }
+
+    /// The wgpu device the views draw with.
+    pub fn render_device(&self) -> Option<&eframe::egui_wgpu::wgpu::Device> {
+        self.render_state.as_ref().map(|r| &r.device)
     }
 
     /// The CT-role volume.

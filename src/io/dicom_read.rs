@@ -56,15 +56,39 @@ pub struct ScanResult {
     pub errors: Vec<LoadError>,
 }
 
+/// Bytes of an element whose VR is UN (written by a tool that did not know the attribute).
+fn unknown_bytes(obj: &InMemDicomObject, tag: Tag) -> Option<Vec<u8>> {
+    let e = obj.get(tag)?;
+    if e.vr() == dicom::core::VR::UN { e.value().to_bytes().ok().map(|b| b.into_owned()) } else { None }
+}
+
 fn text(obj: &InMemDicomObject, tag: Tag) -> Option<String> {
-    obj.get(tag).and_then(|e| e.to_str().ok()).map(|s| s.trim_end_matches(['\0', ' ']).trim().to_string())
+    let raw = match unknown_bytes(obj, tag) {
+        Some(b) => String::from_utf8_lossy(&b).into_owned(),
+        None => obj.get(tag).and_then(|e| e.to_str().ok())?.into_owned(),
+    };
+    Some(raw.trim_end_matches(['\0', ' ']).trim().to_string())
 }
 
 fn floats(obj: &InMemDicomObject, tag: Tag) -> Option<Vec<f64>> {
+    if unknown_bytes(obj, tag).is_some() {
+        // Decimal/integer strings stored as UN: parse the text.
+        let t = text(obj, tag)?;
+        let v: Option<Vec<f64>> = t.split('\\').map(|x| x.trim().parse::<f64>().ok()).collect();
+        return v.filter(|v| !v.is_empty());
+    }
     obj.get(tag).and_then(|e| e.to_multi_float64().ok()).filter(|v| !v.is_empty())
 }
 
 fn int(obj: &InMemDicomObject, tag: Tag) -> Option<i64> {
+    if let Some(b) = unknown_bytes(obj, tag) {
+        // US/UL as UN are binary little endian; IS as UN is text.
+        return match b.len() {
+            2 if tag.group() == 0x0028 => Some(u16::from_le_bytes([b[0], b[1]]) as i64),
+            4 if tag.group() == 0x0028 && !b.iter().all(|c| c.is_ascii_digit() || *c == b' ') => Some(u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as i64),
+            _ => text(obj, tag).and_then(|t| t.parse::<i64>().ok()),
+        };
+    }
     obj.get(tag).and_then(|e| e.to_int::<i64>().ok())
 }
 
@@ -159,8 +183,10 @@ fn scan_file(path: &Path) -> Result<(SeriesScan, String), LoadError> {
         if let (Some(p0), Some(o)) = (top_pos, iop) {
             let n = cross([o[0], o[1], o[2]], [o[3], o[4], o[5]]);
             let dz = nominal.unwrap_or(1.0);
+            // RT dose grids give each frame's offset along the normal explicitly.
+            let offsets = floats(&obj, tags::GRID_FRAME_OFFSET_VECTOR).filter(|v| v.len() == frames as usize);
             for s in &mut slices {
-                let k = s.frame as f64 * dz;
+                let k = offsets.as_ref().map(|o| o[s.frame as usize]).unwrap_or(s.frame as f64 * dz);
                 s.position = Some([p0[0] + n[0] * k, p0[1] + n[1] * k, p0[2] + n[2] * k]);
             }
         }
@@ -344,7 +370,8 @@ pub fn series_geometry(s: &SeriesScan) -> (Geometry, Vec<String>) {
 
 /// Decode the pixels of one file's frames (values after rescale), one Vec per requested frame.
 fn decode_file(path: &Path, frames: &[(u32, (f64, f64))], rows: usize, cols: usize) -> Result<Vec<Vec<f32>>, LoadError> {
-    let obj = dicom::object::open_file(path).map_err(|e| LoadError::file(path, format!("cannot read DICOM: {e}")))?;
+    let obj = dicom::object::open_file(path)
+        .map_err(|e| LoadError::file(path, format!("cannot read the data set (file truncated or corrupt: the data ends before an element's declared length): {e}")))?;
     let ts = obj.meta().transfer_syntax().to_string();
     if obj.get(tags::PIXEL_DATA).is_none() {
         return Err(LoadError::file(path, "no Pixel Data (7FE0,0010)"));
@@ -375,6 +402,22 @@ fn decode_file(path: &Path, frames: &[(u32, (f64, f64))], rows: usize, cols: usi
             }
         }
     }
+    // RLE with 32-bit samples (dose grids): dicom-rs's RLE decoder stops at 16 bits; ours covers it.
+    let bits_allocated = int(&obj, tags::BITS_ALLOCATED).unwrap_or(16);
+    if ts.trim_end_matches('\0') == uids::RLE_LOSSLESS && bits_allocated == 32 {
+        let signed = int(&obj, tags::PIXEL_REPRESENTATION).unwrap_or(0) == 1;
+        let fragments = obj
+            .get(tags::PIXEL_DATA)
+            .and_then(|e| e.value().fragments())
+            .ok_or_else(|| LoadError::file(path, "RLE pixel data is not encapsulated"))?;
+        let mut out = Vec::with_capacity(frames.len());
+        for &(frame, (slope, intercept)) in frames {
+            let frag = fragments.get(frame as usize).ok_or_else(|| LoadError::file(path, format!("no RLE fragment for frame {frame}")))?;
+            let raw = rle_decode_frame(frag, rows * cols, 4).map_err(|m| LoadError::file(path, format!("RLE frame {frame}: {m}")))?;
+            out.push(raw.into_iter().map(|r| ((if signed { r as i32 as f64 } else { r as f64 }) * slope + intercept) as f32).collect());
+        }
+        return Ok(out);
+    }
     let decoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| obj.decode_pixel_data()))
         .map_err(|_| LoadError::file(path, format!("the decoder for {} failed on this file", transfer_syntax_name(&ts))))?
         .map_err(|e| LoadError::file(path, format!("cannot decode pixel data ({}): {e}", transfer_syntax_name(&ts))))?;
@@ -382,7 +425,62 @@ fn decode_file(path: &Path, frames: &[(u32, (f64, f64))], rows: usize, cols: usi
         return Err(LoadError::file(path, "decoded size differs from Rows/Columns"));
     }
     let mut out = Vec::with_capacity(frames.len());
+    let bits = decoded.bits_allocated();
+    let signed = decoded.pixel_representation() == dicom::pixeldata::PixelRepresentation::Signed;
+    let plane = rows * cols;
+    let big_endian = ts.trim_end_matches('\0') == dicom::dictionary_std::uids::EXPLICIT_VR_BIG_ENDIAN;
     for &(frame, (slope, intercept)) in frames {
+        // 1-bit (segmentations) and 32-bit (dose grids) samples: converted here, as
+        // dicom-pixeldata's conversion covers 8 and 16 bits.
+        if bits == 1 {
+            let data = decoded.data();
+            let start = frame as usize * plane;
+            let frames_total = decoded.number_of_frames() as usize;
+            if data.len() >= frames_total * plane {
+                // Already unpacked by the decoder: one byte per pixel.
+                out.push(data[start..start + plane].iter().map(|v| ((*v != 0) as u8 as f64 * slope + intercept) as f32).collect());
+                continue;
+            }
+            if data.len() * 8 < start + plane {
+                return Err(LoadError::file(path, format!("1-bit pixel data too short for frame {frame}")));
+            }
+            out.push((start..start + plane).map(|b| (((data[b / 8] >> (b % 8)) & 1) as f64 * slope + intercept) as f32).collect());
+            continue;
+        }
+        if bits == 32 && big_endian {
+            // Big-endian native data: rebuild 32-bit samples from the parsed element value,
+            // whose words the parser already put in machine order.
+            use dicom::core::PrimitiveValue as P;
+            let value = obj.get(tags::PIXEL_DATA).map(|e| e.value());
+            let start = frame as usize * plane;
+            let samples: Option<Vec<u32>> = match value.and_then(|v| v.primitive()) {
+                Some(P::U32(w)) => w.get(start..start + plane).map(|w| w.to_vec()),
+                Some(P::U16(w)) => w.get(2 * start..2 * (start + plane)).map(|w| w.chunks_exact(2).map(|p| ((p[0] as u32) << 16) | p[1] as u32).collect()),
+                Some(P::U8(b)) => b.get(4 * start..4 * (start + plane)).map(|b| b.chunks_exact(4).map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]])).collect()),
+                _ => None,
+            };
+            let samples = samples.ok_or_else(|| LoadError::file(path, format!("32-bit big-endian pixel data too short for frame {frame}")))?;
+            out.push(samples.into_iter().map(|raw| ((if signed { raw as i32 as f64 } else { raw as f64 }) * slope + intercept) as f32).collect());
+            continue;
+        }
+        if bits == 32 {
+            let data = decoded.frame_data(frame).map_err(|e| LoadError::file(path, format!("cannot read frame {frame}: {e}")))?;
+            if data.len() < plane * 4 {
+                return Err(LoadError::file(path, format!("frame {frame} holds {} bytes, {} needed", data.len(), plane * 4)));
+            }
+            out.push(
+                data.chunks_exact(4)
+                    .take(plane)
+                    .map(|c| {
+                        let b = [c[0], c[1], c[2], c[3]];
+                        let raw = if big_endian { u32::from_be_bytes(b) } else { u32::from_le_bytes(b) };
+                        let v = if signed { raw as i32 as f64 } else { raw as f64 };
+                        (v * slope + intercept) as f32
+                    })
+                    .collect(),
+            );
+            continue;
+        }
         let opts = ConvertOptions::new().with_modality_lut(ModalityLutOption::Override(Rescale::new(slope, intercept)));
         let v: Vec<f32> = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| decoded.to_vec_frame_with_options::<f32>(frame, &opts)))
             .map_err(|_| LoadError::file(path, format!("pixel conversion failed on frame {frame}")))?
@@ -391,6 +489,52 @@ fn decode_file(path: &Path, frames: &[(u32, (f64, f64))], rows: usize, cols: usi
             return Err(LoadError::file(path, format!("frame {frame} has {} values, expected {}", v.len(), rows * cols)));
         }
         out.push(v);
+    }
+    Ok(out)
+}
+
+/// Decode one RLE Lossless frame (PS3.5 Annex G) of single-sample pixels with `bytes` bytes each:
+/// one PackBits segment per byte plane, most significant first.
+fn rle_decode_frame(frag: &[u8], pixels: usize, bytes: usize) -> Result<Vec<u32>, String> {
+    if frag.len() < 64 {
+        return Err("header shorter than 64 bytes".into());
+    }
+    let word = |i: usize| u32::from_le_bytes([frag[4 * i], frag[4 * i + 1], frag[4 * i + 2], frag[4 * i + 3]]) as usize;
+    let nseg = word(0);
+    if nseg != bytes {
+        return Err(format!("{nseg} segments, expected {bytes}"));
+    }
+    let mut out = vec![0u32; pixels];
+    for s in 0..nseg {
+        let start = word(1 + s);
+        let end = if s + 1 < nseg { word(2 + s) } else { frag.len() };
+        if start > end || end > frag.len() {
+            return Err(format!("segment {s} offsets out of range"));
+        }
+        let seg = &frag[start..end];
+        let mut plane = Vec::with_capacity(pixels);
+        let mut i = 0;
+        while i < seg.len() && plane.len() < pixels {
+            let n = seg[i] as i8;
+            i += 1;
+            if n >= 0 {
+                let len = n as usize + 1;
+                let chunk = seg.get(i..i + len).ok_or("literal run past the segment end")?;
+                plane.extend_from_slice(chunk);
+                i += len;
+            } else if n != -128 {
+                let b = *seg.get(i).ok_or("repeat run past the segment end")?;
+                plane.extend(std::iter::repeat_n(b, (-(n as i32)) as usize + 1));
+                i += 1;
+            }
+        }
+        if plane.len() < pixels {
+            return Err(format!("segment {s} decodes to {} bytes, {pixels} needed", plane.len()));
+        }
+        let shift = 8 * (bytes - 1 - s);
+        for (o, b) in out.iter_mut().zip(plane) {
+            *o |= (b as u32) << shift;
+        }
     }
     Ok(out)
 }

@@ -1,0 +1,71 @@
+//! Shared test helpers: the public sample files (fetched once from PyPI, cached under target/)
+//! and the reference values extracted from them with pydicom and nibabel.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+/// Versions of the PyPI packages whose bundled test files form the conformance set.
+pub const WHEELS: [&str; 2] = ["pydicom==3.0.2", "nibabel==5.4.2"];
+
+fn fetch(root: &Path) -> Result<(), String> {
+    let wheels = root.join("wheels");
+    std::fs::create_dir_all(&wheels).map_err(|e| e.to_string())?;
+    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+    let st = Command::new(&python)
+        .args(["-m", "pip", "download", "--quiet", "--no-deps", "--dest"])
+        .arg(&wheels)
+        .args(WHEELS)
+        .status()
+        .map_err(|e| format!("cannot run {python} -m pip: {e}"))?;
+    if !st.success() {
+        return Err(format!("pip download {WHEELS:?} failed"));
+    }
+    for entry in std::fs::read_dir(&wheels).map_err(|e| e.to_string())? {
+        let p = entry.map_err(|e| e.to_string())?.path();
+        if p.extension().is_some_and(|e| e == "whl") {
+            let st = Command::new(&python).args(["-m", "zipfile", "-e"]).arg(&p).arg(root).status().map_err(|e| e.to_string())?;
+            if !st.success() {
+                return Err(format!("cannot unpack {}", p.display()));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Folder holding `pydicom/data/test_files` and `nibabel/tests/data`.
+///
+/// `SYNTHSCOPE_SAMPLES` points at an existing copy; otherwise the wheels are downloaded with
+/// pip into `target/public-samples` on first use.
+pub fn samples_root() -> &'static Path {
+    static ROOT: OnceLock<PathBuf> = OnceLock::new();
+    ROOT.get_or_init(|| {
+        let root = std::env::var_os("SYNTHSCOPE_SAMPLES")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/public-samples"));
+        let ready = root.join("pydicom/data/test_files/MR_small.dcm").exists() && root.join("nibabel/tests/data/anatomical.nii").exists();
+        if !ready {
+            if let Err(e) = fetch(&root) {
+                panic!("the public sample files are missing and could not be fetched: {e}. Install python3 with pip, or set SYNTHSCOPE_SAMPLES to a folder holding the unpacked {WHEELS:?} wheels");
+            }
+        }
+        root
+    })
+}
+
+/// pydicom's bundled test files.
+pub fn pydicom_file(name: &str) -> PathBuf {
+    samples_root().join("pydicom/data/test_files").join(name)
+}
+
+/// nibabel's bundled test files.
+pub fn nibabel_file(name: &str) -> PathBuf {
+    samples_root().join("nibabel/tests/data").join(name)
+}
+
+/// Reference values written by tests/tools/make_expected.py.
+pub fn expected() -> serde_json::Value {
+    let text = include_str!("../fixtures/public_expected.json");
+    serde_json::from_str(text).expect("fixture parses")
+}

@@ -1,0 +1,98 @@
+//! UI tests (egui_kittest on the shared wgpu device): the app starts on the demo pair, scrolling
+//! moves every linked view, W/L presets change the drawn image, volumes upload once.
+
+use egui_kittest::Harness;
+use egui_kittest::kittest::Queryable;
+use std::time::Duration;
+use synthscope::app::{AppOptions, SynthScopeApp};
+
+fn harness() -> Harness<'static, SynthScopeApp> {
+    let gpu = synthscope::gpu::shared().expect("shared device");
+    let mut h = Harness::builder()
+        .with_size(egui::vec2(1200.0, 480.0))
+        .wgpu_setup(gpu.egui_setup())
+        .build_eframe(|cc| SynthScopeApp::new(cc, AppOptions { small_demo: true, self_test: false, ..Default::default() }));
+    h.state_mut().wait_for_jobs(Duration::from_secs(120));
+    h.run();
+    h
+}
+
+fn ct_mr_slices(app: &SynthScopeApp) -> (usize, usize) {
+    let ct = app.ct_volume().unwrap();
+    let mr = app.mr_volume().unwrap();
+    (app.view.slice_index(&ct.geometry).0, app.view.slice_index(&mr.geometry).0)
+}
+
+#[test]
+fn starts_on_the_demo_pair_and_scrolls_all_views() {
+    let mut h = harness();
+    let app = h.state();
+    assert_eq!(app.volumes.len(), 2);
+    assert_eq!(app.ct_volume().unwrap().meta.modality, "CT");
+    assert_eq!(app.mr_volume().unwrap().meta.modality, "MR");
+    // The views draw on the device burn registered.
+    assert_eq!(app.render_device(), Some(&synthscope::gpu::shared().unwrap().setup.device));
+    let before = ct_mr_slices(app);
+    // Mouse wheel over the MR pane (middle third): one notch up.
+    h.hover_at(egui::pos2(600.0, 240.0));
+    h.event(egui::Event::MouseWheel {
+        unit: egui::MouseWheelUnit::Line,
+        delta: egui::vec2(0.0, 1.0),
+        modifiers: Default::default(),
+        phase: egui::TouchPhase::Move,
+        source: egui::MouseWheelSource::Wheel,
+    });
+    h.run();
+    let after_wheel = ct_mr_slices(h.state());
+    assert!(after_wheel.0 > before.0, "CT slice {before:?} -> {after_wheel:?}");
+    assert!(after_wheel.1 > before.1, "MR slice follows the crosshair: {before:?} -> {after_wheel:?}");
+    // Arrow keys scroll too.
+    for _ in 0..3 {
+        h.key_press(egui::Key::ArrowDown);
+        h.run();
+    }
+    let after_keys = ct_mr_slices(h.state());
+    assert!(after_keys.0 < after_wheel.0 && after_keys.1 < after_wheel.1, "{after_wheel:?} -> {after_keys:?}");
+    // Scrolling never re-uploads a volume: CT and MR went up once each.
+    let _ = h.render();
+    assert_eq!(h.state().gpu_uploads(), 2);
+    h.snapshot("demo_pair_axial");
+}
+
+#[test]
+fn window_presets_change_the_drawn_image() {
+    let mut h = harness();
+    let brain = h.render().expect("render");
+    h.get_by_label("Bone").click();
+    h.run();
+    let ct = h.state().ct_volume().unwrap().clone();
+    assert_eq!(h.state().display_of(&ct).window.width, 2800.0);
+    let bone = h.render().expect("render");
+    // Compare the CT pane (left third): the bone window must change many pixels there.
+    let (w, hgt) = brain.dimensions();
+    let mut changed = 0;
+    for y in (hgt / 4)..(3 * hgt / 4) {
+        for x in (w / 12)..(w / 4) {
+            if brain.get_pixel(x, y) != bone.get_pixel(x, y) {
+                changed += 1;
+            }
+        }
+    }
+    assert!(changed > 1000, "only {changed} pixels changed");
+    h.snapshot("demo_pair_bone_window");
+    // Coronal view via the keyboard.
+    h.key_press(egui::Key::C);
+    h.run();
+    h.snapshot("demo_pair_coronal");
+}
+
+#[test]
+fn reset_restores_the_view() {
+    let mut h = harness();
+    let fitted = h.state().view.clone();
+    h.state_mut().view.zoom = 3.0;
+    h.state_mut().view.pan = [10.0, -5.0];
+    h.key_press(egui::Key::R);
+    h.run();
+    assert_eq!(h.state().view, fitted);
+}

@@ -118,14 +118,28 @@ fn load(paths: &[PathBuf]) -> anyhow::Result<io::LoadOutcome> {
 pub fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        None => app::run(AppOptions { paths: cli.paths, small_demo: cli.small_demo, self_test: true, autoscroll_frames: cli.autoscroll }),
+        None => app::run(AppOptions {
+            paths: cli.paths,
+            small_demo: cli.small_demo,
+            self_test: true,
+            autoscroll_frames: cli.autoscroll,
+        }),
         Some(Command::Info { paths, json }) => info(&paths, json),
         Some(Command::Convert { mut args }) => {
             let out = args.pop().context("missing output file")?;
             convert(&args, &out)
         }
-        Some(Command::Phantom { out, ct_slices, small, seed }) => {
-            let mut cfg = if small { phantom::PhantomConfig::small() } else { phantom::PhantomConfig::default() };
+        Some(Command::Phantom {
+            out,
+            ct_slices,
+            small,
+            seed,
+        }) => {
+            let mut cfg = if small {
+                phantom::PhantomConfig::small()
+            } else {
+                phantom::PhantomConfig::default()
+            };
             cfg.seed = seed;
             if let Some(n) = ct_slices {
                 cfg = cfg.with_ct_slices(n);
@@ -137,17 +151,25 @@ pub fn main() -> anyhow::Result<()> {
             let t0 = Instant::now();
             let t = crate::gpu::self_test(&g.device, 64)?;
             if json {
-                println!("{}", serde_json::json!({"adapter": g.report, "self_test": t, "first_run_ms": t0.elapsed().as_secs_f64() * 1e3}));
+                println!(
+                    "{}",
+                    serde_json::json!({"adapter": g.report, "self_test": t, "first_run_ms": t0.elapsed().as_secs_f64() * 1e3})
+                );
             } else {
                 println!("adapter: {}", g.report.summary());
-                println!("self-test: gpu {:.5} cpu {:.5} rel.err {:.2e} in {:.1} ms", t.gpu_value, t.cpu_value, t.rel_error, t.gpu_ms);
+                println!(
+                    "self-test: gpu {:.5} cpu {:.5} rel.err {:.2e} in {:.1} ms",
+                    t.gpu_value, t.cpu_value, t.rel_error, t.gpu_ms
+                );
             }
             if !t.passed() {
                 bail!("GPU self-test failed: relative error {:.2e}", t.rel_error);
             }
             Ok(())
         }
-        Some(Command::Bench { what: Bench::Load { path, repeat } }) => bench_load(&path, repeat),
+        Some(Command::Bench {
+            what: Bench::Load { path, repeat },
+        }) => bench_load(&path, repeat),
     }
 }
 
@@ -179,7 +201,15 @@ fn info(paths: &[PathBuf], json: bool) -> anyhow::Result<()> {
             println!("{} {} \"{}\"", s.modality, s.series_uid, s.description);
             println!(
                 "  dims {:?}  spacing [{:.3}, {:.3}, {:.3}] mm  origin [{:.2}, {:.2}, {:.2}]  range [{}, {}]",
-                s.dims, s.spacing[0], s.spacing[1], s.spacing[2], s.origin[0], s.origin[1], s.origin[2], s.min, s.max
+                s.dims,
+                s.spacing[0],
+                s.spacing[1],
+                s.spacing[2],
+                s.origin[0],
+                s.origin[1],
+                s.origin[2],
+                s.min,
+                s.max
             );
             for w in &s.warnings {
                 println!("  warning: {w}");
@@ -199,12 +229,27 @@ fn convert(inputs: &[PathBuf], out: &Path) -> anyhow::Result<()> {
         let target = if n == 1 {
             out.to_path_buf()
         } else {
-            let name = out.file_name().map(|s| s.to_string_lossy().to_string()).unwrap_or_default();
-            let (stem, ext) = if let Some(s) = name.strip_suffix(".nii.gz") { (s.to_string(), "nii.gz") } else { (name.trim_end_matches(".nii").to_string(), "nii") };
+            let name = out
+                .file_name()
+                .map(|s| s.to_string_lossy().to_string())
+                .unwrap_or_default();
+            let (stem, ext) = if let Some(s) = name.strip_suffix(".nii.gz") {
+                (s.to_string(), "nii.gz")
+            } else {
+                (name.trim_end_matches(".nii").to_string(), "nii")
+            };
             out.with_file_name(format!("{stem}_{}.{ext}", k + 1))
         };
         nifti_io::write_nifti(v, &target)?;
-        println!("{} -> {} ({} {}x{}x{})", v.meta.description, target.display(), v.meta.modality, v.geometry.dims[0], v.geometry.dims[1], v.geometry.dims[2]);
+        println!(
+            "{} -> {} ({} {}x{}x{})",
+            v.meta.description,
+            target.display(),
+            v.meta.modality,
+            v.geometry.dims[0],
+            v.geometry.dims[1],
+            v.geometry.dims[2]
+        );
     }
     Ok(())
 }
@@ -216,20 +261,40 @@ pub fn write_phantom(cfg: &phantom::PhantomConfig, out: &Path) -> anyhow::Result
     let t1 = phantom::phantom_mr(cfg, phantom::MrContrast::T1);
     let t2 = phantom::phantom_mr(cfg, phantom::MrContrast::T2);
     let gen_ms = t0.elapsed().as_secs_f64() * 1e3;
-    std::fs::create_dir_all(out).map_err(|e| LoadError::file(out, format!("cannot create folder: {e}")))?;
-    for (v, dir, nii, num) in [(&ct, "ct", "ct.nii.gz", 1), (&t1, "mr_t1", "mr_t1.nii.gz", 2), (&t2, "mr_t2", "mr_t2.nii.gz", 3)] {
-        let opts = dicom_write::DicomWriteOptions { series_number: num, ..Default::default() };
+    std::fs::create_dir_all(out)
+        .map_err(|e| LoadError::file(out, format!("cannot create folder: {e}")))?;
+    for (v, dir, nii, num) in [
+        (&ct, "ct", "ct.nii.gz", 1),
+        (&t1, "mr_t1", "mr_t1.nii.gz", 2),
+        (&t2, "mr_t2", "mr_t2.nii.gz", 3),
+    ] {
+        let opts = dicom_write::DicomWriteOptions {
+            series_number: num,
+            ..Default::default()
+        };
         let files = dicom_write::write_series(v, &out.join(dir), &opts)?;
         nifti_io::write_nifti(v, &out.join(nii))?;
-        println!("{}: {} slices -> {}/ and {}", v.meta.description, files.len(), out.join(dir).display(), out.join(nii).display());
+        println!(
+            "{}: {} slices -> {}/ and {}",
+            v.meta.description,
+            files.len(),
+            out.join(dir).display(),
+            out.join(nii).display()
+        );
     }
     let truth = serde_json::json!({
         "moving_from_fixed": cfg.moving_from_fixed,
         "note": "an MR point m corresponds to the CT point c with m = R (c - center) + center + translation, R = Rz*Ry*Rx",
         "config": cfg,
     });
-    std::fs::write(out.join("phantom_truth.json"), serde_json::to_string_pretty(&truth)?)?;
-    println!("generated in {gen_ms:.0} ms, written in {:.0} ms total", t0.elapsed().as_secs_f64() * 1e3);
+    std::fs::write(
+        out.join("phantom_truth.json"),
+        serde_json::to_string_pretty(&truth)?,
+    )?;
+    println!(
+        "generated in {gen_ms:.0} ms, written in {:.0} ms total",
+        t0.elapsed().as_secs_f64() * 1e3
+    );
     Ok(())
 }
 
@@ -240,13 +305,21 @@ fn bench_load(path: &Path, repeat: usize) -> anyhow::Result<()> {
         while let Some(d) = stack.pop() {
             for e in std::fs::read_dir(&d)? {
                 let p = e?.path();
-                if p.is_dir() { stack.push(p) } else { files.push(p) }
+                if p.is_dir() {
+                    stack.push(p)
+                } else {
+                    files.push(p)
+                }
             }
         }
     } else {
         files.push(path.to_path_buf());
     }
-    let bytes: u64 = files.iter().filter_map(|f| std::fs::metadata(f).ok()).map(|m| m.len()).sum();
+    let bytes: u64 = files
+        .iter()
+        .filter_map(|f| std::fs::metadata(f).ok())
+        .map(|m| m.len())
+        .sum();
     let mut best_read = f64::INFINITY;
     let mut best_load = f64::INFINITY;
     let mut slices = 0usize;
@@ -266,9 +339,22 @@ fn bench_load(path: &Path, repeat: usize) -> anyhow::Result<()> {
         voxels = out.volumes.iter().map(|v| v.data.len()).sum();
     }
     let mb = bytes as f64 / 1e6;
-    println!("files: {} ({:.1} MB), slices: {slices}, voxels: {voxels}", files.len(), mb);
-    println!("reference (plain read of the same files): {:.1} MB/s, {:.3} s", mb / best_read, best_read);
-    println!("load (scan + sort + decode + rescale):     {:.1} MB/s, {:.0} slices/s, {:.3} s", mb / best_load, slices as f64 / best_load, best_load);
+    println!(
+        "files: {} ({:.1} MB), slices: {slices}, voxels: {voxels}",
+        files.len(),
+        mb
+    );
+    println!(
+        "reference (plain read of the same files): {:.1} MB/s, {:.3} s",
+        mb / best_read,
+        best_read
+    );
+    println!(
+        "load (scan + sort + decode + rescale):     {:.1} MB/s, {:.0} slices/s, {:.3} s",
+        mb / best_load,
+        slices as f64 / best_load,
+        best_load
+    );
     println!("ratio load/read time: {:.2}x", best_load / best_read);
     Ok(())
 }

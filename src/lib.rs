@@ -4,6 +4,9 @@
 //! them on the one shared GPU device of [`gpu`], and the command line (`cli`) runs the same
 //! code paths headless.
 
+// Index loops over 3-vectors read like the maths they implement.
+#![allow(clippy::needless_range_loop)]
+
 pub mod app;
 pub mod cli;
 pub mod gpu;

@@ -9,14 +9,41 @@ fn bin() -> Command {
 #[test]
 fn phantom_info_convert_end_to_end() {
     let dir = tempfile::tempdir().unwrap();
-    let out = bin().args(["phantom", "--small", "--out"]).arg(dir.path()).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let out = bin().args(["info", "--json"]).arg(dir.path().join("ct")).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = bin()
+        .args(["phantom", "--small", "--out"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = bin()
+        .args(["info", "--json"])
+        .arg(dir.path().join("ct"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let s = &v["series"][0];
     let keys: Vec<&str> = s.as_object().unwrap().keys().map(|k| k.as_str()).collect();
-    for k in ["series_uid", "modality", "description", "dims", "spacing", "origin", "direction", "min", "max", "warnings"] {
+    for k in [
+        "series_uid",
+        "modality",
+        "description",
+        "dims",
+        "spacing",
+        "origin",
+        "direction",
+        "min",
+        "max",
+        "warnings",
+    ] {
         assert!(keys.contains(&k), "missing {k}");
     }
     assert_eq!(keys.len(), 10, "{keys:?}");
@@ -24,8 +51,17 @@ fn phantom_info_convert_end_to_end() {
     assert_eq!(s["dims"], serde_json::json!([96, 96, 48]));
     assert_eq!(s["direction"].as_array().unwrap().len(), 9);
     let nii = dir.path().join("ct_converted.nii.gz");
-    let out = bin().arg("convert").arg(dir.path().join("ct")).arg(&nii).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = bin()
+        .arg("convert")
+        .arg(dir.path().join("ct"))
+        .arg(&nii)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let a = synthscope::io::nifti_io::read_nifti(&nii).unwrap();
     let b = synthscope::io::nifti_io::read_nifti(&dir.path().join("ct.nii.gz")).unwrap();
     assert_eq!(a.data, b.data);
@@ -39,7 +75,10 @@ fn bad_input_exits_non_zero_with_one_line() {
     bytes.extend_from_slice(b"DICM");
     bytes.extend_from_slice(&[2, 0, 0x10, 0, b'U', b'I', 200, 0]);
     std::fs::write(&bad, bytes).unwrap();
-    for args in [vec!["info".to_string(), bad.display().to_string()], vec!["info".into(), "/nonexistent/x".into()]] {
+    for args in [
+        vec!["info".to_string(), bad.display().to_string()],
+        vec!["info".into(), "/nonexistent/x".into()],
+    ] {
         let out = bin().args(&args).output().unwrap();
         assert!(!out.status.success());
         let err = String::from_utf8_lossy(&out.stderr);

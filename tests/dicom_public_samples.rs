@@ -9,14 +9,23 @@ use synthscope::io::{LoadError, Progress, load_paths};
 use synthscope::volume::Volume;
 
 /// Lossy transfer syntaxes: decoders may differ by a grey level from pydicom's (libjpeg) output.
-const LOSSY: [&str; 4] = ["1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51", "1.2.840.10008.1.2.4.81", "1.2.840.10008.1.2.4.91"];
+const LOSSY: [&str; 4] = [
+    "1.2.840.10008.1.2.4.50",
+    "1.2.840.10008.1.2.4.51",
+    "1.2.840.10008.1.2.4.81",
+    "1.2.840.10008.1.2.4.91",
+];
 
 /// Monochrome samples pydicom decodes that dicom-rs 0.10 cannot, with the reason.
-const NOT_DECODABLE: [(&str, &str); 1] = [("JPGExtended.dcm", "12-bit JPEG Extended: jpeg-decoder reads 8-bit baseline/extended only")];
+const NOT_DECODABLE: [(&str, &str); 1] = [(
+    "JPGExtended.dcm",
+    "12-bit JPEG Extended: jpeg-decoder reads 8-bit baseline/extended only",
+)];
 
 fn load_one(name: &str) -> Result<Volume, String> {
     let path = pydicom_file(name);
-    let r = std::panic::catch_unwind(|| load_paths(&[path.clone()], &Progress::default()));
+    let r =
+        std::panic::catch_unwind(|| load_paths(std::slice::from_ref(&path), &Progress::default()));
     match r {
         Err(_) => Err(format!("PANIC while loading {name}")),
         Ok(Err(e)) => Err(e.to_string()),
@@ -24,7 +33,12 @@ fn load_one(name: &str) -> Result<Volume, String> {
             if out.volumes.len() == 1 {
                 Ok(out.volumes.remove(0))
             } else {
-                Err(out.errors.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))
+                Err(out
+                    .errors
+                    .iter()
+                    .map(|e| e.to_string())
+                    .collect::<Vec<_>>()
+                    .join("; "))
             }
         }
     }
@@ -33,7 +47,11 @@ fn load_one(name: &str) -> Result<Volume, String> {
 #[test]
 fn every_sample_loads_or_fails_with_a_clear_error() {
     let dir = samples_root().join("pydicom/data/test_files");
-    let mut names: Vec<String> = std::fs::read_dir(&dir).unwrap().filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().to_string()).collect();
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .collect();
     names.sort();
     let mut loaded = 0;
     let mut refused = 0;
@@ -46,7 +64,10 @@ fn every_sample_loads_or_fails_with_a_clear_error() {
             Ok(_) => loaded += 1,
             Err(e) => {
                 assert!(!e.starts_with("PANIC"), "{e}");
-                assert!(e.contains(name.as_str()), "the error for {name} does not name the file: {e}");
+                assert!(
+                    e.contains(name.as_str()),
+                    "the error for {name} does not name the file: {e}"
+                );
                 refused += 1;
             }
         }
@@ -71,26 +92,59 @@ fn monochrome_samples_match_pydicom_pixels_and_geometry() {
             Ok(v) => v,
             Err(err) => {
                 // Allowed only where dicom-rs has no decoder, and the error must say so.
-                let reason = NOT_DECODABLE.iter().find(|(n, _)| n == name).map(|(_, r)| *r);
-                assert!(reason.is_some(), "{name} ({ts}) decodes in pydicom but not here: {err}");
-                assert!(err.contains(name.as_str()) && err.contains(ts), "refusal must name the file and the syntax: {err}");
+                let reason = NOT_DECODABLE
+                    .iter()
+                    .find(|(n, _)| n == name)
+                    .map(|(_, r)| *r);
+                assert!(
+                    reason.is_some(),
+                    "{name} ({ts}) decodes in pydicom but not here: {err}"
+                );
+                assert!(
+                    err.contains(name.as_str()) && err.contains(ts),
+                    "refusal must name the file and the syntax: {err}"
+                );
                 refused.push(format!("{name}: {}", reason.unwrap_or_default()));
                 continue;
             }
         };
-        let shape: Vec<usize> = e["shape"].as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as usize).collect();
-        assert_eq!(v.geometry.dims, [shape[2], shape[1], shape[0]], "{name}: dims");
+        let shape: Vec<usize> = e["shape"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_u64().unwrap() as usize)
+            .collect();
+        assert_eq!(
+            v.geometry.dims,
+            [shape[2], shape[1], shape[0]],
+            "{name}: dims"
+        );
         let tol = if lossy { 2.0 } else { 1e-3 };
         for p in e["probes"].as_array().unwrap() {
-            let p: Vec<f64> = p.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
+            let p: Vec<f64> = p
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_f64().unwrap())
+                .collect();
             let got = v.get(p[2] as usize, p[1] as usize, p[0] as usize) as f64;
-            assert!((got - p[3]).abs() <= tol * p[3].abs().max(1.0), "{name}: pixel (frame {}, row {}, col {}) = {got}, pydicom {}", p[0], p[1], p[2], p[3]);
+            assert!(
+                (got - p[3]).abs() <= tol * p[3].abs().max(1.0),
+                "{name}: pixel (frame {}, row {}, col {}) = {got}, pydicom {}",
+                p[0],
+                p[1],
+                p[2],
+                p[3]
+            );
         }
         let sum: f64 = v.data.iter().map(|x| *x as f64).sum();
         let want = e["sum"].as_f64().unwrap();
         let n = v.data.len() as f64;
         let mean_tol = if lossy { 1.0 } else { 1e-3 };
-        assert!((sum - want).abs() / n <= mean_tol * (want.abs() / n).max(1.0), "{name}: sum {sum} vs pydicom {want}");
+        assert!(
+            (sum - want).abs() / n <= mean_tol * (want.abs() / n).max(1.0),
+            "{name}: sum {sum} vs pydicom {want}"
+        );
         let (min, max) = v.min_max();
         if !lossy {
             assert_eq!(min as f64, e["min"].as_f64().unwrap(), "{name}: min");
@@ -98,25 +152,41 @@ fn monochrome_samples_match_pydicom_pixels_and_geometry() {
         }
         if let Some(ps) = e.get("PixelSpacing").and_then(|x| x.as_array()) {
             let ps: Vec<f64> = ps.iter().map(|x| x.as_f64().unwrap()).collect();
-            assert!((v.geometry.spacing[0] - ps[1]).abs() < 1e-6 && (v.geometry.spacing[1] - ps[0]).abs() < 1e-6, "{name}: spacing");
+            assert!(
+                (v.geometry.spacing[0] - ps[1]).abs() < 1e-6
+                    && (v.geometry.spacing[1] - ps[0]).abs() < 1e-6,
+                "{name}: spacing"
+            );
         }
-        if let (Some(ipp), 1) = (e.get("ImagePositionPatient").and_then(|x| x.as_array()), shape[0]) {
-            for a in 0..3 {
-                assert!((v.geometry.origin[a] - ipp[a].as_f64().unwrap()).abs() < 1e-6, "{name}: origin");
+        if let (Some(ipp), 1) = (
+            e.get("ImagePositionPatient").and_then(|x| x.as_array()),
+            shape[0],
+        ) {
+            for (o, want) in v.geometry.origin.iter().zip(ipp) {
+                assert!((o - want.as_f64().unwrap()).abs() < 1e-6, "{name}: origin");
             }
         }
         if let Some(iop) = e.get("ImageOrientationPatient").and_then(|x| x.as_array()) {
             let iop: Vec<f64> = iop.iter().map(|x| x.as_f64().unwrap()).collect();
             let d = v.geometry.direction;
             for r in 0..3 {
-                assert!((d[r][0] - iop[r]).abs() < 1e-4 && (d[r][1] - iop[3 + r]).abs() < 1e-4, "{name}: direction");
+                assert!(
+                    (d[r][0] - iop[r]).abs() < 1e-4 && (d[r][1] - iop[3 + r]).abs() < 1e-4,
+                    "{name}: direction"
+                );
             }
         }
         checked.push(name.clone());
     }
     eprintln!("matched pydicom on {} samples: {checked:?}", checked.len());
     eprintln!("refused (no decoder in dicom-rs): {refused:?}");
-    for must in ["CT_small.dcm", "MR_small.dcm", "MR_small_RLE.dcm", "MR_small_jp2klossless.dcm", "rtdose.dcm"] {
+    for must in [
+        "CT_small.dcm",
+        "MR_small.dcm",
+        "MR_small_RLE.dcm",
+        "MR_small_jp2klossless.dcm",
+        "rtdose.dcm",
+    ] {
         assert!(checked.iter().any(|c| c == must), "{must} was not checked");
     }
 }
@@ -136,7 +206,10 @@ fn mr_small_is_identical_in_every_transfer_syntax() {
     for name in variants {
         let v = load_one(name).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(v.geometry, reference.geometry, "{name}: geometry");
-        assert!(v.data == reference.data, "{name}: pixels differ from MR_small.dcm");
+        assert!(
+            v.data == reference.data,
+            "{name}: pixels differ from MR_small.dcm"
+        );
     }
 }
 
@@ -145,17 +218,33 @@ fn truncated_pixel_data_is_refused_naming_file_and_problem() {
     let out = load_paths(&[pydicom_file("MR_truncated.dcm")], &Progress::default()).unwrap();
     assert!(out.volumes.is_empty());
     let msg = out.errors[0].to_string();
-    assert!(msg.contains("MR_truncated.dcm") && msg.contains("truncated"), "{msg}");
+    assert!(
+        msg.contains("MR_truncated.dcm") && msg.contains("truncated"),
+        "{msg}"
+    );
 }
 
 #[test]
 fn colour_images_are_refused_clearly() {
-    let out = load_paths(&[pydicom_file("SC_rgb.dcm".replace("SC_rgb", "SC_rgb_rle").as_ref())], &Progress::default());
+    let out = load_paths(
+        &[pydicom_file(
+            "SC_rgb.dcm".replace("SC_rgb", "SC_rgb_rle").as_ref(),
+        )],
+        &Progress::default(),
+    );
     let msg = match out {
-        Ok(o) => o.errors.iter().map(|e| e.to_string()).collect::<Vec<_>>().join(";"),
+        Ok(o) => o
+            .errors
+            .iter()
+            .map(|e| e.to_string())
+            .collect::<Vec<_>>()
+            .join(";"),
         Err(e) => e.to_string(),
     };
-    assert!(msg.contains("SC_rgb_rle.dcm") && msg.contains("colour"), "{msg}");
+    assert!(
+        msg.contains("SC_rgb_rle.dcm") && msg.contains("colour"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -164,5 +253,8 @@ fn a_folder_without_images_is_an_error_not_a_panic() {
     std::fs::write(dir.path().join("notes.txt"), "not an image").unwrap();
     let err = load_paths(&[dir.path().to_path_buf()], &Progress::default()).unwrap_err();
     assert!(matches!(err, LoadError::File { .. }));
-    assert!(err.to_string().contains("no DICOM or NIfTI images"), "{err}");
+    assert!(
+        err.to_string().contains("no DICOM or NIfTI images"),
+        "{err}"
+    );
 }

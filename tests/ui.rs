@@ -11,7 +11,16 @@ fn harness() -> Harness<'static, SynthScopeApp> {
     let mut h = Harness::builder()
         .with_size(egui::vec2(1200.0, 480.0))
         .wgpu_setup(gpu.egui_setup())
-        .build_eframe(|cc| SynthScopeApp::new(cc, AppOptions { small_demo: true, self_test: false, ..Default::default() }));
+        .build_eframe(|cc| {
+            SynthScopeApp::new(
+                cc,
+                AppOptions {
+                    small_demo: true,
+                    self_test: false,
+                    ..Default::default()
+                },
+            )
+        });
     h.state_mut().wait_for_jobs(Duration::from_secs(120));
     h.run();
     h
@@ -20,7 +29,10 @@ fn harness() -> Harness<'static, SynthScopeApp> {
 fn ct_mr_slices(app: &SynthScopeApp) -> (usize, usize) {
     let ct = app.ct_volume().unwrap();
     let mr = app.mr_volume().unwrap();
-    (app.view.slice_index(&ct.geometry).0, app.view.slice_index(&mr.geometry).0)
+    (
+        app.view.slice_index(&ct.geometry).0,
+        app.view.slice_index(&mr.geometry).0,
+    )
 }
 
 #[test]
@@ -31,7 +43,10 @@ fn starts_on_the_demo_pair_and_scrolls_all_views() {
     assert_eq!(app.ct_volume().unwrap().meta.modality, "CT");
     assert_eq!(app.mr_volume().unwrap().meta.modality, "MR");
     // The views draw on the device burn registered.
-    assert_eq!(app.render_device(), Some(&synthscope::gpu::shared().unwrap().setup.device));
+    assert_eq!(
+        app.render_device(),
+        Some(&synthscope::gpu::shared().unwrap().setup.device)
+    );
     let before = ct_mr_slices(app);
     // Mouse wheel over the MR pane (middle third): one notch up.
     h.hover_at(egui::pos2(600.0, 240.0));
@@ -44,15 +59,24 @@ fn starts_on_the_demo_pair_and_scrolls_all_views() {
     });
     h.run();
     let after_wheel = ct_mr_slices(h.state());
-    assert!(after_wheel.0 > before.0, "CT slice {before:?} -> {after_wheel:?}");
-    assert!(after_wheel.1 > before.1, "MR slice follows the crosshair: {before:?} -> {after_wheel:?}");
+    assert!(
+        after_wheel.0 > before.0,
+        "CT slice {before:?} -> {after_wheel:?}"
+    );
+    assert!(
+        after_wheel.1 > before.1,
+        "MR slice follows the crosshair: {before:?} -> {after_wheel:?}"
+    );
     // Arrow keys scroll too.
     for _ in 0..3 {
         h.key_press(egui::Key::ArrowDown);
         h.run();
     }
     let after_keys = ct_mr_slices(h.state());
-    assert!(after_keys.0 < after_wheel.0 && after_keys.1 < after_wheel.1, "{after_wheel:?} -> {after_keys:?}");
+    assert!(
+        after_keys.0 < after_wheel.0 && after_keys.1 < after_wheel.1,
+        "{after_wheel:?} -> {after_keys:?}"
+    );
     // Scrolling never re-uploads a volume: CT and MR went up once each.
     let _ = h.render();
     assert_eq!(h.state().gpu_uploads(), 2);

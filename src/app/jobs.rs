@@ -57,14 +57,22 @@ impl LoadJob {
                             || io::phantom::phantom_mr(&cfg, io::phantom::MrContrast::T1),
                         );
                         pr.step();
-                        Ok(LoadOutcome { volumes: vec![ct, mr], errors: Vec::new() })
+                        Ok(LoadOutcome {
+                            volumes: vec![ct, mr],
+                            errors: Vec::new(),
+                        })
                     }
                 };
                 let _ = tx.send(result);
                 wake();
             })
             .unwrap_or_else(|e| panic!("cannot start a worker thread: {e}"));
-        Self { progress, label, started: Instant::now(), rx }
+        Self {
+            progress,
+            label,
+            started: Instant::now(),
+            rx,
+        }
     }
 
     /// The result, once the worker has finished.
@@ -72,7 +80,10 @@ impl LoadJob {
         match self.rx.try_recv() {
             Ok(r) => Some(r),
             Err(TryRecvError::Empty) => None,
-            Err(TryRecvError::Disconnected) => Some(Err(LoadError::file("(worker)", "the loading thread stopped unexpectedly"))),
+            Err(TryRecvError::Disconnected) => Some(Err(LoadError::file(
+                "(worker)",
+                "the loading thread stopped unexpectedly",
+            ))),
         }
     }
 
@@ -94,7 +105,9 @@ impl SelfTestJob {
         std::thread::Builder::new()
             .name("gpu-self-test".into())
             .spawn(move || {
-                let r = gpu::shared().map_err(|e| e.to_string()).and_then(|g| gpu::self_test(&g.device, 64).map_err(|e| e.to_string()));
+                let r = gpu::shared()
+                    .map_err(|e| e.to_string())
+                    .and_then(|g| gpu::self_test(&g.device, 64).map_err(|e| e.to_string()));
                 let _ = tx.send(r);
                 wake();
             })

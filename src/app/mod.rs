@@ -33,7 +33,12 @@ pub struct AppOptions {
 
 impl Default for AppOptions {
     fn default() -> Self {
-        Self { paths: Vec::new(), small_demo: false, self_test: true, autoscroll_frames: None }
+        Self {
+            paths: Vec::new(),
+            small_demo: false,
+            self_test: true,
+            autoscroll_frames: None,
+        }
     }
 }
 
@@ -63,6 +68,9 @@ enum Command {
     Reset,
     Quit,
 }
+
+/// What is under the mouse: pane name, LPS point, and the voxel index and value there.
+type Hover = (String, [f64; 3], Option<([usize; 3], f32)>);
 
 /// Frame-time statistics (ms) of the autoscroll benchmark.
 #[derive(Clone, Debug, Default)]
@@ -102,7 +110,7 @@ pub struct SynthScopeApp {
     self_test_job: Option<SelfTestJob>,
     has_gpu_renderer: bool,
     render_state: Option<eframe::egui_wgpu::RenderState>,
-    hover: Option<(String, [f64; 3], Option<([usize; 3], f32)>)>,
+    hover: Option<Hover>,
     commands: Vec<Command>,
     file_dialog: Option<crossbeam_channel::Receiver<Option<Vec<PathBuf>>>>,
     autoscroll: Option<(usize, Instant, FrameStats)>,
@@ -121,9 +129,16 @@ impl SynthScopeApp {
             false
         };
         let ctx = cc.egui_ctx.clone();
-        let adapter = cc.wgpu_render_state.as_ref().map(|rs| AdapterReport::from_adapter(&rs.adapter));
+        let adapter = cc
+            .wgpu_render_state
+            .as_ref()
+            .map(|rs| AdapterReport::from_adapter(&rs.adapter));
         let request = if options.paths.is_empty() {
-            if options.small_demo { LoadRequest::SmallDemo } else { LoadRequest::Demo }
+            if options.small_demo {
+                LoadRequest::SmallDemo
+            } else {
+                LoadRequest::Demo
+            }
         } else {
             LoadRequest::Paths(options.paths.clone())
         };
@@ -153,7 +168,9 @@ impl SynthScopeApp {
             hover: None,
             commands: Vec::new(),
             file_dialog: None,
-            autoscroll: options.autoscroll_frames.map(|n| (n, Instant::now(), FrameStats::default())),
+            autoscroll: options
+                .autoscroll_frames
+                .map(|n| (n, Instant::now(), FrameStats::default())),
             last_frame: None,
             frame_ms: Default::default(),
         }
@@ -161,23 +178,26 @@ impl SynthScopeApp {
 
     /// Wait for running background jobs and take their results (tests, benchmarks).
     pub fn wait_for_jobs(&mut self, timeout: Duration) {
-        if let Some(job) = &self.load_job {
-            if let Some(r) = job.wait(timeout) {
-                self.load_job = None;
-                self.finish_load(r);
-            }
+        if let Some(job) = &self.load_job
+            && let Some(r) = job.wait(timeout)
+        {
+            self.load_job = None;
+            self.finish_load(r);
         }
-        if let Some(job) = &self.self_test_job {
-            if let Some(r) = job.wait(timeout) {
-                self.self_test_job = None;
-                self.self_test = Some(r);
-            }
+        if let Some(job) = &self.self_test_job
+            && let Some(r) = job.wait(timeout)
+        {
+            self.self_test_job = None;
+            self.self_test = Some(r);
         }
     }
 
     /// Volumes uploaded to the GPU so far (each volume once; scrolling never re-uploads).
     pub fn gpu_uploads(&self) -> u64 {
-        self.render_state.as_ref().map(render::upload_count).unwrap_or(0)
+        self.render_state
+            .as_ref()
+            .map(render::upload_count)
+            .unwrap_or(0)
     }
 
     /// The wgpu device the views draw with.
@@ -207,12 +227,18 @@ impl SynthScopeApp {
             let (lo, hi) = v.robust_range(2.0, 98.0);
             WindowLevel::from_range(lo, hi)
         };
-        Display { window, colormap: Colormap::Grey }
+        Display {
+            window,
+            colormap: Colormap::Grey,
+        }
     }
 
     /// Display settings of volume `v` (defaults when not set yet).
     pub fn display_of(&self, v: &Volume) -> Display {
-        self.display.get(&v.id).copied().unwrap_or_else(|| Self::default_display(v))
+        self.display
+            .get(&v.id)
+            .copied()
+            .unwrap_or_else(|| Self::default_display(v))
     }
 
     /// Apply a CT window preset (by index into `CT_PRESETS`) to the CT volume.
@@ -279,10 +305,15 @@ impl SynthScopeApp {
                 let first_new = self.volumes.len();
                 for v in outcome.volumes {
                     for w in &v.meta.warnings {
-                        self.errors.push(format!("{} ({}): {w}", v.meta.description, v.meta.source));
+                        self.errors
+                            .push(format!("{} ({}): {w}", v.meta.description, v.meta.source));
                     }
                     // A series loaded again replaces the old copy (same UID), keeping its roles.
-                    if let Some(k) = self.volumes.iter().position(|o| o.meta.series_uid == v.meta.series_uid) {
+                    if let Some(k) = self
+                        .volumes
+                        .iter()
+                        .position(|o| o.meta.series_uid == v.meta.series_uid)
+                    {
                         self.volumes[k] = Arc::new(v);
                     } else {
                         self.volumes.push(Arc::new(v));
@@ -323,30 +354,32 @@ impl SynthScopeApp {
                     self.fit_view();
                 }
             }
-            Err(LoadError::Cancelled) => self.errors.push("Loading cancelled; what was loaded before is kept.".into()),
+            Err(LoadError::Cancelled) => self
+                .errors
+                .push("Loading cancelled; what was loaded before is kept.".into()),
             Err(e) => self.errors.push(e.to_string()),
         }
     }
 
     fn poll_jobs(&mut self) {
-        if let Some(job) = &self.load_job {
-            if let Some(r) = job.poll() {
-                self.load_job = None;
-                self.finish_load(r);
-            }
+        if let Some(job) = &self.load_job
+            && let Some(r) = job.poll()
+        {
+            self.load_job = None;
+            self.finish_load(r);
         }
-        if let Some(job) = &self.self_test_job {
-            if let Some(r) = job.poll() {
-                self.self_test_job = None;
-                self.self_test = Some(r);
-            }
+        if let Some(job) = &self.self_test_job
+            && let Some(r) = job.poll()
+        {
+            self.self_test_job = None;
+            self.self_test = Some(r);
         }
-        if let Some(rx) = &self.file_dialog {
-            if let Ok(r) = rx.try_recv() {
-                self.file_dialog = None;
-                if let Some(paths) = r.filter(|p| !p.is_empty()) {
-                    self.commands.push(Command::Open(LoadRequest::Paths(paths)));
-                }
+        if let Some(rx) = &self.file_dialog
+            && let Ok(r) = rx.try_recv()
+        {
+            self.file_dialog = None;
+            if let Some(paths) = r.filter(|p| !p.is_empty()) {
+                self.commands.push(Command::Open(LoadRequest::Paths(paths)));
             }
         }
     }
@@ -359,7 +392,8 @@ impl SynthScopeApp {
                         let c = ctx.clone();
                         self.load_job = Some(LoadJob::start(req, move || c.request_repaint()));
                     } else {
-                        self.errors.push("A load is already running; cancel it first.".into());
+                        self.errors
+                            .push("A load is already running; cancel it first.".into());
                     }
                 }
                 Command::PickFiles | Command::PickFolder => {
@@ -367,12 +401,19 @@ impl SynthScopeApp {
                     let (tx, rx) = crossbeam_channel::bounded(1);
                     let c = ctx.clone();
                     // The native dialog blocks its thread; keep the UI thread free.
-                    let spawned = std::thread::Builder::new().name("file-dialog".into()).spawn(move || {
-                        let d = rfd::FileDialog::new().set_title("Open CT / MR (DICOM folder or files, NIfTI)");
-                        let r = if folder { d.pick_folder().map(|p| vec![p]) } else { d.pick_files() };
-                        let _ = tx.send(r);
-                        c.request_repaint();
-                    });
+                    let spawned = std::thread::Builder::new()
+                        .name("file-dialog".into())
+                        .spawn(move || {
+                            let d = rfd::FileDialog::new()
+                                .set_title("Open CT / MR (DICOM folder or files, NIfTI)");
+                            let r = if folder {
+                                d.pick_folder().map(|p| vec![p])
+                            } else {
+                                d.pick_files()
+                            };
+                            let _ = tx.send(r);
+                            c.request_repaint();
+                        });
                     if spawned.is_ok() {
                         self.file_dialog = Some(rx);
                     }
@@ -423,7 +464,11 @@ impl SynthScopeApp {
         if w {
             self.wl_mode = !self.wl_mode;
         }
-        for (pressed, o) in [(a, Orientation::Axial), (c, Orientation::Coronal), (s, Orientation::Sagittal)] {
+        for (pressed, o) in [
+            (a, Orientation::Axial),
+            (c, Orientation::Coronal),
+            (s, Orientation::Sagittal),
+        ] {
             if pressed {
                 self.view.orientation = o;
             }
@@ -467,12 +512,20 @@ impl SynthScopeApp {
             ui.separator();
             ui.label("CT:");
             for (i, p) in CT_PRESETS.iter().enumerate() {
-                if ui.button(p.name).on_hover_text(format!("W {} / L {}", p.window.width, p.window.center)).clicked() {
+                if ui
+                    .button(p.name)
+                    .on_hover_text(format!("W {} / L {}", p.window.width, p.window.center))
+                    .clicked()
+                {
                     self.apply_ct_preset(i);
                 }
             }
             ui.separator();
-            if ui.button("MR auto").on_hover_text("robust 2-98% window inside the head").clicked() {
+            if ui
+                .button("MR auto")
+                .on_hover_text("robust 2-98% window inside the head")
+                .clicked()
+            {
                 self.auto_window_mr();
             }
             ui.separator();
@@ -488,7 +541,10 @@ impl SynthScopeApp {
                     match probe {
                         Some((ijk, v)) => {
                             let unit = if name == "CT" { " HU" } else { "" };
-                            ui.monospace(format!("{name} voxel [{} {} {}] = {:.1}{unit}", ijk[0], ijk[1], ijk[2], v));
+                            ui.monospace(format!(
+                                "{name} voxel [{} {} {}] = {:.1}{unit}",
+                                ijk[0], ijk[1], ijk[2], v
+                            ));
                         }
                         None => {
                             ui.monospace(format!("{name}: outside"));
@@ -515,55 +571,68 @@ impl SynthScopeApp {
     fn browser_ui(&mut self, ctx: &egui::Context) {
         let mut open = self.show_browser;
         let mut role_changes = Vec::new();
-        egui::Window::new("Series browser").open(&mut open).default_width(720.0).show(ctx, |ui| {
-            egui::Grid::new("series").striped(true).num_columns(8).show(ui, |ui| {
-                for h in ["Role", "Patient", "Study", "Series", "Modality", "Slices", "Size", "Warnings"] {
-                    ui.strong(h);
-                }
-                ui.end_row();
-                for (i, v) in self.volumes.iter().enumerate() {
-                    let mut role = if self.ct == Some(i) {
-                        Some(Role::Ct)
-                    } else if self.mr == Some(i) {
-                        Some(Role::Mr)
-                    } else {
-                        None
-                    };
-                    let before = role;
-                    ui.horizontal(|ui| {
-                        ui.radio_value(&mut role, Some(Role::Ct), "CT");
-                        ui.radio_value(&mut role, Some(Role::Mr), "MR");
-                        ui.radio_value(&mut role, None, "–");
+        egui::Window::new("Series browser")
+            .open(&mut open)
+            .default_width(720.0)
+            .show(ctx, |ui| {
+                egui::Grid::new("series")
+                    .striped(true)
+                    .num_columns(8)
+                    .show(ui, |ui| {
+                        for h in [
+                            "Role", "Patient", "Study", "Series", "Modality", "Slices", "Size",
+                            "Warnings",
+                        ] {
+                            ui.strong(h);
+                        }
+                        ui.end_row();
+                        for (i, v) in self.volumes.iter().enumerate() {
+                            let mut role = if self.ct == Some(i) {
+                                Some(Role::Ct)
+                            } else if self.mr == Some(i) {
+                                Some(Role::Mr)
+                            } else {
+                                None
+                            };
+                            let before = role;
+                            ui.horizontal(|ui| {
+                                ui.radio_value(&mut role, Some(Role::Ct), "CT");
+                                ui.radio_value(&mut role, Some(Role::Mr), "MR");
+                                ui.radio_value(&mut role, None, "–");
+                            });
+                            if role != before {
+                                role_changes.push((i, role));
+                            }
+                            let m = &v.meta;
+                            ui.label(format!("{} {}", m.patient_name, m.patient_id));
+                            ui.label(&m.study_description);
+                            ui.label(&m.description).on_hover_text(&m.series_uid);
+                            ui.label(&m.modality);
+                            let d = v.geometry.dims;
+                            ui.label(d[2].to_string());
+                            ui.label(format!(
+                                "{}x{}x{} ({:.2}x{:.2}x{:.2} mm), {:.1} MB",
+                                d[0],
+                                d[1],
+                                d[2],
+                                v.geometry.spacing[0],
+                                v.geometry.spacing[1],
+                                v.geometry.spacing[2],
+                                v.size_bytes() as f64 / 1e6
+                            ));
+                            if m.warnings.is_empty() {
+                                ui.label("");
+                            } else {
+                                ui.colored_label(
+                                    egui::Color32::YELLOW,
+                                    format!("{} ⚠", m.warnings.len()),
+                                )
+                                .on_hover_text(m.warnings.join("\n"));
+                            }
+                            ui.end_row();
+                        }
                     });
-                    if role != before {
-                        role_changes.push((i, role));
-                    }
-                    let m = &v.meta;
-                    ui.label(format!("{} {}", m.patient_name, m.patient_id));
-                    ui.label(&m.study_description);
-                    ui.label(&m.description).on_hover_text(&m.series_uid);
-                    ui.label(&m.modality);
-                    let d = v.geometry.dims;
-                    ui.label(d[2].to_string());
-                    ui.label(format!(
-                        "{}x{}x{} ({:.2}x{:.2}x{:.2} mm), {:.1} MB",
-                        d[0],
-                        d[1],
-                        d[2],
-                        v.geometry.spacing[0],
-                        v.geometry.spacing[1],
-                        v.geometry.spacing[2],
-                        v.size_bytes() as f64 / 1e6
-                    ));
-                    if m.warnings.is_empty() {
-                        ui.label("");
-                    } else {
-                        ui.colored_label(egui::Color32::YELLOW, format!("{} ⚠", m.warnings.len())).on_hover_text(m.warnings.join("\n"));
-                    }
-                    ui.end_row();
-                }
             });
-        });
         self.show_browser = open;
         for (i, r) in role_changes {
             self.set_role(i, r);
@@ -624,14 +693,22 @@ impl SynthScopeApp {
     fn progress_ui(&mut self, ctx: &egui::Context) {
         let Some(job) = &self.load_job else { return };
         let mut cancel = false;
-        egui::Window::new("Loading").collapsible(false).resizable(false).anchor(egui::Align2::CENTER_CENTER, [0.0, 0.0]).show(ctx, |ui| {
-            ui.label(&job.label);
-            ui.label(job.progress.stage());
-            ui.add(egui::ProgressBar::new(job.progress.fraction()).show_percentage().desired_width(320.0));
-            if ui.button("Cancel").clicked() {
-                cancel = true;
-            }
-        });
+        egui::Window::new("Loading")
+            .collapsible(false)
+            .resizable(false)
+            .anchor(egui::Align2::CENTER_CENTER, [0.0, 0.0])
+            .show(ctx, |ui| {
+                ui.label(&job.label);
+                ui.label(job.progress.stage());
+                ui.add(
+                    egui::ProgressBar::new(job.progress.fraction())
+                        .show_percentage()
+                        .desired_width(320.0),
+                );
+                if ui.button("Cancel").clicked() {
+                    cancel = true;
+                }
+            });
         if cancel {
             job.progress.cancel();
         }
@@ -643,16 +720,21 @@ impl SynthScopeApp {
             return;
         }
         let mut clear = false;
-        egui::Window::new("Messages").anchor(egui::Align2::RIGHT_BOTTOM, [-8.0, -32.0]).default_width(480.0).show(ctx, |ui| {
-            egui::ScrollArea::vertical().max_height(160.0).show(ui, |ui| {
-                for e in &self.errors {
-                    ui.label(e);
+        egui::Window::new("Messages")
+            .anchor(egui::Align2::RIGHT_BOTTOM, [-8.0, -32.0])
+            .default_width(480.0)
+            .show(ctx, |ui| {
+                egui::ScrollArea::vertical()
+                    .max_height(160.0)
+                    .show(ui, |ui| {
+                        for e in &self.errors {
+                            ui.label(e);
+                        }
+                    });
+                if ui.button("Dismiss").clicked() {
+                    clear = true;
                 }
             });
-            if ui.button("Dismiss").clicked() {
-                clear = true;
-            }
-        });
         if clear {
             self.errors.clear();
         }
@@ -664,7 +746,11 @@ impl SynthScopeApp {
         let layer = |v: &Option<Arc<Volume>>, app: &Self| {
             v.as_ref().map(|v| {
                 let d = app.display_of(v);
-                PaneLayer { volume: v.clone(), window: d.window, colormap: d.colormap }
+                PaneLayer {
+                    volume: v.clone(),
+                    window: d.window,
+                    colormap: d.colormap,
+                }
             })
         };
         let ct_layer = layer(&ct, self);
@@ -674,9 +760,27 @@ impl SynthScopeApp {
             None => role.to_string(),
         };
         let panes = [
-            (title("CT", &ct), [ct_layer.clone(), None], Combine::Single, ct.clone(), "CT"),
-            (title("MR", &mr), [mr_layer.clone(), None], Combine::Single, mr.clone(), "MR"),
-            ("Checkerboard CT / MR (synthesis pane)".to_string(), [ct_layer, mr_layer], Combine::Checker(self.checker_mm), ct.clone().or(mr.clone()), "CT"),
+            (
+                title("CT", &ct),
+                [ct_layer.clone(), None],
+                Combine::Single,
+                ct.clone(),
+                "CT",
+            ),
+            (
+                title("MR", &mr),
+                [mr_layer.clone(), None],
+                Combine::Single,
+                mr.clone(),
+                "MR",
+            ),
+            (
+                "Checkerboard CT / MR (synthesis pane)".to_string(),
+                [ct_layer, mr_layer],
+                Combine::Checker(self.checker_mm),
+                ct.clone().or(mr.clone()),
+                "CT",
+            ),
         ];
         let gap = 4.0;
         let avail = ui.available_rect_before_wrap();
@@ -684,9 +788,22 @@ impl SynthScopeApp {
         let mut scroll = 0;
         let mut hover = None;
         for (k, (title, layers, combine, probe_vol, name)) in panes.into_iter().enumerate() {
-            let rect = egui::Rect::from_min_size(egui::pos2(avail.min.x + k as f32 * (w + gap), avail.min.y), egui::vec2(w, avail.height()));
-            let mut child = ui.new_child(egui::UiBuilder::new().max_rect(rect).id_salt(("pane", k)));
-            let ev = pane_ui(&mut child, k as u64, &title, &mut self.view, layers, combine, self.wl_mode, self.has_gpu_renderer);
+            let rect = egui::Rect::from_min_size(
+                egui::pos2(avail.min.x + k as f32 * (w + gap), avail.min.y),
+                egui::vec2(w, avail.height()),
+            );
+            let mut child =
+                ui.new_child(egui::UiBuilder::new().max_rect(rect).id_salt(("pane", k)));
+            let ev = pane_ui(
+                &mut child,
+                k as u64,
+                &title,
+                &mut self.view,
+                layers,
+                combine,
+                self.wl_mode,
+                self.has_gpu_renderer,
+            );
             scroll += ev.scroll;
             if let Some(wpt) = ev.hover_world {
                 let probe = probe_vol.as_ref().and_then(|v| view::probe(v, wpt));
@@ -717,7 +834,9 @@ impl AdapterReport {
             name: info.name.clone(),
             device_type: format!("{:?}", info.device_type),
             backend: format!("{:?}", info.backend),
-            driver: format!("{} {}", info.driver, info.driver_info).trim().to_string(),
+            driver: format!("{} {}", info.driver, info.driver_info)
+                .trim()
+                .to_string(),
             software,
         }
     }
@@ -728,7 +847,8 @@ impl eframe::App for SynthScopeApp {
         let ctx = ui.ctx().clone();
         let now = Instant::now();
         if let Some(t) = self.last_frame {
-            self.frame_ms.push_back(now.duration_since(t).as_secs_f64() * 1e3);
+            self.frame_ms
+                .push_back(now.duration_since(t).as_secs_f64() * 1e3);
             if self.frame_ms.len() > 240 {
                 self.frame_ms.pop_front();
             }
@@ -736,9 +856,17 @@ impl eframe::App for SynthScopeApp {
         self.last_frame = Some(now);
         self.poll_jobs();
         // Files dropped on the window.
-        let dropped: Vec<PathBuf> = ctx.input(|i| i.raw.dropped_files.iter().map(|f| f.path().to_path_buf()).filter(|p| !p.as_os_str().is_empty()).collect());
+        let dropped: Vec<PathBuf> = ctx.input(|i| {
+            i.raw
+                .dropped_files
+                .iter()
+                .map(|f| f.path().to_path_buf())
+                .filter(|p| !p.as_os_str().is_empty())
+                .collect()
+        });
         if !dropped.is_empty() {
-            self.commands.push(Command::Open(LoadRequest::Paths(dropped)));
+            self.commands
+                .push(Command::Open(LoadRequest::Paths(dropped)));
         }
         self.keyboard(&ctx);
         egui::Panel::top("menu").show(ui, |ui| self.menu_ui(ui));
@@ -755,39 +883,69 @@ impl eframe::App for SynthScopeApp {
 
 impl SynthScopeApp {
     fn autoscroll_step(&mut self, ctx: &egui::Context, now: Instant) {
-        let Some((left, last, stats)) = &mut self.autoscroll else { return };
+        let Some((left, last, stats)) = &mut self.autoscroll else {
+            return;
+        };
         if self.load_job.is_some() || self.volumes.is_empty() {
             *last = now;
             ctx.request_repaint();
             return;
         }
-        stats.frame_ms.push(now.duration_since(*last).as_secs_f64() * 1e3);
+        stats
+            .frame_ms
+            .push(now.duration_since(*last).as_secs_f64() * 1e3);
         *last = now;
         if *left == 0 {
-            let mut v = stats.frame_ms.clone();
-            v.remove(0);
-            v.sort_by(f64::total_cmp);
-            if !v.is_empty() {
-                let mean = v.iter().sum::<f64>() / v.len() as f64;
-                println!(
-                    "autoscroll: {} frames, frame time mean {:.2} ms, median {:.2} ms, p95 {:.2} ms, max {:.2} ms",
-                    v.len(),
+            // First half: repaint without moving (reference); second half: one slice per frame.
+            let all = &stats.frame_ms[1..];
+            let half = all.len() / 2;
+            let summary = |v: &[f64]| {
+                let mut v = v.to_vec();
+                v.sort_by(f64::total_cmp);
+                let mean = v.iter().sum::<f64>() / v.len().max(1) as f64;
+                (
                     mean,
-                    v[v.len() / 2],
-                    v[(v.len() * 95 / 100).min(v.len() - 1)],
-                    v[v.len() - 1]
-                );
-            }
+                    v.get(v.len() / 2).copied().unwrap_or(0.0),
+                    v.get((v.len() * 95 / 100).min(v.len().saturating_sub(1)))
+                        .copied()
+                        .unwrap_or(0.0),
+                )
+            };
+            let (sm, smed, sp95) = summary(&all[..half]);
+            let (m, med, p95) = summary(&all[half..]);
+            println!(
+                "autoscroll: static repaint (reference): {half} frames, mean {sm:.2} ms, median {smed:.2} ms, p95 {sp95:.2} ms"
+            );
+            println!(
+                "autoscroll: scrolling one slice/frame:  {} frames, mean {m:.2} ms, median {med:.2} ms, p95 {p95:.2} ms",
+                all.len() - half
+            );
+            println!(
+                "autoscroll: scrolling/static mean frame time ratio {:.2}; volume uploads {}",
+                m / sm.max(1e-9),
+                self.gpu_uploads()
+            );
             self.autoscroll = None;
             ctx.send_viewport_cmd(egui::ViewportCommand::Close);
             return;
         }
         *left -= 1;
+        let total = stats.frame_ms.len() + *left;
+        if *left > total / 2 {
+            ctx.request_repaint();
+            return;
+        }
         // Bounce through the volume so every frame shows a new slice.
         let left = *left;
         let (i, n) = self.slice_index().unwrap_or((0, 1));
         let dir = if (left / n.max(1)) % 2 == 0 { 1 } else { -1 };
-        let dir = if i + 1 >= n { -1 } else if i == 0 { 1 } else { dir };
+        let dir = if i + 1 >= n {
+            -1
+        } else if i == 0 {
+            1
+        } else {
+            dir
+        };
         self.scroll(dir);
         ctx.request_repaint();
     }
@@ -797,11 +955,21 @@ impl SynthScopeApp {
 pub fn run(options: AppOptions) -> anyhow::Result<()> {
     let gpu = gpu::shared()?;
     let native = eframe::NativeOptions {
-        viewport: egui::ViewportBuilder::default().with_title("SynthScope").with_inner_size([1440.0, 720.0]).with_drag_and_drop(true),
+        viewport: egui::ViewportBuilder::default()
+            .with_title("SynthScope")
+            .with_inner_size([1440.0, 720.0])
+            .with_drag_and_drop(true),
         renderer: eframe::Renderer::Wgpu,
-        wgpu_options: eframe::egui_wgpu::WgpuConfiguration { wgpu_setup: gpu.egui_setup(), ..Default::default() },
+        wgpu_options: eframe::egui_wgpu::WgpuConfiguration {
+            wgpu_setup: gpu.egui_setup(),
+            ..Default::default()
+        },
         ..Default::default()
     };
-    eframe::run_native("SynthScope", native, Box::new(move |cc| Ok(Box::new(SynthScopeApp::new(cc, options)))))
-        .map_err(|e| anyhow::anyhow!("cannot open the window: {e}"))
+    eframe::run_native(
+        "SynthScope",
+        native,
+        Box::new(move |cc| Ok(Box::new(SynthScopeApp::new(cc, options)))),
+    )
+    .map_err(|e| anyhow::anyhow!("cannot open the window: {e}"))
 }

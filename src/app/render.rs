@@ -53,7 +53,11 @@ fn upload(device: &wgpu::Device, queue: &wgpu::Queue, volume: &Volume) -> GpuVol
     let (scale, offset) = quantisation(volume);
     let texture = device.create_texture(&wgpu::TextureDescriptor {
         label: Some("volume"),
-        size: wgpu::Extent3d { width: nx as u32, height: ny as u32, depth_or_array_layers: nz as u32 },
+        size: wgpu::Extent3d {
+            width: nx as u32,
+            height: ny as u32,
+            depth_or_array_layers: nz as u32,
+        },
         mip_level_count: 1,
         sample_count: 1,
         dimension: wgpu::TextureDimension::D3,
@@ -75,16 +79,33 @@ fn upload(device: &wgpu::Device, queue: &wgpu::Queue, volume: &Volume) -> GpuVol
             wgpu::TexelCopyTextureInfo {
                 texture: &texture,
                 mip_level: 0,
-                origin: wgpu::Origin3d { x: 0, y: 0, z: z as u32 },
+                origin: wgpu::Origin3d {
+                    x: 0,
+                    y: 0,
+                    z: z as u32,
+                },
                 aspect: wgpu::TextureAspect::All,
             },
             bytemuck::cast_slice(&q),
-            wgpu::TexelCopyBufferLayout { offset: 0, bytes_per_row: Some(nx as u32 * 2), rows_per_image: Some(ny as u32) },
-            wgpu::Extent3d { width: nx as u32, height: ny as u32, depth_or_array_layers: n as u32 },
+            wgpu::TexelCopyBufferLayout {
+                offset: 0,
+                bytes_per_row: Some(nx as u32 * 2),
+                rows_per_image: Some(ny as u32),
+            },
+            wgpu::Extent3d {
+                width: nx as u32,
+                height: ny as u32,
+                depth_or_array_layers: n as u32,
+            },
         );
         z += n;
     }
-    GpuVolume { view: texture.create_view(&Default::default()), scale, offset, last_used: Instant::now() }
+    GpuVolume {
+        view: texture.create_view(&Default::default()),
+        scale,
+        offset,
+        last_used: Instant::now(),
+    }
 }
 
 /// Long-lived GPU state, kept in egui-wgpu's `callback_resources`.
@@ -109,7 +130,11 @@ impl SliceRenderer {
         let tex_entry = |binding, dim, sample_type| wgpu::BindGroupLayoutEntry {
             binding,
             visibility: wgpu::ShaderStages::FRAGMENT,
-            ty: wgpu::BindingType::Texture { sample_type, view_dimension: dim, multisampled: false },
+            ty: wgpu::BindingType::Texture {
+                sample_type,
+                view_dimension: dim,
+                multisampled: false,
+            },
             count: None,
         };
         let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
@@ -125,9 +150,21 @@ impl SliceRenderer {
                     },
                     count: None,
                 },
-                tex_entry(1, wgpu::TextureViewDimension::D3, wgpu::TextureSampleType::Uint),
-                tex_entry(2, wgpu::TextureViewDimension::D3, wgpu::TextureSampleType::Uint),
-                tex_entry(3, wgpu::TextureViewDimension::D2, wgpu::TextureSampleType::Float { filterable: false }),
+                tex_entry(
+                    1,
+                    wgpu::TextureViewDimension::D3,
+                    wgpu::TextureSampleType::Uint,
+                ),
+                tex_entry(
+                    2,
+                    wgpu::TextureViewDimension::D3,
+                    wgpu::TextureSampleType::Uint,
+                ),
+                tex_entry(
+                    3,
+                    wgpu::TextureViewDimension::D2,
+                    wgpu::TextureSampleType::Float { filterable: false },
+                ),
             ],
         });
         let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
@@ -147,18 +184,32 @@ impl SliceRenderer {
             fragment: Some(wgpu::FragmentState {
                 module: &shader,
                 entry_point: Some("fs_main"),
-                targets: &[Some(wgpu::ColorTargetState { format, blend: None, write_mask: wgpu::ColorWrites::ALL })],
+                targets: &[Some(wgpu::ColorTargetState {
+                    format,
+                    blend: None,
+                    write_mask: wgpu::ColorWrites::ALL,
+                })],
                 compilation_options: Default::default(),
             }),
-            primitive: wgpu::PrimitiveState { topology: wgpu::PrimitiveTopology::TriangleStrip, ..Default::default() },
+            primitive: wgpu::PrimitiveState {
+                topology: wgpu::PrimitiveTopology::TriangleStrip,
+                ..Default::default()
+            },
             depth_stencil: None,
             multisample: wgpu::MultisampleState::default(),
             multiview_mask: None,
             cache: None,
         });
         let rows = Colormap::ALL.len() as u32;
-        let table: Vec<u8> = Colormap::ALL.iter().flat_map(|c| c.table().into_iter().flatten()).collect();
-        let size = wgpu::Extent3d { width: 256, height: rows, depth_or_array_layers: 1 };
+        let table: Vec<u8> = Colormap::ALL
+            .iter()
+            .flat_map(|c| c.table().into_iter().flatten())
+            .collect();
+        let size = wgpu::Extent3d {
+            width: 256,
+            height: rows,
+            depth_or_array_layers: 1,
+        };
         let cm = device.create_texture(&wgpu::TextureDescriptor {
             label: Some("colormaps"),
             size,
@@ -170,14 +221,27 @@ impl SliceRenderer {
             view_formats: &[],
         });
         queue.write_texture(
-            wgpu::TexelCopyTextureInfo { texture: &cm, mip_level: 0, origin: wgpu::Origin3d::ZERO, aspect: wgpu::TextureAspect::All },
+            wgpu::TexelCopyTextureInfo {
+                texture: &cm,
+                mip_level: 0,
+                origin: wgpu::Origin3d::ZERO,
+                aspect: wgpu::TextureAspect::All,
+            },
             &table,
-            wgpu::TexelCopyBufferLayout { offset: 0, bytes_per_row: Some(256 * 4), rows_per_image: Some(rows) },
+            wgpu::TexelCopyBufferLayout {
+                offset: 0,
+                bytes_per_row: Some(256 * 4),
+                rows_per_image: Some(rows),
+            },
             size,
         );
         let empty = device.create_texture(&wgpu::TextureDescriptor {
             label: Some("empty volume"),
-            size: wgpu::Extent3d { width: 1, height: 1, depth_or_array_layers: 1 },
+            size: wgpu::Extent3d {
+                width: 1,
+                height: 1,
+                depth_or_array_layers: 1,
+            },
             mip_level_count: 1,
             sample_count: 1,
             dimension: wgpu::TextureDimension::D3,
@@ -198,7 +262,11 @@ impl SliceRenderer {
 
     /// Install the renderer into an egui-wgpu render state (once per render state).
     pub fn install(render_state: &egui_wgpu::RenderState) {
-        let r = SliceRenderer::new(&render_state.device, &render_state.queue, render_state.target_format);
+        let r = SliceRenderer::new(
+            &render_state.device,
+            &render_state.queue,
+            render_state.target_format,
+        );
         render_state.renderer.write().callback_resources.insert(r);
     }
 
@@ -211,7 +279,8 @@ impl SliceRenderer {
         self.volumes.insert(v.id, upload(device, queue, v));
         self.uploads += 1;
         // Drop volumes no view has drawn for a while (replaced series).
-        self.volumes.retain(|_, g| now.duration_since(g.last_used).as_secs() < 20);
+        self.volumes
+            .retain(|_, g| now.duration_since(g.last_used).as_secs() < 20);
     }
 }
 
@@ -283,7 +352,12 @@ impl CallbackTrait for SliceCallback {
                 dv: f(l.dv),
                 dims: [d[0] as f32, d[1] as f32, d[2] as f32, 1.0],
                 window: [l.window.low(), l.window.width, g.scale, g.offset],
-                cmap: [l.colormap.row() as f32, if l.invert { 1.0 } else { 0.0 }, 1.0, 0.0],
+                cmap: [
+                    l.colormap.row() as f32,
+                    if l.invert { 1.0 } else { 0.0 },
+                    1.0,
+                    0.0,
+                ],
             };
         }
         u.mode = match self.combine {
@@ -293,7 +367,11 @@ impl CallbackTrait for SliceCallback {
         };
         u.plane = self.plane;
         let view_of = |r: &SliceRenderer, i: usize| -> wgpu::TextureView {
-            self.layers[i].as_ref().and_then(|l| r.volumes.get(&l.volume.id)).map(|g| g.view.clone()).unwrap_or_else(|| r.empty_volume.clone())
+            self.layers[i]
+                .as_ref()
+                .and_then(|l| r.volumes.get(&l.volume.id))
+                .map(|g| g.view.clone())
+                .unwrap_or_else(|| r.empty_volume.clone())
         };
         let (v0, v1) = (view_of(r, 0), view_of(r, 1));
         let buffer = match r.views.get(&self.view_id) {
@@ -310,19 +388,40 @@ impl CallbackTrait for SliceCallback {
             label: Some("slice"),
             layout: &r.layout,
             entries: &[
-                wgpu::BindGroupEntry { binding: 0, resource: buffer.as_entire_binding() },
-                wgpu::BindGroupEntry { binding: 1, resource: wgpu::BindingResource::TextureView(&v0) },
-                wgpu::BindGroupEntry { binding: 2, resource: wgpu::BindingResource::TextureView(&v1) },
-                wgpu::BindGroupEntry { binding: 3, resource: wgpu::BindingResource::TextureView(&r.colormaps) },
+                wgpu::BindGroupEntry {
+                    binding: 0,
+                    resource: buffer.as_entire_binding(),
+                },
+                wgpu::BindGroupEntry {
+                    binding: 1,
+                    resource: wgpu::BindingResource::TextureView(&v0),
+                },
+                wgpu::BindGroupEntry {
+                    binding: 2,
+                    resource: wgpu::BindingResource::TextureView(&v1),
+                },
+                wgpu::BindGroupEntry {
+                    binding: 3,
+                    resource: wgpu::BindingResource::TextureView(&r.colormaps),
+                },
             ],
         });
         r.views.insert(self.view_id, (buffer, bind));
         Vec::new()
     }
 
-    fn paint(&self, _info: egui::PaintCallbackInfo, pass: &mut wgpu::RenderPass<'static>, resources: &CallbackResources) {
-        let Some(r) = resources.get::<SliceRenderer>() else { return };
-        let Some((_, bind)) = r.views.get(&self.view_id) else { return };
+    fn paint(
+        &self,
+        _info: egui::PaintCallbackInfo,
+        pass: &mut wgpu::RenderPass<'static>,
+        resources: &CallbackResources,
+    ) {
+        let Some(r) = resources.get::<SliceRenderer>() else {
+            return;
+        };
+        let Some((_, bind)) = r.views.get(&self.view_id) else {
+            return;
+        };
         pass.set_pipeline(&r.pipeline);
         pass.set_bind_group(0, bind, &[]);
         pass.draw(0..4, 0..1);
@@ -331,5 +430,11 @@ impl CallbackTrait for SliceCallback {
 
 /// Number of volume uploads the renderer installed in `render_state` has done.
 pub fn upload_count(render_state: &egui_wgpu::RenderState) -> u64 {
-    render_state.renderer.read().callback_resources.get::<SliceRenderer>().map(|r| r.uploads).unwrap_or(0)
+    render_state
+        .renderer
+        .read()
+        .callback_resources
+        .get::<SliceRenderer>()
+        .map(|r| r.uploads)
+        .unwrap_or(0)
 }

@@ -16,7 +16,11 @@ pub enum Orientation {
 
 impl Orientation {
     /// All three, in display order.
-    pub const ALL: [Orientation; 3] = [Orientation::Axial, Orientation::Coronal, Orientation::Sagittal];
+    pub const ALL: [Orientation; 3] = [
+        Orientation::Axial,
+        Orientation::Coronal,
+        Orientation::Sagittal,
+    ];
 
     /// Screen-right, screen-down and plane-normal unit vectors in LPS.
     pub fn axes(self) -> (Vec3, Vec3, Vec3) {
@@ -60,7 +64,14 @@ pub struct ViewState {
 
 impl Default for ViewState {
     fn default() -> Self {
-        Self { orientation: Orientation::Axial, crosshair: [0.0; 3], fov_center: [0.0; 3], fov_mm: 256.0, zoom: 1.0, pan: [0.0; 2] }
+        Self {
+            orientation: Orientation::Axial,
+            crosshair: [0.0; 3],
+            fov_center: [0.0; 3],
+            fov_mm: 256.0,
+            zoom: 1.0,
+            pan: [0.0; 2],
+        }
     }
 }
 
@@ -70,7 +81,14 @@ impl ViewState {
         let (lo, hi) = g.world_bounds();
         let c = g.center();
         let ext = (0..3).map(|a| hi[a] - lo[a]).fold(0.0, f64::max);
-        Self { orientation, crosshair: c, fov_center: c, fov_mm: ext.max(1.0) * 1.05, zoom: 1.0, pan: [0.0; 2] }
+        Self {
+            orientation,
+            crosshair: c,
+            fov_center: c,
+            fov_mm: ext.max(1.0) * 1.05,
+            zoom: 1.0,
+            pan: [0.0; 2],
+        }
     }
 
     /// Millimetres per screen point for a view of `size` points.
@@ -84,10 +102,16 @@ impl ViewState {
     pub fn world_at(&self, p: [f32; 2], size: [f32; 2]) -> Vec3 {
         let (u, v, n) = self.orientation.axes();
         let mmpp = self.mm_per_point(size);
-        let cu = dot(self.fov_center, u) + self.pan[0] + (p[0] as f64 - size[0] as f64 / 2.0) * mmpp;
-        let cv = dot(self.fov_center, v) + self.pan[1] + (p[1] as f64 - size[1] as f64 / 2.0) * mmpp;
+        let cu =
+            dot(self.fov_center, u) + self.pan[0] + (p[0] as f64 - size[0] as f64 / 2.0) * mmpp;
+        let cv =
+            dot(self.fov_center, v) + self.pan[1] + (p[1] as f64 - size[1] as f64 / 2.0) * mmpp;
         let cn = dot(self.crosshair, n);
-        [u[0] * cu + v[0] * cv + n[0] * cn, u[1] * cu + v[1] * cv + n[1] * cn, u[2] * cu + v[2] * cv + n[2] * cn]
+        [
+            u[0] * cu + v[0] * cv + n[0] * cn,
+            u[1] * cu + v[1] * cv + n[1] * cn,
+            u[2] * cu + v[2] * cv + n[2] * cn,
+        ]
     }
 
     /// Screen position (points) of LPS point `w` projected on the view, for a view of `size`.
@@ -104,7 +128,12 @@ impl ViewState {
         let (u, v, _) = self.orientation.axes();
         let w0 = self.world_at([0.0, 0.0], size);
         let mmpp = self.mm_per_point(size);
-        [dot(w0, u) as f32, dot(w0, v) as f32, (size[0] as f64 * mmpp) as f32, (size[1] as f64 * mmpp) as f32]
+        [
+            dot(w0, u) as f32,
+            dot(w0, v) as f32,
+            (size[0] as f64 * mmpp) as f32,
+            (size[1] as f64 * mmpp) as f32,
+        ]
     }
 
     /// Voxel-space mapping of the view for volume `g`: voxel index at uv (0,0) and its change
@@ -116,7 +145,11 @@ impl ViewState {
         let p00 = g.voxel_from_world(w00);
         let p10 = g.voxel_from_world(w10);
         let p01 = g.voxel_from_world(w01);
-        (p00, [p10[0] - p00[0], p10[1] - p00[1], p10[2] - p00[2]], [p01[0] - p00[0], p01[1] - p00[1], p01[2] - p00[2]])
+        (
+            p00,
+            [p10[0] - p00[0], p10[1] - p00[1], p10[2] - p00[2]],
+            [p01[0] - p00[0], p01[1] - p00[1], p01[2] - p00[2]],
+        )
     }
 
     /// The grid axis of `g` closest to the view normal, and the slice step (mm) along it.
@@ -160,7 +193,14 @@ impl ViewState {
 pub fn probe(volume: &Volume, w: Vec3) -> Option<([usize; 3], f32)> {
     let p = volume.geometry.voxel_from_world(w);
     let v = volume.sample_nearest(p)?;
-    Some(([p[0].round() as usize, p[1].round() as usize, p[2].round() as usize], v))
+    Some((
+        [
+            p[0].round() as usize,
+            p[1].round() as usize,
+            p[2].round() as usize,
+        ],
+        v,
+    ))
 }
 
 #[cfg(test)]

@@ -56,7 +56,10 @@ pub fn pane_ui(
     let size = [rect.width(), rect.height()];
     let painter = ui.painter_at(rect);
     painter.rect_filled(rect, 0.0, Color32::BLACK);
-    let reference = layers[0].as_ref().or(layers[1].as_ref()).map(|l| l.volume.clone());
+    let reference = layers[0]
+        .as_ref()
+        .or(layers[1].as_ref())
+        .map(|l| l.volume.clone());
 
     if has_gpu && size[0] > 1.0 && size[1] > 1.0 {
         let mut draws: [Option<LayerDraw>; 2] = [None, None];
@@ -75,15 +78,30 @@ pub fn pane_ui(
             }
         }
         if draws.iter().any(Option::is_some) {
-            let combine = if draws[1].is_some() && draws[0].is_some() { combine } else { Combine::Single };
+            let combine = if draws[1].is_some() && draws[0].is_some() {
+                combine
+            } else {
+                Combine::Single
+            };
             if draws[0].is_none() {
                 draws.swap(0, 1);
             }
-            let cb = SliceCallback { view_id, layers: draws, combine, plane: view.plane_mm(size) };
+            let cb = SliceCallback {
+                view_id,
+                layers: draws,
+                combine,
+                plane: view.plane_mm(size),
+            };
             painter.add(egui_wgpu::Callback::new_paint_callback(rect, cb));
         }
     } else if !has_gpu {
-        painter.text(rect.center(), egui::Align2::CENTER_CENTER, "no GPU renderer", egui::FontId::proportional(14.0), Color32::LIGHT_RED);
+        painter.text(
+            rect.center(),
+            egui::Align2::CENTER_CENTER,
+            "no GPU renderer",
+            egui::FontId::proportional(14.0),
+            Color32::LIGHT_RED,
+        );
     }
 
     // Input.
@@ -102,7 +120,9 @@ pub fn pane_ui(
                 .events
                 .iter()
                 .map(|e| match e {
-                    egui::Event::MouseWheel { delta, modifiers, .. } if !modifiers.ctrl && !modifiers.command && delta.y != 0.0 => {
+                    egui::Event::MouseWheel {
+                        delta, modifiers, ..
+                    } if !modifiers.ctrl && !modifiers.command && delta.y != 0.0 => {
                         if delta.y > 0.0 { 1 } else { -1 }
                     }
                     _ => 0,
@@ -123,35 +143,95 @@ pub fn pane_ui(
         let mmpp = view.mm_per_point(size);
         view.pan[0] -= delta.x as f64 * mmpp;
         view.pan[1] -= delta.y as f64 * mmpp;
-    } else if response.dragged_by(PointerButton::Primary) && (wl_mode || mods.ctrl || mods.command) {
+    } else if response.dragged_by(PointerButton::Primary) && (wl_mode || mods.ctrl || mods.command)
+    {
         ev.window_drag = Some((delta.x, -delta.y));
-    } else if (response.dragged_by(PointerButton::Primary) || response.clicked()) && !mods.shift {
-        if let Some(p) = response.interact_pointer_pos() {
-            view.crosshair = view.world_at(to_local(p), size);
-        }
+    } else if (response.dragged_by(PointerButton::Primary) || response.clicked())
+        && !mods.shift
+        && let Some(p) = response.interact_pointer_pos()
+    {
+        view.crosshair = view.world_at(to_local(p), size);
     }
 
     // Overlays: crosshair, labels, slice index, window.
     let c = view.screen_of(view.crosshair, size);
     let cp = Pos2::new(rect.min.x + c[0], rect.min.y + c[1]);
     let stroke = Stroke::new(1.0, Color32::from_rgba_unmultiplied(255, 220, 0, 150));
-    painter.line_segment([Pos2::new(rect.min.x, cp.y), Pos2::new(rect.max.x, cp.y)], stroke);
-    painter.line_segment([Pos2::new(cp.x, rect.min.y), Pos2::new(cp.x, rect.max.y)], stroke);
+    painter.line_segment(
+        [Pos2::new(rect.min.x, cp.y), Pos2::new(rect.max.x, cp.y)],
+        stroke,
+    );
+    painter.line_segment(
+        [Pos2::new(cp.x, rect.min.y), Pos2::new(cp.x, rect.max.y)],
+        stroke,
+    );
     let font = egui::FontId::proportional(13.0);
     let label_color = Color32::from_rgb(255, 200, 80);
     let [l, r, t, b] = edge_labels(view.orientation);
-    painter.text(Pos2::new(rect.min.x + 4.0, rect.center().y), egui::Align2::LEFT_CENTER, l, font.clone(), label_color);
-    painter.text(Pos2::new(rect.max.x - 4.0, rect.center().y), egui::Align2::RIGHT_CENTER, r, font.clone(), label_color);
-    painter.text(Pos2::new(rect.center().x, rect.min.y + 4.0), egui::Align2::CENTER_TOP, t, font.clone(), label_color);
-    painter.text(Pos2::new(rect.center().x, rect.max.y - 4.0), egui::Align2::CENTER_BOTTOM, b, font.clone(), label_color);
-    painter.text(rect.min + Vec2::new(6.0, 4.0), egui::Align2::LEFT_TOP, title, font.clone(), Color32::WHITE);
+    painter.text(
+        Pos2::new(rect.min.x + 4.0, rect.center().y),
+        egui::Align2::LEFT_CENTER,
+        l,
+        font.clone(),
+        label_color,
+    );
+    painter.text(
+        Pos2::new(rect.max.x - 4.0, rect.center().y),
+        egui::Align2::RIGHT_CENTER,
+        r,
+        font.clone(),
+        label_color,
+    );
+    painter.text(
+        Pos2::new(rect.center().x, rect.min.y + 4.0),
+        egui::Align2::CENTER_TOP,
+        t,
+        font.clone(),
+        label_color,
+    );
+    painter.text(
+        Pos2::new(rect.center().x, rect.max.y - 4.0),
+        egui::Align2::CENTER_BOTTOM,
+        b,
+        font.clone(),
+        label_color,
+    );
+    painter.text(
+        rect.min + Vec2::new(6.0, 4.0),
+        egui::Align2::LEFT_TOP,
+        title,
+        font.clone(),
+        Color32::WHITE,
+    );
     if let Some(v) = &reference {
         let (idx, n) = view.slice_index(&v.geometry);
-        let wl = layers[0].as_ref().map(|l| l.window).unwrap_or(WindowLevel { width: 1.0, center: 0.0 });
-        let info = format!("{} {}/{}\nW {:.0} L {:.0}", view.orientation.name(), idx + 1, n, wl.width, wl.center);
-        painter.text(Pos2::new(rect.min.x + 6.0, rect.max.y - 6.0), egui::Align2::LEFT_BOTTOM, info, font, Color32::WHITE);
+        let wl = layers[0].as_ref().map(|l| l.window).unwrap_or(WindowLevel {
+            width: 1.0,
+            center: 0.0,
+        });
+        let info = format!(
+            "{} {}/{}\nW {:.0} L {:.0}",
+            view.orientation.name(),
+            idx + 1,
+            n,
+            wl.width,
+            wl.center
+        );
+        painter.text(
+            Pos2::new(rect.min.x + 6.0, rect.max.y - 6.0),
+            egui::Align2::LEFT_BOTTOM,
+            info,
+            font,
+            Color32::WHITE,
+        );
     } else {
-        painter.text(rect.center(), egui::Align2::CENTER_CENTER, "no series assigned", egui::FontId::proportional(14.0), Color32::GRAY);
+        painter.text(
+            rect.center(),
+            egui::Align2::CENTER_CENTER,
+            "no series assigned",
+            egui::FontId::proportional(14.0),
+            Color32::GRAY,
+        );
     }
     let _ = Rect::NOTHING;
     ev

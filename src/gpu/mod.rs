@@ -33,14 +33,20 @@ impl AdapterReport {
             name: info.name.clone(),
             device_type: format!("{:?}", info.device_type),
             backend: format!("{:?}", info.backend),
-            driver: format!("{} {}", info.driver, info.driver_info).trim().to_string(),
+            driver: format!("{} {}", info.driver, info.driver_info)
+                .trim()
+                .to_string(),
             software,
         }
     }
 
     /// One line for the status bar.
     pub fn summary(&self) -> String {
-        let kind = if self.software { "software adapter, no GPU" } else { self.device_type.as_str() };
+        let kind = if self.software {
+            "software adapter, no GPU"
+        } else {
+            self.device_type.as_str()
+        };
         format!("{} ({kind}, {})", self.name, self.backend)
     }
 }
@@ -71,7 +77,9 @@ impl SharedGpu {
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum GpuError {
     /// No adapter, or the device could not be created or registered with burn.
-    #[error("no usable GPU device: {0} (on a machine without a GPU, install Mesa's software Vulkan driver: apt-get install mesa-vulkan-drivers)")]
+    #[error(
+        "no usable GPU device: {0} (on a machine without a GPU, install Mesa's software Vulkan driver: apt-get install mesa-vulkan-drivers)"
+    )]
     Init(String),
     /// A burn computation failed.
     #[error("GPU computation failed: {0}")]
@@ -84,10 +92,16 @@ static SHARED: OnceLock<Result<SharedGpu, GpuError>> = OnceLock::new();
 pub fn shared() -> Result<&'static SharedGpu, GpuError> {
     SHARED
         .get_or_init(|| {
-            let (device, setup) = Device::wgpu_options().init_with_setup().map_err(|e| GpuError::Init(e.to_string()))?;
+            let (device, setup) = Device::wgpu_options()
+                .init_with_setup()
+                .map_err(|e| GpuError::Init(e.to_string()))?;
             let report = AdapterReport::from_info(&setup.adapter.get_info());
             log::info!("shared GPU device: {}", report.summary());
-            Ok(SharedGpu { setup, device, report })
+            Ok(SharedGpu {
+                setup,
+                device,
+                report,
+            })
         })
         .as_ref()
         .map_err(Clone::clone)
@@ -118,8 +132,12 @@ impl SelfTest {
 /// Run a small burn computation (`sum(relu(A B))` on an n x n product) on `device` and check it
 /// against the CPU.
 pub fn self_test(device: &Device, n: usize) -> Result<SelfTest, GpuError> {
-    let a: Vec<f32> = (0..n * n).map(|i| ((i * 7 % 13) as f32 - 6.0) / 6.0).collect();
-    let b: Vec<f32> = (0..n * n).map(|i| ((i * 5 % 11) as f32 - 5.0) / 5.0).collect();
+    let a: Vec<f32> = (0..n * n)
+        .map(|i| ((i * 7 % 13) as f32 - 6.0) / 6.0)
+        .collect();
+    let b: Vec<f32> = (0..n * n)
+        .map(|i| ((i * 5 % 11) as f32 - 5.0) / 5.0)
+        .collect();
     let mut cpu = 0f64;
     for r in 0..n {
         for c in 0..n {
@@ -135,9 +153,22 @@ pub fn self_test(device: &Device, n: usize) -> Result<SelfTest, GpuError> {
     let tb = Tensor::<2>::from_data(TensorData::new(b, [n, n]), device);
     let out = burn::tensor::activation::relu(ta.matmul(tb)).sum();
     let data = out.into_data();
-    let gpu = data.as_slice::<f32>().map_err(|e| GpuError::Compute(format!("{e:?}")))?.first().copied().unwrap_or(f32::NAN) as f64;
+    let gpu = data
+        .as_slice::<f32>()
+        .map_err(|e| GpuError::Compute(format!("{e:?}")))?
+        .first()
+        .copied()
+        .unwrap_or(f32::NAN) as f64;
     let gpu_ms = t0.elapsed().as_secs_f64() * 1e3;
-    device.sync().map_err(|e| GpuError::Compute(format!("{e:?}")))?;
+    device
+        .sync()
+        .map_err(|e| GpuError::Compute(format!("{e:?}")))?;
     let rel_error = ((gpu - cpu) / cpu.abs().max(1e-12)).abs();
-    Ok(SelfTest { n, gpu_value: gpu, cpu_value: cpu, rel_error, gpu_ms })
+    Ok(SelfTest {
+        n,
+        gpu_value: gpu,
+        cpu_value: cpu,
+        rel_error,
+        gpu_ms,
+    })
 }

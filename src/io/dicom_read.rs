@@ -2,11 +2,11 @@
 
 use super::{LoadError, Progress};
 use crate::volume::{Geometry, Vec3, Volume, VolumeMeta};
+use dicom::core::Tag;
 use dicom::dictionary_std::{tags, uids};
 use dicom::object::{InMemDicomObject, OpenFileOptions};
 use dicom::pixeldata::{ConvertOptions, ModalityLutOption, PixelDecoder, Rescale};
 use dicom::transfer_syntax::{TransferSyntaxIndex, TransferSyntaxRegistry};
-use dicom::core::Tag;
 use rayon::prelude::*;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -59,7 +59,11 @@ pub struct ScanResult {
 /// Bytes of an element whose VR is UN (written by a tool that did not know the attribute).
 fn unknown_bytes(obj: &InMemDicomObject, tag: Tag) -> Option<Vec<u8>> {
     let e = obj.get(tag)?;
-    if e.vr() == dicom::core::VR::UN { e.value().to_bytes().ok().map(|b| b.into_owned()) } else { None }
+    if e.vr() == dicom::core::VR::UN {
+        e.value().to_bytes().ok().map(|b| b.into_owned())
+    } else {
+        None
+    }
 }
 
 fn text(obj: &InMemDicomObject, tag: Tag) -> Option<String> {
@@ -74,10 +78,15 @@ fn floats(obj: &InMemDicomObject, tag: Tag) -> Option<Vec<f64>> {
     if unknown_bytes(obj, tag).is_some() {
         // Decimal/integer strings stored as UN: parse the text.
         let t = text(obj, tag)?;
-        let v: Option<Vec<f64>> = t.split('\\').map(|x| x.trim().parse::<f64>().ok()).collect();
+        let v: Option<Vec<f64>> = t
+            .split('\\')
+            .map(|x| x.trim().parse::<f64>().ok())
+            .collect();
         return v.filter(|v| !v.is_empty());
     }
-    obj.get(tag).and_then(|e| e.to_multi_float64().ok()).filter(|v| !v.is_empty())
+    obj.get(tag)
+        .and_then(|e| e.to_multi_float64().ok())
+        .filter(|v| !v.is_empty())
 }
 
 fn int(obj: &InMemDicomObject, tag: Tag) -> Option<i64> {
@@ -85,7 +94,9 @@ fn int(obj: &InMemDicomObject, tag: Tag) -> Option<i64> {
         // US/UL as UN are binary little endian; IS as UN is text.
         return match b.len() {
             2 if tag.group() == 0x0028 => Some(u16::from_le_bytes([b[0], b[1]]) as i64),
-            4 if tag.group() == 0x0028 && !b.iter().all(|c| c.is_ascii_digit() || *c == b' ') => Some(u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as i64),
+            4 if tag.group() == 0x0028 && !b.iter().all(|c| c.is_ascii_digit() || *c == b' ') => {
+                Some(u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as i64)
+            }
             _ => text(obj, tag).and_then(|t| t.parse::<i64>().ok()),
         };
     }
@@ -98,7 +109,10 @@ fn items(obj: &InMemDicomObject, tag: Tag) -> Option<&[InMemDicomObject]> {
 
 /// Look a tag up inside a functional-group item: `group[0].seq[0].tag`.
 fn in_group(group: Option<&InMemDicomObject>, seq: Tag, tag: Tag) -> Option<Vec<f64>> {
-    group.and_then(|g| items(g, seq)).and_then(|it| it.first()).and_then(|o| floats(o, tag))
+    group
+        .and_then(|g| items(g, seq))
+        .and_then(|it| it.first())
+        .and_then(|o| floats(o, tag))
 }
 
 /// Human name of a transfer syntax UID.
@@ -113,7 +127,10 @@ pub fn transfer_syntax_name(uid: &str) -> String {
 fn has_dicm_magic(path: &Path) -> bool {
     use std::io::Read;
     let mut buf = [0u8; 132];
-    std::fs::File::open(path).and_then(|mut f| f.read_exact(&mut buf)).map(|_| &buf[128..132] == b"DICM").unwrap_or(false)
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut buf))
+        .map(|_| &buf[128..132] == b"DICM")
+        .unwrap_or(false)
 }
 
 /// Read one file's header (up to the pixel data) and return its slices and series facts.
@@ -122,77 +139,152 @@ fn scan_file(path: &Path) -> Result<(SeriesScan, String), LoadError> {
         .read_until(tags::PIXEL_DATA)
         .open_file(path)
         .map_err(|e| LoadError::file(path, format!("not a readable DICOM file: {e}")))?;
-    let sop_class = obj.meta().media_storage_sop_class_uid().trim_end_matches('\0').to_string();
+    let sop_class = obj
+        .meta()
+        .media_storage_sop_class_uid()
+        .trim_end_matches('\0')
+        .to_string();
     if sop_class == uids::MEDIA_STORAGE_DIRECTORY_STORAGE {
         return Err(LoadError::file(path, "a DICOMDIR index, not an image"));
     }
-    let ts = obj.meta().transfer_syntax().trim_end_matches('\0').to_string();
-    let rows = int(&obj, tags::ROWS).ok_or_else(|| LoadError::file(path, "no Rows (0028,0010): not an image"))?;
-    let cols = int(&obj, tags::COLUMNS).ok_or_else(|| LoadError::file(path, "no Columns (0028,0011): not an image"))?;
+    let ts = obj
+        .meta()
+        .transfer_syntax()
+        .trim_end_matches('\0')
+        .to_string();
+    let rows = int(&obj, tags::ROWS)
+        .ok_or_else(|| LoadError::file(path, "no Rows (0028,0010): not an image"))?;
+    let cols = int(&obj, tags::COLUMNS)
+        .ok_or_else(|| LoadError::file(path, "no Columns (0028,0011): not an image"))?;
     if rows <= 0 || cols <= 0 {
-        return Err(LoadError::file(path, format!("invalid image size {cols}x{rows}")));
+        return Err(LoadError::file(
+            path,
+            format!("invalid image size {cols}x{rows}"),
+        ));
     }
     let frames = int(&obj, tags::NUMBER_OF_FRAMES).unwrap_or(1).max(1) as u32;
     let shared = items(&obj, tags::SHARED_FUNCTIONAL_GROUPS_SEQUENCE).and_then(|i| i.first());
     let per_frame = items(&obj, tags::PER_FRAME_FUNCTIONAL_GROUPS_SEQUENCE);
 
     let iop = floats(&obj, tags::IMAGE_ORIENTATION_PATIENT)
-        .or_else(|| in_group(shared, tags::PLANE_ORIENTATION_SEQUENCE, tags::IMAGE_ORIENTATION_PATIENT))
-        .or_else(|| in_group(per_frame.and_then(|p| p.first()), tags::PLANE_ORIENTATION_SEQUENCE, tags::IMAGE_ORIENTATION_PATIENT))
+        .or_else(|| {
+            in_group(
+                shared,
+                tags::PLANE_ORIENTATION_SEQUENCE,
+                tags::IMAGE_ORIENTATION_PATIENT,
+            )
+        })
+        .or_else(|| {
+            in_group(
+                per_frame.and_then(|p| p.first()),
+                tags::PLANE_ORIENTATION_SEQUENCE,
+                tags::IMAGE_ORIENTATION_PATIENT,
+            )
+        })
         .filter(|v| v.len() == 6)
         .map(|v| [v[0], v[1], v[2], v[3], v[4], v[5]]);
     let pixel_spacing = floats(&obj, tags::PIXEL_SPACING)
         .or_else(|| in_group(shared, tags::PIXEL_MEASURES_SEQUENCE, tags::PIXEL_SPACING))
-        .or_else(|| in_group(per_frame.and_then(|p| p.first()), tags::PIXEL_MEASURES_SEQUENCE, tags::PIXEL_SPACING))
+        .or_else(|| {
+            in_group(
+                per_frame.and_then(|p| p.first()),
+                tags::PIXEL_MEASURES_SEQUENCE,
+                tags::PIXEL_SPACING,
+            )
+        })
         .or_else(|| floats(&obj, tags::IMAGER_PIXEL_SPACING))
         .filter(|v| v.len() == 2 && v[0] > 0.0 && v[1] > 0.0)
         .map(|v| [v[0], v[1]]);
     let nominal = floats(&obj, tags::SPACING_BETWEEN_SLICES)
-        .or_else(|| in_group(shared, tags::PIXEL_MEASURES_SEQUENCE, tags::SPACING_BETWEEN_SLICES))
+        .or_else(|| {
+            in_group(
+                shared,
+                tags::PIXEL_MEASURES_SEQUENCE,
+                tags::SPACING_BETWEEN_SLICES,
+            )
+        })
         .or_else(|| floats(&obj, tags::SLICE_THICKNESS))
         .or_else(|| in_group(shared, tags::PIXEL_MEASURES_SEQUENCE, tags::SLICE_THICKNESS))
         .and_then(|v| v.first().copied())
         .filter(|v| *v > 0.0);
     let top_rescale = (
-        floats(&obj, tags::RESCALE_SLOPE).and_then(|v| v.first().copied()).unwrap_or(1.0),
-        floats(&obj, tags::RESCALE_INTERCEPT).and_then(|v| v.first().copied()).unwrap_or(0.0),
+        floats(&obj, tags::RESCALE_SLOPE)
+            .and_then(|v| v.first().copied())
+            .unwrap_or(1.0),
+        floats(&obj, tags::RESCALE_INTERCEPT)
+            .and_then(|v| v.first().copied())
+            .unwrap_or(0.0),
     );
-    let shared_rescale = in_group(shared, tags::PIXEL_VALUE_TRANSFORMATION_SEQUENCE, tags::RESCALE_SLOPE)
-        .zip(in_group(shared, tags::PIXEL_VALUE_TRANSFORMATION_SEQUENCE, tags::RESCALE_INTERCEPT))
-        .map(|(s, i)| (s[0], i[0]));
+    let shared_rescale = in_group(
+        shared,
+        tags::PIXEL_VALUE_TRANSFORMATION_SEQUENCE,
+        tags::RESCALE_SLOPE,
+    )
+    .zip(in_group(
+        shared,
+        tags::PIXEL_VALUE_TRANSFORMATION_SEQUENCE,
+        tags::RESCALE_INTERCEPT,
+    ))
+    .map(|(s, i)| (s[0], i[0]));
     let instance = int(&obj, tags::INSTANCE_NUMBER).unwrap_or(0);
-    let top_pos = floats(&obj, tags::IMAGE_POSITION_PATIENT).filter(|v| v.len() == 3).map(|v| [v[0], v[1], v[2]]);
+    let top_pos = floats(&obj, tags::IMAGE_POSITION_PATIENT)
+        .filter(|v| v.len() == 3)
+        .map(|v| [v[0], v[1], v[2]]);
 
     let mut slices = Vec::with_capacity(frames as usize);
     for f in 0..frames {
         let group = per_frame.and_then(|p| p.get(f as usize));
-        let position = in_group(group, tags::PLANE_POSITION_SEQUENCE, tags::IMAGE_POSITION_PATIENT)
-            .filter(|v| v.len() == 3)
-            .map(|v| [v[0], v[1], v[2]])
-            .or(if frames == 1 { top_pos } else { None });
-        let rescale = in_group(group, tags::PIXEL_VALUE_TRANSFORMATION_SEQUENCE, tags::RESCALE_SLOPE)
-            .zip(in_group(group, tags::PIXEL_VALUE_TRANSFORMATION_SEQUENCE, tags::RESCALE_INTERCEPT))
-            .map(|(s, i)| (s[0], i[0]))
-            .or(shared_rescale)
-            .unwrap_or(top_rescale);
-        slices.push(SliceRef { path: path.to_path_buf(), frame: f, position, instance: instance * 100_000 + f as i64, rescale });
+        let position = in_group(
+            group,
+            tags::PLANE_POSITION_SEQUENCE,
+            tags::IMAGE_POSITION_PATIENT,
+        )
+        .filter(|v| v.len() == 3)
+        .map(|v| [v[0], v[1], v[2]])
+        .or(if frames == 1 { top_pos } else { None });
+        let rescale = in_group(
+            group,
+            tags::PIXEL_VALUE_TRANSFORMATION_SEQUENCE,
+            tags::RESCALE_SLOPE,
+        )
+        .zip(in_group(
+            group,
+            tags::PIXEL_VALUE_TRANSFORMATION_SEQUENCE,
+            tags::RESCALE_INTERCEPT,
+        ))
+        .map(|(s, i)| (s[0], i[0]))
+        .or(shared_rescale)
+        .unwrap_or(top_rescale);
+        slices.push(SliceRef {
+            path: path.to_path_buf(),
+            frame: f,
+            position,
+            instance: instance * 100_000 + f as i64,
+            rescale,
+        });
     }
     // A legacy multi-frame file without per-frame positions: stack frames from the top-level
     // position along the normal at the nominal spacing.
-    if frames > 1 && slices.iter().all(|s| s.position.is_none()) {
-        if let (Some(p0), Some(o)) = (top_pos, iop) {
-            let n = cross([o[0], o[1], o[2]], [o[3], o[4], o[5]]);
-            let dz = nominal.unwrap_or(1.0);
-            // RT dose grids give each frame's offset along the normal explicitly.
-            let offsets = floats(&obj, tags::GRID_FRAME_OFFSET_VECTOR).filter(|v| v.len() == frames as usize);
-            for s in &mut slices {
-                let k = offsets.as_ref().map(|o| o[s.frame as usize]).unwrap_or(s.frame as f64 * dz);
-                s.position = Some([p0[0] + n[0] * k, p0[1] + n[1] * k, p0[2] + n[2] * k]);
-            }
+    if frames > 1
+        && slices.iter().all(|s| s.position.is_none())
+        && let (Some(p0), Some(o)) = (top_pos, iop)
+    {
+        let n = cross([o[0], o[1], o[2]], [o[3], o[4], o[5]]);
+        let dz = nominal.unwrap_or(1.0);
+        // RT dose grids give each frame's offset along the normal explicitly.
+        let offsets =
+            floats(&obj, tags::GRID_FRAME_OFFSET_VECTOR).filter(|v| v.len() == frames as usize);
+        for s in &mut slices {
+            let k = offsets
+                .as_ref()
+                .map(|o| o[s.frame as usize])
+                .unwrap_or(s.frame as f64 * dz);
+            s.position = Some([p0[0] + n[0] * k, p0[1] + n[1] * k, p0[2] + n[2] * k]);
         }
     }
     let photometric = text(&obj, tags::PHOTOMETRIC_INTERPRETATION).unwrap_or_default();
-    let series_uid = text(&obj, tags::SERIES_INSTANCE_UID).unwrap_or_else(|| format!("(no SeriesInstanceUID) {}", path.display()));
+    let series_uid = text(&obj, tags::SERIES_INSTANCE_UID)
+        .unwrap_or_else(|| format!("(no SeriesInstanceUID) {}", path.display()));
     let meta = VolumeMeta {
         modality: text(&obj, tags::MODALITY).unwrap_or_default(),
         series_uid,
@@ -222,7 +314,12 @@ fn scan_file(path: &Path) -> Result<(SeriesScan, String), LoadError> {
         scan.meta.series_uid,
         cols,
         rows,
-        iop.map(|o| o.iter().map(|v| format!("{:.3}", v)).collect::<Vec<_>>().join(",")).unwrap_or_default()
+        iop.map(|o| o
+            .iter()
+            .map(|v| format!("{:.3}", v))
+            .collect::<Vec<_>>()
+            .join(","))
+            .unwrap_or_default()
     );
     Ok((scan, key))
 }
@@ -239,13 +336,20 @@ pub fn scan(files: &[(PathBuf, bool)], progress: &Progress) -> Result<ScanResult
             if progress.is_cancelled() {
                 return None;
             }
-            let r = std::panic::catch_unwind(|| scan_file(path))
-                .unwrap_or_else(|_| Err(LoadError::file(path, "the DICOM parser failed on this file")));
+            let r = std::panic::catch_unwind(|| scan_file(path)).unwrap_or_else(|_| {
+                Err(LoadError::file(
+                    path,
+                    "the DICOM parser failed on this file",
+                ))
+            });
             progress.step();
             match r {
                 Ok(v) => Some(Ok(v)),
                 Err(e) => {
-                    let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+                    let name = path
+                        .file_name()
+                        .map(|n| n.to_string_lossy().to_string())
+                        .unwrap_or_default();
                     if *explicit || (has_dicm_magic(path) && name != "DICOMDIR") {
                         Some(Err(e))
                     } else {
@@ -277,7 +381,11 @@ pub fn scan(files: &[(PathBuf, bool)], progress: &Progress) -> Result<ScanResult
 }
 
 fn cross(a: Vec3, b: Vec3) -> Vec3 {
-    [a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0]]
+    [
+        a[1] * b[2] - a[2] * b[1],
+        a[2] * b[0] - a[0] * b[2],
+        a[0] * b[1] - a[1] * b[0],
+    ]
 }
 
 fn dot(a: Vec3, b: Vec3) -> f64 {
@@ -286,7 +394,11 @@ fn dot(a: Vec3, b: Vec3) -> f64 {
 
 fn normalise(a: Vec3) -> Vec3 {
     let n = dot(a, a).sqrt();
-    if n > 0.0 { [a[0] / n, a[1] / n, a[2] / n] } else { a }
+    if n > 0.0 {
+        [a[0] / n, a[1] / n, a[2] / n]
+    } else {
+        a
+    }
 }
 
 /// Sort slices by position projected on the slice normal (InstanceNumber when positions are missing).
@@ -315,9 +427,15 @@ pub fn series_geometry(s: &SeriesScan) -> (Geometry, Vec<String>) {
     });
     let positions: Option<Vec<Vec3>> = s.slices.iter().map(|x| x.position).collect();
     let (Some(o), Some(pos)) = (s.iop, positions) else {
-        warnings.push("no ImagePositionPatient/ImageOrientationPatient: geometry unknown, identity used".into());
+        warnings.push(
+            "no ImagePositionPatient/ImageOrientationPatient: geometry unknown, identity used"
+                .into(),
+        );
         let dz = s.nominal_slice_spacing.unwrap_or(1.0);
-        return (Geometry::axis_aligned([s.cols, s.rows, n], [ps[1], ps[0], dz], [0.0; 3]), warnings);
+        return (
+            Geometry::axis_aligned([s.cols, s.rows, n], [ps[1], ps[0], dz], [0.0; 3]),
+            warnings,
+        );
     };
     let r = normalise([o[0], o[1], o[2]]);
     let c = normalise([o[3], o[4], o[5]]);
@@ -337,9 +455,15 @@ pub fn series_geometry(s: &SeriesScan) -> (Geometry, Vec<String>) {
             sorted.sort_by(f64::total_cmp);
             let median = sorted[sorted.len() / 2];
             let (lo, hi) = (sorted[0], sorted[sorted.len() - 1]);
-            let missing: usize = diffs.iter().filter(|d| **d > 1.5 * median).map(|d| (d / median).round() as usize - 1).sum();
+            let missing: usize = diffs
+                .iter()
+                .filter(|d| **d > 1.5 * median)
+                .map(|d| (d / median).round() as usize - 1)
+                .sum();
             if missing > 0 {
-                warnings.push(format!("about {missing} missing slices (gaps up to {hi:.2} mm, spacing {median:.2} mm)"));
+                warnings.push(format!(
+                    "about {missing} missing slices (gaps up to {hi:.2} mm, spacing {median:.2} mm)"
+                ));
             } else if hi - lo > 0.01 * median + 1e-3 {
                 warnings.push(format!("non-uniform slice spacing: {lo:.3} to {hi:.3} mm"));
             }
@@ -363,13 +487,22 @@ pub fn series_geometry(s: &SeriesScan) -> (Geometry, Vec<String>) {
         dims: [s.cols, s.rows, n],
         spacing: [ps[1], ps[0], dz],
         origin: pos[0],
-        direction: [[r[0], c[0], axis[0]], [r[1], c[1], axis[1]], [r[2], c[2], axis[2]]],
+        direction: [
+            [r[0], c[0], axis[0]],
+            [r[1], c[1], axis[1]],
+            [r[2], c[2], axis[2]],
+        ],
     };
     (g, warnings)
 }
 
 /// Decode the pixels of one file's frames (values after rescale), one Vec per requested frame.
-fn decode_file(path: &Path, frames: &[(u32, (f64, f64))], rows: usize, cols: usize) -> Result<Vec<Vec<f32>>, LoadError> {
+fn decode_file(
+    path: &Path,
+    frames: &[(u32, (f64, f64))],
+    rows: usize,
+    cols: usize,
+) -> Result<Vec<Vec<f32>>, LoadError> {
     let obj = dicom::object::open_file(path)
         .map_err(|e| LoadError::file(path, format!("cannot read the data set (file truncated or corrupt: the data ends before an element's declared length): {e}")))?;
     let ts = obj.meta().transfer_syntax().to_string();
@@ -378,28 +511,53 @@ fn decode_file(path: &Path, frames: &[(u32, (f64, f64))], rows: usize, cols: usi
     }
     let spp = int(&obj, tags::SAMPLES_PER_PIXEL).unwrap_or(1);
     if spp != 1 {
-        return Err(LoadError::file(path, format!("{spp} samples per pixel (colour image): only greyscale CT/MR images form volumes")));
+        return Err(LoadError::file(
+            path,
+            format!(
+                "{spp} samples per pixel (colour image): only greyscale CT/MR images form volumes"
+            ),
+        ));
     }
     let registry_ts = TransferSyntaxRegistry.get(ts.trim_end_matches('\0'));
     match registry_ts {
-        None => return Err(LoadError::file(path, format!("cannot decode {}", transfer_syntax_name(&ts)))),
-        Some(t) if !t.can_decode_all() && t.is_encapsulated_pixel_data() && !t.can_decode_dataset() => {
-            return Err(LoadError::file(path, format!("cannot decode pixel data in {}: no decoder built in", transfer_syntax_name(&ts))));
+        None => {
+            return Err(LoadError::file(
+                path,
+                format!("cannot decode {}", transfer_syntax_name(&ts)),
+            ));
+        }
+        Some(t)
+            if !t.can_decode_all() && t.is_encapsulated_pixel_data() && !t.can_decode_dataset() =>
+        {
+            return Err(LoadError::file(
+                path,
+                format!(
+                    "cannot decode pixel data in {}: no decoder built in",
+                    transfer_syntax_name(&ts)
+                ),
+            ));
         }
         _ => {}
     }
     // Native pixel data: check the byte count before decoding, so a truncated file gets a clear message.
-    if let Some(t) = registry_ts {
-        if !t.is_encapsulated_pixel_data() {
-            let bits = int(&obj, tags::BITS_ALLOCATED).unwrap_or(16) as usize;
-            let nframes = int(&obj, tags::NUMBER_OF_FRAMES).unwrap_or(1).max(1) as usize;
-            let need = rows * cols * nframes * bits / 8;
-            let have = obj.get(tags::PIXEL_DATA).and_then(|e| e.value().to_bytes().ok()).map(|b| b.len()).unwrap_or(0);
-            if have < need {
-                return Err(LoadError::file(path, format!(
+    if let Some(t) = registry_ts
+        && !t.is_encapsulated_pixel_data()
+    {
+        let bits = int(&obj, tags::BITS_ALLOCATED).unwrap_or(16) as usize;
+        let nframes = int(&obj, tags::NUMBER_OF_FRAMES).unwrap_or(1).max(1) as usize;
+        let need = rows * cols * nframes * bits / 8;
+        let have = obj
+            .get(tags::PIXEL_DATA)
+            .and_then(|e| e.value().to_bytes().ok())
+            .map(|b| b.len())
+            .unwrap_or(0);
+        if have < need {
+            return Err(LoadError::file(
+                path,
+                format!(
                     "pixel data holds {have} bytes but {cols}x{rows}x{nframes} frames at {bits} bits need {need}: file truncated or dimensions wrong"
-                )));
-            }
+                ),
+            ));
         }
     }
     // RLE with 32-bit samples (dose grids): dicom-rs's RLE decoder stops at 16 bits; ours covers it.
@@ -412,23 +570,53 @@ fn decode_file(path: &Path, frames: &[(u32, (f64, f64))], rows: usize, cols: usi
             .ok_or_else(|| LoadError::file(path, "RLE pixel data is not encapsulated"))?;
         let mut out = Vec::with_capacity(frames.len());
         for &(frame, (slope, intercept)) in frames {
-            let frag = fragments.get(frame as usize).ok_or_else(|| LoadError::file(path, format!("no RLE fragment for frame {frame}")))?;
-            let raw = rle_decode_frame(frag, rows * cols, 4).map_err(|m| LoadError::file(path, format!("RLE frame {frame}: {m}")))?;
-            out.push(raw.into_iter().map(|r| ((if signed { r as i32 as f64 } else { r as f64 }) * slope + intercept) as f32).collect());
+            let frag = fragments.get(frame as usize).ok_or_else(|| {
+                LoadError::file(path, format!("no RLE fragment for frame {frame}"))
+            })?;
+            let raw = rle_decode_frame(frag, rows * cols, 4)
+                .map_err(|m| LoadError::file(path, format!("RLE frame {frame}: {m}")))?;
+            out.push(
+                raw.into_iter()
+                    .map(|r| {
+                        ((if signed { r as i32 as f64 } else { r as f64 }) * slope + intercept)
+                            as f32
+                    })
+                    .collect(),
+            );
         }
         return Ok(out);
     }
-    let decoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| obj.decode_pixel_data()))
-        .map_err(|_| LoadError::file(path, format!("the decoder for {} failed on this file", transfer_syntax_name(&ts))))?
-        .map_err(|e| LoadError::file(path, format!("cannot decode pixel data ({}): {e}", transfer_syntax_name(&ts))))?;
+    let decoded =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| obj.decode_pixel_data()))
+            .map_err(|_| {
+                LoadError::file(
+                    path,
+                    format!(
+                        "the decoder for {} failed on this file",
+                        transfer_syntax_name(&ts)
+                    ),
+                )
+            })?
+            .map_err(|e| {
+                LoadError::file(
+                    path,
+                    format!(
+                        "cannot decode pixel data ({}): {e}",
+                        transfer_syntax_name(&ts)
+                    ),
+                )
+            })?;
     if decoded.rows() as usize != rows || decoded.columns() as usize != cols {
-        return Err(LoadError::file(path, "decoded size differs from Rows/Columns"));
+        return Err(LoadError::file(
+            path,
+            "decoded size differs from Rows/Columns",
+        ));
     }
     let mut out = Vec::with_capacity(frames.len());
     let bits = decoded.bits_allocated();
     let signed = decoded.pixel_representation() == dicom::pixeldata::PixelRepresentation::Signed;
     let plane = rows * cols;
-    let big_endian = ts.trim_end_matches('\0') == dicom::dictionary_std::uids::EXPLICIT_VR_BIG_ENDIAN;
+    let big_endian = ts.trim_end_matches('\0') == "1.2.840.10008.1.2.2";
     for &(frame, (slope, intercept)) in frames {
         // 1-bit (segmentations) and 32-bit (dose grids) samples: converted here, as
         // dicom-pixeldata's conversion covers 8 and 16 bits.
@@ -438,13 +626,25 @@ fn decode_file(path: &Path, frames: &[(u32, (f64, f64))], rows: usize, cols: usi
             let frames_total = decoded.number_of_frames() as usize;
             if data.len() >= frames_total * plane {
                 // Already unpacked by the decoder: one byte per pixel.
-                out.push(data[start..start + plane].iter().map(|v| ((*v != 0) as u8 as f64 * slope + intercept) as f32).collect());
+                out.push(
+                    data[start..start + plane]
+                        .iter()
+                        .map(|v| ((*v != 0) as u8 as f64 * slope + intercept) as f32)
+                        .collect(),
+                );
                 continue;
             }
             if data.len() * 8 < start + plane {
-                return Err(LoadError::file(path, format!("1-bit pixel data too short for frame {frame}")));
+                return Err(LoadError::file(
+                    path,
+                    format!("1-bit pixel data too short for frame {frame}"),
+                ));
             }
-            out.push((start..start + plane).map(|b| (((data[b / 8] >> (b % 8)) & 1) as f64 * slope + intercept) as f32).collect());
+            out.push(
+                (start..start + plane)
+                    .map(|b| (((data[b / 8] >> (b % 8)) & 1) as f64 * slope + intercept) as f32)
+                    .collect(),
+            );
             continue;
         }
         if bits == 32 && big_endian {
@@ -455,38 +655,90 @@ fn decode_file(path: &Path, frames: &[(u32, (f64, f64))], rows: usize, cols: usi
             let start = frame as usize * plane;
             let samples: Option<Vec<u32>> = match value.and_then(|v| v.primitive()) {
                 Some(P::U32(w)) => w.get(start..start + plane).map(|w| w.to_vec()),
-                Some(P::U16(w)) => w.get(2 * start..2 * (start + plane)).map(|w| w.chunks_exact(2).map(|p| ((p[0] as u32) << 16) | p[1] as u32).collect()),
-                Some(P::U8(b)) => b.get(4 * start..4 * (start + plane)).map(|b| b.chunks_exact(4).map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]])).collect()),
+                Some(P::U16(w)) => w.get(2 * start..2 * (start + plane)).map(|w| {
+                    w.chunks_exact(2)
+                        .map(|p| ((p[0] as u32) << 16) | p[1] as u32)
+                        .collect()
+                }),
+                Some(P::U8(b)) => b.get(4 * start..4 * (start + plane)).map(|b| {
+                    b.chunks_exact(4)
+                        .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]))
+                        .collect()
+                }),
                 _ => None,
             };
-            let samples = samples.ok_or_else(|| LoadError::file(path, format!("32-bit big-endian pixel data too short for frame {frame}")))?;
-            out.push(samples.into_iter().map(|raw| ((if signed { raw as i32 as f64 } else { raw as f64 }) * slope + intercept) as f32).collect());
+            let samples = samples.ok_or_else(|| {
+                LoadError::file(
+                    path,
+                    format!("32-bit big-endian pixel data too short for frame {frame}"),
+                )
+            })?;
+            out.push(
+                samples
+                    .into_iter()
+                    .map(|raw| {
+                        ((if signed {
+                            raw as i32 as f64
+                        } else {
+                            raw as f64
+                        }) * slope
+                            + intercept) as f32
+                    })
+                    .collect(),
+            );
             continue;
         }
         if bits == 32 {
-            let data = decoded.frame_data(frame).map_err(|e| LoadError::file(path, format!("cannot read frame {frame}: {e}")))?;
+            let data = decoded
+                .frame_data(frame)
+                .map_err(|e| LoadError::file(path, format!("cannot read frame {frame}: {e}")))?;
             if data.len() < plane * 4 {
-                return Err(LoadError::file(path, format!("frame {frame} holds {} bytes, {} needed", data.len(), plane * 4)));
+                return Err(LoadError::file(
+                    path,
+                    format!(
+                        "frame {frame} holds {} bytes, {} needed",
+                        data.len(),
+                        plane * 4
+                    ),
+                ));
             }
             out.push(
                 data.chunks_exact(4)
                     .take(plane)
                     .map(|c| {
                         let b = [c[0], c[1], c[2], c[3]];
-                        let raw = if big_endian { u32::from_be_bytes(b) } else { u32::from_le_bytes(b) };
-                        let v = if signed { raw as i32 as f64 } else { raw as f64 };
+                        let raw = if big_endian {
+                            u32::from_be_bytes(b)
+                        } else {
+                            u32::from_le_bytes(b)
+                        };
+                        let v = if signed {
+                            raw as i32 as f64
+                        } else {
+                            raw as f64
+                        };
                         (v * slope + intercept) as f32
                     })
                     .collect(),
             );
             continue;
         }
-        let opts = ConvertOptions::new().with_modality_lut(ModalityLutOption::Override(Rescale::new(slope, intercept)));
-        let v: Vec<f32> = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| decoded.to_vec_frame_with_options::<f32>(frame, &opts)))
-            .map_err(|_| LoadError::file(path, format!("pixel conversion failed on frame {frame}")))?
-            .map_err(|e| LoadError::file(path, format!("cannot convert frame {frame}: {e}")))?;
+        let opts = ConvertOptions::new()
+            .with_modality_lut(ModalityLutOption::Override(Rescale::new(slope, intercept)));
+        let v: Vec<f32> = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            decoded.to_vec_frame_with_options::<f32>(frame, &opts)
+        }))
+        .map_err(|_| LoadError::file(path, format!("pixel conversion failed on frame {frame}")))?
+        .map_err(|e| LoadError::file(path, format!("cannot convert frame {frame}: {e}")))?;
         if v.len() != rows * cols {
-            return Err(LoadError::file(path, format!("frame {frame} has {} values, expected {}", v.len(), rows * cols)));
+            return Err(LoadError::file(
+                path,
+                format!(
+                    "frame {frame} has {} values, expected {}",
+                    v.len(),
+                    rows * cols
+                ),
+            ));
         }
         out.push(v);
     }
@@ -499,7 +751,14 @@ fn rle_decode_frame(frag: &[u8], pixels: usize, bytes: usize) -> Result<Vec<u32>
     if frag.len() < 64 {
         return Err("header shorter than 64 bytes".into());
     }
-    let word = |i: usize| u32::from_le_bytes([frag[4 * i], frag[4 * i + 1], frag[4 * i + 2], frag[4 * i + 3]]) as usize;
+    let word = |i: usize| {
+        u32::from_le_bytes([
+            frag[4 * i],
+            frag[4 * i + 1],
+            frag[4 * i + 2],
+            frag[4 * i + 3],
+        ]) as usize
+    };
     let nseg = word(0);
     if nseg != bytes {
         return Err(format!("{nseg} segments, expected {bytes}"));
@@ -507,7 +766,11 @@ fn rle_decode_frame(frag: &[u8], pixels: usize, bytes: usize) -> Result<Vec<u32>
     let mut out = vec![0u32; pixels];
     for s in 0..nseg {
         let start = word(1 + s);
-        let end = if s + 1 < nseg { word(2 + s) } else { frag.len() };
+        let end = if s + 1 < nseg {
+            word(2 + s)
+        } else {
+            frag.len()
+        };
         if start > end || end > frag.len() {
             return Err(format!("segment {s} offsets out of range"));
         }
@@ -519,7 +782,9 @@ fn rle_decode_frame(frag: &[u8], pixels: usize, bytes: usize) -> Result<Vec<u32>
             i += 1;
             if n >= 0 {
                 let len = n as usize + 1;
-                let chunk = seg.get(i..i + len).ok_or("literal run past the segment end")?;
+                let chunk = seg
+                    .get(i..i + len)
+                    .ok_or("literal run past the segment end")?;
                 plane.extend_from_slice(chunk);
                 i += len;
             } else if n != -128 {
@@ -529,7 +794,10 @@ fn rle_decode_frame(frag: &[u8], pixels: usize, bytes: usize) -> Result<Vec<u32>
             }
         }
         if plane.len() < pixels {
-            return Err(format!("segment {s} decodes to {} bytes, {pixels} needed", plane.len()));
+            return Err(format!(
+                "segment {s} decodes to {} bytes, {pixels} needed",
+                plane.len()
+            ));
         }
         let shift = 8 * (bytes - 1 - s);
         for (o, b) in out.iter_mut().zip(plane) {
@@ -539,17 +807,25 @@ fn rle_decode_frame(frag: &[u8], pixels: usize, bytes: usize) -> Result<Vec<u32>
     Ok(out)
 }
 
+/// A frame to decode: (slice index in the volume, frame number in its file, rescale).
+type FrameJob = (usize, u32, (f64, f64));
+/// A decoded frame: (slice index in the volume, values).
+type DecodedPlane = (usize, Vec<f32>);
+
 /// Decode a scanned series into a volume (values after rescale, HU for CT).
 pub fn decode_series(s: &SeriesScan, progress: &Progress) -> Result<Volume, LoadError> {
     let (geometry, warnings) = series_geometry(s);
     let plane = s.rows * s.cols;
     // Group frames by file so each file is opened and decoded once.
-    let mut by_file: BTreeMap<&Path, Vec<(usize, u32, (f64, f64))>> = BTreeMap::new();
+    let mut by_file: BTreeMap<&Path, Vec<FrameJob>> = BTreeMap::new();
     for (z, sl) in s.slices.iter().enumerate() {
-        by_file.entry(sl.path.as_path()).or_default().push((z, sl.frame, sl.rescale));
+        by_file
+            .entry(sl.path.as_path())
+            .or_default()
+            .push((z, sl.frame, sl.rescale));
     }
     let jobs: Vec<_> = by_file.into_iter().collect();
-    let decoded: Vec<Result<Vec<(usize, Vec<f32>)>, LoadError>> = jobs
+    let decoded: Vec<Result<Vec<DecodedPlane>, LoadError>> = jobs
         .par_iter()
         .map(|(path, frames)| {
             progress.check()?;
@@ -606,7 +882,10 @@ mod tests {
         let z: Vec<f64> = s.slices.iter().map(|x| x.position.unwrap()[2]).collect();
         assert_eq!(z, vec![0.0, 2.0, 4.0, 6.0]);
         let (g, w) = series_geometry(&s);
-        assert!((g.spacing[2] - 2.0).abs() < 1e-9, "spacing from positions, not SliceThickness");
+        assert!(
+            (g.spacing[2] - 2.0).abs() < 1e-9,
+            "spacing from positions, not SliceThickness"
+        );
         assert!(w.is_empty(), "{w:?}");
     }
 

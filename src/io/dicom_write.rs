@@ -2,9 +2,9 @@
 
 use super::LoadError;
 use crate::volume::Volume;
+use dicom::core::{DataElement, PrimitiveValue, Tag, VR};
 use dicom::dictionary_std::{tags, uids};
 use dicom::object::{FileMetaTableBuilder, InMemDicomObject};
-use dicom::core::{DataElement, PrimitiveValue, Tag, VR};
 use rayon::prelude::*;
 use std::path::{Path, PathBuf};
 
@@ -21,7 +21,11 @@ pub struct DicomWriteOptions {
 
 impl Default for DicomWriteOptions {
     fn default() -> Self {
-        Self { series_number: 1, image_type: "ORIGINAL\\PRIMARY\\AXIAL".into(), prefix: "IM".into() }
+        Self {
+            series_number: 1,
+            image_type: "ORIGINAL\\PRIMARY\\AXIAL".into(),
+            prefix: "IM".into(),
+        }
     }
 }
 
@@ -31,7 +35,9 @@ pub fn uid_from(text: &str) -> String {
     let mut b: u64 = 0x6c62_272e_07bb_0142;
     for byte in text.bytes() {
         a = (a ^ byte as u64).wrapping_mul(0x100_0000_01b3);
-        b = (b ^ byte as u64).wrapping_mul(0x100_0000_01b3).rotate_left(5);
+        b = (b ^ byte as u64)
+            .wrapping_mul(0x100_0000_01b3)
+            .rotate_left(5);
     }
     let v = ((a as u128) << 64 | b as u128) >> 1;
     format!("2.25.{v}")
@@ -41,7 +47,11 @@ pub fn uid_from(text: &str) -> String {
 fn ds(v: f64) -> String {
     for prec in (0..=8).rev() {
         let s = format!("{v:.prec$}");
-        let s = if s.contains('.') { s.trim_end_matches('0').trim_end_matches('.').to_string() } else { s };
+        let s = if s.contains('.') {
+            s.trim_end_matches('0').trim_end_matches('.').to_string()
+        } else {
+            s
+        };
         if s.len() <= 16 {
             return if s == "-0" { "0".into() } else { s };
         }
@@ -54,15 +64,24 @@ fn ds_multi(v: &[f64]) -> String {
 }
 
 fn put_str(obj: &mut InMemDicomObject, tag: Tag, vr: VR, value: impl Into<String>) {
-    obj.put(DataElement::new(tag, vr, PrimitiveValue::from(value.into())));
+    obj.put(DataElement::new(
+        tag,
+        vr,
+        PrimitiveValue::from(value.into()),
+    ));
 }
 
 /// Write `volume` as a series of single-frame files in `dir` (created if missing).
 ///
 /// Values are stored as 16-bit integers with a rescale chosen so integer data (HU) round-trips
 /// exactly; positions and orientation come from the volume geometry (LPS).
-pub fn write_series(volume: &Volume, dir: &Path, opts: &DicomWriteOptions) -> Result<Vec<PathBuf>, LoadError> {
-    std::fs::create_dir_all(dir).map_err(|e| LoadError::file(dir, format!("cannot create folder: {e}")))?;
+pub fn write_series(
+    volume: &Volume,
+    dir: &Path,
+    opts: &DicomWriteOptions,
+) -> Result<Vec<PathBuf>, LoadError> {
+    std::fs::create_dir_all(dir)
+        .map_err(|e| LoadError::file(dir, format!("cannot create folder: {e}")))?;
     let g = &volume.geometry;
     let [nx, ny, nz] = g.dims;
     let (min, max) = volume.min_max();
@@ -76,19 +95,37 @@ pub fn write_series(volume: &Volume, dir: &Path, opts: &DicomWriteOptions) -> Re
         (true, slope, (max as f64 + min as f64) / 2.0)
     };
     let meta = &volume.meta;
-    let modality = if meta.modality.is_empty() { "OT".to_string() } else { meta.modality.clone() };
+    let modality = if meta.modality.is_empty() {
+        "OT".to_string()
+    } else {
+        meta.modality.clone()
+    };
     let sop_class = match modality.as_str() {
         "CT" => uids::CT_IMAGE_STORAGE,
         "MR" => uids::MR_IMAGE_STORAGE,
         _ => uids::SECONDARY_CAPTURE_IMAGE_STORAGE,
     };
-    let series_uid = if meta.series_uid.starts_with("2.25.") || meta.series_uid.chars().all(|c| c.is_ascii_digit() || c == '.') && !meta.series_uid.is_empty() {
+    let series_uid = if meta.series_uid.starts_with("2.25.")
+        || meta
+            .series_uid
+            .chars()
+            .all(|c| c.is_ascii_digit() || c == '.')
+            && !meta.series_uid.is_empty()
+    {
         meta.series_uid.clone()
     } else {
         uid_from(&format!("series:{}:{}", meta.series_uid, volume.id))
     };
-    let study_uid = if meta.study_uid.is_empty() { uid_from(&format!("study:{series_uid}")) } else { meta.study_uid.clone() };
-    let for_uid = if meta.frame_of_reference_uid.is_empty() { uid_from(&format!("for:{series_uid}")) } else { meta.frame_of_reference_uid.clone() };
+    let study_uid = if meta.study_uid.is_empty() {
+        uid_from(&format!("study:{series_uid}"))
+    } else {
+        meta.study_uid.clone()
+    };
+    let for_uid = if meta.frame_of_reference_uid.is_empty() {
+        uid_from(&format!("for:{series_uid}"))
+    } else {
+        meta.frame_of_reference_uid.clone()
+    };
     let d = &g.direction;
     let iop = [d[0][0], d[1][0], d[2][0], d[0][1], d[1][1], d[2][1]];
     let (wl, ww) = if modality == "CT" {
@@ -107,28 +144,111 @@ pub fn write_series(volume: &Volume, dir: &Path, opts: &DicomWriteOptions) -> Re
             put_str(&mut o, tags::SOP_CLASS_UID, VR::UI, sop_class);
             put_str(&mut o, tags::SOP_INSTANCE_UID, VR::UI, sop_uid.clone());
             put_str(&mut o, tags::MODALITY, VR::CS, modality.clone());
-            put_str(&mut o, tags::PATIENT_NAME, VR::PN, meta.patient_name.clone());
+            put_str(
+                &mut o,
+                tags::PATIENT_NAME,
+                VR::PN,
+                meta.patient_name.clone(),
+            );
             put_str(&mut o, tags::PATIENT_ID, VR::LO, meta.patient_id.clone());
             put_str(&mut o, tags::STUDY_INSTANCE_UID, VR::UI, study_uid.clone());
-            put_str(&mut o, tags::STUDY_DESCRIPTION, VR::LO, meta.study_description.clone());
-            put_str(&mut o, tags::SERIES_INSTANCE_UID, VR::UI, series_uid.clone());
-            put_str(&mut o, tags::SERIES_DESCRIPTION, VR::LO, meta.description.clone());
-            put_str(&mut o, tags::SERIES_NUMBER, VR::IS, opts.series_number.to_string());
+            put_str(
+                &mut o,
+                tags::STUDY_DESCRIPTION,
+                VR::LO,
+                meta.study_description.clone(),
+            );
+            put_str(
+                &mut o,
+                tags::SERIES_INSTANCE_UID,
+                VR::UI,
+                series_uid.clone(),
+            );
+            put_str(
+                &mut o,
+                tags::SERIES_DESCRIPTION,
+                VR::LO,
+                meta.description.clone(),
+            );
+            put_str(
+                &mut o,
+                tags::SERIES_NUMBER,
+                VR::IS,
+                opts.series_number.to_string(),
+            );
             put_str(&mut o, tags::INSTANCE_NUMBER, VR::IS, (z + 1).to_string());
-            put_str(&mut o, tags::FRAME_OF_REFERENCE_UID, VR::UI, for_uid.clone());
-            put_str(&mut o, tags::IMAGE_POSITION_PATIENT, VR::DS, ds_multi(&g.world_from_voxel([0.0, 0.0, z as f64])));
-            put_str(&mut o, tags::IMAGE_ORIENTATION_PATIENT, VR::DS, ds_multi(&iop));
-            put_str(&mut o, tags::PIXEL_SPACING, VR::DS, ds_multi(&[g.spacing[1], g.spacing[0]]));
+            put_str(
+                &mut o,
+                tags::FRAME_OF_REFERENCE_UID,
+                VR::UI,
+                for_uid.clone(),
+            );
+            put_str(
+                &mut o,
+                tags::IMAGE_POSITION_PATIENT,
+                VR::DS,
+                ds_multi(&g.world_from_voxel([0.0, 0.0, z as f64])),
+            );
+            put_str(
+                &mut o,
+                tags::IMAGE_ORIENTATION_PATIENT,
+                VR::DS,
+                ds_multi(&iop),
+            );
+            put_str(
+                &mut o,
+                tags::PIXEL_SPACING,
+                VR::DS,
+                ds_multi(&[g.spacing[1], g.spacing[0]]),
+            );
             put_str(&mut o, tags::SLICE_THICKNESS, VR::DS, ds(g.spacing[2]));
-            put_str(&mut o, tags::SPACING_BETWEEN_SLICES, VR::DS, ds(g.spacing[2]));
-            o.put(DataElement::new(tags::SAMPLES_PER_PIXEL, VR::US, PrimitiveValue::from(1u16)));
-            put_str(&mut o, tags::PHOTOMETRIC_INTERPRETATION, VR::CS, "MONOCHROME2");
-            o.put(DataElement::new(tags::ROWS, VR::US, PrimitiveValue::from(ny as u16)));
-            o.put(DataElement::new(tags::COLUMNS, VR::US, PrimitiveValue::from(nx as u16)));
-            o.put(DataElement::new(tags::BITS_ALLOCATED, VR::US, PrimitiveValue::from(16u16)));
-            o.put(DataElement::new(tags::BITS_STORED, VR::US, PrimitiveValue::from(16u16)));
-            o.put(DataElement::new(tags::HIGH_BIT, VR::US, PrimitiveValue::from(15u16)));
-            o.put(DataElement::new(tags::PIXEL_REPRESENTATION, VR::US, PrimitiveValue::from(signed as u16)));
+            put_str(
+                &mut o,
+                tags::SPACING_BETWEEN_SLICES,
+                VR::DS,
+                ds(g.spacing[2]),
+            );
+            o.put(DataElement::new(
+                tags::SAMPLES_PER_PIXEL,
+                VR::US,
+                PrimitiveValue::from(1u16),
+            ));
+            put_str(
+                &mut o,
+                tags::PHOTOMETRIC_INTERPRETATION,
+                VR::CS,
+                "MONOCHROME2",
+            );
+            o.put(DataElement::new(
+                tags::ROWS,
+                VR::US,
+                PrimitiveValue::from(ny as u16),
+            ));
+            o.put(DataElement::new(
+                tags::COLUMNS,
+                VR::US,
+                PrimitiveValue::from(nx as u16),
+            ));
+            o.put(DataElement::new(
+                tags::BITS_ALLOCATED,
+                VR::US,
+                PrimitiveValue::from(16u16),
+            ));
+            o.put(DataElement::new(
+                tags::BITS_STORED,
+                VR::US,
+                PrimitiveValue::from(16u16),
+            ));
+            o.put(DataElement::new(
+                tags::HIGH_BIT,
+                VR::US,
+                PrimitiveValue::from(15u16),
+            ));
+            o.put(DataElement::new(
+                tags::PIXEL_REPRESENTATION,
+                VR::US,
+                PrimitiveValue::from(signed as u16),
+            ));
             put_str(&mut o, tags::WINDOW_CENTER, VR::DS, ds(wl));
             put_str(&mut o, tags::WINDOW_WIDTH, VR::DS, ds(ww));
             put_str(&mut o, tags::RESCALE_INTERCEPT, VR::DS, ds(intercept));
@@ -146,12 +266,19 @@ pub fn write_series(volume: &Volume, dir: &Path, opts: &DicomWriteOptions) -> Re
                     bytes.extend_from_slice(&(q.clamp(0.0, 65535.0) as u16).to_le_bytes());
                 }
             }
-            o.put(DataElement::new(tags::PIXEL_DATA, VR::OW, PrimitiveValue::from(bytes)));
+            o.put(DataElement::new(
+                tags::PIXEL_DATA,
+                VR::OW,
+                PrimitiveValue::from(bytes),
+            ));
             let file = o
-                .with_meta(FileMetaTableBuilder::new().transfer_syntax(uids::EXPLICIT_VR_LITTLE_ENDIAN))
+                .with_meta(
+                    FileMetaTableBuilder::new().transfer_syntax(uids::EXPLICIT_VR_LITTLE_ENDIAN),
+                )
                 .map_err(|e| LoadError::file(dir, format!("cannot build DICOM meta: {e}")))?;
             let path = dir.join(format!("{}{:04}.dcm", opts.prefix, z + 1));
-            file.write_to_file(&path).map_err(|e| LoadError::file(&path, format!("cannot write: {e}")))?;
+            file.write_to_file(&path)
+                .map_err(|e| LoadError::file(&path, format!("cannot write: {e}")))?;
             Ok(path)
         })
         .collect()
@@ -172,7 +299,11 @@ mod tests {
     #[test]
     fn uids_are_valid() {
         let u = uid_from("x");
-        assert!(u.len() <= 64 && u.starts_with("2.25.") && u.chars().all(|c| c.is_ascii_digit() || c == '.'));
+        assert!(
+            u.len() <= 64
+                && u.starts_with("2.25.")
+                && u.chars().all(|c| c.is_ascii_digit() || c == '.')
+        );
         assert_ne!(u, uid_from("y"));
     }
 }

@@ -29,7 +29,10 @@ pub enum LoadError {
 impl LoadError {
     /// A file error.
     pub fn file(path: impl AsRef<Path>, problem: impl Into<String>) -> Self {
-        LoadError::File { path: path.as_ref().to_path_buf(), problem: problem.into() }
+        LoadError::File {
+            path: path.as_ref().to_path_buf(),
+            problem: problem.into(),
+        }
     }
 }
 
@@ -60,7 +63,11 @@ impl Progress {
     /// Fraction done in the current stage (0..=1).
     pub fn fraction(&self) -> f32 {
         let t = self.total.load(Ordering::Relaxed);
-        if t == 0 { 0.0 } else { self.done.load(Ordering::Relaxed) as f32 / t as f32 }
+        if t == 0 {
+            0.0
+        } else {
+            self.done.load(Ordering::Relaxed) as f32 / t as f32
+        }
     }
 
     /// Name of the current stage.
@@ -80,7 +87,11 @@ impl Progress {
 
     /// Err(Cancelled) once cancellation was requested.
     pub fn check(&self) -> Result<(), LoadError> {
-        if self.is_cancelled() { Err(LoadError::Cancelled) } else { Ok(()) }
+        if self.is_cancelled() {
+            Err(LoadError::Cancelled)
+        } else {
+            Ok(())
+        }
     }
 }
 
@@ -95,7 +106,10 @@ pub struct LoadOutcome {
 
 /// True for `.nii` and `.nii.gz` names.
 pub fn is_nifti_path(p: &Path) -> bool {
-    let n = p.file_name().map(|n| n.to_string_lossy().to_ascii_lowercase()).unwrap_or_default();
+    let n = p
+        .file_name()
+        .map(|n| n.to_string_lossy().to_ascii_lowercase())
+        .unwrap_or_default();
     n.ends_with(".nii") || n.ends_with(".nii.gz")
 }
 
@@ -113,7 +127,8 @@ pub fn load_paths(paths: &[PathBuf], progress: &Progress) -> Result<LoadOutcome,
         }
         if p.is_dir() {
             let mut files = Vec::new();
-            walk(p, &mut files).map_err(|e| LoadError::file(p, format!("cannot list folder: {e}")))?;
+            walk(p, &mut files)
+                .map_err(|e| LoadError::file(p, format!("cannot list folder: {e}")))?;
             files.sort();
             for f in files {
                 if is_nifti_path(&f) {

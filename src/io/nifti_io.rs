@@ -26,12 +26,15 @@ struct Header {
 }
 
 fn read_all(path: &Path) -> Result<Vec<u8>, LoadError> {
-    let raw = std::fs::read(path).map_err(|e| LoadError::file(path, format!("cannot read: {e}")))?;
+    let raw =
+        std::fs::read(path).map_err(|e| LoadError::file(path, format!("cannot read: {e}")))?;
     if raw.len() >= 2 && raw[0] == 0x1f && raw[1] == 0x8b {
         let mut out = Vec::new();
         flate2::read::MultiGzDecoder::new(&raw[..])
             .read_to_end(&mut out)
-            .map_err(|e| LoadError::file(path, format!("gzip stream is corrupt or truncated: {e}")))?;
+            .map_err(|e| {
+                LoadError::file(path, format!("gzip stream is corrupt or truncated: {e}"))
+            })?;
         Ok(out)
     } else {
         Ok(raw)
@@ -51,7 +54,9 @@ fn version(bytes: &[u8]) -> Option<(u8, bool)> {
 }
 
 fn header_v1(path: &Path) -> Result<(Header, Vec<u8>), LoadError> {
-    let obj = ReaderOptions::new().read_file(path).map_err(|e| LoadError::file(path, format!("not a readable NIfTI-1 file: {e}")))?;
+    let obj = ReaderOptions::new()
+        .read_file(path)
+        .map_err(|e| LoadError::file(path, format!("not a readable NIfTI-1 file: {e}")))?;
     let h = obj.header();
     let hdr = Header {
         datatype: h.datatype,
@@ -64,9 +69,16 @@ fn header_v1(path: &Path) -> Result<(Header, Vec<u8>), LoadError> {
         sform_code: h.sform_code as i32,
         quatern: [h.quatern_b as f64, h.quatern_c as f64, h.quatern_d as f64],
         qoffset: [h.quatern_x as f64, h.quatern_y as f64, h.quatern_z as f64],
-        srow: [h.srow_x.map(|v| v as f64), h.srow_y.map(|v| v as f64), h.srow_z.map(|v| v as f64)],
+        srow: [
+            h.srow_x.map(|v| v as f64),
+            h.srow_y.map(|v| v as f64),
+            h.srow_z.map(|v| v as f64),
+        ],
         little_endian: matches!(h.endianness, nifti::Endianness::Little),
-        descrip: String::from_utf8_lossy(&h.descrip).trim_end_matches('\0').trim().to_string(),
+        descrip: String::from_utf8_lossy(&h.descrip)
+            .trim_end_matches('\0')
+            .trim()
+            .to_string(),
     };
     let data = obj.into_volume().into_raw_data();
     Ok((hdr, data))
@@ -74,25 +86,48 @@ fn header_v1(path: &Path) -> Result<(Header, Vec<u8>), LoadError> {
 
 fn header_v2(path: &Path, bytes: &[u8], le: bool) -> Result<(Header, Vec<u8>), LoadError> {
     if bytes.len() < 540 {
-        return Err(LoadError::file(path, "NIfTI-2 header truncated (fewer than 540 bytes)"));
+        return Err(LoadError::file(
+            path,
+            "NIfTI-2 header truncated (fewer than 540 bytes)",
+        ));
     }
     let i16_at = |o: usize| {
         let b = [bytes[o], bytes[o + 1]];
-        if le { i16::from_le_bytes(b) } else { i16::from_be_bytes(b) }
+        if le {
+            i16::from_le_bytes(b)
+        } else {
+            i16::from_be_bytes(b)
+        }
     };
     let i32_at = |o: usize| {
         let b: [u8; 4] = bytes[o..o + 4].try_into().unwrap_or_default();
-        if le { i32::from_le_bytes(b) } else { i32::from_be_bytes(b) }
+        if le {
+            i32::from_le_bytes(b)
+        } else {
+            i32::from_be_bytes(b)
+        }
     };
     let i64_at = |o: usize| {
         let b: [u8; 8] = bytes[o..o + 8].try_into().unwrap_or_default();
-        if le { i64::from_le_bytes(b) } else { i64::from_be_bytes(b) }
+        if le {
+            i64::from_le_bytes(b)
+        } else {
+            i64::from_be_bytes(b)
+        }
     };
     let f64_at = |o: usize| {
         let b: [u8; 8] = bytes[o..o + 8].try_into().unwrap_or_default();
-        if le { f64::from_le_bytes(b) } else { f64::from_be_bytes(b) }
+        if le {
+            f64::from_le_bytes(b)
+        } else {
+            f64::from_be_bytes(b)
+        }
     };
-    let mut h = Header { datatype: i16_at(12), little_endian: le, ..Default::default() };
+    let mut h = Header {
+        datatype: i16_at(12),
+        little_endian: le,
+        ..Default::default()
+    };
     for k in 0..8 {
         h.dim[k] = i64_at(16 + 8 * k);
         h.pixdim[k] = f64_at(104 + 8 * k);
@@ -100,7 +135,10 @@ fn header_v2(path: &Path, bytes: &[u8], le: bool) -> Result<(Header, Vec<u8>), L
     h.vox_offset = i64_at(168) as f64;
     h.scl_slope = f64_at(176);
     h.scl_inter = f64_at(184);
-    h.descrip = String::from_utf8_lossy(&bytes[240..320]).trim_end_matches('\0').trim().to_string();
+    h.descrip = String::from_utf8_lossy(&bytes[240..320])
+        .trim_end_matches('\0')
+        .trim()
+        .to_string();
     h.qform_code = i32_at(344);
     h.sform_code = i32_at(348);
     h.quatern = [f64_at(352), f64_at(360), f64_at(368)];
@@ -128,9 +166,21 @@ fn ras_affine(h: &Header) -> [[f64; 4]; 3] {
         let [b, c, d] = h.quatern;
         let a = (1.0 - (b * b + c * c + d * d)).max(0.0).sqrt();
         let r = [
-            [a * a + b * b - c * c - d * d, 2.0 * (b * c - a * d), 2.0 * (b * d + a * c)],
-            [2.0 * (b * c + a * d), a * a + c * c - b * b - d * d, 2.0 * (c * d - a * b)],
-            [2.0 * (b * d - a * c), 2.0 * (c * d + a * b), a * a + d * d - c * c - b * b],
+            [
+                a * a + b * b - c * c - d * d,
+                2.0 * (b * c - a * d),
+                2.0 * (b * d + a * c),
+            ],
+            [
+                2.0 * (b * c + a * d),
+                a * a + c * c - b * b - d * d,
+                2.0 * (c * d - a * b),
+            ],
+            [
+                2.0 * (b * d - a * c),
+                2.0 * (c * d + a * b),
+                a * a + d * d - c * c - b * b,
+            ],
         ];
         let mut m = [[0.0; 4]; 3];
         for i in 0..3 {
@@ -139,7 +189,11 @@ fn ras_affine(h: &Header) -> [[f64; 4]; 3] {
         return m;
     }
     let s = |v: f64| if v > 0.0 { v } else { 1.0 };
-    [[s(dx), 0.0, 0.0, 0.0], [0.0, s(dy), 0.0, 0.0], [0.0, 0.0, s(h.pixdim[3]), 0.0]]
+    [
+        [s(dx), 0.0, 0.0, 0.0],
+        [0.0, s(dy), 0.0, 0.0],
+        [0.0, 0.0, s(h.pixdim[3]), 0.0],
+    ]
 }
 
 fn bytes_per_voxel(datatype: i16) -> Option<usize> {
@@ -165,8 +219,14 @@ fn datatype_name(datatype: i16) -> String {
 /// Read a NIfTI-1 or NIfTI-2 file (.nii or .nii.gz); the first volume of 4D data.
 pub fn read_nifti(path: &Path) -> Result<Volume, LoadError> {
     let bytes = read_all(path)?;
-    let (ver, le) = version(&bytes).ok_or_else(|| LoadError::file(path, "not a NIfTI file (sizeof_hdr is neither 348 nor 540)"))?;
-    let (h, data) = if ver == 1 { header_v1(path)? } else { header_v2(path, &bytes, le)? };
+    let (ver, le) = version(&bytes).ok_or_else(|| {
+        LoadError::file(path, "not a NIfTI file (sizeof_hdr is neither 348 nor 540)")
+    })?;
+    let (h, data) = if ver == 1 {
+        header_v1(path)?
+    } else {
+        header_v2(path, &bytes, le)?
+    };
     let mut warnings = Vec::new();
     let ndim = h.dim[0].clamp(0, 7) as usize;
     if ndim == 0 {
@@ -175,40 +235,84 @@ pub fn read_nifti(path: &Path) -> Result<Volume, LoadError> {
     let mut dims = [1usize; 3];
     for a in 0..3.min(ndim) {
         if h.dim[a + 1] <= 0 {
-            return Err(LoadError::file(path, format!("dim[{}] = {} is not a size", a + 1, h.dim[a + 1])));
+            return Err(LoadError::file(
+                path,
+                format!("dim[{}] = {} is not a size", a + 1, h.dim[a + 1]),
+            ));
         }
         dims[a] = h.dim[a + 1] as usize;
     }
     let extra: i64 = (4..=ndim).map(|k| h.dim[k].max(1)).product();
     if extra > 1 {
-        warnings.push(format!("{extra} volumes in a {ndim}-D image: showing the first"));
+        warnings.push(format!(
+            "{extra} volumes in a {ndim}-D image: showing the first"
+        ));
     }
-    let bpv = bytes_per_voxel(h.datatype)
-        .ok_or_else(|| LoadError::file(path, format!("unsupported voxel type {}: only scalar images form volumes", datatype_name(h.datatype))))?;
-    let n = dims[0].checked_mul(dims[1]).and_then(|v| v.checked_mul(dims[2])).ok_or_else(|| LoadError::file(path, "dimensions overflow"))?;
+    let bpv = bytes_per_voxel(h.datatype).ok_or_else(|| {
+        LoadError::file(
+            path,
+            format!(
+                "unsupported voxel type {}: only scalar images form volumes",
+                datatype_name(h.datatype)
+            ),
+        )
+    })?;
+    let n = dims[0]
+        .checked_mul(dims[1])
+        .and_then(|v| v.checked_mul(dims[2]))
+        .ok_or_else(|| LoadError::file(path, "dimensions overflow"))?;
     if data.len() < n * bpv {
-        return Err(LoadError::file(path, format!(
-            "image data holds {} bytes but {}x{}x{} voxels of {} bytes need {}: file truncated or dimensions wrong",
-            data.len(), dims[0], dims[1], dims[2], bpv, n * bpv
-        )));
+        return Err(LoadError::file(
+            path,
+            format!(
+                "image data holds {} bytes but {}x{}x{} voxels of {} bytes need {}: file truncated or dimensions wrong",
+                data.len(),
+                dims[0],
+                dims[1],
+                dims[2],
+                bpv,
+                n * bpv
+            ),
+        ));
     }
     let le = h.little_endian;
-    let (slope, inter) = if h.scl_slope != 0.0 && h.scl_slope.is_finite() { (h.scl_slope, if h.scl_inter.is_finite() { h.scl_inter } else { 0.0 }) } else { (1.0, 0.0) };
+    let (slope, inter) = if h.scl_slope != 0.0 && h.scl_slope.is_finite() {
+        (
+            h.scl_slope,
+            if h.scl_inter.is_finite() {
+                h.scl_inter
+            } else {
+                0.0
+            },
+        )
+    } else {
+        (1.0, 0.0)
+    };
     macro_rules! conv {
         ($t:ty, $n:expr) => {
             data[..n * $n]
                 .chunks_exact($n)
                 .map(|c| {
                     let b: [u8; $n] = c.try_into().unwrap_or([0; $n]);
-                    let v = if le { <$t>::from_le_bytes(b) } else { <$t>::from_be_bytes(b) };
+                    let v = if le {
+                        <$t>::from_le_bytes(b)
+                    } else {
+                        <$t>::from_be_bytes(b)
+                    };
                     (v as f64 * slope + inter) as f32
                 })
                 .collect::<Vec<f32>>()
         };
     }
     let values = match h.datatype {
-        2 => data[..n].iter().map(|v| (*v as f64 * slope + inter) as f32).collect(),
-        256 => data[..n].iter().map(|v| (*v as i8 as f64 * slope + inter) as f32).collect(),
+        2 => data[..n]
+            .iter()
+            .map(|v| (*v as f64 * slope + inter) as f32)
+            .collect(),
+        256 => data[..n]
+            .iter()
+            .map(|v| (*v as i8 as f64 * slope + inter) as f32)
+            .collect(),
         4 => conv!(i16, 2),
         512 => conv!(u16, 2),
         8 => conv!(i32, 4),
@@ -240,12 +344,23 @@ pub fn read_nifti(path: &Path) -> Result<Volume, LoadError> {
             direction[r][a] = col[r] / norm;
         }
     }
-    let geometry = Geometry { dims, spacing, origin: [lps[0][3], lps[1][3], lps[2][3]], direction };
-    let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+    let geometry = Geometry {
+        dims,
+        spacing,
+        origin: [lps[0][3], lps[1][3], lps[2][3]],
+        direction,
+    };
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
     let lower = name.to_ascii_lowercase();
     let modality = if lower.contains("ct") && !lower.contains("mr") {
         "CT"
-    } else if ["mr", "t1", "t2", "flair"].iter().any(|k| lower.contains(k)) {
+    } else if ["mr", "t1", "t2", "flair"]
+        .iter()
+        .any(|k| lower.contains(k))
+    {
         "MR"
     } else if values.iter().step_by(101).any(|v| *v <= -900.0) {
         // Air near -1000 means Hounsfield units.
@@ -256,7 +371,11 @@ pub fn read_nifti(path: &Path) -> Result<Volume, LoadError> {
     let meta = VolumeMeta {
         modality: modality.into(),
         series_uid: format!("nifti:{}", path.display()),
-        description: if h.descrip.is_empty() { name.clone() } else { format!("{name} ({})", h.descrip) },
+        description: if h.descrip.is_empty() {
+            name.clone()
+        } else {
+            format!("{name} ({})", h.descrip)
+        },
         source: path.display().to_string(),
         warnings,
         ..Default::default()
@@ -309,7 +428,16 @@ pub fn write_nifti(volume: &Volume, path: &Path) -> Result<(), LoadError> {
     let put_i32 = |h: &mut Vec<u8>, o: usize, v: i32| h[o..o + 4].copy_from_slice(&v.to_le_bytes());
     let put_f32 = |h: &mut Vec<u8>, o: usize, v: f32| h[o..o + 4].copy_from_slice(&v.to_le_bytes());
     put_i32(&mut hdr, 0, 348);
-    let dims = [3i16, g.dims[0] as i16, g.dims[1] as i16, g.dims[2] as i16, 1, 1, 1, 1];
+    let dims = [
+        3i16,
+        g.dims[0] as i16,
+        g.dims[1] as i16,
+        g.dims[2] as i16,
+        1,
+        1,
+        1,
+        1,
+    ];
     if g.dims.iter().any(|d| *d > i16::MAX as usize) {
         return Err(LoadError::file(path, "dimension too large for NIfTI-1"));
     }
@@ -325,10 +453,20 @@ pub fn write_nifti(volume: &Volume, path: &Path) -> Result<(), LoadError> {
         rot[0][c] = -rot[0][c];
         rot[1][c] = -rot[1][c];
     }
-    let det = rot[0][0] * (rot[1][1] * rot[2][2] - rot[1][2] * rot[2][1]) - rot[0][1] * (rot[1][0] * rot[2][2] - rot[1][2] * rot[2][0])
+    let det = rot[0][0] * (rot[1][1] * rot[2][2] - rot[1][2] * rot[2][1])
+        - rot[0][1] * (rot[1][0] * rot[2][2] - rot[1][2] * rot[2][0])
         + rot[0][2] * (rot[1][0] * rot[2][1] - rot[1][1] * rot[2][0]);
     let qfac: f32 = if det < 0.0 { -1.0 } else { 1.0 };
-    let pixdim = [qfac, g.spacing[0] as f32, g.spacing[1] as f32, g.spacing[2] as f32, 1.0, 1.0, 1.0, 1.0];
+    let pixdim = [
+        qfac,
+        g.spacing[0] as f32,
+        g.spacing[1] as f32,
+        g.spacing[2] as f32,
+        1.0,
+        1.0,
+        1.0,
+        1.0,
+    ];
     for (k, p) in pixdim.iter().enumerate() {
         put_f32(&mut hdr, 76 + 4 * k, *p);
     }
@@ -353,7 +491,11 @@ pub fn write_nifti(volume: &Volume, path: &Path) -> Result<(), LoadError> {
     }
     for r in 0..3 {
         for c in 0..3 {
-            put_f32(&mut hdr, 280 + 16 * r + 4 * c, (rot[r][c] * g.spacing[c]) as f32);
+            put_f32(
+                &mut hdr,
+                280 + 16 * r + 4 * c,
+                (rot[r][c] * g.spacing[c]) as f32,
+            );
         }
         put_f32(&mut hdr, 280 + 16 * r + 12, origin_ras[r] as f32);
     }
@@ -370,7 +512,12 @@ pub fn write_nifti(volume: &Volume, path: &Path) -> Result<(), LoadError> {
     }
     let err = |e: std::io::Error| LoadError::file(path, format!("cannot write: {e}"));
     // Write to a temporary name and rename, so a failed export never leaves a half file.
-    let tmp = path.with_extension(format!("{}.partial", path.extension().map(|e| e.to_string_lossy().to_string()).unwrap_or_default()));
+    let tmp = path.with_extension(format!(
+        "{}.partial",
+        path.extension()
+            .map(|e| e.to_string_lossy().to_string())
+            .unwrap_or_default()
+    ));
     {
         let file = std::io::BufWriter::new(std::fs::File::create(&tmp).map_err(err)?);
         if path.to_string_lossy().to_ascii_lowercase().ends_with(".gz") {

@@ -46,10 +46,18 @@ impl Rigid {
     /// Map point p: R (p - c) + c + t.
     pub fn apply(&self, p: Vec3) -> Vec3 {
         let r = self.matrix();
-        let q = [p[0] - self.center[0], p[1] - self.center[1], p[2] - self.center[2]];
+        let q = [
+            p[0] - self.center[0],
+            p[1] - self.center[1],
+            p[2] - self.center[2],
+        ];
         let mut out = [0.0; 3];
         for i in 0..3 {
-            out[i] = r[i][0] * q[0] + r[i][1] * q[1] + r[i][2] * q[2] + self.center[i] + self.translation[i];
+            out[i] = r[i][0] * q[0]
+                + r[i][1] * q[1]
+                + r[i][2] * q[2]
+                + self.center[i]
+                + self.translation[i];
         }
         out
     }
@@ -195,6 +203,13 @@ impl Ellipsoid {
     /// Signed distance estimate (mm, negative inside) by first-order correction of the
     /// ellipsoid's implicit function.
     fn distance(&self, p: Vec3) -> f64 {
+        // Far outside the bounding box: coverage is zero whatever the exact distance.
+        for a in 0..3 {
+            let o = (p[a] - self.center[a]).abs() - self.radii[a];
+            if o > 4.0 {
+                return o;
+            }
+        }
         let q = [
             (p[0] - self.center[0]) / self.radii[0],
             (p[1] - self.center[1]) / self.radii[1],
@@ -204,7 +219,11 @@ impl Ellipsoid {
         if r < 1e-9 {
             return -self.radii[0].min(self.radii[1]).min(self.radii[2]);
         }
-        let g = [q[0] / self.radii[0] / r, q[1] / self.radii[1] / r, q[2] / self.radii[2] / r];
+        let g = [
+            q[0] / self.radii[0] / r,
+            q[1] / self.radii[1] / r,
+            q[2] / self.radii[2] / r,
+        ];
         let gn = (g[0] * g[0] + g[1] * g[1] + g[2] * g[2]).sqrt();
         (r - 1.0) / gn
     }
@@ -212,10 +231,6 @@ impl Ellipsoid {
 
 /// Head outline radii (mm) and the shells inside it, as fractions of the radii.
 const HEAD: Vec3 = [74.0, 94.0, 82.0];
-
-fn shell(f: f64) -> Ellipsoid {
-    Ellipsoid { center: [0.0, 0.0, 0.0], radii: [HEAD[0] * f, HEAD[1] * f, HEAD[2] * f] }
-}
 
 /// Coverage of a shape with signed distance `d` by a voxel of size `h` (linear ramp).
 #[inline]
@@ -227,7 +242,14 @@ fn coverage(d: f64, h: f64) -> f32 {
 fn head_properties(p: Vec3, h: f64) -> [f32; 3] {
     // The scan stops at the neck: everything below z = -52 mm is outside the field of view.
     let neck = (p[2] + 52.0) / h;
-    let scalp_d = shell(1.0).distance(p);
+    // All shells share the head's centre and shape, so one implicit-function evaluation gives
+    // the distance to each: d(f) = (r - f) / |grad r|.
+    let q = [p[0] / HEAD[0], p[1] / HEAD[1], p[2] / HEAD[2]];
+    let r = (q[0] * q[0] + q[1] * q[1] + q[2] * q[2]).sqrt().max(1e-9);
+    let g = [q[0] / HEAD[0] / r, q[1] / HEAD[1] / r, q[2] / HEAD[2] / r];
+    let gn = (g[0] * g[0] + g[1] * g[1] + g[2] * g[2]).sqrt();
+    let shell_d = |f: f64| (r - f) / gn;
+    let scalp_d = shell_d(1.0);
     if scalp_d > h || neck < -1.0 {
         return properties(Tissue::Air);
     }
@@ -242,30 +264,98 @@ fn head_properties(p: Vec3, h: f64) -> [f32; 3] {
     };
     let in_fov = (neck + 0.5).clamp(0.0, 1.0) as f32;
     paint(Tissue::Scalp, coverage(scalp_d, h) * in_fov);
-    paint(Tissue::Cortical, coverage(shell(0.94).distance(p), h) * in_fov);
-    paint(Tissue::Marrow, coverage(shell(0.915).distance(p), h) * in_fov);
-    paint(Tissue::Cortical, coverage(shell(0.89).distance(p), h) * in_fov);
+    paint(Tissue::Cortical, coverage(shell_d(0.94), h) * in_fov);
+    paint(Tissue::Marrow, coverage(shell_d(0.915), h) * in_fov);
+    paint(Tissue::Cortical, coverage(shell_d(0.89), h) * in_fov);
     // Skull base: a bony floor under the brain.
     let floor = (p[2] + 34.0) / h;
-    paint(Tissue::Csf, (coverage(shell(0.865).distance(p), h) as f64 * (floor + 0.5).clamp(0.0, 1.0)) as f32);
-    paint(Tissue::Grey, (coverage(shell(0.84).distance(p), h) as f64 * (floor - 2.0 / h + 0.5).clamp(0.0, 1.0)) as f32);
-    paint(Tissue::White, coverage(Ellipsoid { center: [0.0, 0.0, 8.0], radii: [HEAD[0] * 0.7, HEAD[1] * 0.7, HEAD[2] * 0.62] }.distance(p), h));
+    paint(
+        Tissue::Csf,
+        (coverage(shell_d(0.865), h) as f64 * (floor + 0.5).clamp(0.0, 1.0)) as f32,
+    );
+    // Cortical folding: the grey-matter surface undulates like gyri and sulci.
+    let gyri = 1.5
+        * ((p[0] * 0.21).sin() * (p[1] * 0.17).sin()
+            + (p[2] * 0.19).sin() * (p[1] * 0.13 + 1.0).cos());
+    paint(
+        Tissue::Grey,
+        (coverage(shell_d(0.84) + gyri.min(0.0), h) as f64
+            * (floor - 2.0 / h + 0.5).clamp(0.0, 1.0)) as f32,
+    );
+    paint(
+        Tissue::White,
+        coverage(
+            Ellipsoid {
+                center: [0.0, 0.0, 8.0],
+                radii: [HEAD[0] * 0.7, HEAD[1] * 0.7, HEAD[2] * 0.62],
+            }
+            .distance(p)
+                - gyri,
+            h,
+        ),
+    );
     // Lateral ventricles: two elongated CSF bodies either side of the midline.
     for side in [-1.0, 1.0] {
-        let e = Ellipsoid { center: [side * 9.0, 2.0, 14.0], radii: [6.0, 24.0, 9.0] };
+        let e = Ellipsoid {
+            center: [side * 9.0, 2.0, 14.0],
+            radii: [6.0, 24.0, 9.0],
+        };
         paint(Tissue::Csf, coverage(e.distance(p), h));
     }
     // Grey-matter nuclei near the ventricles (deep grey).
     for side in [-1.0, 1.0] {
-        let e = Ellipsoid { center: [side * 20.0, 6.0, 2.0], radii: [7.0, 12.0, 8.0] };
+        let e = Ellipsoid {
+            center: [side * 20.0, 6.0, 2.0],
+            radii: [7.0, 12.0, 8.0],
+        };
         paint(Tissue::Grey, coverage(e.distance(p), h));
     }
     // A small lesion in the left frontal white matter.
-    paint(Tissue::Lesion, coverage(Ellipsoid { center: [26.0, -24.0, 26.0], radii: [5.0, 5.0, 5.0] }.distance(p), h));
+    paint(
+        Tissue::Lesion,
+        coverage(
+            Ellipsoid {
+                center: [26.0, -24.0, 26.0],
+                radii: [5.0, 5.0, 5.0],
+            }
+            .distance(p),
+            h,
+        ),
+    );
     // Air sinuses: frontal (in the skull, anterior) and sphenoid (in the skull base).
-    paint(Tissue::Air, coverage(Ellipsoid { center: [0.0, -84.0, 6.0], radii: [13.0, 5.0, 9.0] }.distance(p), h));
-    paint(Tissue::Cortical, coverage(Ellipsoid { center: [0.0, -28.0, -42.0], radii: [16.0, 14.0, 9.0] }.distance(p), h) * in_fov);
-    paint(Tissue::Air, coverage(Ellipsoid { center: [0.0, -28.0, -42.0], radii: [11.0, 9.0, 6.0] }.distance(p), h) * in_fov);
+    paint(
+        Tissue::Air,
+        coverage(
+            Ellipsoid {
+                center: [0.0, -84.0, 6.0],
+                radii: [13.0, 5.0, 9.0],
+            }
+            .distance(p),
+            h,
+        ),
+    );
+    paint(
+        Tissue::Cortical,
+        coverage(
+            Ellipsoid {
+                center: [0.0, -28.0, -42.0],
+                radii: [16.0, 14.0, 9.0],
+            }
+            .distance(p),
+            h,
+        ) * in_fov,
+    );
+    paint(
+        Tissue::Air,
+        coverage(
+            Ellipsoid {
+                center: [0.0, -28.0, -42.0],
+                radii: [11.0, 9.0, 6.0],
+            }
+            .distance(p),
+            h,
+        ) * in_fov,
+    );
     v
 }
 
@@ -287,18 +377,26 @@ fn gauss(seed: u64, i: u64) -> (f32, f32) {
 }
 
 /// Render the phantom on `geometry`, mapping grid points to head points through `head_from_world`.
-fn render(geometry: &Geometry, head_from_world: impl Fn(Vec3) -> Vec3 + Sync, channel: usize) -> Vec<f32> {
+fn render(
+    geometry: &Geometry,
+    head_from_world: impl Fn(Vec3) -> Vec3 + Sync,
+    channel: usize,
+) -> Vec<f32> {
     let [nx, ny, nz] = geometry.dims;
-    let h = geometry.spacing[0].max(geometry.spacing[1]).max(geometry.spacing[2]);
+    let h = geometry.spacing[0]
+        .max(geometry.spacing[1])
+        .max(geometry.spacing[2]);
     let mut data = vec![0f32; nx * ny * nz];
-    data.par_chunks_mut(nx * ny).enumerate().for_each(|(z, slice)| {
-        for y in 0..ny {
-            for x in 0..nx {
-                let w = geometry.world_from_voxel([x as f64, y as f64, z as f64]);
-                slice[x + nx * y] = head_properties(head_from_world(w), h)[channel];
+    data.par_chunks_mut(nx * ny)
+        .enumerate()
+        .for_each(|(z, slice)| {
+            for y in 0..ny {
+                for x in 0..nx {
+                    let w = geometry.world_from_voxel([x as f64, y as f64, z as f64]);
+                    slice[x + nx * y] = head_properties(head_from_world(w), h)[channel];
+                }
             }
-        }
-    });
+        });
     data
 }
 
@@ -343,21 +441,24 @@ pub fn phantom_mr(cfg: &PhantomConfig, contrast: MrContrast) -> Volume {
     let seed = cfg.seed.wrapping_add(channel as u64 * 1_000_003);
     let sigma = cfg.mr_noise * 1000.0;
     let [nx, ny, _] = g.dims;
-    data.par_chunks_mut(nx * ny).enumerate().for_each(|(z, slice)| {
-        for y in 0..ny {
-            for x in 0..nx {
-                let i = x + nx * (y + ny * z);
-                let w = g.world_from_voxel([x as f64, y as f64, z as f64]);
-                // Receive-coil bias: smooth, about +-15% over the head.
-                let bias = 1.0 + 0.12 * (w[0] / 90.0) - 0.08 * (w[1] / 110.0) + 0.1 * (w[2] / 80.0)
-                    - 0.05 * ((w[0] * w[0] + w[1] * w[1]) / 9000.0);
-                let s = slice[x + nx * y] * 1000.0 * bias as f32;
-                let (n1, n2) = gauss(seed, i as u64);
-                let m = ((s + sigma * n1).powi(2) + (sigma * n2).powi(2)).sqrt();
-                slice[x + nx * y] = m.round().min(4095.0);
+    data.par_chunks_mut(nx * ny)
+        .enumerate()
+        .for_each(|(z, slice)| {
+            for y in 0..ny {
+                for x in 0..nx {
+                    let i = x + nx * (y + ny * z);
+                    let w = g.world_from_voxel([x as f64, y as f64, z as f64]);
+                    // Receive-coil bias: smooth, about +-15% over the head.
+                    let bias = 1.0 + 0.12 * (w[0] / 90.0) - 0.08 * (w[1] / 110.0)
+                        + 0.1 * (w[2] / 80.0)
+                        - 0.05 * ((w[0] * w[0] + w[1] * w[1]) / 9000.0);
+                    let s = slice[x + nx * y] * 1000.0 * bias as f32;
+                    let (n1, n2) = gauss(seed, i as u64);
+                    let m = ((s + sigma * n1).powi(2) + (sigma * n2).powi(2)).sqrt();
+                    slice[x + nx * y] = m.round().min(4095.0);
+                }
             }
-        }
-    });
+        });
     let name = match contrast {
         MrContrast::T1 => ("Phantom T1 MR", "3"),
         MrContrast::T2 => ("Phantom T2 MR", "4"),

@@ -2,7 +2,7 @@
 
 mod window;
 
-pub use window::{Colormap, WindowLevel, WindowPreset, CT_PRESETS};
+pub use window::{CT_PRESETS, Colormap, WindowLevel, WindowPreset};
 
 use serde::Serialize;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -56,7 +56,11 @@ impl Geometry {
     /// Column `a` of the direction matrix scaled by the spacing: the LPS step of one voxel along axis `a`.
     pub fn axis_step(&self, a: usize) -> Vec3 {
         let d = &self.direction;
-        [d[0][a] * self.spacing[a], d[1][a] * self.spacing[a], d[2][a] * self.spacing[a]]
+        [
+            d[0][a] * self.spacing[a],
+            d[1][a] * self.spacing[a],
+            d[2][a] * self.spacing[a],
+        ]
     }
 
     /// LPS position (mm) of continuous voxel index `p`.
@@ -73,7 +77,11 @@ impl Geometry {
 
     /// Continuous voxel index of LPS position `w` (mm).
     pub fn voxel_from_world(&self, w: Vec3) -> Vec3 {
-        let d = [w[0] - self.origin[0], w[1] - self.origin[1], w[2] - self.origin[2]];
+        let d = [
+            w[0] - self.origin[0],
+            w[1] - self.origin[1],
+            w[2] - self.origin[2],
+        ];
         // direction is orthonormal in practice, but a sheared DICOM stack is not: invert the full matrix.
         let m = self.world_from_voxel_matrix();
         let inv = invert3(&m).unwrap_or(m);
@@ -142,13 +150,19 @@ impl Geometry {
     /// LPS centre of the grid.
     pub fn center(&self) -> Vec3 {
         let (lo, hi) = self.world_bounds();
-        [(lo[0] + hi[0]) / 2.0, (lo[1] + hi[1]) / 2.0, (lo[2] + hi[2]) / 2.0]
+        [
+            (lo[0] + hi[0]) / 2.0,
+            (lo[1] + hi[1]) / 2.0,
+            (lo[2] + hi[2]) / 2.0,
+        ]
     }
 
     /// Direction matrix flattened row-major (9 numbers), as `info --json` prints it.
     pub fn direction_row_major(&self) -> [f64; 9] {
         let d = &self.direction;
-        [d[0][0], d[0][1], d[0][2], d[1][0], d[1][1], d[1][2], d[2][0], d[2][1], d[2][2]]
+        [
+            d[0][0], d[0][1], d[0][2], d[1][0], d[1][1], d[1][2], d[2][0], d[2][1], d[2][2],
+        ]
     }
 }
 
@@ -251,7 +265,12 @@ impl Volume {
     /// A new volume; panics in debug builds if `data` does not match the grid.
     pub fn new(geometry: Geometry, data: Vec<f32>, meta: VolumeMeta) -> Self {
         debug_assert_eq!(geometry.len(), data.len());
-        Self { id: NEXT_VOLUME_ID.fetch_add(1, Ordering::Relaxed), geometry, data, meta }
+        Self {
+            id: NEXT_VOLUME_ID.fetch_add(1, Ordering::Relaxed),
+            geometry,
+            data,
+            meta,
+        }
     }
 
     /// Value at integer voxel (x, y, z).

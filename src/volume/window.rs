@@ -15,7 +15,10 @@ impl WindowLevel {
     /// A window spanning `[lo, hi]`.
     pub fn from_range(lo: f32, hi: f32) -> Self {
         let width = (hi - lo).max(1e-6);
-        Self { width, center: lo + width / 2.0 }
+        Self {
+            width,
+            center: lo + width / 2.0,
+        }
     }
 
     /// Lowest value shown (maps to the colormap's first entry).
@@ -45,10 +48,34 @@ pub struct WindowPreset {
 
 /// CT presets (HU): brain 40/80, subdural 75/215, bone 600/2800, soft tissue 50/350 (level/width).
 pub const CT_PRESETS: [WindowPreset; 4] = [
-    WindowPreset { name: "Brain", window: WindowLevel { center: 40.0, width: 80.0 } },
-    WindowPreset { name: "Subdural", window: WindowLevel { center: 75.0, width: 215.0 } },
-    WindowPreset { name: "Bone", window: WindowLevel { center: 600.0, width: 2800.0 } },
-    WindowPreset { name: "Soft tissue", window: WindowLevel { center: 50.0, width: 350.0 } },
+    WindowPreset {
+        name: "Brain",
+        window: WindowLevel {
+            center: 40.0,
+            width: 80.0,
+        },
+    },
+    WindowPreset {
+        name: "Subdural",
+        window: WindowLevel {
+            center: 75.0,
+            width: 215.0,
+        },
+    },
+    WindowPreset {
+        name: "Bone",
+        window: WindowLevel {
+            center: 600.0,
+            width: 2800.0,
+        },
+    },
+    WindowPreset {
+        name: "Soft tissue",
+        window: WindowLevel {
+            center: 50.0,
+            width: 350.0,
+        },
+    },
 ];
 
 /// A colormap, defined by control points and expanded to 256 RGBA entries.
@@ -66,7 +93,12 @@ pub enum Colormap {
 
 impl Colormap {
     /// All colormaps, in the order of their rows in the GPU table.
-    pub const ALL: [Colormap; 4] = [Colormap::Grey, Colormap::Jet, Colormap::Inferno, Colormap::Diverging];
+    pub const ALL: [Colormap; 4] = [
+        Colormap::Grey,
+        Colormap::Jet,
+        Colormap::Inferno,
+        Colormap::Diverging,
+    ];
 
     /// Row of this colormap in the GPU table.
     pub fn row(self) -> u32 {
@@ -121,7 +153,11 @@ impl Colormap {
         let mut out = [[0u8; 4]; 256];
         for (i, entry) in out.iter_mut().enumerate() {
             let t = i as f32 / 255.0;
-            let k = pts.iter().rposition(|p| p.0 <= t).unwrap_or(0).min(pts.len() - 2);
+            let k = pts
+                .iter()
+                .rposition(|p| p.0 <= t)
+                .unwrap_or(0)
+                .min(pts.len() - 2);
             let (a, b) = (pts[k], pts[k + 1]);
             let f = ((t - a.0) / (b.0 - a.0)).clamp(0.0, 1.0);
             let lerp = |x: u8, y: u8| (x as f32 + (y as f32 - x as f32) * f).round() as u8;
@@ -156,7 +192,10 @@ mod tests {
 
     #[test]
     fn window_normalise() {
-        let w = WindowLevel { center: 40.0, width: 80.0 };
+        let w = WindowLevel {
+            center: 40.0,
+            width: 80.0,
+        };
         assert_eq!(w.normalise(0.0), 0.0);
         assert_eq!(w.normalise(80.0), 1.0);
         assert!((w.normalise(40.0) - 0.5).abs() < 1e-6);

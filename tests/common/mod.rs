@@ -25,7 +25,12 @@ fn fetch(root: &Path) -> Result<(), String> {
     for entry in std::fs::read_dir(&wheels).map_err(|e| e.to_string())? {
         let p = entry.map_err(|e| e.to_string())?.path();
         if p.extension().is_some_and(|e| e == "whl") {
-            let st = Command::new(&python).args(["-m", "zipfile", "-e"]).arg(&p).arg(root).status().map_err(|e| e.to_string())?;
+            let st = Command::new(&python)
+                .args(["-m", "zipfile", "-e"])
+                .arg(&p)
+                .arg(root)
+                .status()
+                .map_err(|e| e.to_string())?;
             if !st.success() {
                 return Err(format!("cannot unpack {}", p.display()));
             }
@@ -45,11 +50,10 @@ pub fn samples_root() -> &'static Path {
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/public-samples"));
         let ready = root.join("pydicom/data/test_files/MR_small.dcm").exists() && root.join("nibabel/tests/data/anatomical.nii").exists();
-        if !ready {
-            if let Err(e) = fetch(&root) {
+        if !ready
+            && let Err(e) = fetch(&root) {
                 panic!("the public sample files are missing and could not be fetched: {e}. Install python3 with pip, or set SYNTHSCOPE_SAMPLES to a folder holding the unpacked {WHEELS:?} wheels");
             }
-        }
         root
     })
 }

@@ -258,3 +258,36 @@ fn a_folder_without_images_is_an_error_not_a_panic() {
         "{err}"
     );
 }
+
+#[test]
+fn dicomdir_folders_load_their_images_and_skip_the_index() {
+    let dir = samples_root().join("pydicom/data/test_files/dicomdirtests");
+    let out = load_paths(&[dir], &Progress::default()).unwrap();
+    assert!(!out.volumes.is_empty());
+    for e in &out.errors {
+        // Index files are not images, but they never produce a panic or an unnamed error.
+        assert!(e.to_string().contains("dicomdirtests"), "{e}");
+    }
+    eprintln!(
+        "{} series, {} problems",
+        out.volumes.len(),
+        out.errors.len()
+    );
+}
+
+#[test]
+fn an_image_without_pixel_data_is_refused_naming_the_problem() {
+    use dicom::dictionary_std::tags;
+    let src = pydicom_file("CT_small.dcm");
+    let mut obj = dicom::object::open_file(&src).unwrap();
+    obj.remove_element(tags::PIXEL_DATA);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("no_pixels.dcm");
+    obj.write_to_file(&path).unwrap();
+    let out = load_paths(std::slice::from_ref(&path), &Progress::default()).unwrap();
+    let msg = out.errors[0].to_string();
+    assert!(
+        msg.contains("no_pixels.dcm") && msg.contains("no Pixel Data"),
+        "{msg}"
+    );
+}

@@ -120,3 +120,45 @@ fn reset_restores_the_view() {
     h.run();
     assert_eq!(h.state().view, fitted);
 }
+
+#[test]
+fn a_bad_file_reports_an_error_and_keeps_what_was_loaded() {
+    let mut h = harness();
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("broken.nii");
+    std::fs::write(&bad, b"this is not an image").unwrap();
+    h.state_mut().open(vec![bad]);
+    h.run();
+    h.state_mut().wait_for_jobs(Duration::from_secs(60));
+    h.run();
+    let app = h.state();
+    assert_eq!(app.volumes.len(), 2, "the demo pair is still there");
+    assert!(app.ct_volume().is_some() && app.mr_volume().is_some());
+    assert!(
+        app.errors.iter().any(|e| e.contains("broken.nii")),
+        "{:?}",
+        app.errors
+    );
+}
+
+#[test]
+fn colormap_choice_changes_the_drawn_image() {
+    let mut h = harness();
+    let grey = h.render().expect("render");
+    let mr = h.state().mr_volume().unwrap().clone();
+    let mut d = h.state().display_of(&mr);
+    d.colormap = synthscope::volume::Colormap::Inferno;
+    h.state_mut().display.insert(mr.id, d);
+    h.run();
+    let inferno = h.render().expect("render");
+    let (w, hgt) = grey.dimensions();
+    // The MR pane (middle third) gains colour: red and blue channels differ somewhere.
+    let coloured = (hgt / 4..3 * hgt / 4)
+        .flat_map(|y| (w / 3 + 20..2 * w / 3 - 20).map(move |x| (x, y)))
+        .filter(|&(x, y)| {
+            let p = inferno.get_pixel(x, y);
+            p[0].abs_diff(p[2]) > 40 && grey.get_pixel(x, y) != p
+        })
+        .count();
+    assert!(coloured > 1000, "{coloured}");
+}

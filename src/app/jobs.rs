@@ -1,5 +1,6 @@
 //! Long work off the UI thread: loading files (or generating the demo pair) and the GPU self-test.
 
+use super::render::{Quantized, quantise};
 use crate::gpu::{self, SelfTest};
 use crate::io::{self, LoadError, LoadOutcome, Progress};
 use crossbeam_channel::{Receiver, TryRecvError, bounded};
@@ -18,6 +19,9 @@ pub enum LoadRequest {
     SmallDemo,
 }
 
+/// A finished load: the outcome, and each new volume packed for the GPU (by volume id).
+pub type LoadResult = (Result<LoadOutcome, LoadError>, Vec<(u64, Arc<Quantized>)>);
+
 /// A running load.
 pub struct LoadJob {
     /// Progress and cancellation shared with the worker.
@@ -26,7 +30,7 @@ pub struct LoadJob {
     pub label: String,
     /// When it started.
     pub started: Instant,
-    rx: Receiver<Result<LoadOutcome, LoadError>>,
+    rx: Receiver<LoadResult>,
 }
 
 impl LoadJob {
@@ -63,7 +67,22 @@ impl LoadJob {
                         })
                     }
                 };
-                let _ = tx.send(result);
+                // Pack for the GPU here, so the UI thread only copies when it first draws.
+                let packed = match &result {
+                    Ok(out) => {
+                        pr.start("Preparing GPU upload", out.volumes.len());
+                        out.volumes
+                            .iter()
+                            .map(|v| {
+                                let q = Arc::new(quantise(v));
+                                pr.step();
+                                (v.id, q)
+                            })
+                            .collect()
+                    }
+                    Err(_) => Vec::new(),
+                };
+                let _ = tx.send((result, packed));
                 wake();
             })
             .unwrap_or_else(|e| panic!("cannot start a worker thread: {e}"));
@@ -76,19 +95,22 @@ impl LoadJob {
     }
 
     /// The result, once the worker has finished.
-    pub fn poll(&self) -> Option<Result<LoadOutcome, LoadError>> {
+    pub fn poll(&self) -> Option<LoadResult> {
         match self.rx.try_recv() {
             Ok(r) => Some(r),
             Err(TryRecvError::Empty) => None,
-            Err(TryRecvError::Disconnected) => Some(Err(LoadError::file(
-                "(worker)",
-                "the loading thread stopped unexpectedly",
-            ))),
+            Err(TryRecvError::Disconnected) => Some((
+                Err(LoadError::file(
+                    "(worker)",
+                    "the loading thread stopped unexpectedly",
+                )),
+                Vec::new(),
+            )),
         }
     }
 
     /// Block until the worker finishes (tests and the command line).
-    pub fn wait(&self, timeout: Duration) -> Option<Result<LoadOutcome, LoadError>> {
+    pub fn wait(&self, timeout: Duration) -> Option<LoadResult> {
         self.rx.recv_timeout(timeout).ok()
     }
 }

@@ -110,6 +110,7 @@ pub struct SynthScopeApp {
     self_test_job: Option<SelfTestJob>,
     has_gpu_renderer: bool,
     render_state: Option<eframe::egui_wgpu::RenderState>,
+    packed: HashMap<u64, Arc<render::Quantized>>,
     hover: Option<Hover>,
     commands: Vec<Command>,
     file_dialog: Option<crossbeam_channel::Receiver<Option<Vec<PathBuf>>>>,
@@ -165,6 +166,7 @@ impl SynthScopeApp {
             self_test_job,
             has_gpu_renderer,
             render_state: cc.wgpu_render_state.clone(),
+            packed: HashMap::new(),
             hover: None,
             commands: Vec::new(),
             file_dialog: None,
@@ -176,12 +178,18 @@ impl SynthScopeApp {
         }
     }
 
+    /// Load files or folders in the background (as File > Open and drag-and-drop do).
+    pub fn open(&mut self, paths: Vec<PathBuf>) {
+        self.commands.push(Command::Open(LoadRequest::Paths(paths)));
+    }
+
     /// Wait for running background jobs and take their results (tests, benchmarks).
     pub fn wait_for_jobs(&mut self, timeout: Duration) {
         if let Some(job) = &self.load_job
-            && let Some(r) = job.wait(timeout)
+            && let Some((r, packed)) = job.wait(timeout)
         {
             self.load_job = None;
+            self.packed.extend(packed);
             self.finish_load(r);
         }
         if let Some(job) = &self.self_test_job
@@ -363,9 +371,10 @@ impl SynthScopeApp {
 
     fn poll_jobs(&mut self) {
         if let Some(job) = &self.load_job
-            && let Some(r) = job.poll()
+            && let Some((r, packed)) = job.poll()
         {
             self.load_job = None;
+            self.packed.extend(packed);
             self.finish_load(r);
         }
         if let Some(job) = &self.self_test_job
@@ -373,6 +382,10 @@ impl SynthScopeApp {
         {
             self.self_test_job = None;
             self.self_test = Some(r);
+        }
+        // Packed copies are only needed until the renderer has the texture.
+        if let Some(rs) = &self.render_state {
+            self.packed.retain(|id, _| !render::is_uploaded(rs, *id));
         }
         if let Some(rx) = &self.file_dialog
             && let Ok(r) = rx.try_recv()
@@ -527,6 +540,26 @@ impl SynthScopeApp {
                 .clicked()
             {
                 self.auto_window_mr();
+            }
+            ui.separator();
+            for (label, vol) in [
+                ("CT map", self.ct_volume().cloned()),
+                ("MR map", self.mr_volume().cloned()),
+            ] {
+                if let Some(v) = vol {
+                    let mut d = self.display_of(&v);
+                    let before = d.colormap;
+                    egui::ComboBox::from_label(label)
+                        .selected_text(d.colormap.name())
+                        .show_ui(ui, |ui| {
+                            for c in Colormap::ALL {
+                                ui.selectable_value(&mut d.colormap, c, c.name());
+                            }
+                        });
+                    if d.colormap != before {
+                        self.display.insert(v.id, d);
+                    }
+                }
             }
             ui.separator();
             ui.add(egui::Slider::new(&mut self.checker_mm, 2.0..=64.0).text("checker mm"));
@@ -750,6 +783,7 @@ impl SynthScopeApp {
                     volume: v.clone(),
                     window: d.window,
                     colormap: d.colormap,
+                    packed: app.packed.get(&v.id).cloned(),
                 }
             })
         };

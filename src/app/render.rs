@@ -37,6 +37,16 @@ struct GpuVolume {
     last_used: Instant,
 }
 
+/// A volume packed into 16 bits for the GPU: `value = q * scale + offset`.
+pub struct Quantized {
+    /// Packed voxels, x fastest.
+    pub data: Vec<u16>,
+    /// Dequantisation scale.
+    pub scale: f32,
+    /// Dequantisation offset.
+    pub offset: f32,
+}
+
 /// How a volume's values are packed into 16 bits: exact for integer data with a range below 65536.
 pub fn quantisation(volume: &Volume) -> (f32, f32) {
     let (min, max) = volume.min_max();
@@ -48,9 +58,37 @@ pub fn quantisation(volume: &Volume) -> (f32, f32) {
     }
 }
 
-fn upload(device: &wgpu::Device, queue: &wgpu::Queue, volume: &Volume) -> GpuVolume {
-    let [nx, ny, nz] = volume.geometry.dims;
+/// Pack a volume for upload (done on the loading thread, so the UI thread only copies).
+pub fn quantise(volume: &Volume) -> Quantized {
+    use rayon::prelude::*;
     let (scale, offset) = quantisation(volume);
+    let data = volume
+        .data
+        .par_iter()
+        .map(|v| ((v - offset) / scale).round().clamp(0.0, 65535.0) as u16)
+        .collect();
+    Quantized {
+        data,
+        scale,
+        offset,
+    }
+}
+
+fn upload(
+    device: &wgpu::Device,
+    queue: &wgpu::Queue,
+    volume: &Volume,
+    packed: Option<&Quantized>,
+) -> GpuVolume {
+    let [nx, ny, nz] = volume.geometry.dims;
+    let local;
+    let q = match packed {
+        Some(q) if q.data.len() == volume.data.len() => q,
+        _ => {
+            local = quantise(volume);
+            &local
+        }
+    };
     let texture = device.create_texture(&wgpu::TextureDescriptor {
         label: Some("volume"),
         size: wgpu::Extent3d {
@@ -71,10 +109,6 @@ fn upload(device: &wgpu::Device, queue: &wgpu::Queue, volume: &Volume) -> GpuVol
     let mut z = 0;
     while z < nz {
         let n = slab.min(nz - z);
-        let q: Vec<u16> = volume.data[z * plane..(z + n) * plane]
-            .iter()
-            .map(|v| ((v - offset) / scale).round().clamp(0.0, 65535.0) as u16)
-            .collect();
         queue.write_texture(
             wgpu::TexelCopyTextureInfo {
                 texture: &texture,
@@ -86,7 +120,7 @@ fn upload(device: &wgpu::Device, queue: &wgpu::Queue, volume: &Volume) -> GpuVol
                 },
                 aspect: wgpu::TextureAspect::All,
             },
-            bytemuck::cast_slice(&q),
+            bytemuck::cast_slice(&q.data[z * plane..(z + n) * plane]),
             wgpu::TexelCopyBufferLayout {
                 offset: 0,
                 bytes_per_row: Some(nx as u32 * 2),
@@ -102,8 +136,8 @@ fn upload(device: &wgpu::Device, queue: &wgpu::Queue, volume: &Volume) -> GpuVol
     }
     GpuVolume {
         view: texture.create_view(&Default::default()),
-        scale,
-        offset,
+        scale: q.scale,
+        offset: q.offset,
         last_used: Instant::now(),
     }
 }
@@ -270,13 +304,24 @@ impl SliceRenderer {
         render_state.renderer.write().callback_resources.insert(r);
     }
 
-    fn ensure_volume(&mut self, device: &wgpu::Device, queue: &wgpu::Queue, v: &Volume) {
+    /// True once volume `id` is on the GPU.
+    pub fn has_volume(&self, id: u64) -> bool {
+        self.volumes.contains_key(&id)
+    }
+
+    fn ensure_volume(
+        &mut self,
+        device: &wgpu::Device,
+        queue: &wgpu::Queue,
+        v: &Volume,
+        packed: Option<&Quantized>,
+    ) {
         let now = Instant::now();
         if let Some(g) = self.volumes.get_mut(&v.id) {
             g.last_used = now;
             return;
         }
-        self.volumes.insert(v.id, upload(device, queue, v));
+        self.volumes.insert(v.id, upload(device, queue, v, packed));
         self.uploads += 1;
         // Drop volumes no view has drawn for a while (replaced series).
         self.volumes
@@ -289,6 +334,8 @@ impl SliceRenderer {
 pub struct LayerDraw {
     /// The volume (shared, uploaded once by id).
     pub volume: Arc<Volume>,
+    /// Its 16-bit packing, when the loader prepared it (else packed at upload).
+    pub packed: Option<Arc<Quantized>>,
     /// Continuous voxel index at uv (0, 0).
     pub origin: [f64; 3],
     /// Voxel index change across the full width (u from 0 to 1).
@@ -342,7 +389,7 @@ impl CallbackTrait for SliceCallback {
         let mut u = Uniforms::default();
         for (i, l) in self.layers.iter().enumerate() {
             let Some(l) = l else { continue };
-            r.ensure_volume(device, queue, &l.volume);
+            r.ensure_volume(device, queue, &l.volume, l.packed.as_deref());
             let g = &r.volumes[&l.volume.id];
             let d = l.volume.geometry.dims;
             let f = |v: [f64; 3]| [v[0] as f32, v[1] as f32, v[2] as f32, 0.0];
@@ -426,6 +473,16 @@ impl CallbackTrait for SliceCallback {
         pass.set_bind_group(0, bind, &[]);
         pass.draw(0..4, 0..1);
     }
+}
+
+/// True when the renderer in `render_state` holds volume `id`.
+pub fn is_uploaded(render_state: &egui_wgpu::RenderState, id: u64) -> bool {
+    render_state
+        .renderer
+        .read()
+        .callback_resources
+        .get::<SliceRenderer>()
+        .is_some_and(|r| r.has_volume(id))
 }
 
 /// Number of volume uploads the renderer installed in `render_state` has done.

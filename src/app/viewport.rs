@@ -17,6 +17,8 @@ pub struct PaneLayer {
     pub window: WindowLevel,
     /// Its colormap.
     pub colormap: Colormap,
+    /// Its 16-bit packing, if prepared off the UI thread.
+    pub packed: Option<Arc<super::render::Quantized>>,
 }
 
 /// What happened in a pane this frame, for the app to apply.
@@ -68,6 +70,7 @@ pub fn pane_ui(
                 let (origin, du, dv) = view.voxel_mapping(&l.volume.geometry, size);
                 draws[i] = Some(LayerDraw {
                     volume: l.volume.clone(),
+                    packed: l.packed.clone(),
                     origin,
                     du,
                     dv,

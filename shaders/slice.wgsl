@@ -44,14 +44,39 @@ fn vs_main(@builtin(vertex_index) i: u32) -> VsOut {
     return out;
 }
 
-fn shade(l: Layer, q: u32) -> vec3<f32> {
+fn windowed(l: Layer, q: u32) -> f32 {
     let v = f32(q) * l.window.z + l.window.w;
     var t = clamp((v - l.window.x) / max(l.window.y, 1e-6), 0.0, 1.0);
     if (l.cmap.y > 0.5) {
         t = 1.0 - t;
     }
-    let idx = i32(round(t * 255.0));
-    return textureLoad(cmaps, vec2<i32>(idx, i32(l.cmap.x)), 0).rgb;
+    return t;
+}
+
+fn colormap(t: f32, row: f32) -> vec3<f32> {
+    let idx = i32(round(clamp(t, 0.0, 1.0) * 255.0));
+    return textureLoad(cmaps, vec2<i32>(idx, i32(row)), 0).rgb;
+}
+
+fn shade(l: Layer, q: u32) -> vec3<f32> {
+    return colormap(windowed(l, q), l.cmap.x);
+}
+
+// Windowed value of a layer at uv, and whether uv falls inside it (w).
+fn value0(uv: vec2<f32>) -> vec2<f32> {
+    let v = voxel(u.layers[0], uv);
+    if (v.w == 0) {
+        return vec2<f32>(0.0, 0.0);
+    }
+    return vec2<f32>(windowed(u.layers[0], textureLoad(vol0, v.xyz, 0).r), 1.0);
+}
+
+fn value1(uv: vec2<f32>) -> vec2<f32> {
+    let v = voxel(u.layers[1], uv);
+    if (v.w == 0) {
+        return vec2<f32>(0.0, 0.0);
+    }
+    return vec2<f32>(windowed(u.layers[1], textureLoad(vol1, v.xyz, 0).r), 1.0);
 }
 
 fn voxel(l: Layer, uv: vec2<f32>) -> vec4<i32> {
@@ -94,6 +119,15 @@ fn fs_main(in: VsOut) -> @location(0) vec4<f32> {
     } else if (mode == 2) {
         let b = sample1(in.uv);
         c = mix(a, b, u.mode.z * b.a);
+    } else if (mode == 3) {
+        let x = value0(in.uv);
+        let y = value1(in.uv);
+        // Inside both images and not background in both (air stays black, as in the panes).
+        if (x.y > 0.5 && y.y > 0.5 && max(x.x, y.x) > 0.02) {
+            c = vec4<f32>(colormap(0.5 + 0.5 * (x.x - y.x), u.mode.w), 1.0);
+        } else {
+            c = vec4<f32>(0.0, 0.0, 0.0, 0.0);
+        }
     }
     // Opaque black background outside the volumes, as viewers show it.
     return vec4<f32>(c.rgb * c.a, 1.0);

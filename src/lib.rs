@@ -11,4 +11,5 @@ pub mod app;
 pub mod cli;
 pub mod gpu;
 pub mod io;
+pub mod register;
 pub mod volume;

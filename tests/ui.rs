@@ -162,3 +162,32 @@ fn colormap_choice_changes_the_drawn_image() {
         .count();
     assert!(coloured > 1000, "{coloured}");
 }
+
+#[test]
+fn registration_panel_aligns_the_mr_and_undo_restores_it() {
+    let mut h = harness();
+    h.state_mut().show_registration = true;
+    h.run();
+    h.get_by_label("Run").click();
+    h.run();
+    assert!(h.state().register_job.is_some(), "Run starts a worker");
+    h.state_mut().wait_for_jobs(Duration::from_secs(120));
+    h.run();
+    let app = h.state();
+    let t = app.mr_transform.expect("a transform after registration");
+    assert!(
+        app.register_curve.len() > 5,
+        "the metric curve was streamed"
+    );
+    // The small demo's MR is displaced by rotations (3, -2, 5) degrees: recovered within a degree.
+    let d = t.decompose();
+    for (got, want) in d.rotation_deg.iter().zip([3.0, -2.0, 5.0]) {
+        assert!((got - want).abs() < 1.0, "{:?}", d.rotation_deg);
+    }
+    h.state_mut().compare = synthscope::app::render::Combine::Difference;
+    h.run();
+    h.snapshot("registered_difference");
+    h.get_by_label("Undo").click();
+    h.run();
+    assert!(h.state().mr_transform.is_none());
+}

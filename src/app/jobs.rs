@@ -147,3 +147,65 @@ impl SelfTestJob {
         self.rx.recv_timeout(timeout).ok()
     }
 }
+
+/// A registration running on a worker thread, streaming its metric curve.
+pub struct RegisterJob {
+    /// Progress and cancellation.
+    pub progress: Arc<Progress>,
+    /// Metric reports so far.
+    pub curve: Vec<crate::register::IterationReport>,
+    iter_rx: Receiver<crate::register::IterationReport>,
+    rx: Receiver<Result<crate::register::RegistrationResult, crate::register::RegisterError>>,
+}
+
+impl RegisterJob {
+    /// Register `moving` to `fixed` on a worker.
+    pub fn start(
+        fixed: Arc<crate::volume::Volume>,
+        moving: Arc<crate::volume::Volume>,
+        cfg: crate::register::RegistrationConfig,
+        wake: impl Fn() + Send + Sync + 'static,
+    ) -> Self {
+        let progress = Arc::new(Progress::default());
+        let (tx, rx) = bounded(1);
+        let (itx, iter_rx) = crossbeam_channel::unbounded();
+        let pr = progress.clone();
+        let wake = Arc::new(wake);
+        let w2 = wake.clone();
+        std::thread::Builder::new()
+            .name("register".into())
+            .spawn(move || {
+                let r = crate::register::register(&fixed, &moving, None, &cfg, &pr, |it| {
+                    let _ = itx.send(it.clone());
+                    w2();
+                });
+                let _ = tx.send(r);
+                wake();
+            })
+            .unwrap_or_else(|e| panic!("cannot start a worker thread: {e}"));
+        Self {
+            progress,
+            curve: Vec::new(),
+            iter_rx,
+            rx,
+        }
+    }
+
+    /// Take new curve points; the result once finished.
+    pub fn poll(
+        &mut self,
+    ) -> Option<Result<crate::register::RegistrationResult, crate::register::RegisterError>> {
+        self.curve.extend(self.iter_rx.try_iter());
+        self.rx.try_recv().ok()
+    }
+
+    /// Block until finished.
+    pub fn wait(
+        &mut self,
+        timeout: Duration,
+    ) -> Option<Result<crate::register::RegistrationResult, crate::register::RegisterError>> {
+        let r = self.rx.recv_timeout(timeout).ok();
+        self.curve.extend(self.iter_rx.try_iter());
+        r
+    }
+}

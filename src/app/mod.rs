@@ -9,7 +9,7 @@ pub mod viewport;
 use crate::gpu::{self, AdapterReport, SelfTest};
 use crate::io::LoadError;
 use crate::volume::{CT_PRESETS, Colormap, Volume, WindowLevel};
-use jobs::{LoadJob, LoadRequest, SelfTestJob};
+use jobs::{LoadJob, LoadRequest, RegisterJob, SelfTestJob};
 use render::Combine;
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -72,6 +72,68 @@ enum Command {
 /// What is under the mouse: pane name, LPS point, and the voxel index and value there.
 type Hover = (String, [f64; 3], Option<([usize; 3], f32)>);
 
+/// Which file the transform dialog is for.
+#[derive(Clone, Copy, Debug)]
+enum Dialog {
+    SaveTfm,
+    LoadTfm,
+    SaveResampled,
+}
+
+/// The metric curve (MI per accepted step, levels one after another), drawn with the painter.
+fn curve_ui(ui: &mut egui::Ui, curve: &[crate::register::IterationReport]) {
+    let (rect, _) = ui.allocate_exact_size(
+        egui::vec2(ui.available_width().max(200.0), 90.0),
+        egui::Sense::hover(),
+    );
+    let p = ui.painter_at(rect);
+    p.rect_filled(rect, 2.0, egui::Color32::from_gray(20));
+    if curve.len() < 2 {
+        p.text(
+            rect.center(),
+            egui::Align2::CENTER_CENTER,
+            "metric curve",
+            egui::FontId::proportional(12.0),
+            egui::Color32::GRAY,
+        );
+        return;
+    }
+    let (lo, hi) = curve
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), c| {
+            (a.min(c.mi), b.max(c.mi))
+        });
+    let span = (hi - lo).max(1e-9);
+    let n = curve.len() as f32 - 1.0;
+    let pt = |i: usize, mi: f64| {
+        egui::pos2(
+            rect.min.x + 4.0 + (rect.width() - 8.0) * i as f32 / n,
+            rect.max.y - 4.0 - (rect.height() - 8.0) * ((mi - lo) / span) as f32,
+        )
+    };
+    for i in 1..curve.len() {
+        if (curve[i].stage, curve[i].level) != (curve[i - 1].stage, curve[i - 1].level) {
+            let x = pt(i, lo).x;
+            p.line_segment(
+                [egui::pos2(x, rect.min.y), egui::pos2(x, rect.max.y)],
+                egui::Stroke::new(1.0, egui::Color32::from_gray(70)),
+            );
+        }
+    }
+    let pts: Vec<egui::Pos2> = curve.iter().enumerate().map(|(i, c)| pt(i, c.mi)).collect();
+    p.add(egui::Shape::line(
+        pts,
+        egui::Stroke::new(1.5, egui::Color32::from_rgb(255, 200, 80)),
+    ));
+    p.text(
+        rect.min + egui::vec2(6.0, 4.0),
+        egui::Align2::LEFT_TOP,
+        format!("MI {lo:.3} – {hi:.3}"),
+        egui::FontId::proportional(11.0),
+        egui::Color32::LIGHT_GRAY,
+    );
+}
+
 /// Frame-time statistics (ms) of the autoscroll benchmark.
 #[derive(Clone, Debug, Default)]
 pub struct FrameStats {
@@ -116,6 +178,23 @@ pub struct SynthScopeApp {
     file_dialog: Option<crossbeam_channel::Receiver<Option<Vec<PathBuf>>>>,
     autoscroll: Option<(usize, Instant, FrameStats)>,
     last_frame: Option<Instant>,
+    /// Registration: maps CT (view) points to MR points; the MR is drawn through it.
+    pub mr_transform: Option<crate::register::Affine>,
+    /// Earlier transforms, for Undo.
+    pub transform_history: Vec<Option<crate::register::Affine>>,
+    /// The running registration.
+    pub register_job: Option<RegisterJob>,
+    /// The last registration's result (for its report and curve).
+    pub register_result: Option<crate::register::RegistrationResult>,
+    /// The last registration's metric curve.
+    pub register_curve: Vec<crate::register::IterationReport>,
+    /// Run the affine stage after the rigid one.
+    pub register_affine: bool,
+    /// Show the registration panel.
+    pub show_registration: bool,
+    /// How the third pane compares CT and MR.
+    pub compare: Combine,
+    transform_dialog: Option<(Dialog, crossbeam_channel::Receiver<Option<PathBuf>>)>,
     /// Recent frame times (ms), for the diagnostics window.
     pub frame_ms: std::collections::VecDeque<f64>,
 }
@@ -175,12 +254,68 @@ impl SynthScopeApp {
                 .map(|n| (n, Instant::now(), FrameStats::default())),
             last_frame: None,
             frame_ms: Default::default(),
+            mr_transform: None,
+            transform_history: Vec::new(),
+            register_job: None,
+            register_result: None,
+            register_curve: Vec::new(),
+            register_affine: true,
+            show_registration: false,
+            compare: Combine::Checker(16.0),
+            transform_dialog: None,
         }
     }
 
     /// Load files or folders in the background (as File > Open and drag-and-drop do).
     pub fn open(&mut self, paths: Vec<PathBuf>) {
         self.commands.push(Command::Open(LoadRequest::Paths(paths)));
+    }
+
+    /// Start registering the MR to the CT (rigid, then affine when `register_affine`).
+    pub fn start_registration(&mut self, ctx: &egui::Context) {
+        let (Some(ct), Some(mr)) = (self.ct_volume().cloned(), self.mr_volume().cloned()) else {
+            self.errors.push(
+                "Registration needs a CT and an MR: assign both roles in the series browser."
+                    .into(),
+            );
+            return;
+        };
+        if self.register_job.is_some() {
+            return;
+        }
+        let cfg = crate::register::RegistrationConfig {
+            affine: self.register_affine,
+            ..Default::default()
+        };
+        let c = ctx.clone();
+        self.register_curve.clear();
+        self.register_job = Some(RegisterJob::start(ct, mr, cfg, move || c.request_repaint()));
+    }
+
+    /// Set the MR transform, remembering the previous one for Undo.
+    pub fn set_transform(&mut self, t: Option<crate::register::Affine>) {
+        self.transform_history.push(self.mr_transform);
+        self.mr_transform = t;
+    }
+
+    /// Go back to the previous transform.
+    pub fn undo_transform(&mut self) {
+        if let Some(t) = self.transform_history.pop() {
+            self.mr_transform = t;
+        }
+    }
+
+    fn finish_registration(
+        &mut self,
+        r: Result<crate::register::RegistrationResult, crate::register::RegisterError>,
+    ) {
+        match r {
+            Ok(res) => {
+                self.set_transform(Some(res.transform));
+                self.register_result = Some(res);
+            }
+            Err(e) => self.errors.push(format!("Registration: {e}")),
+        }
     }
 
     /// Wait for running background jobs and take their results (tests, benchmarks).
@@ -191,6 +326,13 @@ impl SynthScopeApp {
             self.load_job = None;
             self.packed.extend(packed);
             self.finish_load(r);
+        }
+        if let Some(job) = &mut self.register_job
+            && let Some(r) = job.wait(timeout)
+        {
+            self.register_curve = std::mem::take(&mut job.curve);
+            self.register_job = None;
+            self.finish_registration(r);
         }
         if let Some(job) = &self.self_test_job
             && let Some(r) = job.wait(timeout)
@@ -383,6 +525,14 @@ impl SynthScopeApp {
             self.self_test_job = None;
             self.self_test = Some(r);
         }
+        if let Some(job) = &mut self.register_job {
+            let done = job.poll();
+            self.register_curve.clone_from(&job.curve);
+            if let Some(r) = done {
+                self.register_job = None;
+                self.finish_registration(r);
+            }
+        }
         // Packed copies are only needed until the renderer has the texture.
         if let Some(rs) = &self.render_state {
             self.packed.retain(|id, _| !render::is_uploaded(rs, *id));
@@ -512,6 +662,7 @@ impl SynthScopeApp {
                 ui.separator();
                 ui.checkbox(&mut self.show_browser, "Series browser");
                 ui.checkbox(&mut self.show_diagnostics, "Diagnostics");
+                ui.checkbox(&mut self.show_registration, "Registration");
                 if ui.button("Reset view (r)").clicked() {
                     self.commands.push(Command::Reset);
                 }
@@ -522,6 +673,7 @@ impl SynthScopeApp {
             }
             ui.separator();
             ui.toggle_value(&mut self.wl_mode, "W/L drag (w)");
+            ui.toggle_value(&mut self.show_registration, "Register…");
             ui.separator();
             ui.label("CT:");
             for (i, p) in CT_PRESETS.iter().enumerate() {
@@ -672,6 +824,229 @@ impl SynthScopeApp {
         }
     }
 
+    fn registration_ui(&mut self, ctx: &egui::Context) {
+        let mut open = self.show_registration;
+        let mut run = false;
+        let mut cancel = false;
+        let mut dialog = None;
+        egui::Window::new("Registration")
+            .open(&mut open)
+            .default_width(420.0)
+            .show(ctx, |ui| {
+                let name = |v: Option<&Arc<Volume>>| {
+                    v.map(|v| v.meta.description.clone())
+                        .unwrap_or_else(|| "(none)".into())
+                };
+                ui.label(format!("Fixed (CT): {}", name(self.ct_volume())));
+                ui.label(format!("Moving (MR): {}", name(self.mr_volume())));
+                ui.checkbox(
+                    &mut self.register_affine,
+                    "Affine after rigid (12 degrees of freedom)",
+                );
+                ui.label(
+                    "Mattes mutual information, 32 bins, pyramid 4-2-1, centre-of-mass start.",
+                );
+                ui.horizontal(|ui| {
+                    if let Some(job) = &self.register_job {
+                        ui.add(
+                            egui::ProgressBar::new(job.progress.fraction())
+                                .desired_width(220.0)
+                                .show_percentage(),
+                        );
+                        if ui.button("Cancel").clicked() {
+                            cancel = true;
+                        }
+                    } else if ui.button("Run").clicked() {
+                        run = true;
+                    }
+                });
+                if let Some(last) = self.register_curve.last() {
+                    ui.label(format!(
+                        "{:?} level {} iteration {}: MI {:.4}",
+                        last.stage,
+                        last.level + 1,
+                        last.iteration + 1,
+                        last.mi
+                    ));
+                }
+                curve_ui(ui, &self.register_curve);
+                if let Some(r) = &self.register_result {
+                    let d = &r.decomposition;
+                    egui::Grid::new("reg-result").show(ui, |ui| {
+                        ui.label("rotation (°)");
+                        ui.monospace(format!(
+                            "{:7.3} {:7.3} {:7.3}",
+                            d.rotation_deg[0], d.rotation_deg[1], d.rotation_deg[2]
+                        ));
+                        ui.end_row();
+                        ui.label("translation (mm)");
+                        ui.monospace(format!(
+                            "{:7.3} {:7.3} {:7.3}",
+                            d.translation[0], d.translation[1], d.translation[2]
+                        ));
+                        ui.end_row();
+                        ui.label("scale");
+                        ui.monospace(format!(
+                            "{:7.4} {:7.4} {:7.4}",
+                            d.scale[0], d.scale[1], d.scale[2]
+                        ));
+                        ui.end_row();
+                        ui.label("shear");
+                        ui.monospace(format!(
+                            "{:7.4} {:7.4} {:7.4}",
+                            d.shear[0], d.shear[1], d.shear[2]
+                        ));
+                        ui.end_row();
+                        ui.label("final MI");
+                        ui.monospace(format!("{:.4} in {:.2} s", r.final_mi, r.seconds));
+                        ui.end_row();
+                    });
+                    for l in &r.levels {
+                        ui.small(format!(
+                            "{:?} shrink {}: {} iterations, MI {:.4}, {:.2} s",
+                            l.stage, l.shrink, l.iterations, l.mi, l.seconds
+                        ));
+                    }
+                }
+                ui.separator();
+                ui.horizontal(|ui| {
+                    ui.label("Third pane:");
+                    let checker = matches!(self.compare, Combine::Checker(_));
+                    if ui.selectable_label(checker, "Checkerboard").clicked() {
+                        self.compare = Combine::Checker(self.checker_mm);
+                    }
+                    if ui
+                        .selectable_label(matches!(self.compare, Combine::Blend(_)), "Fade")
+                        .clicked()
+                    {
+                        self.compare = Combine::Blend(0.5);
+                    }
+                    if ui
+                        .selectable_label(self.compare == Combine::Difference, "Difference")
+                        .clicked()
+                    {
+                        self.compare = Combine::Difference;
+                    }
+                });
+                if let Combine::Blend(w) = &mut self.compare {
+                    ui.add(egui::Slider::new(w, 0.0..=1.0).text("CT → MR"));
+                }
+                ui.horizontal(|ui| {
+                    if ui
+                        .add_enabled(
+                            !self.transform_history.is_empty(),
+                            egui::Button::new("Undo"),
+                        )
+                        .clicked()
+                    {
+                        self.undo_transform();
+                    }
+                    if ui
+                        .add_enabled(
+                            self.mr_transform.is_some(),
+                            egui::Button::new("Reset to identity"),
+                        )
+                        .clicked()
+                    {
+                        self.set_transform(None);
+                    }
+                });
+                ui.horizontal(|ui| {
+                    if ui
+                        .add_enabled(self.mr_transform.is_some(), egui::Button::new("Save .tfm…"))
+                        .clicked()
+                    {
+                        dialog = Some(Dialog::SaveTfm);
+                    }
+                    if ui.button("Load .tfm…").clicked() {
+                        dialog = Some(Dialog::LoadTfm);
+                    }
+                    if ui
+                        .add_enabled(
+                            self.mr_transform.is_some(),
+                            egui::Button::new("Save MR on CT grid…"),
+                        )
+                        .clicked()
+                    {
+                        dialog = Some(Dialog::SaveResampled);
+                    }
+                });
+            });
+        self.show_registration = open;
+        if run {
+            self.start_registration(ctx);
+        }
+        if cancel && let Some(job) = &self.register_job {
+            job.progress.cancel();
+        }
+        if let Some(d) = dialog {
+            let (tx, rx) = crossbeam_channel::bounded(1);
+            let c = ctx.clone();
+            let spawned = std::thread::Builder::new()
+                .name("file-dialog".into())
+                .spawn(move || {
+                    let r = match d {
+                        Dialog::SaveTfm => rfd::FileDialog::new()
+                            .add_filter("ITK transform", &["tfm"])
+                            .set_file_name("mr_to_ct.tfm")
+                            .save_file(),
+                        Dialog::LoadTfm => rfd::FileDialog::new()
+                            .add_filter("ITK transform", &["tfm", "txt"])
+                            .pick_file(),
+                        Dialog::SaveResampled => rfd::FileDialog::new()
+                            .add_filter("NIfTI", &["nii", "gz"])
+                            .set_file_name("mr_on_ct.nii.gz")
+                            .save_file(),
+                    };
+                    let _ = tx.send(r);
+                    c.request_repaint();
+                });
+            if spawned.is_ok() {
+                self.transform_dialog = Some((d, rx));
+            }
+        }
+        if let Some((d, rx)) = &self.transform_dialog
+            && let Ok(r) = rx.try_recv()
+        {
+            let d = *d;
+            self.transform_dialog = None;
+            if let Some(path) = r {
+                self.transform_file(d, &path);
+            }
+        }
+    }
+
+    /// Save or load the transform, or save the MR resampled onto the CT grid.
+    fn transform_file(&mut self, d: Dialog, path: &std::path::Path) {
+        match d {
+            Dialog::SaveTfm => {
+                if let Some(t) = self.mr_transform
+                    && let Err(e) = t.write_tfm(path)
+                {
+                    self.errors
+                        .push(format!("{}: cannot write: {e}", path.display()));
+                }
+            }
+            Dialog::LoadTfm => match crate::register::Affine::read_tfm(path) {
+                Ok(t) => self.set_transform(Some(t)),
+                Err(e) => self.errors.push(e),
+            },
+            Dialog::SaveResampled => {
+                if let (Some(ct), Some(mr), Some(t)) = (
+                    self.ct_volume().cloned(),
+                    self.mr_volume().cloned(),
+                    self.mr_transform,
+                ) {
+                    let (min, _) = mr.min_max();
+                    let v = crate::register::resample(&mr, &ct.geometry, &t, min);
+                    if let Err(e) = crate::io::nifti_io::write_nifti(&v, path) {
+                        self.errors.push(e.to_string());
+                    }
+                }
+            }
+        }
+    }
+
     fn diagnostics_ui(&mut self, ctx: &egui::Context) {
         let mut open = self.show_diagnostics;
         egui::Window::new("Diagnostics").open(&mut open).show(ctx, |ui| {
@@ -784,11 +1159,24 @@ impl SynthScopeApp {
                     window: d.window,
                     colormap: d.colormap,
                     packed: app.packed.get(&v.id).cloned(),
+                    transform: None,
                 }
             })
         };
         let ct_layer = layer(&ct, self);
-        let mr_layer = layer(&mr, self);
+        let mut mr_layer = layer(&mr, self);
+        if let Some(l) = &mut mr_layer {
+            l.transform = self.mr_transform;
+        }
+        let third = match self.compare {
+            Combine::Blend(_) => "Fade CT → MR",
+            Combine::Difference => "Difference CT − MR (windowed)",
+            _ => "Checkerboard CT / MR",
+        };
+        let compare = match self.compare {
+            Combine::Checker(_) => Combine::Checker(self.checker_mm),
+            other => other,
+        };
         let title = |role: &str, v: &Option<Arc<Volume>>| match v {
             Some(v) => format!("{role}: {}", v.meta.description),
             None => role.to_string(),
@@ -809,9 +1197,16 @@ impl SynthScopeApp {
                 "MR",
             ),
             (
-                "Checkerboard CT / MR (synthesis pane)".to_string(),
+                format!(
+                    "{third}{}",
+                    if self.mr_transform.is_some() {
+                        " (registered)"
+                    } else {
+                        ""
+                    }
+                ),
                 [ct_layer, mr_layer],
-                Combine::Checker(self.checker_mm),
+                compare,
                 ct.clone().or(mr.clone()),
                 "CT",
             ),
@@ -840,7 +1235,14 @@ impl SynthScopeApp {
             );
             scroll += ev.scroll;
             if let Some(wpt) = ev.hover_world {
-                let probe = probe_vol.as_ref().and_then(|v| view::probe(v, wpt));
+                let t = if name == "MR" {
+                    self.mr_transform
+                } else {
+                    None
+                };
+                let probe = probe_vol
+                    .as_ref()
+                    .and_then(|v| view::probe(v, wpt, t.as_ref()));
                 hover = Some((name.to_string(), wpt, probe));
             }
             if let (Some((dw, dc)), Some(v)) = (ev.window_drag, probe_vol.as_ref()) {
@@ -908,6 +1310,7 @@ impl eframe::App for SynthScopeApp {
         egui::CentralPanel::no_frame().show(ui, |ui| self.panes_ui(ui));
         self.browser_ui(&ctx);
         self.diagnostics_ui(&ctx);
+        self.registration_ui(&ctx);
         self.progress_ui(&ctx);
         self.errors_ui(&ctx);
         self.run_commands(&ctx);

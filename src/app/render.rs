@@ -359,6 +359,8 @@ pub enum Combine {
     Checker(f32),
     /// Layer 1 over layer 0 with this weight.
     Blend(f32),
+    /// Signed difference of the two windowed layers (layer 0 minus layer 1), diverging colours.
+    Difference,
 }
 
 /// The per-frame description of one view, handed to egui as a paint callback.
@@ -411,6 +413,7 @@ impl CallbackTrait for SliceCallback {
             Combine::Single => [0.0, 0.0, 0.0, 0.0],
             Combine::Checker(mm) => [1.0, mm, 0.0, 0.0],
             Combine::Blend(w) => [2.0, 0.0, w, 0.0],
+            Combine::Difference => [3.0, 0.0, 0.0, Colormap::Diverging.row() as f32],
         };
         u.plane = self.plane;
         let view_of = |r: &SliceRenderer, i: usize| -> wgpu::TextureView {

@@ -1,6 +1,7 @@
 //! Linked slice views: one crosshair in patient coordinates, shared zoom and pan, three
 //! orientations. Pure geometry here; drawing lives in `viewport`.
 
+use crate::register::Affine;
 use crate::volume::{Geometry, Vec3, Volume};
 
 /// Plane orientation of a view.
@@ -138,10 +139,18 @@ impl ViewState {
 
     /// Voxel-space mapping of the view for volume `g`: voxel index at uv (0,0) and its change
     /// across the full width and height, as the shader takes it.
-    pub fn voxel_mapping(&self, g: &Geometry, size: [f32; 2]) -> ([f64; 3], [f64; 3], [f64; 3]) {
-        let w00 = self.world_at([0.0, 0.0], size);
-        let w10 = self.world_at([size[0], 0.0], size);
-        let w01 = self.world_at([0.0, size[1]], size);
+    /// `moving_from_view`, when set, maps the view's (fixed) world points into the volume's own
+    /// patient space first: a registered MR is drawn through its transform, without resampling.
+    pub fn voxel_mapping(
+        &self,
+        g: &Geometry,
+        size: [f32; 2],
+        moving_from_view: Option<&Affine>,
+    ) -> ([f64; 3], [f64; 3], [f64; 3]) {
+        let map = |w: Vec3| moving_from_view.map(|t| t.apply(w)).unwrap_or(w);
+        let w00 = map(self.world_at([0.0, 0.0], size));
+        let w10 = map(self.world_at([size[0], 0.0], size));
+        let w01 = map(self.world_at([0.0, size[1]], size));
         let p00 = g.voxel_from_world(w00);
         let p10 = g.voxel_from_world(w10);
         let p01 = g.voxel_from_world(w01);
@@ -190,7 +199,12 @@ impl ViewState {
 }
 
 /// Value and voxel index of `volume` at LPS point `w` (nearest voxel), if inside.
-pub fn probe(volume: &Volume, w: Vec3) -> Option<([usize; 3], f32)> {
+pub fn probe(
+    volume: &Volume,
+    w: Vec3,
+    moving_from_view: Option<&Affine>,
+) -> Option<([usize; 3], f32)> {
+    let w = moving_from_view.map(|t| t.apply(w)).unwrap_or(w);
     let p = volume.geometry.voxel_from_world(w);
     let v = volume.sample_nearest(p)?;
     Some((

@@ -19,6 +19,8 @@ pub struct PaneLayer {
     pub colormap: Colormap,
     /// Its 16-bit packing, if prepared off the UI thread.
     pub packed: Option<Arc<super::render::Quantized>>,
+    /// Registration: maps view (CT) points into this volume's space.
+    pub transform: Option<crate::register::Affine>,
 }
 
 /// What happened in a pane this frame, for the app to apply.
@@ -67,7 +69,8 @@ pub fn pane_ui(
         let mut draws: [Option<LayerDraw>; 2] = [None, None];
         for (i, l) in layers.iter().enumerate() {
             if let Some(l) = l {
-                let (origin, du, dv) = view.voxel_mapping(&l.volume.geometry, size);
+                let (origin, du, dv) =
+                    view.voxel_mapping(&l.volume.geometry, size, l.transform.as_ref());
                 draws[i] = Some(LayerDraw {
                     volume: l.volume.clone(),
                     packed: l.packed.clone(),

@@ -250,7 +250,24 @@ fn head_properties(p: Vec3, h: f64) -> [f32; 3] {
     let gn = (g[0] * g[0] + g[1] * g[1] + g[2] * g[2]).sqrt();
     let shell_d = |f: f64| (r - f) / gn;
     let scalp_d = shell_d(1.0);
-    if scalp_d > h || neck < -1.0 {
+    // Nose and ears stick out of the head outline: they break its symmetry, as real heads do.
+    let nose = Ellipsoid {
+        center: [0.0, -93.0, -30.0],
+        radii: [10.0, 14.0, 20.0],
+    }
+    .distance(p);
+    let ear_l = Ellipsoid {
+        center: [74.0, 6.0, -12.0],
+        radii: [7.0, 13.0, 19.0],
+    }
+    .distance(p);
+    let ear_r = Ellipsoid {
+        center: [-74.0, 6.0, -12.0],
+        radii: [7.0, 13.0, 19.0],
+    }
+    .distance(p);
+    let appendage = nose.min(ear_l).min(ear_r);
+    if (scalp_d > h && appendage > h) || neck < -1.0 {
         return properties(Tissue::Air);
     }
     let mut v = properties(Tissue::Air);
@@ -263,7 +280,7 @@ fn head_properties(p: Vec3, h: f64) -> [f32; 3] {
         }
     };
     let in_fov = (neck + 0.5).clamp(0.0, 1.0) as f32;
-    paint(Tissue::Scalp, coverage(scalp_d, h) * in_fov);
+    paint(Tissue::Scalp, coverage(scalp_d.min(appendage), h) * in_fov);
     paint(Tissue::Cortical, coverage(shell_d(0.94), h) * in_fov);
     paint(Tissue::Marrow, coverage(shell_d(0.915), h) * in_fov);
     paint(Tissue::Cortical, coverage(shell_d(0.89), h) * in_fov);
@@ -294,6 +311,20 @@ fn head_properties(p: Vec3, h: f64) -> [f32; 3] {
             h,
         ),
     );
+    // Eyes: vitreous globes in the orbits, in front of the brain and asymmetric in depth.
+    for (side, depth) in [(-1.0, -70.0), (1.0, -71.5)] {
+        paint(
+            Tissue::Csf,
+            coverage(
+                Ellipsoid {
+                    center: [side * 31.0, depth, -24.0],
+                    radii: [11.0, 11.0, 11.0],
+                }
+                .distance(p),
+                h,
+            ),
+        );
+    }
     // Lateral ventricles: two elongated CSF bodies either side of the midline.
     for side in [-1.0, 1.0] {
         let e = Ellipsoid {

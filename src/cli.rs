@@ -99,6 +99,18 @@ pub enum Command {
 /// Benchmarks.
 #[derive(Subcommand, Debug)]
 pub enum Bench {
+    /// Registration of the demo pair: ours against SimpleITK (same metric and levels), with errors against the known answer.
+    Register {
+        /// MR contrast of the moving image.
+        #[arg(long, default_value = "t1")]
+        contrast: String,
+        /// Python with SimpleITK (default: target/py-sitk/bin/python, else python3).
+        #[arg(long)]
+        python: Option<PathBuf>,
+        /// Rigid only.
+        #[arg(long)]
+        rigid_only: bool,
+    },
     /// Load throughput (MB/s, slices/s) of PATH, against plain file reading of the same bytes.
     Load {
         /// Folder or files.
@@ -194,6 +206,14 @@ pub fn main() -> anyhow::Result<()> {
         Some(Command::Bench {
             what: Bench::Load { path, repeat },
         }) => bench_load(&path, repeat),
+        Some(Command::Bench {
+            what:
+                Bench::Register {
+                    contrast,
+                    python,
+                    rigid_only,
+                },
+        }) => bench_register(&contrast, python, rigid_only),
         Some(Command::Register {
             fixed,
             moving,
@@ -466,5 +486,91 @@ fn register_cmd(
         }
         println!("total {:.2} s -> {}", r.seconds, out.display());
     }
+    Ok(())
+}
+
+fn bench_register(contrast: &str, python: Option<PathBuf>, rigid_only: bool) -> anyhow::Result<()> {
+    use crate::register::{Affine, RegistrationConfig, register, transform_error};
+    let cfg = phantom::PhantomConfig::default();
+    let contrast = match contrast.to_ascii_lowercase().as_str() {
+        "t1" => phantom::MrContrast::T1,
+        "t2" => phantom::MrContrast::T2,
+        other => bail!("unknown contrast {other}: t1 or t2"),
+    };
+    let ct = phantom::phantom_ct(&cfg);
+    let mr = phantom::phantom_mr(&cfg, contrast);
+    let r = cfg.moving_from_fixed;
+    let truth = Affine::rigid(r.rotation_deg.map(f64::to_radians), r.translation, r.center);
+    let dir = std::env::temp_dir().join(format!("synthscope-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let (fp, mp, tp) = (
+        dir.join("ct.nii.gz"),
+        dir.join("mr.nii.gz"),
+        dir.join("sitk.tfm"),
+    );
+    nifti_io::write_nifti(&ct, &fp)?;
+    nifti_io::write_nifti(&mr, &mp)?;
+    let rc = RegistrationConfig {
+        affine: !rigid_only,
+        ..Default::default()
+    };
+    let ours = register(&ct, &mr, None, &rc, &Progress::default(), |_| {})?;
+    let (ours_tre, ours_max) = transform_error(&ours.transform, &truth, &ct);
+    println!(
+        "SynthScope (CPU, rayon, {} threads): {:.2} s, TRE mean {:.3} mm (max {:.3})",
+        rayon::current_num_threads(),
+        ours.seconds,
+        ours_tre,
+        ours_max
+    );
+    for l in &ours.levels {
+        println!(
+            "  {:?} shrink {}: {:.2} s ({:.0}%), {} iterations",
+            l.stage,
+            l.shrink,
+            l.seconds,
+            100.0 * l.seconds / ours.seconds,
+            l.iterations
+        );
+    }
+    let python = python.unwrap_or_else(|| {
+        let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/py-sitk/bin/python");
+        if venv.exists() {
+            venv
+        } else {
+            PathBuf::from("python3")
+        }
+    });
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/sitk_reference.py");
+    let mut cmd = std::process::Command::new(&python);
+    cmd.arg(&script).arg("register").arg(&fp).arg(&mp).arg(&tp);
+    if rigid_only {
+        cmd.arg("--rigid-only");
+    }
+    let out = cmd
+        .output()
+        .with_context(|| format!("cannot run {}", python.display()))?;
+    if !out.status.success() {
+        bail!(
+            "SimpleITK reference failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+                .lines()
+                .last()
+                .unwrap_or("")
+        );
+    }
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    let sitk_s = v["seconds"].as_f64().unwrap_or(f64::NAN);
+    let t = Affine::read_tfm(&tp).map_err(|e| anyhow::anyhow!(e))?;
+    let (sitk_tre, sitk_max) = transform_error(&t, &truth, &ct);
+    println!(
+        "SimpleITK (same metric, bins, levels): {:.2} s, TRE mean {:.3} mm (max {:.3}); level times {}",
+        sitk_s, sitk_tre, sitk_max, v["level_seconds"]
+    );
+    println!(
+        "speed-up: {:.2}x (SimpleITK time / ours)",
+        sitk_s / ours.seconds
+    );
+    let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }

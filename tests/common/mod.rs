@@ -73,3 +73,42 @@ pub fn expected() -> serde_json::Value {
     let text = include_str!("../fixtures/public_expected.json");
     serde_json::from_str(text).expect("fixture parses")
 }
+
+/// A Python with SimpleITK (the outside reference for transforms and resampling), in a venv
+/// under target/ created on first use. `SYNTHSCOPE_SITK_PYTHON` points at an existing one.
+pub fn sitk_python() -> &'static Path {
+    static PY: OnceLock<PathBuf> = OnceLock::new();
+    PY.get_or_init(|| {
+        if let Some(p) = std::env::var_os("SYNTHSCOPE_SITK_PYTHON") {
+            return PathBuf::from(p);
+        }
+        let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/py-sitk");
+        let py = venv.join("bin/python");
+        let ok = |py: &Path| {
+            Command::new(py)
+                .args(["-c", "import SimpleITK"])
+                .status()
+                .map(|s| s.success())
+                .unwrap_or(false)
+        };
+        if !ok(&py) {
+            let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+            let st = Command::new(&python)
+                .args(["-m", "venv"])
+                .arg(&venv)
+                .status();
+            assert!(
+                st.map(|s| s.success()).unwrap_or(false),
+                "cannot create a venv with {python} -m venv (install python3-venv)"
+            );
+            let st = Command::new(&py)
+                .args(["-m", "pip", "install", "--quiet", "SimpleITK==2.5.7"])
+                .status();
+            assert!(
+                st.map(|s| s.success()).unwrap_or(false),
+                "pip install SimpleITK failed"
+            );
+        }
+        py
+    })
+}

@@ -226,53 +226,81 @@ impl<'a> MattesMi<'a> {
         let b = self.bins;
         let origin = self.moving.geometry.origin;
         let minv = self.moving_inv;
+        // p = minv (A (x - c) + c + t - origin) = (minv A) x + minv (c + t - origin - A c).
+        let a = transform.matrix;
+        let ct = transform.center;
+        let off = [
+            ct[0] + transform.translation[0]
+                - origin[0]
+                - (a[0][0] * ct[0] + a[0][1] * ct[1] + a[0][2] * ct[2]),
+            ct[1] + transform.translation[1]
+                - origin[1]
+                - (a[1][0] * ct[0] + a[1][1] * ct[1] + a[1][2] * ct[2]),
+            ct[2] + transform.translation[2]
+                - origin[2]
+                - (a[2][0] * ct[0] + a[2][1] * ct[1] + a[2][2] * ct[2]),
+        ];
+        let ma = super::transform::mul3(&minv, &a);
+        let mut vox = [[0f64; 4]; 3];
+        for r in 0..3 {
+            vox[r] = [
+                ma[r][0],
+                ma[r][1],
+                ma[r][2],
+                minv[r][0] * off[0] + minv[r][1] * off[1] + minv[r][2] * off[2],
+            ];
+        }
         let hi = (b - 3) as f64;
         let (hist, dhist, valid) = self
             .samples
-            .par_chunks(4096)
-            .map(|chunk| {
-                let mut hist = vec![0f64; b * b];
-                let mut dhist = vec![0f64; b * b * nparams];
-                let mut jac = vec![[0f64; 3]; nparams];
-                let mut valid = 0usize;
-                for &(x, fb) in chunk {
-                    let y = transform.apply(x);
-                    let q = [y[0] - origin[0], y[1] - origin[1], y[2] - origin[2]];
-                    let p = [
-                        minv[0][0] * q[0] + minv[0][1] * q[1] + minv[0][2] * q[2],
-                        minv[1][0] * q[0] + minv[1][1] * q[1] + minv[1][2] * q[2],
-                        minv[2][0] * q[0] + minv[2][1] * q[1] + minv[2][2] * q[2],
-                    ];
-                    let Some((m, gm)) = self.sample(p) else {
-                        continue;
-                    };
-                    valid += 1;
-                    let raw = 2.0 + (m - self.m_min) * self.m_scale;
-                    let kc = raw.clamp(2.0, hi);
-                    let dk_dm = if raw > 2.0 && raw < hi {
-                        self.m_scale
-                    } else {
-                        0.0
-                    };
-                    jacobian(x, &mut jac);
-                    let row = fb as usize * b;
-                    let k0 = kc.floor() as usize;
-                    for k in (k0 - 1)..=(k0 + 2).min(b - 1) {
-                        let u = k as f64 - kc;
-                        let w = bspline3(u);
-                        hist[row + k] += w;
-                        let dw = -bspline3_deriv(u) * dk_dm;
-                        if dw != 0.0 {
-                            let base = (row + k) * nparams;
-                            for (pi, j) in jac.iter().enumerate() {
-                                dhist[base + pi] +=
-                                    dw * (gm[0] * j[0] + gm[1] * j[1] + gm[2] * j[2]);
+            .par_chunks(2048)
+            .fold(
+                || (vec![0f64; b * b], vec![0f64; b * b * nparams], 0usize),
+                |(mut hist, mut dhist, mut valid), chunk| {
+                    let mut jac = vec![[0f64; 3]; nparams];
+                    let mut dmdp = vec![0f64; nparams];
+                    for &(x, fb) in chunk {
+                        // Fixed point -> moving voxel index in one affine map.
+                        let p = [
+                            vox[0][0] * x[0] + vox[0][1] * x[1] + vox[0][2] * x[2] + vox[0][3],
+                            vox[1][0] * x[0] + vox[1][1] * x[1] + vox[1][2] * x[2] + vox[1][3],
+                            vox[2][0] * x[0] + vox[2][1] * x[1] + vox[2][2] * x[2] + vox[2][3],
+                        ];
+                        let Some((m, gm)) = self.sample(p) else {
+                            continue;
+                        };
+                        valid += 1;
+                        let raw = 2.0 + (m - self.m_min) * self.m_scale;
+                        let kc = raw.clamp(2.0, hi);
+                        let dk_dm = if raw > 2.0 && raw < hi {
+                            self.m_scale
+                        } else {
+                            0.0
+                        };
+                        if dk_dm != 0.0 {
+                            jacobian(x, &mut jac);
+                            for (d, j) in dmdp.iter_mut().zip(&jac) {
+                                *d = gm[0] * j[0] + gm[1] * j[1] + gm[2] * j[2];
+                            }
+                        }
+                        let row = fb as usize * b;
+                        let k0 = kc.floor() as usize;
+                        for k in (k0 - 1)..=(k0 + 2).min(b - 1) {
+                            let u = k as f64 - kc;
+                            let w = bspline3(u);
+                            hist[row + k] += w;
+                            let dw = -bspline3_deriv(u) * dk_dm;
+                            if dw != 0.0 {
+                                let base = (row + k) * nparams;
+                                for (h, d) in dhist[base..base + nparams].iter_mut().zip(&dmdp) {
+                                    *h += dw * d;
+                                }
                             }
                         }
                     }
-                }
-                (hist, dhist, valid)
-            })
+                    (hist, dhist, valid)
+                },
+            )
             .reduce(
                 || (vec![0f64; b * b], vec![0f64; b * b * nparams], 0usize),
                 |mut a, c| {

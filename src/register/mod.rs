@@ -254,27 +254,33 @@ impl Params {
 }
 
 /// Jacobian dy/dp (3 rows, one column per parameter) of the transform at fixed point `x`.
-fn jacobian(params: &Params, x: Vec3, out: &mut [[f64; 3]]) {
+/// Derivatives of the rotation matrix in each Euler angle (rigid stage), computed once per
+/// evaluation rather than per sample.
+fn rotation_derivatives(p: &[f64]) -> [[[f64; 3]; 3]; 3] {
+    let (sx, cx) = p[0].sin_cos();
+    let (sy, cy) = p[1].sin_cos();
+    let (sz, cz) = p[2].sin_cos();
+    let rx = [[1.0, 0.0, 0.0], [0.0, cx, -sx], [0.0, sx, cx]];
+    let ry = [[cy, 0.0, sy], [0.0, 1.0, 0.0], [-sy, 0.0, cy]];
+    let rz = [[cz, -sz, 0.0], [sz, cz, 0.0], [0.0, 0.0, 1.0]];
+    let drx = [[0.0, 0.0, 0.0], [0.0, -sx, -cx], [0.0, cx, -sx]];
+    let dry = [[-sy, 0.0, cy], [0.0, 0.0, 0.0], [-cy, 0.0, -sy]];
+    let drz = [[-sz, -cz, 0.0], [cz, -sz, 0.0], [0.0, 0.0, 0.0]];
+    [
+        transform::mul3(&rz, &transform::mul3(&ry, &drx)),
+        transform::mul3(&rz, &transform::mul3(&dry, &rx)),
+        transform::mul3(&drz, &transform::mul3(&ry, &rx)),
+    ]
+}
+
+/// Jacobian dy/dp (one column per parameter) of the transform at fixed point `x`; `dr` holds
+/// [`rotation_derivatives`] for the rigid stage.
+fn jacobian(params: &Params, dr: &[[[f64; 3]; 3]; 3], x: Vec3, out: &mut [[f64; 3]]) {
     let c = params.center;
     let d = [x[0] - c[0], x[1] - c[1], x[2] - c[2]];
     match params.stage {
         Stage::Rigid => {
-            let (ax, ay, az) = (params.p[0], params.p[1], params.p[2]);
-            let (sx, cx) = ax.sin_cos();
-            let (sy, cy) = ay.sin_cos();
-            let (sz, cz) = az.sin_cos();
-            let rx = [[1.0, 0.0, 0.0], [0.0, cx, -sx], [0.0, sx, cx]];
-            let ry = [[cy, 0.0, sy], [0.0, 1.0, 0.0], [-sy, 0.0, cy]];
-            let rz = [[cz, -sz, 0.0], [sz, cz, 0.0], [0.0, 0.0, 1.0]];
-            let drx = [[0.0, 0.0, 0.0], [0.0, -sx, -cx], [0.0, cx, -sx]];
-            let dry = [[-sy, 0.0, cy], [0.0, 0.0, 0.0], [-cy, 0.0, -sy]];
-            let drz = [[-sz, -cz, 0.0], [cz, -sz, 0.0], [0.0, 0.0, 0.0]];
-            let m = [
-                transform::mul3(&rz, &transform::mul3(&ry, &drx)),
-                transform::mul3(&rz, &transform::mul3(&dry, &rx)),
-                transform::mul3(&drz, &transform::mul3(&ry, &rx)),
-            ];
-            for (k, mk) in m.iter().enumerate() {
+            for (k, mk) in dr.iter().enumerate() {
                 for r in 0..3 {
                     out[k][r] = mk[r][0] * d[0] + mk[r][1] * d[1] + mk[r][2] * d[2];
                 }
@@ -297,6 +303,20 @@ fn jacobian(params: &Params, x: Vec3, out: &mut [[f64; 3]]) {
             }
         }
     }
+}
+
+/// Metric value and gradient at `params`.
+fn evaluate(metric: &MattesMi, params: &Params) -> MetricValue {
+    let dr = if params.stage == Stage::Rigid {
+        rotation_derivatives(&params.p)
+    } else {
+        [[[0.0; 3]; 3]; 3]
+    };
+    metric.evaluate(
+        &params.transform(),
+        |x, j| jacobian(params, &dr, x, j),
+        params.p.len(),
+    )
 }
 
 /// Register `moving` to `fixed`: the returned transform maps fixed (CT) points to moving (MR) points.
@@ -449,7 +469,7 @@ pub fn register(
             // L-BFGS on -MI in scaled (mm) units, with a backtracking (Armijo) line search and
             // steps capped at `step` mm; rotation/shear trade-offs make plain gradient ascent crawl.
             let n = params.p.len();
-            let eval = |p: &Params| metric.evaluate(&p.transform(), |x, j| jacobian(p, x, j), n);
+            let eval = |p: &Params| evaluate(&metric, p);
             let to_grad = |v: &MetricValue| -> Vec<f64> {
                 v.gradient
                     .iter()
@@ -501,7 +521,7 @@ pub fn register(
                 };
                 let slope = dot(&g, &d);
                 let mut accepted = None;
-                for _ in 0..12 {
+                for _ in 0..8 {
                     let mut trial = params.clone();
                     for k in 0..n {
                         trial.p[k] += alpha * d[k] / scales[k];
@@ -651,11 +671,7 @@ mod tests {
                 p: p0.clone(),
                 center: [0.0, 0.0, 10.0],
             };
-            let v = metric.evaluate(
-                &params.transform(),
-                |x, j| jacobian(&params, x, j),
-                p0.len(),
-            );
+            let v = evaluate(&metric, &params);
             let norm = v.gradient.iter().map(|g| g * g).sum::<f64>().sqrt();
             for k in 0..p0.len() {
                 let h = if k < 3 || (stage == Stage::Affine && k < 9) {
@@ -665,13 +681,9 @@ mod tests {
                 };
                 let mut pp = params.clone();
                 pp.p[k] += h;
-                let up = metric
-                    .evaluate(&pp.transform(), |x, j| jacobian(&pp, x, j), p0.len())
-                    .mi;
+                let up = evaluate(&metric, &pp).mi;
                 pp.p[k] -= 2.0 * h;
-                let dn = metric
-                    .evaluate(&pp.transform(), |x, j| jacobian(&pp, x, j), p0.len())
-                    .mi;
+                let dn = evaluate(&metric, &pp).mi;
                 let fd = (up - dn) / (2.0 * h);
                 let g = v.gradient[k];
                 eprintln!("{stage:?} param {k}: analytic {g:.5e} numeric {fd:.5e}");

@@ -510,28 +510,50 @@ fn bench_register(contrast: &str, python: Option<PathBuf>, rigid_only: bool) -> 
     );
     nifti_io::write_nifti(&ct, &fp)?;
     nifti_io::write_nifti(&mr, &mp)?;
-    let rc = RegistrationConfig {
-        affine: !rigid_only,
-        ..Default::default()
-    };
-    let ours = register(&ct, &mr, None, &rc, &Progress::default(), |_| {})?;
-    let (ours_tre, ours_max) = transform_error(&ours.transform, &truth, &ct);
-    println!(
-        "SynthScope (CPU, rayon, {} threads): {:.2} s, TRE mean {:.3} mm (max {:.3})",
-        rayon::current_num_threads(),
-        ours.seconds,
-        ours_tre,
-        ours_max
-    );
-    for l in &ours.levels {
+    use crate::register::MetricBackend;
+    let mut ours_seconds = f64::NAN;
+    for backend in [MetricBackend::Cpu, MetricBackend::Gpu, MetricBackend::Auto] {
+        let rc = RegistrationConfig {
+            affine: !rigid_only,
+            backend,
+            ..Default::default()
+        };
+        let ours = register(&ct, &mr, None, &rc, &Progress::default(), |_| {})?;
+        let (tre, max) = transform_error(&ours.transform, &truth, &ct);
+        let label = match backend {
+            MetricBackend::Cpu => format!("CPU, rayon, {} threads", rayon::current_num_threads()),
+            MetricBackend::Gpu => format!(
+                "GPU, {}",
+                crate::gpu::shared()
+                    .map(|g| g.report.summary())
+                    .unwrap_or_else(|e| e.to_string())
+            ),
+            MetricBackend::Auto => "auto: the faster per level, measured".to_string(),
+        };
         println!(
-            "  {:?} shrink {}: {:.2} s ({:.0}%), {} iterations",
-            l.stage,
-            l.shrink,
-            l.seconds,
-            100.0 * l.seconds / ours.seconds,
-            l.iterations
+            "SynthScope ({label}): {:.2} s, TRE mean {tre:.3} mm (max {max:.3})",
+            ours.seconds
         );
+        for l in &ours.levels {
+            let ms = |v: Option<f64>| {
+                v.map(|x| format!("{x:.1} ms"))
+                    .unwrap_or_else(|| "-".into())
+            };
+            println!(
+                "  {:?} shrink {}: {:.2} s ({:.0}%), {} iterations on {:?} (one evaluation: CPU {}, GPU {})",
+                l.stage,
+                l.shrink,
+                l.seconds,
+                100.0 * l.seconds / ours.seconds,
+                l.iterations,
+                l.backend,
+                ms(l.eval_ms.0),
+                ms(l.eval_ms.1)
+            );
+        }
+        if backend == MetricBackend::Auto {
+            ours_seconds = ours.seconds;
+        }
     }
     let python = python.unwrap_or_else(|| {
         let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/py-sitk/bin/python");
@@ -568,8 +590,8 @@ fn bench_register(contrast: &str, python: Option<PathBuf>, rigid_only: bool) -> 
         sitk_s, sitk_tre, sitk_max, v["level_seconds"]
     );
     println!(
-        "speed-up: {:.2}x (SimpleITK time / ours)",
-        sitk_s / ours.seconds
+        "speed-up: {:.2}x (SimpleITK time / ours, auto backend)",
+        sitk_s / ours_seconds
     );
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())

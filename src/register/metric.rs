@@ -19,12 +19,12 @@ pub struct MetricValue {
 
 /// A prepared metric for one pyramid level.
 pub struct MattesMi<'a> {
-    moving: &'a Volume,
-    moving_inv: [[f64; 3]; 3],
-    samples: Vec<(Vec3, u16)>,
-    bins: usize,
-    m_min: f64,
-    m_scale: f64,
+    pub(crate) moving: &'a Volume,
+    pub(crate) moving_inv: [[f64; 3]; 3],
+    pub(crate) samples: Vec<(Vec3, u16)>,
+    pub(crate) bins: usize,
+    pub(crate) m_min: f64,
+    pub(crate) m_scale: f64,
 }
 
 #[inline]
@@ -158,6 +158,37 @@ impl<'a> MattesMi<'a> {
         }
     }
 
+    /// The affine map from a fixed point straight to a moving voxel index, for `transform`.
+    pub(crate) fn fixed_to_voxel(&self, transform: &Affine) -> [[f64; 4]; 3] {
+        let origin = self.moving.geometry.origin;
+        let minv = self.moving_inv;
+        // p = minv (A (x - c) + c + t - origin) = (minv A) x + minv (c + t - origin - A c).
+        let a = transform.matrix;
+        let ct = transform.center;
+        let off = [
+            ct[0] + transform.translation[0]
+                - origin[0]
+                - (a[0][0] * ct[0] + a[0][1] * ct[1] + a[0][2] * ct[2]),
+            ct[1] + transform.translation[1]
+                - origin[1]
+                - (a[1][0] * ct[0] + a[1][1] * ct[1] + a[1][2] * ct[2]),
+            ct[2] + transform.translation[2]
+                - origin[2]
+                - (a[2][0] * ct[0] + a[2][1] * ct[1] + a[2][2] * ct[2]),
+        ];
+        let ma = super::transform::mul3(&minv, &a);
+        let mut vox = [[0f64; 4]; 3];
+        for r in 0..3 {
+            vox[r] = [
+                ma[r][0],
+                ma[r][1],
+                ma[r][2],
+                minv[r][0] * off[0] + minv[r][1] * off[1] + minv[r][2] * off[2],
+            ];
+        }
+        vox
+    }
+
     /// Number of sample points.
     pub fn sample_count(&self) -> usize {
         self.samples.len()
@@ -224,33 +255,8 @@ impl<'a> MattesMi<'a> {
         nparams: usize,
     ) -> MetricValue {
         let b = self.bins;
-        let origin = self.moving.geometry.origin;
-        let minv = self.moving_inv;
-        // p = minv (A (x - c) + c + t - origin) = (minv A) x + minv (c + t - origin - A c).
-        let a = transform.matrix;
-        let ct = transform.center;
-        let off = [
-            ct[0] + transform.translation[0]
-                - origin[0]
-                - (a[0][0] * ct[0] + a[0][1] * ct[1] + a[0][2] * ct[2]),
-            ct[1] + transform.translation[1]
-                - origin[1]
-                - (a[1][0] * ct[0] + a[1][1] * ct[1] + a[1][2] * ct[2]),
-            ct[2] + transform.translation[2]
-                - origin[2]
-                - (a[2][0] * ct[0] + a[2][1] * ct[1] + a[2][2] * ct[2]),
-        ];
-        let ma = super::transform::mul3(&minv, &a);
-        let mut vox = [[0f64; 4]; 3];
-        for r in 0..3 {
-            vox[r] = [
-                ma[r][0],
-                ma[r][1],
-                ma[r][2],
-                minv[r][0] * off[0] + minv[r][1] * off[1] + minv[r][2] * off[2],
-            ];
-        }
         let hi = (b - 3) as f64;
+        let vox = self.fixed_to_voxel(transform);
         let (hist, dhist, valid) = self
             .samples
             .par_chunks(2048)
@@ -309,35 +315,41 @@ impl<'a> MattesMi<'a> {
                     (a.0, a.1, a.2 + c.2)
                 },
             );
-        let n = valid.max(1) as f64;
-        let mut pf = vec![0f64; b];
-        let mut pm = vec![0f64; b];
-        for i in 0..b {
-            for k in 0..b {
-                let p = hist[i * b + k] / n;
-                pf[i] += p;
-                pm[k] += p;
-            }
+        finish(&hist, &dhist, valid, b, nparams)
+    }
+}
+
+/// Mutual information and its gradient from the joint histogram `hist` (bins x bins) and its
+/// parameter derivatives `dhist` (bins x bins x nparams), accumulated over `valid` samples.
+pub fn finish(hist: &[f64], dhist: &[f64], valid: usize, b: usize, nparams: usize) -> MetricValue {
+    let n = valid.max(1) as f64;
+    let mut pf = vec![0f64; b];
+    let mut pm = vec![0f64; b];
+    for i in 0..b {
+        for k in 0..b {
+            let p = hist[i * b + k] / n;
+            pf[i] += p;
+            pm[k] += p;
         }
-        let mut mi = 0.0;
-        let mut gradient = vec![0f64; nparams];
-        for i in 0..b {
-            for k in 0..b {
-                let p = hist[i * b + k] / n;
-                if p > 1e-16 && pm[k] > 1e-16 && pf[i] > 1e-16 {
-                    mi += p * (p / (pf[i] * pm[k])).ln();
-                    let l = (p / pm[k]).ln();
-                    let base = (i * b + k) * nparams;
-                    for (pi, g) in gradient.iter_mut().enumerate() {
-                        *g += dhist[base + pi] / n * l;
-                    }
+    }
+    let mut mi = 0.0;
+    let mut gradient = vec![0f64; nparams];
+    for i in 0..b {
+        for k in 0..b {
+            let p = hist[i * b + k] / n;
+            if p > 1e-16 && pm[k] > 1e-16 && pf[i] > 1e-16 {
+                mi += p * (p / (pf[i] * pm[k])).ln();
+                let l = (p / pm[k]).ln();
+                let base = (i * b + k) * nparams;
+                for (pi, g) in gradient.iter_mut().enumerate() {
+                    *g += dhist[base + pi] / n * l;
                 }
             }
         }
-        MetricValue {
-            mi,
-            gradient,
-            valid,
-        }
+    }
+    MetricValue {
+        mi,
+        gradient,
+        valid,
     }
 }

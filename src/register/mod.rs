@@ -2,9 +2,11 @@
 //! (shrink 4-2-1), centre-of-mass initialisation, analytic metric gradient, regular-step
 //! gradient descent. CPU (rayon) implementation; the same code serves the panel and the CLI.
 
+mod gpu_metric;
 mod metric;
 pub mod transform;
 
+pub use gpu_metric::{GpuMattes, GpuMetricError};
 pub use metric::{MattesMi, MetricValue};
 pub use transform::{Affine, Decomposition};
 
@@ -42,6 +44,19 @@ pub struct RegistrationConfig {
     pub min_step_mm: f64,
     /// Seed of the sample selection.
     pub seed: u64,
+    /// Where the metric runs.
+    pub backend: MetricBackend,
+}
+
+/// Where the Mattes metric is evaluated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum MetricBackend {
+    /// rayon on the CPU cores.
+    Cpu,
+    /// WGSL compute on the shared wgpu device.
+    Gpu,
+    /// Time one evaluation of each per level and use the faster.
+    Auto,
 }
 
 impl Default for RegistrationConfig {
@@ -55,6 +70,7 @@ impl Default for RegistrationConfig {
             initial_step_mm: 4.0,
             min_step_mm: 0.01,
             seed: 1,
+            backend: MetricBackend::Auto,
         }
     }
 }
@@ -87,6 +103,10 @@ pub struct LevelReport {
     pub mi: f64,
     /// Wall time (s).
     pub seconds: f64,
+    /// Backend the level ran on.
+    pub backend: MetricBackend,
+    /// Measured time of one metric evaluation on the CPU and on the GPU (ms), when measured.
+    pub eval_ms: (Option<f64>, Option<f64>),
 }
 
 /// The outcome of a registration.
@@ -413,6 +433,7 @@ pub fn register(
     let total_levels = shrinks.len() * stages.len();
     progress.start("Registering", total_levels * cfg.iterations);
     let mut final_mi = 0.0;
+    let mut gpu_lost = false;
     for stage in stages {
         if stage == Stage::Affine {
             let t = params.transform();
@@ -469,7 +490,60 @@ pub fn register(
             // L-BFGS on -MI in scaled (mm) units, with a backtracking (Armijo) line search and
             // steps capped at `step` mm; rotation/shear trade-offs make plain gradient ascent crawl.
             let n = params.p.len();
-            let eval = |p: &Params| evaluate(&metric, p);
+            // The metric's home: measured when Auto (one timed evaluation each, the GPU warmed first).
+            let gpu_metric = match cfg.backend {
+                MetricBackend::Cpu => None,
+                // A software adapter runs on the same cores as rayon, 7-18x slower per evaluation
+                // as measured on Mesa lavapipe (`synthscope bench register`): don't try it.
+                MetricBackend::Auto
+                    if gpu_lost
+                        || crate::gpu::shared()
+                            .map(|g| g.report.software)
+                            .unwrap_or(true) =>
+                {
+                    None
+                }
+                _ => crate::gpu::shared()
+                    .ok()
+                    .and_then(|g| GpuMattes::new(&g.setup.device, &g.setup.queue, &metric).ok()),
+            };
+            let gpu_eval = |g: &GpuMattes, p: &Params| {
+                let dr = rotation_derivatives(&p.p);
+                g.evaluate(
+                    &metric,
+                    &p.transform(),
+                    (p.stage == Stage::Rigid).then_some(&dr),
+                )
+            };
+            let mut eval_ms = (None, None);
+            let use_gpu = match (&gpu_metric, cfg.backend) {
+                (Some(_), MetricBackend::Gpu) => true,
+                (Some(g), MetricBackend::Auto) => {
+                    let _ = gpu_eval(g, &params);
+                    let t = Instant::now();
+                    let ok = gpu_eval(g, &params).is_ok();
+                    let gpu_ms = t.elapsed().as_secs_f64() * 1e3;
+                    let t = Instant::now();
+                    let _ = evaluate(&metric, &params);
+                    let cpu_ms = t.elapsed().as_secs_f64() * 1e3;
+                    eval_ms = (Some(cpu_ms), ok.then_some(gpu_ms));
+                    // Far slower once: stop paying for the GPU upload at later levels.
+                    if !ok || gpu_ms > 3.0 * cpu_ms {
+                        gpu_lost = true;
+                    }
+                    ok && gpu_ms < cpu_ms
+                }
+                _ => false,
+            };
+            let backend = if use_gpu {
+                MetricBackend::Gpu
+            } else {
+                MetricBackend::Cpu
+            };
+            let eval = |p: &Params| match (&gpu_metric, use_gpu) {
+                (Some(g), true) => gpu_eval(g, p).unwrap_or_else(|_| evaluate(&metric, p)),
+                _ => evaluate(&metric, p),
+            };
             let to_grad = |v: &MetricValue| -> Vec<f64> {
                 v.gradient
                     .iter()
@@ -568,6 +642,8 @@ pub fn register(
                 iterations,
                 mi: value.mi,
                 seconds: lt.elapsed().as_secs_f64(),
+                backend,
+                eval_ms,
             });
         }
     }
@@ -693,5 +769,51 @@ mod tests {
             }
         }
         assert!(bad.is_empty(), "{bad:?}");
+    }
+
+    #[test]
+    fn gpu_metric_matches_the_cpu_metric() {
+        let cfg = PhantomConfig::small();
+        let ct = phantom_ct(&cfg);
+        let mr = phantom_mr(&cfg, MrContrast::T1);
+        let metric = MattesMi::new(&ct, &mr, None, 32, 30_000, 4);
+        let gpu = crate::gpu::shared().expect("shared device");
+        let g = GpuMattes::new(&gpu.setup.device, &gpu.setup.queue, &metric).unwrap();
+        for stage in [Stage::Rigid, Stage::Affine] {
+            let p = match stage {
+                Stage::Rigid => vec![0.03, -0.02, 0.05, 2.0, -3.0, 1.0],
+                Stage::Affine => vec![
+                    1.01, 0.02, 0.0, -0.01, 0.99, 0.01, 0.0, 0.02, 1.0, 1.0, -2.0, 0.5,
+                ],
+            };
+            let params = Params {
+                stage,
+                p,
+                center: [0.0, 0.0, 10.0],
+            };
+            let cpu = evaluate(&metric, &params);
+            let dr = rotation_derivatives(&params.p);
+            let on_gpu = g
+                .evaluate(
+                    &metric,
+                    &params.transform(),
+                    (stage == Stage::Rigid).then_some(&dr),
+                )
+                .unwrap();
+            assert_eq!(cpu.valid, on_gpu.valid, "{stage:?}: valid samples");
+            assert!(
+                (cpu.mi - on_gpu.mi).abs() < 1e-3 * cpu.mi.abs(),
+                "{stage:?}: MI cpu {} gpu {}",
+                cpu.mi,
+                on_gpu.mi
+            );
+            let norm = cpu.gradient.iter().map(|x| x * x).sum::<f64>().sqrt();
+            for (k, (a, b)) in cpu.gradient.iter().zip(&on_gpu.gradient).enumerate() {
+                assert!(
+                    (a - b).abs() <= 0.02 * norm + 0.02 * a.abs(),
+                    "{stage:?} param {k}: cpu {a} gpu {b}"
+                );
+            }
+        }
     }
 }

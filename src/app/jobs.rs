@@ -163,6 +163,7 @@ impl RegisterJob {
     pub fn start(
         fixed: Arc<crate::volume::Volume>,
         moving: Arc<crate::volume::Volume>,
+        mask: Option<Arc<crate::volume::Volume>>,
         cfg: crate::register::RegistrationConfig,
         wake: impl Fn() + Send + Sync + 'static,
     ) -> Self {
@@ -175,10 +176,11 @@ impl RegisterJob {
         std::thread::Builder::new()
             .name("register".into())
             .spawn(move || {
-                let r = crate::register::register(&fixed, &moving, None, &cfg, &pr, |it| {
-                    let _ = itx.send(it.clone());
-                    w2();
-                });
+                let r =
+                    crate::register::register(&fixed, &moving, mask.as_deref(), &cfg, &pr, |it| {
+                        let _ = itx.send(it.clone());
+                        w2();
+                    });
                 let _ = tx.send(r);
                 wake();
             })

@@ -78,6 +78,7 @@ enum Dialog {
     SaveTfm,
     LoadTfm,
     SaveResampled,
+    SaveCtOnMr,
 }
 
 /// The metric curve (MI per accepted step, levels one after another), drawn with the painter.
@@ -192,6 +193,8 @@ pub struct SynthScopeApp {
     pub register_affine: bool,
     /// Show the registration panel.
     pub show_registration: bool,
+    /// Loaded volume used as the registration mask (samples where it is non-zero), if any.
+    pub register_mask: Option<usize>,
     /// How the third pane compares CT and MR.
     pub compare: Combine,
     transform_dialog: Option<(Dialog, crossbeam_channel::Receiver<Option<PathBuf>>)>,
@@ -261,6 +264,7 @@ impl SynthScopeApp {
             register_curve: Vec::new(),
             register_affine: true,
             show_registration: false,
+            register_mask: None,
             compare: Combine::Checker(16.0),
             transform_dialog: None,
         }
@@ -289,7 +293,12 @@ impl SynthScopeApp {
         };
         let c = ctx.clone();
         self.register_curve.clear();
-        self.register_job = Some(RegisterJob::start(ct, mr, cfg, move || c.request_repaint()));
+        let mask = self
+            .register_mask
+            .and_then(|i| self.volumes.get(i).cloned());
+        self.register_job = Some(RegisterJob::start(ct, mr, mask, cfg, move || {
+            c.request_repaint()
+        }));
     }
 
     /// Set the MR transform, remembering the previous one for Undo.
@@ -843,6 +852,27 @@ impl SynthScopeApp {
                     &mut self.register_affine,
                     "Affine after rigid (12 degrees of freedom)",
                 );
+                let mask_name = |i: Option<usize>, vols: &[Arc<Volume>]| {
+                    i.and_then(|i| vols.get(i))
+                        .map(|v| v.meta.description.clone())
+                        .unwrap_or_else(|| "none (whole field of view)".into())
+                };
+                egui::ComboBox::from_label("Mask")
+                    .selected_text(mask_name(self.register_mask, &self.volumes))
+                    .show_ui(ui, |ui| {
+                        ui.selectable_value(
+                            &mut self.register_mask,
+                            None,
+                            "none (whole field of view)",
+                        );
+                        for (i, v) in self.volumes.iter().enumerate() {
+                            ui.selectable_value(
+                                &mut self.register_mask,
+                                Some(i),
+                                v.meta.description.clone(),
+                            );
+                        }
+                    });
                 ui.label(
                     "Mattes mutual information, 32 bins, pyramid 4-2-1, centre-of-mass start.",
                 );
@@ -970,6 +1000,15 @@ impl SynthScopeApp {
                     {
                         dialog = Some(Dialog::SaveResampled);
                     }
+                    if ui
+                        .add_enabled(
+                            self.mr_transform.is_some(),
+                            egui::Button::new("Save CT on MR grid…"),
+                        )
+                        .clicked()
+                    {
+                        dialog = Some(Dialog::SaveCtOnMr);
+                    }
                 });
             });
         self.show_registration = open;
@@ -996,6 +1035,10 @@ impl SynthScopeApp {
                         Dialog::SaveResampled => rfd::FileDialog::new()
                             .add_filter("NIfTI", &["nii", "gz"])
                             .set_file_name("mr_on_ct.nii.gz")
+                            .save_file(),
+                        Dialog::SaveCtOnMr => rfd::FileDialog::new()
+                            .add_filter("NIfTI", &["nii", "gz"])
+                            .set_file_name("ct_on_mr.nii.gz")
                             .save_file(),
                     };
                     let _ = tx.send(r);
@@ -1039,6 +1082,20 @@ impl SynthScopeApp {
                 ) {
                     let (min, _) = mr.min_max();
                     let v = crate::register::resample(&mr, &ct.geometry, &t, min);
+                    if let Err(e) = crate::io::nifti_io::write_nifti(&v, path) {
+                        self.errors.push(e.to_string());
+                    }
+                }
+            }
+            Dialog::SaveCtOnMr => {
+                // The inverse transform maps MR points to CT points.
+                if let (Some(ct), Some(mr), Some(inv)) = (
+                    self.ct_volume().cloned(),
+                    self.mr_volume().cloned(),
+                    self.mr_transform.and_then(|t| t.inverse()),
+                ) {
+                    let (min, _) = ct.min_max();
+                    let v = crate::register::resample(&ct, &mr.geometry, &inv, min);
                     if let Err(e) = crate::io::nifti_io::write_nifti(&v, path) {
                         self.errors.push(e.to_string());
                     }

@@ -82,6 +82,28 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Metrics of a prediction against a reference (same grid): MAE, RMSE, PSNR, SSIM, Tenengrad,
+    /// UQI over all voxels, inside the mask, and in bone (CT > 300 HU).
+    Evaluate {
+        /// Predicted (synthetic) image.
+        #[arg(long)]
+        pred: PathBuf,
+        /// Reference (real) image.
+        #[arg(long = "ref")]
+        reference: PathBuf,
+        /// Head mask on the same grid.
+        #[arg(long)]
+        mask: Option<PathBuf>,
+        /// Data range for PSNR/SSIM (default: the reference's max - min).
+        #[arg(long)]
+        data_range: Option<f64>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        /// Also write the table as CSV.
+        #[arg(long)]
+        csv: Option<PathBuf>,
+    },
     /// Run the burn self-test on the shared GPU device and print the adapter.
     SelfTest {
         /// Print JSON.
@@ -214,6 +236,21 @@ pub fn main() -> anyhow::Result<()> {
                     rigid_only,
                 },
         }) => bench_register(&contrast, python, rigid_only),
+        Some(Command::Evaluate {
+            pred,
+            reference,
+            mask,
+            data_range,
+            json,
+            csv,
+        }) => evaluate_cmd(
+            &pred,
+            &reference,
+            mask.as_deref(),
+            data_range,
+            json,
+            csv.as_deref(),
+        ),
         Some(Command::Register {
             fixed,
             moving,
@@ -594,5 +631,54 @@ fn bench_register(contrast: &str, python: Option<PathBuf>, rigid_only: bool) -> 
         sitk_s / ours_seconds
     );
     let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+fn evaluate_cmd(
+    pred: &Path,
+    reference: &Path,
+    mask: Option<&Path>,
+    data_range: Option<f64>,
+    json: bool,
+    csv: Option<&Path>,
+) -> anyhow::Result<()> {
+    let p = first_volume(pred)?;
+    let r = first_volume(reference)?;
+    let m = mask.map(first_volume).transpose()?;
+    let reports = crate::analysis::evaluate_volumes(&p, &r, m.as_ref(), data_range)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", pred.display()))?;
+    if let Some(c) = csv {
+        std::fs::write(c, crate::analysis::to_csv(&reports))
+            .with_context(|| format!("cannot write {}", c.display()))?;
+    }
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({ "pred": pred, "ref": reference, "metrics": reports })
+        );
+    } else {
+        println!(
+            "{:<6} {:>10} {:>10} {:>10} {:>9} {:>8} {:>9} {:>9} {:>7}",
+            "region", "voxels", "MAE", "RMSE", "PSNR dB", "SSIM", "Ten pred", "Ten ref", "UQI"
+        );
+        for m in &reports {
+            println!(
+                "{:<6} {:>10} {:>10.3} {:>10.3} {:>9.3} {:>8.4} {:>9.4} {:>9.4} {:>7.4}",
+                format!("{:?}", m.region),
+                m.voxels,
+                m.mae,
+                m.rmse,
+                m.psnr,
+                m.ssim,
+                m.tenengrad_pred,
+                m.tenengrad_ref,
+                m.uqi
+            );
+        }
+        println!(
+            "(PSNR/SSIM data range {:.1})",
+            reports.first().map(|m| m.data_range).unwrap_or(0.0)
+        );
+    }
     Ok(())
 }

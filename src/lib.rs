@@ -7,6 +7,7 @@
 // Index loops over 3-vectors read like the maths they implement.
 #![allow(clippy::needless_range_loop)]
 
+pub mod analysis;
 pub mod app;
 pub mod cli;
 pub mod gpu;

@@ -74,8 +74,12 @@ pub fn expected() -> serde_json::Value {
     serde_json::from_str(text).expect("fixture parses")
 }
 
-/// A Python with SimpleITK (the outside reference for transforms and resampling), in a venv
-/// under target/ created on first use. `SYNTHSCOPE_SITK_PYTHON` points at an existing one.
+/// Python packages the reference checks use (pinned).
+pub const REFERENCE_PACKAGES: [&str; 2] = ["SimpleITK==2.5.7", "scikit-image==0.26.0"];
+
+/// A Python with SimpleITK and scikit-image (the outside references for transforms, resampling
+/// and metrics), in a venv under target/ created on first use. `SYNTHSCOPE_SITK_PYTHON` points
+/// at an existing one.
 pub fn sitk_python() -> &'static Path {
     static PY: OnceLock<PathBuf> = OnceLock::new();
     PY.get_or_init(|| {
@@ -86,7 +90,7 @@ pub fn sitk_python() -> &'static Path {
         let py = venv.join("bin/python");
         let ok = |py: &Path| {
             Command::new(py)
-                .args(["-c", "import SimpleITK"])
+                .args(["-c", "import SimpleITK, skimage"])
                 .status()
                 .map(|s| s.success())
                 .unwrap_or(false)
@@ -102,11 +106,12 @@ pub fn sitk_python() -> &'static Path {
                 "cannot create a venv with {python} -m venv (install python3-venv)"
             );
             let st = Command::new(&py)
-                .args(["-m", "pip", "install", "--quiet", "SimpleITK==2.5.7"])
+                .args(["-m", "pip", "install", "--quiet"])
+                .args(REFERENCE_PACKAGES)
                 .status();
             assert!(
                 st.map(|s| s.success()).unwrap_or(false),
-                "pip install SimpleITK failed"
+                "pip install {REFERENCE_PACKAGES:?} failed"
             );
         }
         py

@@ -1,0 +1,8 @@
+//! Image-quality analysis of a synthetic image against its reference: metrics (PSNR, SSIM, MAE,
+//! RMSE, Tenengrad, UQI), whole-volume and per slice, inside masks.
+
+pub mod metrics;
+
+pub use metrics::{
+    MetricsReport, Region, evaluate_volumes, mae, psnr, rmse, ssim, tenengrad, to_csv, uqi,
+};

@@ -104,6 +104,12 @@ pub enum Command {
         #[arg(long)]
         csv: Option<PathBuf>,
     },
+    /// Networks: parameter counts and encoder shapes.
+    Model {
+        /// What to show.
+        #[command(subcommand)]
+        what: ModelCmd,
+    },
     /// Run the burn self-test on the shared GPU device and print the adapter.
     SelfTest {
         /// Print JSON.
@@ -115,6 +121,17 @@ pub enum Command {
         /// Which benchmark.
         #[command(subcommand)]
         what: Bench,
+    },
+}
+
+/// Model subcommands.
+#[derive(Subcommand, Debug)]
+pub enum ModelCmd {
+    /// Parameter counts and activation shapes of U-Net, DRUNet-18/34/50/101 and the classifier.
+    Summary {
+        /// Slice size.
+        #[arg(long, default_value_t = 256)]
+        size: usize,
     },
 }
 
@@ -251,6 +268,9 @@ pub fn main() -> anyhow::Result<()> {
             json,
             csv.as_deref(),
         ),
+        Some(Command::Model {
+            what: ModelCmd::Summary { size },
+        }) => model_summary(size),
         Some(Command::Register {
             fixed,
             moving,
@@ -681,4 +701,43 @@ fn evaluate_cmd(
         );
     }
     Ok(())
+}
+
+fn model_summary(size: usize) -> anyhow::Result<()> {
+    use crate::model::{ClassifierConfig, DrunetConfig, UnetConfig};
+    let unet = UnetConfig::new().with_input_size(size);
+    println!(
+        "{:<14} {:>12}  input 1x{size}x{size}",
+        "U-Net",
+        fmt_count(unet.param_count())
+    );
+    for depth in [18, 34, 50, 101] {
+        let c = DrunetConfig::new().with_depth(depth).with_input_size(size);
+        let shapes = c.encoder_shapes().map_err(|e| anyhow::anyhow!(e))?;
+        let s: Vec<String> = shapes
+            .iter()
+            .map(|(ch, side)| format!("{ch}x{side}"))
+            .collect();
+        println!(
+            "{:<14} {:>12}  input 3x{size}x{size}, encoder {}",
+            format!("DRUNet-{depth}"),
+            fmt_count(c.param_count().map_err(|e| anyhow::anyhow!(e))?),
+            s.join(" -> ")
+        );
+    }
+    println!(
+        "{:<14} {:>12}  MR vs CT, 2 classes",
+        "Classifier",
+        fmt_count(ClassifierConfig::new().param_count())
+    );
+    println!("(parameters as burn counts them: batch-norm running statistics included)");
+    Ok(())
+}
+
+fn fmt_count(n: usize) -> String {
+    if n >= 1_000_000 {
+        format!("{:.2} M", n as f64 / 1e6)
+    } else {
+        format!("{:.1} k", n as f64 / 1e3)
+    }
 }

@@ -12,5 +12,6 @@ pub mod app;
 pub mod cli;
 pub mod gpu;
 pub mod io;
+pub mod model;
 pub mod register;
 pub mod volume;

@@ -1,0 +1,203 @@
+//! Building blocks: conv + batch norm, ResNet basic and bottleneck blocks, nearest x2 + 1x1 up.
+
+use burn::module::Module;
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d};
+use burn::tensor::activation::relu;
+use burn::tensor::module::interpolate;
+use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
+use burn::tensor::{Device, Tensor};
+
+/// Convolution (no bias) followed by batch norm.
+#[derive(Module, Debug)]
+pub struct ConvBn {
+    conv: Conv2d,
+    bn: BatchNorm,
+}
+
+impl ConvBn {
+    /// A k x k convolution with "same" padding and the given stride.
+    pub fn new(cin: usize, cout: usize, k: usize, stride: usize, device: &Device) -> Self {
+        let p = k / 2;
+        let conv = Conv2dConfig::new([cin, cout], [k, k])
+            .with_stride([stride, stride])
+            .with_padding(PaddingConfig2d::Explicit(p, p, p, p))
+            .with_bias(false)
+            .init(device);
+        Self {
+            conv,
+            bn: BatchNormConfig::new(cout).init(device),
+        }
+    }
+
+    /// x: [B, cin, H, W] -> [B, cout, H / stride, W / stride]
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        self.bn.forward(self.conv.forward(x))
+    }
+}
+
+/// Kind of residual block.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BlockKind {
+    /// Two 3x3 convolutions (ResNet-18/34).
+    Basic,
+    /// 1x1 reduce, 3x3, 1x1 expand by 4 (ResNet-50/101).
+    Bottleneck,
+}
+
+/// A residual block; downsampling is a stride-2 3x3 conv in the main path and a stride-2 1x1
+/// conv in the shortcut.
+#[derive(Module, Debug)]
+pub struct ResBlock {
+    c1: ConvBn,
+    c2: ConvBn,
+    c3: Option<ConvBn>,
+    shortcut: Option<ConvBn>,
+}
+
+impl ResBlock {
+    /// A block from `cin` to `cout` channels (for bottlenecks `cout` is the expanded width).
+    pub fn new(kind: BlockKind, cin: usize, cout: usize, stride: usize, device: &Device) -> Self {
+        let shortcut =
+            (stride != 1 || cin != cout).then(|| ConvBn::new(cin, cout, 1, stride, device));
+        match kind {
+            BlockKind::Basic => Self {
+                c1: ConvBn::new(cin, cout, 3, stride, device),
+                c2: ConvBn::new(cout, cout, 3, 1, device),
+                c3: None,
+                shortcut,
+            },
+            BlockKind::Bottleneck => {
+                let w = (cout / 4).max(1);
+                Self {
+                    c1: ConvBn::new(cin, w, 1, 1, device),
+                    c2: ConvBn::new(w, w, 3, stride, device),
+                    c3: Some(ConvBn::new(w, cout, 1, 1, device)),
+                    shortcut,
+                }
+            }
+        }
+    }
+
+    /// x: [B, cin, H, W] -> [B, cout, H / stride, W / stride]
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let identity = match &self.shortcut {
+            Some(s) => s.forward(x.clone()),
+            None => x.clone(),
+        };
+        let mut y = relu(self.c1.forward(x));
+        y = self.c2.forward(y);
+        if let Some(c3) = &self.c3 {
+            y = c3.forward(relu(y));
+        }
+        relu(y + identity)
+    }
+}
+
+/// A stage of residual blocks; the first may downsample.
+#[derive(Module, Debug)]
+pub struct Stage {
+    blocks: Vec<ResBlock>,
+}
+
+impl Stage {
+    /// `depth` blocks from `cin` to `cout`, the first with `stride`.
+    pub fn new(
+        kind: BlockKind,
+        depth: usize,
+        cin: usize,
+        cout: usize,
+        stride: usize,
+        device: &Device,
+    ) -> Self {
+        let blocks = (0..depth.max(1))
+            .map(|i| {
+                ResBlock::new(
+                    kind,
+                    if i == 0 { cin } else { cout },
+                    cout,
+                    if i == 0 { stride } else { 1 },
+                    device,
+                )
+            })
+            .collect();
+        Self { blocks }
+    }
+
+    /// x: [B, cin, H, W] -> [B, cout, H / stride, W / stride]
+    pub fn forward(&self, mut x: Tensor<4>) -> Tensor<4> {
+        for b in &self.blocks {
+            x = b.forward(x);
+        }
+        x
+    }
+}
+
+/// Nearest-neighbour x2 upsampling followed by a 1x1 convolution (no transposed convolution,
+/// so no checkerboard artifacts).
+#[derive(Module, Debug)]
+pub struct Up {
+    conv: ConvBn,
+}
+
+impl Up {
+    /// From `cin` to `cout` channels.
+    pub fn new(cin: usize, cout: usize, device: &Device) -> Self {
+        Self {
+            conv: ConvBn::new(cin, cout, 1, 1, device),
+        }
+    }
+
+    /// x: [B, cin, H, W] -> [B, cout, 2H, 2W]
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let [_, _, h, w] = x.dims();
+        let up = interpolate(
+            x,
+            InterpolateOptions::new(InterpolateMode::Nearest).with_output_size([2 * h, 2 * w]),
+        );
+        relu(self.conv.forward(up))
+    }
+}
+
+/// Parameters of a ConvBn as burn's `num_params` counts them: the conv weights (no bias) and
+/// the batch norm's scale, shift, running mean and running variance.
+pub fn convbn_params(cin: usize, cout: usize, k: usize) -> usize {
+    cin * cout * k * k + 4 * cout
+}
+
+/// Parameters of a residual block (see [`ResBlock::new`]).
+pub fn block_params(kind: BlockKind, cin: usize, cout: usize, stride: usize) -> usize {
+    let shortcut = if stride != 1 || cin != cout {
+        convbn_params(cin, cout, 1)
+    } else {
+        0
+    };
+    shortcut
+        + match kind {
+            BlockKind::Basic => convbn_params(cin, cout, 3) + convbn_params(cout, cout, 3),
+            BlockKind::Bottleneck => {
+                let w = (cout / 4).max(1);
+                convbn_params(cin, w, 1) + convbn_params(w, w, 3) + convbn_params(w, cout, 1)
+            }
+        }
+}
+
+/// Parameters of a stage (see [`Stage::new`]).
+pub fn stage_params(
+    kind: BlockKind,
+    depth: usize,
+    cin: usize,
+    cout: usize,
+    stride: usize,
+) -> usize {
+    (0..depth.max(1))
+        .map(|i| {
+            block_params(
+                kind,
+                if i == 0 { cin } else { cout },
+                cout,
+                if i == 0 { stride } else { 1 },
+            )
+        })
+        .sum()
+}

@@ -1,0 +1,201 @@
+//! The baseline U-Net and the MR/CT classifier.
+
+use super::Direction;
+use super::blocks::{BlockKind, ConvBn, Stage, Up};
+use burn::config::Config;
+use burn::module::Module;
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::pool::{AdaptiveAvgPool2d, AdaptiveAvgPool2dConfig, MaxPool2d, MaxPool2dConfig};
+use burn::nn::{Linear, LinearConfig};
+use burn::tensor::activation::relu;
+use burn::tensor::{Device, Tensor};
+
+/// U-Net settings.
+#[derive(Config, Debug)]
+pub struct UnetConfig {
+    /// Channels at full resolution; doubled at each of `levels` downsamplings.
+    #[config(default = 32)]
+    pub base_width: usize,
+    /// Number of downsamplings.
+    #[config(default = 4)]
+    pub levels: usize,
+    /// Input channels.
+    #[config(default = 1)]
+    pub in_channels: usize,
+    /// Output channels.
+    #[config(default = 1)]
+    pub out_channels: usize,
+    /// Slice size (a multiple of 2^levels).
+    #[config(default = 256)]
+    pub input_size: usize,
+    /// Translation direction.
+    #[config(default = "Direction::MrToCt")]
+    pub direction: Direction,
+}
+
+/// Two 3x3 conv + BN + ReLU.
+#[derive(Module, Debug)]
+pub struct DoubleConv {
+    a: ConvBn,
+    b: ConvBn,
+}
+
+impl DoubleConv {
+    fn new(cin: usize, cout: usize, device: &Device) -> Self {
+        Self {
+            a: ConvBn::new(cin, cout, 3, 1, device),
+            b: ConvBn::new(cout, cout, 3, 1, device),
+        }
+    }
+
+    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        relu(self.b.forward(relu(self.a.forward(x))))
+    }
+}
+
+/// The U-Net.
+#[derive(Module, Debug)]
+pub struct Unet {
+    down: Vec<DoubleConv>,
+    pool: MaxPool2d,
+    ups: Vec<Up>,
+    up_convs: Vec<DoubleConv>,
+    head: Conv2d,
+}
+
+impl UnetConfig {
+    /// Number of parameters, as burn's `num_params()` of `init` counts them (batch-norm running
+    /// statistics included).
+    pub fn param_count(&self) -> usize {
+        use super::blocks::convbn_params;
+        let w: Vec<usize> = (0..=self.levels).map(|i| self.base_width << i).collect();
+        let dc = |a: usize, b: usize| convbn_params(a, b, 3) + convbn_params(b, b, 3);
+        let mut n = dc(self.in_channels, w[0]);
+        for i in 1..=self.levels {
+            n += dc(w[i - 1], w[i]);
+        }
+        for i in 0..self.levels {
+            n += convbn_params(w[i + 1], w[i], 1) + dc(2 * w[i], w[i]);
+        }
+        n + w[0] * self.out_channels + self.out_channels
+    }
+
+    /// Build the network on `device`.
+    pub fn init(&self, device: &Device) -> Unet {
+        let w: Vec<usize> = (0..=self.levels).map(|i| self.base_width << i).collect();
+        let mut down = vec![DoubleConv::new(self.in_channels, w[0], device)];
+        for i in 1..=self.levels {
+            down.push(DoubleConv::new(w[i - 1], w[i], device));
+        }
+        let mut ups = Vec::new();
+        let mut up_convs = Vec::new();
+        for i in (0..self.levels).rev() {
+            ups.push(Up::new(w[i + 1], w[i], device));
+            up_convs.push(DoubleConv::new(2 * w[i], w[i], device));
+        }
+        Unet {
+            down,
+            pool: MaxPool2dConfig::new([2, 2]).with_strides([2, 2]).init(),
+            ups,
+            up_convs,
+            head: Conv2dConfig::new([w[0], self.out_channels], [1, 1]).init(device),
+        }
+    }
+}
+
+impl Unet {
+    /// x: [B, in, H, W] -> [B, out, H, W]
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let mut skips = Vec::new();
+        let mut y = x;
+        for (i, d) in self.down.iter().enumerate() {
+            if i > 0 {
+                y = self.pool.forward(y);
+            }
+            y = d.forward(y);
+            skips.push(y.clone());
+        }
+        skips.pop();
+        for (up, conv) in self.ups.iter().zip(&self.up_convs) {
+            let skip = skips.pop().unwrap_or_else(|| unreachable!());
+            y = conv.forward(Tensor::cat(vec![up.forward(y), skip], 1));
+        }
+        self.head.forward(y)
+    }
+}
+
+/// Classifier settings (a small ResNet telling MR from CT slices).
+#[derive(Config, Debug)]
+pub struct ClassifierConfig {
+    /// Classes (2: MR, CT).
+    #[config(default = 2)]
+    pub classes: usize,
+    /// Input channels.
+    #[config(default = 1)]
+    pub in_channels: usize,
+    /// Stem width; doubled per stage.
+    #[config(default = 32)]
+    pub base_width: usize,
+}
+
+/// The classifier.
+#[derive(Module, Debug)]
+pub struct Classifier {
+    stem: ConvBn,
+    stages: Vec<Stage>,
+    pool: AdaptiveAvgPool2d,
+    fc: Linear,
+}
+
+impl ClassifierConfig {
+    /// Number of parameters, as burn's `num_params()` of `init` counts them (batch-norm running
+    /// statistics included).
+    pub fn param_count(&self) -> usize {
+        use super::blocks::{convbn_params, stage_params};
+        let b = self.base_width;
+        convbn_params(self.in_channels, b, 3)
+            + stage_params(BlockKind::Basic, 2, b, b, 2)
+            + stage_params(BlockKind::Basic, 2, b, 2 * b, 2)
+            + stage_params(BlockKind::Basic, 2, 2 * b, 4 * b, 2)
+            + 4 * b * self.classes
+            + self.classes
+    }
+
+    /// Build on `device`.
+    pub fn init(&self, device: &Device) -> Classifier {
+        let b = self.base_width;
+        let stages = vec![
+            Stage::new(BlockKind::Basic, 2, b, b, 2, device),
+            Stage::new(BlockKind::Basic, 2, b, 2 * b, 2, device),
+            Stage::new(BlockKind::Basic, 2, 2 * b, 4 * b, 2, device),
+        ];
+        Classifier {
+            stem: ConvBn::new(self.in_channels, b, 3, 2, device),
+            stages,
+            pool: AdaptiveAvgPool2dConfig::new([1, 1]).init(),
+            fc: LinearConfig::new(4 * b, self.classes).init(device),
+        }
+    }
+}
+
+impl Classifier {
+    /// The last convolutional feature map (for Grad-CAM): x: [B, in, H, W] -> [B, 4 base, H/16, W/16]
+    pub fn features(&self, x: Tensor<4>) -> Tensor<4> {
+        let mut y = relu(self.stem.forward(x));
+        for s in &self.stages {
+            y = s.forward(y);
+        }
+        y
+    }
+
+    /// Class logits from a feature map: [B, C, h, w] -> [B, classes]
+    pub fn head(&self, features: Tensor<4>) -> Tensor<2> {
+        let pooled: Tensor<2> = self.pool.forward(features).flatten(1, 3);
+        self.fc.forward(pooled)
+    }
+
+    /// x: [B, in, H, W] -> logits [B, classes]
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
+        self.head(self.features(x))
+    }
+}

@@ -1,0 +1,66 @@
+//! The networks on the shared wgpu device: parameter counts equal the layout formulas that
+//! `model summary` prints, forward passes keep the documented shapes, and DRUNet-101's encoder
+//! has the paper's shapes.
+
+use burn::module::Module;
+use burn::tensor::{Distribution, Tensor};
+use synthscope::model::{ClassifierConfig, DrunetConfig, UnetConfig};
+
+fn device() -> burn::tensor::Device {
+    synthscope::gpu::shared()
+        .expect("shared device")
+        .device
+        .clone()
+}
+
+#[test]
+fn parameter_counts_match_the_layout_formulas() {
+    let d = device();
+    let u = UnetConfig::new().with_base_width(4).with_levels(2);
+    assert_eq!(u.init(&d).num_params(), u.param_count());
+    for depth in [18, 50] {
+        let c = DrunetConfig::new().with_depth(depth).with_base_width(8);
+        assert_eq!(
+            c.init(&d).unwrap().num_params(),
+            c.param_count().unwrap(),
+            "DRUNet-{depth}"
+        );
+    }
+    let k = ClassifierConfig::new().with_base_width(8);
+    assert_eq!(k.init(&d).num_params(), k.param_count());
+    assert!(DrunetConfig::new().with_depth(42).init(&d).is_err());
+}
+
+#[test]
+fn drunet_101_encoder_has_the_paper_shapes() {
+    let c = DrunetConfig::new().with_depth(101).with_input_size(448);
+    assert_eq!(
+        c.encoder_shapes().unwrap(),
+        vec![(64, 224), (256, 112), (512, 56), (1024, 28), (2048, 14)]
+    );
+}
+
+#[test]
+fn forward_passes_keep_shapes() {
+    let d = device();
+    let u = UnetConfig::new().with_base_width(4).with_levels(2).init(&d);
+    let x = Tensor::<4>::random([1, 1, 32, 32], Distribution::Normal(0.0, 1.0), &d);
+    assert_eq!(u.forward(x).dims(), [1, 1, 32, 32]);
+    let cfg = DrunetConfig::new()
+        .with_depth(50)
+        .with_base_width(8)
+        .with_input_size(64);
+    let net = cfg.init(&d).unwrap();
+    let x = Tensor::<4>::random([1, 3, 64, 64], Distribution::Normal(0.0, 1.0), &d);
+    let f = net.forward_features(x);
+    let got: Vec<(usize, usize)> = f
+        .encoder
+        .iter()
+        .map(|t| (t.dims()[1], t.dims()[2]))
+        .collect();
+    assert_eq!(got, cfg.encoder_shapes().unwrap());
+    assert_eq!(f.output.dims(), [1, 1, 64, 64]);
+    let k = ClassifierConfig::new().with_base_width(8).init(&d);
+    let x = Tensor::<4>::random([2, 1, 32, 32], Distribution::Normal(0.0, 1.0), &d);
+    assert_eq!(k.forward(x).dims(), [2, 2]);
+}

@@ -138,6 +138,19 @@ pub enum ModelCmd {
 /// Benchmarks.
 #[derive(Subcommand, Debug)]
 pub enum Bench {
+    /// Forward-pass throughput (slices/s) of U-Net and DRUNet on the shared device, untrained
+    /// weights (timing only; synthesis needs a trained checkpoint).
+    Models {
+        /// Slice size.
+        #[arg(long, default_value_t = 256)]
+        size: usize,
+        /// Slices per batch.
+        #[arg(long, default_value_t = 4)]
+        batch: usize,
+        /// Timed batches per model (after one warm-up batch).
+        #[arg(long, default_value_t = 3)]
+        repeat: usize,
+    },
     /// Registration of the demo pair: ours against SimpleITK (same metric and levels), with errors against the known answer.
     Register {
         /// MR contrast of the moving image.
@@ -271,6 +284,14 @@ pub fn main() -> anyhow::Result<()> {
         Some(Command::Model {
             what: ModelCmd::Summary { size },
         }) => model_summary(size),
+        Some(Command::Bench {
+            what:
+                Bench::Models {
+                    size,
+                    batch,
+                    repeat,
+                },
+        }) => bench_models(size, batch, repeat),
         Some(Command::Register {
             fixed,
             moving,
@@ -740,4 +761,44 @@ fn fmt_count(n: usize) -> String {
     } else {
         format!("{:.1} k", n as f64 / 1e3)
     }
+}
+
+fn bench_models(size: usize, batch: usize, repeat: usize) -> anyhow::Result<()> {
+    use crate::model::{DrunetConfig, UnetConfig};
+    use burn::tensor::{Distribution, Tensor};
+    let g = crate::gpu::shared()?;
+    let d = &g.device;
+    println!(
+        "device: {}; batch {batch} x {size}x{size}",
+        g.report.summary()
+    );
+    let time = |name: &str, cin: usize, f: &dyn Fn(Tensor<4>) -> Tensor<4>| -> anyhow::Result<()> {
+        let x = Tensor::<4>::random([batch, cin, size, size], Distribution::Normal(0.0, 1.0), d);
+        let t = Instant::now();
+        let _ = f(x.clone()).into_data();
+        let warm = t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        for _ in 0..repeat.max(1) {
+            let _ = f(x.clone()).into_data();
+        }
+        let s = t.elapsed().as_secs_f64() / repeat.max(1) as f64;
+        println!(
+            "{name:<10} {:8.2} slices/s  ({:.1} ms per batch of {batch}; first batch incl. kernel compilation {:.1} s)",
+            batch as f64 / s,
+            s * 1e3,
+            warm
+        );
+        Ok(())
+    };
+    let unet = UnetConfig::new().with_input_size(size).init(d);
+    time("U-Net", 1, &|x| unet.forward(x))?;
+    for depth in [34] {
+        let net = DrunetConfig::new()
+            .with_depth(depth)
+            .with_input_size(size)
+            .init(d)
+            .map_err(|e| anyhow::anyhow!(e))?;
+        time(&format!("DRUNet-{depth}"), 3, &|x| net.forward(x))?;
+    }
+    Ok(())
 }

@@ -792,7 +792,8 @@ fn bench_models(size: usize, batch: usize, repeat: usize) -> anyhow::Result<()> 
     };
     let unet = UnetConfig::new().with_input_size(size).init(d);
     time("U-Net", 1, &|x| unet.forward(x))?;
-    for depth in [34] {
+    {
+        let depth = 34;
         let net = DrunetConfig::new()
             .with_depth(depth)
             .with_input_size(size)

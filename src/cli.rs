@@ -539,22 +539,17 @@ fn register_cmd(
         println!("{}", serde_json::to_string(&r)?);
     } else {
         let d = &r.decomposition;
-        println!(
-            "rotation (deg)   {:8.3} {:8.3} {:8.3}",
-            d.rotation_deg[0], d.rotation_deg[1], d.rotation_deg[2]
-        );
-        println!(
-            "translation (mm) {:8.3} {:8.3} {:8.3}",
-            d.translation[0], d.translation[1], d.translation[2]
-        );
-        println!(
-            "scale            {:8.4} {:8.4} {:8.4}",
-            d.scale[0], d.scale[1], d.scale[2]
-        );
-        println!(
-            "shear            {:8.4} {:8.4} {:8.4}",
-            d.shear[0], d.shear[1], d.shear[2]
-        );
+        for (label, v, digits) in [
+            ("rotation (deg)", d.rotation_deg, 3),
+            ("translation (mm)", d.translation, 3),
+            ("scale", d.scale, 4),
+            ("shear", d.shear, 4),
+        ] {
+            println!(
+                "{label:<16} {:8.digits$} {:8.digits$} {:8.digits$}",
+                v[0], v[1], v[2]
+            );
+        }
         println!("final Mattes MI  {:.4}", r.final_mi);
         for l in &r.levels {
             println!(

@@ -33,14 +33,7 @@ pub struct Rigid {
 impl Rigid {
     /// The rotation matrix R = Rz * Ry * Rx.
     pub fn matrix(&self) -> [[f64; 3]; 3] {
-        let [ax, ay, az] = self.rotation_deg.map(f64::to_radians);
-        let (sx, cx) = ax.sin_cos();
-        let (sy, cy) = ay.sin_cos();
-        let (sz, cz) = az.sin_cos();
-        let rx = [[1.0, 0.0, 0.0], [0.0, cx, -sx], [0.0, sx, cx]];
-        let ry = [[cy, 0.0, sy], [0.0, 1.0, 0.0], [-sy, 0.0, cy]];
-        let rz = [[cz, -sz, 0.0], [sz, cz, 0.0], [0.0, 0.0, 1.0]];
-        mul3(&rz, &mul3(&ry, &rx))
+        crate::register::transform::euler_matrix(self.rotation_deg.map(f64::to_radians))
     }
 
     /// Map point p: R (p - c) + c + t.
@@ -76,16 +69,6 @@ impl Rigid {
         }
         out
     }
-}
-
-fn mul3(a: &[[f64; 3]; 3], b: &[[f64; 3]; 3]) -> [[f64; 3]; 3] {
-    let mut m = [[0.0; 3]; 3];
-    for i in 0..3 {
-        for j in 0..3 {
-            m[i][j] = (0..3).map(|k| a[i][k] * b[k][j]).sum();
-        }
-    }
-    m
 }
 
 /// Settings of the phantom; `Default` is the embedded demo pair.

@@ -273,16 +273,14 @@ impl Params {
     }
 }
 
-/// Jacobian dy/dp (3 rows, one column per parameter) of the transform at fixed point `x`.
 /// Derivatives of the rotation matrix in each Euler angle (rigid stage), computed once per
 /// evaluation rather than per sample.
 fn rotation_derivatives(p: &[f64]) -> [[[f64; 3]; 3]; 3] {
+    let [rx, ry, rz] = transform::axis_rotations([p[0], p[1], p[2]]);
+    // d/da of each elementary rotation: the same matrix with cos -> -sin, sin -> cos, 1 -> 0.
     let (sx, cx) = p[0].sin_cos();
     let (sy, cy) = p[1].sin_cos();
     let (sz, cz) = p[2].sin_cos();
-    let rx = [[1.0, 0.0, 0.0], [0.0, cx, -sx], [0.0, sx, cx]];
-    let ry = [[cy, 0.0, sy], [0.0, 1.0, 0.0], [-sy, 0.0, cy]];
-    let rz = [[cz, -sz, 0.0], [sz, cz, 0.0], [0.0, 0.0, 1.0]];
     let drx = [[0.0, 0.0, 0.0], [0.0, -sx, -cx], [0.0, cx, -sx]];
     let dry = [[-sy, 0.0, cy], [0.0, 0.0, 0.0], [-cy, 0.0, -sy]];
     let drz = [[-sz, -cz, 0.0], [cz, -sz, 0.0], [0.0, 0.0, 0.0]];

@@ -21,16 +21,22 @@ impl Default for Affine {
     }
 }
 
-/// R = Rz * Ry * Rx for angles in radians.
-pub fn euler_matrix(a: Vec3) -> [[f64; 3]; 3] {
+/// The elementary rotations [Rx, Ry, Rz] about the LPS axes for angles in radians.
+pub fn axis_rotations(a: Vec3) -> [[[f64; 3]; 3]; 3] {
     let (sx, cx) = a[0].sin_cos();
     let (sy, cy) = a[1].sin_cos();
     let (sz, cz) = a[2].sin_cos();
     [
-        [cz * cy, cz * sy * sx - sz * cx, cz * sy * cx + sz * sx],
-        [sz * cy, sz * sy * sx + cz * cx, sz * sy * cx - cz * sx],
-        [-sy, cy * sx, cy * cx],
+        [[1.0, 0.0, 0.0], [0.0, cx, -sx], [0.0, sx, cx]],
+        [[cy, 0.0, sy], [0.0, 1.0, 0.0], [-sy, 0.0, cy]],
+        [[cz, -sz, 0.0], [sz, cz, 0.0], [0.0, 0.0, 1.0]],
     ]
+}
+
+/// R = Rz * Ry * Rx for angles in radians.
+pub fn euler_matrix(a: Vec3) -> [[f64; 3]; 3] {
+    let [rx, ry, rz] = axis_rotations(a);
+    mul3(&rz, &mul3(&ry, &rx))
 }
 
 /// Product of two 3x3 matrices.
@@ -229,12 +235,7 @@ impl Affine {
         }
         if kind.starts_with("Euler3DTransform") && p.len() == 6 {
             // ITK Euler3D (ZXY order by default): R = Rz Rx Ry.
-            let (sx, cx) = p[0].sin_cos();
-            let (sy, cy) = p[1].sin_cos();
-            let (sz, cz) = p[2].sin_cos();
-            let rx = [[1.0, 0.0, 0.0], [0.0, cx, -sx], [0.0, sx, cx]];
-            let ry = [[cy, 0.0, sy], [0.0, 1.0, 0.0], [-sy, 0.0, cy]];
-            let rz = [[cz, -sz, 0.0], [sz, cz, 0.0], [0.0, 0.0, 1.0]];
+            let [rx, ry, rz] = axis_rotations([p[0], p[1], p[2]]);
             return Ok(Affine {
                 matrix: mul3(&rz, &mul3(&rx, &ry)),
                 translation: [p[3], p[4], p[5]],

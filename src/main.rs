@@ -5,7 +5,7 @@ fn main() {
     // Headless machines (CI, ssh) often lack XDG_RUNTIME_DIR; the Wayland client library then
     // prints an error line for every GPU instance it probes. Give it a private one.
     if std::env::var_os("XDG_RUNTIME_DIR").is_none() {
-        let dir = std::env::temp_dir().join(format!("synthscope-runtime-{}", std::process::id()));
+        let dir = std::env::temp_dir().join("synthscope-runtime");
         if std::fs::create_dir_all(&dir).is_ok() {
             #[cfg(unix)]
             {

@@ -179,13 +179,35 @@ impl ClassifierConfig {
 }
 
 impl Classifier {
-    /// The last convolutional feature map (for Grad-CAM): x: [B, in, H, W] -> [B, 4 base, H/16, W/16]
-    pub fn features(&self, x: Tensor<4>) -> Tensor<4> {
+    /// Names of the layers Grad-CAM and feature views can read, shallow to deep.
+    pub const LAYERS: [&'static str; 4] = [
+        "stem (H/2)",
+        "stage 1 (H/4)",
+        "stage 2 (H/8)",
+        "stage 3 (H/16)",
+    ];
+
+    /// Activation after layer `layer` (0 = stem .. 3 = last stage): x: [B, in, H, W] -> [B, C, H / 2^(layer+1), W / 2^(layer+1)]
+    pub fn features_at(&self, x: Tensor<4>, layer: usize) -> Tensor<4> {
         let mut y = relu(self.stem.forward(x));
-        for s in &self.stages {
+        for s in self.stages.iter().take(layer.min(self.stages.len())) {
             y = s.forward(y);
         }
         y
+    }
+
+    /// Logits from the activation after layer `layer`: the rest of the network.
+    pub fn forward_from(&self, features: Tensor<4>, layer: usize) -> Tensor<2> {
+        let mut y = features;
+        for s in self.stages.iter().skip(layer.min(self.stages.len())) {
+            y = s.forward(y);
+        }
+        self.head(y)
+    }
+
+    /// The last convolutional feature map: x: [B, in, H, W] -> [B, 4 base, H/16, W/16]
+    pub fn features(&self, x: Tensor<4>) -> Tensor<4> {
+        self.features_at(x, self.stages.len())
     }
 
     /// Class logits from a feature map: [B, C, h, w] -> [B, classes]

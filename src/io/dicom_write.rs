@@ -307,3 +307,45 @@ mod tests {
         assert_ne!(u, uid_from("y"));
     }
 }
+
+/// A fresh UID: process id, time and a counter through [`uid_from`].
+pub fn new_uid(kind: &str) -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    uid_from(&format!(
+        "{kind}:{}:{t}:{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    ))
+}
+
+/// Write a derived (e.g. synthetic) volume as a new DICOM series of a new study: new Study,
+/// Series and SOP Instance UIDs, ImageType `DERIVED\SECONDARY`, the patient and frame of
+/// reference copied from `source` (the image it was derived from), positions from its geometry.
+pub fn write_derived_series(
+    volume: &Volume,
+    source: &crate::volume::VolumeMeta,
+    description: &str,
+    dir: &Path,
+) -> Result<Vec<PathBuf>, LoadError> {
+    let mut v = volume.clone();
+    v.meta.patient_name = source.patient_name.clone();
+    v.meta.patient_id = source.patient_id.clone();
+    v.meta.frame_of_reference_uid = source.frame_of_reference_uid.clone();
+    v.meta.study_description = format!("{} (SynthScope)", source.study_description)
+        .trim()
+        .to_string();
+    v.meta.study_uid = new_uid("study");
+    v.meta.series_uid = new_uid("series");
+    v.meta.description = description.to_string();
+    let opts = DicomWriteOptions {
+        series_number: 1001,
+        image_type: "DERIVED\\SECONDARY".into(),
+        prefix: "SYN".into(),
+    };
+    write_series(&v, dir, &opts)
+}

@@ -75,10 +75,11 @@ pub fn expected() -> serde_json::Value {
 }
 
 /// Python packages the reference checks use (pinned).
-pub const REFERENCE_PACKAGES: [&str; 2] = ["SimpleITK==2.5.7", "scikit-image==0.26.0"];
+pub const REFERENCE_PACKAGES: [&str; 3] =
+    ["SimpleITK==2.5.7", "scikit-image==0.26.0", "pydicom==3.0.2"];
 
-/// A Python with SimpleITK and scikit-image (the outside references for transforms, resampling
-/// and metrics), in a venv under target/ created on first use. `SYNTHSCOPE_SITK_PYTHON` points
+/// A Python with SimpleITK, scikit-image and pydicom (the outside references for transforms,
+/// resampling, metrics and exported DICOM), in a venv under target/ created on first use. `SYNTHSCOPE_SITK_PYTHON` points
 /// at an existing one.
 pub fn sitk_python() -> &'static Path {
     static PY: OnceLock<PathBuf> = OnceLock::new();
@@ -90,7 +91,7 @@ pub fn sitk_python() -> &'static Path {
         let py = venv.join("bin/python");
         let ok = |py: &Path| {
             Command::new(py)
-                .args(["-c", "import SimpleITK, skimage"])
+                .args(["-c", "import SimpleITK, skimage, pydicom"])
                 .status()
                 .map(|s| s.success())
                 .unwrap_or(false)

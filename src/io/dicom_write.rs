@@ -284,30 +284,6 @@ pub fn write_series(
         .collect()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ds_fits_16_chars() {
-        assert_eq!(ds(0.8), "0.8");
-        assert_eq!(ds(-102.39999999999999), "-102.4");
-        assert!(ds(123456.123456789).len() <= 16);
-        assert_eq!(ds(-0.0), "0");
-    }
-
-    #[test]
-    fn uids_are_valid() {
-        let u = uid_from("x");
-        assert!(
-            u.len() <= 64
-                && u.starts_with("2.25.")
-                && u.chars().all(|c| c.is_ascii_digit() || c == '.')
-        );
-        assert_ne!(u, uid_from("y"));
-    }
-}
-
 /// A fresh UID: process id, time and a counter through [`uid_from`].
 pub fn new_uid(kind: &str) -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
@@ -348,4 +324,28 @@ pub fn write_derived_series(
         prefix: "SYN".into(),
     };
     write_series(&v, dir, &opts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ds_fits_16_chars() {
+        assert_eq!(ds(0.8), "0.8");
+        assert_eq!(ds(-102.39999999999999), "-102.4");
+        assert!(ds(123456.123456789).len() <= 16);
+        assert_eq!(ds(-0.0), "0");
+    }
+
+    #[test]
+    fn uids_are_valid() {
+        let u = uid_from("x");
+        assert!(
+            u.len() <= 64
+                && u.starts_with("2.25.")
+                && u.chars().all(|c| c.is_ascii_digit() || c == '.')
+        );
+        assert_ne!(u, uid_from("y"));
+    }
 }

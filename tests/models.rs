@@ -64,3 +64,47 @@ fn forward_passes_keep_shapes() {
     let x = Tensor::<4>::random([2, 1, 32, 32], Distribution::Normal(0.0, 1.0), &d);
     assert_eq!(k.forward(x).dims(), [2, 2]);
 }
+
+#[test]
+fn checkpoints_rebuild_the_exact_model_from_the_file_pair() {
+    use synthscope::model::checkpoint::{AnyModel, ModelSpec, load, save};
+    let d = device();
+    let spec = ModelSpec::Unet(
+        UnetConfig::new()
+            .with_base_width(4)
+            .with_levels(2)
+            .with_input_size(32),
+    );
+    let model = spec.init(&d).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("unet_epoch1");
+    save(&model, &spec, serde_json::json!({"epoch": 1}), &path).unwrap();
+    assert!(path.with_extension("bpk").exists() && path.with_extension("json").exists());
+    let (loaded, meta) = load(&path.with_extension("json"), &d).unwrap();
+    assert_eq!(meta.notes["epoch"], 1);
+    let x = Tensor::<4>::random([1, 1, 32, 32], Distribution::Normal(0.0, 1.0), &d);
+    let (AnyModel::Unet(a), AnyModel::Unet(b)) = (&model, &loaded) else {
+        panic!("kind changed")
+    };
+    let (ya, yb) = (a.forward(x.clone()).into_data(), b.forward(x).into_data());
+    assert_eq!(
+        ya.as_slice::<f32>().unwrap(),
+        yb.as_slice::<f32>().unwrap(),
+        "same weights, same output"
+    );
+    // A config that does not fit the weights is refused with a message, not a panic.
+    let text = std::fs::read_to_string(path.with_extension("json"))
+        .unwrap()
+        .replace("\"base_width\": 4", "\"base_width\": 8");
+    std::fs::write(path.with_extension("json"), text).unwrap();
+    let err = std::panic::catch_unwind(|| load(&path, &d).map(|_| ()))
+        .expect("no panic")
+        .unwrap_err();
+    assert!(err.contains("unet_epoch1.bpk"), "{err}");
+    std::fs::write(path.with_extension("json"), "{").unwrap();
+    assert!(
+        load(&path, &d)
+            .unwrap_err()
+            .contains("not a SynthScope checkpoint")
+    );
+}

@@ -3,6 +3,7 @@
 //! Grad-CAM and contextual-loss features. Every model has a `#[derive(Config)]` config.
 
 pub mod blocks;
+pub mod checkpoint;
 mod drunet;
 mod unet;
 

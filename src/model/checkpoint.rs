@@ -1,0 +1,128 @@
+//! Checkpoints: the weights as a burnpack file (`NAME.bpk`) and, beside it, the config that
+//! rebuilds the exact network (`NAME.json`), so one file pair alone restores a model. Both are
+//! written to temporary names and renamed, so an interrupted save never leaves a torn checkpoint.
+
+use super::{Classifier, ClassifierConfig, Drunet, DrunetConfig, Unet, UnetConfig};
+use burn::module::Module;
+use burn::tensor::Device;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// Which network a checkpoint holds, with its config.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "config", rename_all = "snake_case")]
+pub enum ModelSpec {
+    /// The baseline U-Net.
+    Unet(UnetConfig),
+    /// DRUNet-18/34/50/101.
+    Drunet(DrunetConfig),
+    /// The MR/CT classifier.
+    Classifier(ClassifierConfig),
+}
+
+/// A network of any kind.
+#[derive(Debug)]
+pub enum AnyModel {
+    /// U-Net.
+    Unet(Unet),
+    /// DRUNet.
+    Drunet(Drunet),
+    /// Classifier.
+    Classifier(Classifier),
+}
+
+/// What a checkpoint file pair says about itself.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct CheckpointMeta {
+    /// Format version (refuse what we cannot read).
+    pub format: u32,
+    /// The network and its config.
+    pub model: ModelSpec,
+    /// Free-form notes (training run, epoch, metrics).
+    #[serde(default)]
+    pub notes: serde_json::Value,
+}
+
+/// The checkpoint format this build writes and reads.
+pub const CHECKPOINT_FORMAT: u32 = 1;
+
+impl ModelSpec {
+    /// Build the network (fresh weights) on `device`.
+    pub fn init(&self, device: &Device) -> Result<AnyModel, String> {
+        Ok(match self {
+            ModelSpec::Unet(c) => AnyModel::Unet(c.init(device)),
+            ModelSpec::Drunet(c) => AnyModel::Drunet(c.init(device)?),
+            ModelSpec::Classifier(c) => AnyModel::Classifier(c.init(device)),
+        })
+    }
+}
+
+fn paths(path: &Path) -> (PathBuf, PathBuf) {
+    (path.with_extension("bpk"), path.with_extension("json"))
+}
+
+/// Save `model` (built from `spec`) as `path` (.bpk weights + .json config).
+pub fn save(
+    model: &AnyModel,
+    spec: &ModelSpec,
+    notes: serde_json::Value,
+    path: &Path,
+) -> Result<(), String> {
+    let (bpk, json) = paths(path);
+    let tmp_bpk = bpk.with_extension("bpk.partial");
+    let tmp_json = json.with_extension("json.partial");
+    let err = |p: &Path, e: String| format!("{}: cannot save checkpoint: {e}", p.display());
+    let r = match model {
+        AnyModel::Unet(m) => m.clone().save_file(&tmp_bpk),
+        AnyModel::Drunet(m) => m.clone().save_file(&tmp_bpk),
+        AnyModel::Classifier(m) => m.clone().save_file(&tmp_bpk),
+    };
+    r.map_err(|e| err(&bpk, format!("{e:?}")))?;
+    let meta = CheckpointMeta {
+        format: CHECKPOINT_FORMAT,
+        model: spec.clone(),
+        notes,
+    };
+    let text = serde_json::to_string_pretty(&meta).map_err(|e| err(&json, e.to_string()))?;
+    std::fs::write(&tmp_json, text).map_err(|e| err(&json, e.to_string()))?;
+    std::fs::rename(&tmp_bpk, &bpk).map_err(|e| err(&bpk, e.to_string()))?;
+    std::fs::rename(&tmp_json, &json).map_err(|e| err(&json, e.to_string()))?;
+    Ok(())
+}
+
+/// Load a checkpoint (either file of the pair, or their common stem) onto `device`.
+pub fn load(path: &Path, device: &Device) -> Result<(AnyModel, CheckpointMeta), String> {
+    let (bpk, json) = paths(path);
+    let text = std::fs::read_to_string(&json)
+        .map_err(|e| format!("{}: cannot read the checkpoint config: {e}", json.display()))?;
+    let meta: CheckpointMeta = serde_json::from_str(&text).map_err(|e| {
+        format!(
+            "{}: not a SynthScope checkpoint config: {e}",
+            json.display()
+        )
+    })?;
+    if meta.format != CHECKPOINT_FORMAT {
+        return Err(format!(
+            "{}: checkpoint format {} (this build reads {CHECKPOINT_FORMAT})",
+            json.display(),
+            meta.format
+        ));
+    }
+    if !bpk.exists() {
+        return Err(format!("{}: weights file missing", bpk.display()));
+    }
+    let model = meta.model.init(device)?;
+    let e = |err: burn::store::RecordError| {
+        format!(
+            "{}: weights do not fit the {:?} config: {err:?}",
+            bpk.display(),
+            meta.model
+        )
+    };
+    let model = match model {
+        AnyModel::Unet(m) => AnyModel::Unet(m.try_load_file(&bpk).map_err(e)?),
+        AnyModel::Drunet(m) => AnyModel::Drunet(m.try_load_file(&bpk).map_err(e)?),
+        AnyModel::Classifier(m) => AnyModel::Classifier(m.try_load_file(&bpk).map_err(e)?),
+    };
+    Ok((model, meta))
+}

@@ -21,6 +21,8 @@ pub enum ModelSpec {
 }
 
 /// A network of any kind.
+// A handful of these exist per process; boxing would only add indirection.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum AnyModel {
     /// U-Net.

@@ -104,6 +104,21 @@ pub enum Command {
         #[arg(long)]
         csv: Option<PathBuf>,
     },
+    /// Synthesise the other modality of INPUT with a checkpoint (OUT: .nii/.nii.gz, or a folder for a DICOM series).
+    Synthesize {
+        /// Checkpoint (.json or .bpk of the pair).
+        #[arg(long)]
+        model: PathBuf,
+        /// Input volume (folder or file).
+        #[arg(long)]
+        input: PathBuf,
+        /// Output NIfTI file, or a folder for a derived DICOM series.
+        #[arg(long)]
+        out: PathBuf,
+        /// Slices per batch.
+        #[arg(long, default_value_t = 4)]
+        batch: usize,
+    },
     /// Networks: parameter counts and encoder shapes.
     Model {
         /// What to show.
@@ -292,6 +307,12 @@ pub fn main() -> anyhow::Result<()> {
                     repeat,
                 },
         }) => bench_models(size, batch, repeat),
+        Some(Command::Synthesize {
+            model,
+            input,
+            out,
+            batch,
+        }) => synthesize_cmd(&model, &input, &out, batch),
         Some(Command::Register {
             fixed,
             moving,
@@ -796,5 +817,38 @@ fn bench_models(size: usize, batch: usize, repeat: usize) -> anyhow::Result<()> 
             .map_err(|e| anyhow::anyhow!(e))?;
         time(&format!("DRUNet-{depth}"), 3, &|x| net.forward(x))?;
     }
+    Ok(())
+}
+
+fn synthesize_cmd(model: &Path, input: &Path, out: &Path, batch: usize) -> anyhow::Result<()> {
+    use crate::model::checkpoint::{ModelSpec, load};
+    let g = crate::gpu::shared()?;
+    let (net, meta) = load(model, &g.device).map_err(|e| anyhow::anyhow!(e))?;
+    let direction = match &meta.model {
+        ModelSpec::Unet(c) => c.direction,
+        ModelSpec::Drunet(c) => c.direction,
+        ModelSpec::Classifier(_) => bail!(
+            "{}: a classifier checkpoint cannot synthesise",
+            model.display()
+        ),
+    };
+    let v = first_volume(input)?;
+    let t = Instant::now();
+    let s = crate::synth::synthesize(&net, direction, &v, batch, &g.device, &Progress::default())?;
+    let secs = t.elapsed().as_secs_f64();
+    if io::is_nifti_path(out) {
+        nifti_io::write_nifti(&s, out)?;
+    } else {
+        dicom_write::write_derived_series(&s, &v.meta, &s.meta.description, out)?;
+    }
+    println!(
+        "{} -> {} ({} slices in {:.2} s, {:.2} slices/s on {})",
+        v.meta.description,
+        out.display(),
+        v.geometry.dims[2],
+        secs,
+        v.geometry.dims[2] as f64 / secs,
+        g.report.summary()
+    );
     Ok(())
 }

@@ -14,4 +14,5 @@ pub mod gpu;
 pub mod io;
 pub mod model;
 pub mod register;
+pub mod synth;
 pub mod volume;

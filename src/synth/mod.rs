@@ -1,0 +1,160 @@
+//! Inference: a trained network turns a whole volume into its other modality, slice by slice in
+//! batches on the shared device, with the normalisation training uses and its inverse.
+//!
+//! Normalisation (the contract between training and inference):
+//! - CT: Hounsfield units windowed linearly from [`CT_RANGE`] to 0..1 (clamped).
+//! - MR: 0..1 from 0 (air) to the 99th percentile inside the head (values above a tenth of the
+//!   range), clamped; synthetic MR comes back as 0..1000.
+//! - Networks take and give 0..1 per pixel; DRUNet takes the grey image repeated to 3 channels.
+
+use crate::io::{LoadError, Progress};
+use crate::model::Direction;
+use crate::model::checkpoint::AnyModel;
+use crate::volume::{Volume, VolumeMeta};
+use burn::tensor::{Device, Tensor, TensorData};
+
+/// HU mapped to 0..1 for CT input and output.
+pub const CT_RANGE: (f32, f32) = (-1000.0, 2000.0);
+
+/// How a volume's values map to the network's 0..1 and back.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Normalisation {
+    /// Value mapped to 0.
+    pub low: f32,
+    /// Value mapped to 1.
+    pub high: f32,
+}
+
+impl Normalisation {
+    /// CT: the fixed HU window.
+    pub fn ct() -> Self {
+        Self {
+            low: CT_RANGE.0,
+            high: CT_RANGE.1,
+        }
+    }
+
+    /// MR: 0 to the 99th percentile inside the head.
+    pub fn mr(v: &Volume) -> Self {
+        let (_, high) = v.robust_range(1.0, 99.0);
+        Self { low: 0.0, high }
+    }
+
+    /// Value -> 0..1.
+    pub fn forward(&self, v: f32) -> f32 {
+        ((v - self.low) / (self.high - self.low).max(1e-6)).clamp(0.0, 1.0)
+    }
+
+    /// 0..1 -> value.
+    pub fn inverse(&self, t: f32) -> f32 {
+        self.low + t.clamp(0.0, 1.0) * (self.high - self.low)
+    }
+}
+
+/// The synthetic counterpart of `input` through `model`, on the input's grid.
+///
+/// `direction` says what the input is. Slices go through in batches of `batch`; `progress`
+/// counts slices and can cancel.
+pub fn synthesize(
+    model: &AnyModel,
+    direction: Direction,
+    input: &Volume,
+    batch: usize,
+    device: &Device,
+    progress: &Progress,
+) -> Result<Volume, LoadError> {
+    let (norm_in, norm_out, out_modality) = match direction {
+        Direction::MrToCt => (Normalisation::mr(input), Normalisation::ct(), "CT"),
+        Direction::CtToMr => (
+            Normalisation::ct(),
+            Normalisation {
+                low: 0.0,
+                high: 1000.0,
+            },
+            "MR",
+        ),
+    };
+    let (channels, multiple) = match model {
+        AnyModel::Unet(_) => (1, 16),
+        AnyModel::Drunet(_) => (3, 32),
+        AnyModel::Classifier(_) => {
+            return Err(LoadError::file(
+                "(model)",
+                "a classifier cannot synthesise images",
+            ));
+        }
+    };
+    let [nx, ny, nz] = input.geometry.dims;
+    let (px, py) = (
+        nx.div_ceil(multiple) * multiple,
+        ny.div_ceil(multiple) * multiple,
+    );
+    let batch = batch.max(1);
+    let mut out = vec![0f32; input.data.len()];
+    progress.start("Synthesising", nz);
+    for z0 in (0..nz).step_by(batch) {
+        progress.check()?;
+        let n = batch.min(nz - z0);
+        // Pad each slice to the network's multiple with 0 (background after normalisation).
+        let mut buf = vec![0f32; n * channels * px * py];
+        for b in 0..n {
+            let plane = &input.data[(z0 + b) * nx * ny..(z0 + b + 1) * nx * ny];
+            for c in 0..channels {
+                let base = (b * channels + c) * px * py;
+                for y in 0..ny {
+                    for x in 0..nx {
+                        buf[base + y * px + x] = norm_in.forward(plane[x + nx * y]);
+                    }
+                }
+            }
+        }
+        let t = Tensor::<4>::from_data(TensorData::new(buf, [n, channels, py, px]), device);
+        let y = match model {
+            AnyModel::Unet(m) => m.forward(t),
+            AnyModel::Drunet(m) => m.forward(t),
+            AnyModel::Classifier(_) => unreachable!("refused above"),
+        };
+        let data = y.into_data();
+        let vals = data.as_slice::<f32>().map_err(|e| {
+            LoadError::file("(model)", format!("reading the network output: {e:?}"))
+        })?;
+        for b in 0..n {
+            let base = b * px * py; // first output channel
+            for yy in 0..ny {
+                for x in 0..nx {
+                    out[(z0 + b) * nx * ny + x + nx * yy] =
+                        norm_out.inverse(vals[base + yy * px + x]);
+                }
+            }
+            progress.step();
+        }
+    }
+    let meta = VolumeMeta {
+        modality: out_modality.into(),
+        series_uid: format!("synthetic:{}", input.meta.series_uid),
+        description: format!("Synthetic {out_modality} from {}", input.meta.description),
+        source: input.meta.source.clone(),
+        ..input.meta.clone()
+    };
+    let mut v = Volume::new(input.geometry.clone(), out, meta);
+    if out_modality == "CT" {
+        // Whole HU, as scanners store them.
+        v.data.iter_mut().for_each(|x| *x = x.round());
+    }
+    Ok(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalisation_round_trips() {
+        let n = Normalisation::ct();
+        for hu in [-1000.0, -40.0, 0.0, 400.0, 2000.0] {
+            assert!((n.inverse(n.forward(hu)) - hu).abs() < 1e-3);
+        }
+        assert_eq!(n.forward(-3000.0), 0.0);
+        assert_eq!(n.forward(5000.0), 1.0);
+    }
+}

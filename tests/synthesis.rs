@@ -62,7 +62,7 @@ fn mr_to_ct_keeps_the_grid_and_writes_nifti_and_dicom() {
             .output()
             .unwrap();
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-        let back = load_paths(&[out.clone()], &Progress::default()).unwrap();
+        let back = load_paths(std::slice::from_ref(&out), &Progress::default()).unwrap();
         let v = &back.volumes[0];
         assert_eq!(v.geometry.dims, mr.geometry.dims, "{}", out.display());
         if out.is_dir() {

@@ -211,3 +211,77 @@ impl RegisterJob {
         r
     }
 }
+
+/// What a finished synthesis returns: the synthetic volume (or why not), its metrics against the
+/// reference when one was given, and the model back.
+pub type SynthResult = (
+    Result<crate::volume::Volume, LoadError>,
+    Option<Result<Vec<crate::analysis::MetricsReport>, String>>,
+    crate::model::checkpoint::AnyModel,
+);
+
+/// A synthesis running on a worker thread (the model travels with it and comes back).
+pub struct SynthJob {
+    /// Progress and cancellation.
+    pub progress: Arc<Progress>,
+    rx: Receiver<SynthResult>,
+}
+
+impl SynthJob {
+    /// Synthesise from `input`; with `reference` (and the fixed-to-moving transform that puts the
+    /// input's grid on it), also compute metrics on the reference grid.
+    pub fn start(
+        model: crate::model::checkpoint::AnyModel,
+        direction: crate::model::Direction,
+        input: Arc<crate::volume::Volume>,
+        reference: Option<(Arc<crate::volume::Volume>, Option<crate::register::Affine>)>,
+        wake: impl Fn() + Send + 'static,
+    ) -> Self {
+        let progress = Arc::new(Progress::default());
+        let (tx, rx) = bounded(1);
+        let pr = progress.clone();
+        std::thread::Builder::new()
+            .name("synthesize".into())
+            .spawn(move || {
+                let device = crate::gpu::shared().map(|g| g.device.clone());
+                let r = match &device {
+                    Ok(d) => crate::synth::synthesize(&model, direction, &input, 4, d, &pr),
+                    Err(e) => Err(LoadError::file("(gpu)", e.to_string())),
+                };
+                let metrics = match (&r, &reference) {
+                    (Ok(s), Some((reference, t))) => {
+                        let on_ref = match t {
+                            Some(t) => {
+                                crate::register::resample(s, &reference.geometry, t, s.min_max().0)
+                            }
+                            None if s.geometry.dims == reference.geometry.dims => s.clone(),
+                            None => crate::register::resample(
+                                s,
+                                &reference.geometry,
+                                &crate::register::Affine::identity([0.0; 3]),
+                                s.min_max().0,
+                            ),
+                        };
+                        Some(crate::analysis::evaluate_volumes(
+                            &on_ref, reference, None, None,
+                        ))
+                    }
+                    _ => None,
+                };
+                let _ = tx.send((r, metrics, model));
+                wake();
+            })
+            .unwrap_or_else(|e| panic!("cannot start a worker thread: {e}"));
+        Self { progress, rx }
+    }
+
+    /// The result once finished.
+    pub fn poll(&self) -> Option<SynthResult> {
+        self.rx.try_recv().ok()
+    }
+
+    /// Block until finished.
+    pub fn wait(&self, timeout: Duration) -> Option<SynthResult> {
+        self.rx.recv_timeout(timeout).ok()
+    }
+}

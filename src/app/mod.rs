@@ -9,7 +9,7 @@ pub mod viewport;
 use crate::gpu::{self, AdapterReport, SelfTest};
 use crate::io::LoadError;
 use crate::volume::{CT_PRESETS, Colormap, Volume, WindowLevel};
-use jobs::{LoadJob, LoadRequest, RegisterJob, SelfTestJob};
+use jobs::{LoadJob, LoadRequest, RegisterJob, SelfTestJob, SynthJob};
 use render::Combine;
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -79,6 +79,8 @@ enum Dialog {
     LoadTfm,
     SaveResampled,
     SaveCtOnMr,
+    SaveSynthetic,
+    LoadModel,
 }
 
 /// The metric curve (MI per accepted step, levels one after another), drawn with the painter.
@@ -198,6 +200,23 @@ pub struct SynthScopeApp {
     /// How the third pane compares CT and MR.
     pub compare: Combine,
     transform_dialog: Option<(Dialog, crossbeam_channel::Receiver<Option<PathBuf>>)>,
+    /// The loaded synthesis model, its checkpoint description and file.
+    pub model: Option<(
+        crate::model::checkpoint::AnyModel,
+        crate::model::checkpoint::CheckpointMeta,
+        PathBuf,
+    )>,
+    /// The running synthesis.
+    pub synth_job: Option<SynthJob>,
+    /// Index of the synthetic volume, once made.
+    pub synthetic: Option<usize>,
+    /// Metrics of the synthetic volume against the reference.
+    pub synth_metrics: Option<Result<Vec<crate::analysis::MetricsReport>, String>>,
+    /// Show the synthesis panel.
+    pub show_synthesis: bool,
+    model_pending: Option<(crate::model::checkpoint::CheckpointMeta, PathBuf)>,
+    /// The third pane compares the synthetic volume with its reference (else CT with MR).
+    pub third_shows_synthetic: bool,
     /// Recent frame times (ms), for the diagnostics window.
     pub frame_ms: std::collections::VecDeque<f64>,
 }
@@ -267,6 +286,13 @@ impl SynthScopeApp {
             register_mask: None,
             compare: Combine::Checker(16.0),
             transform_dialog: None,
+            model: None,
+            synth_job: None,
+            synthetic: None,
+            synth_metrics: None,
+            show_synthesis: false,
+            model_pending: None,
+            third_shows_synthetic: false,
         }
     }
 
@@ -299,6 +325,104 @@ impl SynthScopeApp {
         self.register_job = Some(RegisterJob::start(ct, mr, mask, cfg, move || {
             c.request_repaint()
         }));
+    }
+
+    /// Load a synthesis checkpoint (either file of the .json/.bpk pair) onto the shared device.
+    pub fn load_model(&mut self, path: &std::path::Path) {
+        let device = match gpu::shared() {
+            Ok(g) => g.device.clone(),
+            Err(e) => {
+                self.errors.push(e.to_string());
+                return;
+            }
+        };
+        match crate::model::checkpoint::load(path, &device) {
+            Ok((m, meta)) if !matches!(m, crate::model::checkpoint::AnyModel::Classifier(_)) => {
+                self.model = Some((m, meta, path.to_path_buf()))
+            }
+            Ok(_) => self.errors.push(format!(
+                "{}: a classifier cannot synthesise images",
+                path.display()
+            )),
+            Err(e) => self.errors.push(e),
+        }
+    }
+
+    /// Direction of the loaded model.
+    pub fn model_direction(&self) -> Option<crate::model::Direction> {
+        use crate::model::checkpoint::ModelSpec;
+        self.model
+            .as_ref()
+            .and_then(|(_, meta, _)| match &meta.model {
+                ModelSpec::Unet(c) => Some(c.direction),
+                ModelSpec::Drunet(c) => Some(c.direction),
+                ModelSpec::Classifier(_) => None,
+            })
+    }
+
+    /// Synthesise with the loaded model: MR -> CT from the MR role (metrics against the CT,
+    /// through the registration when there is one), CT -> MR from the CT role.
+    pub fn start_synthesis(&mut self, ctx: &egui::Context) {
+        use crate::model::Direction;
+        if self.synth_job.is_some() {
+            return;
+        }
+        let Some(direction) = self.model_direction() else {
+            self.errors
+                .push("No trained model loaded: load a checkpoint first.".into());
+            return;
+        };
+        let (input, reference) = match direction {
+            Direction::MrToCt => (
+                self.mr_volume().cloned(),
+                self.ct_volume().cloned().map(|c| (c, self.mr_transform)),
+            ),
+            Direction::CtToMr => (
+                self.ct_volume().cloned(),
+                self.mr_volume()
+                    .cloned()
+                    .map(|m| (m, self.mr_transform.and_then(|t| t.inverse()))),
+            ),
+        };
+        let Some(input) = input else {
+            self.errors.push("Synthesis needs an input volume in the matching role (MR for MR → CT, CT for CT → MR).".into());
+            return;
+        };
+        let Some((model, meta, path)) = self.model.take() else {
+            return;
+        };
+        let c = ctx.clone();
+        self.synth_job = Some(SynthJob::start(
+            model,
+            direction,
+            input,
+            reference,
+            move || c.request_repaint(),
+        ));
+        self.model_pending = Some((meta, path));
+    }
+
+    fn finish_synthesis(&mut self, r: jobs::SynthResult) {
+        let (result, metrics, model) = r;
+        if let Some((meta, path)) = self.model_pending.take() {
+            self.model = Some((model, meta, path));
+        }
+        match result {
+            Ok(v) => {
+                let v = Arc::new(v);
+                match self.synthetic {
+                    Some(i) if i < self.volumes.len() => self.volumes[i] = v,
+                    _ => {
+                        self.volumes.push(v);
+                        self.synthetic = Some(self.volumes.len() - 1);
+                    }
+                }
+                self.third_shows_synthetic = true;
+                self.synth_metrics = metrics;
+            }
+            Err(LoadError::Cancelled) => self.errors.push("Synthesis cancelled.".into()),
+            Err(e) => self.errors.push(format!("Synthesis: {e}")),
+        }
     }
 
     /// Set the MR transform, remembering the previous one for Undo.
@@ -335,6 +459,12 @@ impl SynthScopeApp {
             self.load_job = None;
             self.packed.extend(packed);
             self.finish_load(r);
+        }
+        if let Some(job) = &self.synth_job
+            && let Some(r) = job.wait(timeout)
+        {
+            self.synth_job = None;
+            self.finish_synthesis(r);
         }
         if let Some(job) = &mut self.register_job
             && let Some(r) = job.wait(timeout)
@@ -534,6 +664,12 @@ impl SynthScopeApp {
             self.self_test_job = None;
             self.self_test = Some(r);
         }
+        if let Some(job) = &self.synth_job
+            && let Some(r) = job.poll()
+        {
+            self.synth_job = None;
+            self.finish_synthesis(r);
+        }
         if let Some(job) = &mut self.register_job {
             let done = job.poll();
             self.register_curve.clone_from(&job.curve);
@@ -672,6 +808,7 @@ impl SynthScopeApp {
                 ui.checkbox(&mut self.show_browser, "Series browser");
                 ui.checkbox(&mut self.show_diagnostics, "Diagnostics");
                 ui.checkbox(&mut self.show_registration, "Registration");
+                ui.checkbox(&mut self.show_synthesis, "Synthesis");
                 if ui.button("Reset view (r)").clicked() {
                     self.commands.push(Command::Reset);
                 }
@@ -683,6 +820,7 @@ impl SynthScopeApp {
             ui.separator();
             ui.toggle_value(&mut self.wl_mode, "W/L drag (w)");
             ui.toggle_value(&mut self.show_registration, "Register…");
+            ui.toggle_value(&mut self.show_synthesis, "Synthesise…");
             ui.separator();
             ui.label("CT:");
             for (i, p) in CT_PRESETS.iter().enumerate() {
@@ -1019,35 +1157,47 @@ impl SynthScopeApp {
             job.progress.cancel();
         }
         if let Some(d) = dialog {
-            let (tx, rx) = crossbeam_channel::bounded(1);
-            let c = ctx.clone();
-            let spawned = std::thread::Builder::new()
-                .name("file-dialog".into())
-                .spawn(move || {
-                    let r = match d {
-                        Dialog::SaveTfm => rfd::FileDialog::new()
-                            .add_filter("ITK transform", &["tfm"])
-                            .set_file_name("mr_to_ct.tfm")
-                            .save_file(),
-                        Dialog::LoadTfm => rfd::FileDialog::new()
-                            .add_filter("ITK transform", &["tfm", "txt"])
-                            .pick_file(),
-                        Dialog::SaveResampled => rfd::FileDialog::new()
-                            .add_filter("NIfTI", &["nii", "gz"])
-                            .set_file_name("mr_on_ct.nii.gz")
-                            .save_file(),
-                        Dialog::SaveCtOnMr => rfd::FileDialog::new()
-                            .add_filter("NIfTI", &["nii", "gz"])
-                            .set_file_name("ct_on_mr.nii.gz")
-                            .save_file(),
-                    };
-                    let _ = tx.send(r);
-                    c.request_repaint();
-                });
-            if spawned.is_ok() {
-                self.transform_dialog = Some((d, rx));
-            }
+            self.open_dialog(ctx, d);
         }
+    }
+
+    /// Ask for a file on a worker thread (native dialogs block their thread).
+    fn open_dialog(&mut self, ctx: &egui::Context, d: Dialog) {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let c = ctx.clone();
+        let spawned = std::thread::Builder::new()
+            .name("file-dialog".into())
+            .spawn(move || {
+                let nifti = |name: &str| {
+                    rfd::FileDialog::new()
+                        .add_filter("NIfTI", &["nii", "gz"])
+                        .set_file_name(name)
+                        .save_file()
+                };
+                let r = match d {
+                    Dialog::SaveTfm => rfd::FileDialog::new()
+                        .add_filter("ITK transform", &["tfm"])
+                        .set_file_name("mr_to_ct.tfm")
+                        .save_file(),
+                    Dialog::LoadTfm => rfd::FileDialog::new()
+                        .add_filter("ITK transform", &["tfm", "txt"])
+                        .pick_file(),
+                    Dialog::SaveResampled => nifti("mr_on_ct.nii.gz"),
+                    Dialog::SaveCtOnMr => nifti("ct_on_mr.nii.gz"),
+                    Dialog::SaveSynthetic => nifti("synthetic.nii.gz"),
+                    Dialog::LoadModel => rfd::FileDialog::new()
+                        .add_filter("SynthScope checkpoint", &["json", "bpk"])
+                        .pick_file(),
+                };
+                let _ = tx.send(r);
+                c.request_repaint();
+            });
+        if spawned.is_ok() {
+            self.transform_dialog = Some((d, rx));
+        }
+    }
+
+    fn poll_dialog(&mut self) {
         if let Some((d, rx)) = &self.transform_dialog
             && let Ok(r) = rx.try_recv()
         {
@@ -1062,6 +1212,14 @@ impl SynthScopeApp {
     /// Save or load the transform, or save the MR resampled onto the CT grid.
     fn transform_file(&mut self, d: Dialog, path: &std::path::Path) {
         match d {
+            Dialog::LoadModel => self.load_model(path),
+            Dialog::SaveSynthetic => {
+                if let Some(v) = self.synthetic.and_then(|i| self.volumes.get(i)).cloned()
+                    && let Err(e) = crate::io::nifti_io::write_nifti(&v, path)
+                {
+                    self.errors.push(e.to_string());
+                }
+            }
             Dialog::SaveTfm => {
                 if let Some(t) = self.mr_transform
                     && let Err(e) = t.write_tfm(path)
@@ -1101,6 +1259,75 @@ impl SynthScopeApp {
                     }
                 }
             }
+        }
+    }
+
+    fn synthesis_ui(&mut self, ctx: &egui::Context) {
+        let mut open = self.show_synthesis;
+        let mut dialog = None;
+        let mut run = false;
+        egui::Window::new("Synthesis").open(&mut open).default_width(420.0).show(ctx, |ui| {
+            match (&self.model, &self.model_pending) {
+                (Some((_, meta, path)), _) => {
+                    ui.label(format!("Model: {}", path.display()));
+                    ui.small(format!("{:?}", meta.model));
+                }
+                (None, Some((_, path))) => {
+                    ui.label(format!("Model: {} (running)", path.display()));
+                }
+                (None, None) => {
+                    ui.colored_label(egui::Color32::YELLOW, "No trained model loaded: synthesis shows nothing until you load a checkpoint (made by training, or imported).");
+                }
+            }
+            ui.horizontal(|ui| {
+                if ui.button("Load checkpoint…").clicked() {
+                    dialog = Some(Dialog::LoadModel);
+                }
+                if let Some(job) = &self.synth_job {
+                    ui.add(egui::ProgressBar::new(job.progress.fraction()).desired_width(180.0).show_percentage());
+                    if ui.button("Cancel").clicked() {
+                        job.progress.cancel();
+                    }
+                } else if ui.add_enabled(self.model.is_some(), egui::Button::new("Synthesise")).clicked() {
+                    run = true;
+                }
+            });
+            if self.synthetic.is_some() {
+                ui.checkbox(&mut self.third_shows_synthetic, "Third pane: real vs synthetic");
+                if ui.button("Save synthetic (NIfTI)…").clicked() {
+                    dialog = Some(Dialog::SaveSynthetic);
+                }
+            }
+            match &self.synth_metrics {
+                Some(Ok(m)) => {
+                    egui::Grid::new("synth-metrics").striped(true).show(ui, |ui| {
+                        for h in ["region", "MAE", "RMSE", "PSNR dB", "SSIM", "UQI"] {
+                            ui.strong(h);
+                        }
+                        ui.end_row();
+                        for r in m {
+                            ui.label(format!("{:?}", r.region));
+                            ui.monospace(format!("{:.2}", r.mae));
+                            ui.monospace(format!("{:.2}", r.rmse));
+                            ui.monospace(format!("{:.2}", r.psnr));
+                            ui.monospace(format!("{:.4}", r.ssim));
+                            ui.monospace(format!("{:.4}", r.uqi));
+                            ui.end_row();
+                        }
+                    });
+                }
+                Some(Err(e)) => {
+                    ui.colored_label(egui::Color32::LIGHT_RED, e);
+                }
+                None => {}
+            }
+        });
+        self.show_synthesis = open;
+        if run {
+            self.start_synthesis(ctx);
+        }
+        if let Some(d) = dialog {
+            self.open_dialog(ctx, d);
         }
     }
 
@@ -1225,10 +1452,40 @@ impl SynthScopeApp {
         if let Some(l) = &mut mr_layer {
             l.transform = self.mr_transform;
         }
+        // The third pane: CT against MR, or the synthetic volume against its reference.
+        let synthetic = if self.third_shows_synthetic {
+            self.synthetic.and_then(|i| self.volumes.get(i).cloned())
+        } else {
+            None
+        };
+        let (third_layers, names) = match (&synthetic, self.model_direction()) {
+            (Some(sv), dir) => {
+                let mut sl = layer(&Some(sv.clone()), self);
+                let mr_to_ct = dir != Some(crate::model::Direction::CtToMr);
+                // Synthetic CT lives on the MR grid: drawn through the registration, windowed like the CT.
+                if let Some(l) = &mut sl {
+                    if mr_to_ct {
+                        l.transform = self.mr_transform;
+                        if let Some(c) = &ct {
+                            l.window = self.display_of(c).window;
+                        }
+                    } else if let Some(m) = &mr {
+                        l.window = self.display_of(m).window;
+                    }
+                }
+                let reference = if mr_to_ct {
+                    ct_layer.clone()
+                } else {
+                    mr_layer.clone()
+                };
+                ([reference, sl], ("real", "synthetic"))
+            }
+            (None, _) => ([ct_layer.clone(), mr_layer.clone()], ("CT", "MR")),
+        };
         let third = match self.compare {
-            Combine::Blend(_) => "Fade CT → MR",
-            Combine::Difference => "Difference CT − MR (windowed)",
-            _ => "Checkerboard CT / MR",
+            Combine::Blend(_) => format!("Fade {} → {}", names.0, names.1),
+            Combine::Difference => format!("Difference {} − {} (windowed)", names.0, names.1),
+            _ => format!("Checkerboard {} / {}", names.0, names.1),
         };
         let compare = match self.compare {
             Combine::Checker(_) => Combine::Checker(self.checker_mm),
@@ -1262,7 +1519,7 @@ impl SynthScopeApp {
                         ""
                     }
                 ),
-                [ct_layer, mr_layer],
+                third_layers,
                 compare,
                 ct.clone().or(mr.clone()),
                 "CT",
@@ -1368,6 +1625,8 @@ impl eframe::App for SynthScopeApp {
         self.browser_ui(&ctx);
         self.diagnostics_ui(&ctx);
         self.registration_ui(&ctx);
+        self.synthesis_ui(&ctx);
+        self.poll_dialog();
         self.progress_ui(&ctx);
         self.errors_ui(&ctx);
         self.run_commands(&ctx);

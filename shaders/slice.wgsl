@@ -71,6 +71,21 @@ fn value0(uv: vec2<f32>) -> vec2<f32> {
     return vec2<f32>(windowed(u.layers[0], textureLoad(vol0, v.xyz, 0).r), 1.0);
 }
 
+// Raw value (image units) of a layer at uv, and whether uv falls inside it (y).
+fn raw0(uv: vec2<f32>) -> vec2<f32> {
+    let v = voxel(u.layers[0], uv);
+    if (v.w == 0) { return vec2<f32>(0.0, 0.0); }
+    let q = textureLoad(vol0, v.xyz, 0).r;
+    return vec2<f32>(f32(q) * u.layers[0].window.z + u.layers[0].window.w, 1.0);
+}
+
+fn raw1(uv: vec2<f32>) -> vec2<f32> {
+    let v = voxel(u.layers[1], uv);
+    if (v.w == 0) { return vec2<f32>(0.0, 0.0); }
+    let q = textureLoad(vol1, v.xyz, 0).r;
+    return vec2<f32>(f32(q) * u.layers[1].window.z + u.layers[1].window.w, 1.0);
+}
+
 fn value1(uv: vec2<f32>) -> vec2<f32> {
     let v = voxel(u.layers[1], uv);
     if (v.w == 0) {
@@ -125,6 +140,20 @@ fn fs_main(in: VsOut) -> @location(0) vec4<f32> {
         // Inside both images and not background in both (air stays black, as in the panes).
         if (x.y > 0.5 && y.y > 0.5 && max(x.x, y.x) > 0.02) {
             c = vec4<f32>(colormap(0.5 + 0.5 * (x.x - y.x), u.mode.w), 1.0);
+        } else {
+            c = vec4<f32>(0.0, 0.0, 0.0, 0.0);
+        }
+    } else if (mode == 4 || mode == 5) {
+        // Layer 1 minus layer 0 in image units (synthetic minus reference): signed on a diverging
+        // map centred on zero (mode 4) or absolute error (mode 5), over +-range (mode.y);
+        // voxels where both are below the background threshold (mode.z) stay black.
+        let x = raw0(in.uv);
+        let y = raw1(in.uv);
+        if (x.y > 0.5 && y.y > 0.5 && max(x.x, y.x) > u.mode.z) {
+            let d = (y.x - x.x) / max(u.mode.y, 1e-6);
+            var t = 0.5 + 0.5 * d;
+            if (mode == 5) { t = abs(d); }
+            c = vec4<f32>(colormap(t, u.mode.w), 1.0);
         } else {
             c = vec4<f32>(0.0, 0.0, 0.0, 0.0);
         }

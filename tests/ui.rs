@@ -250,3 +250,31 @@ fn synthesis_panel_runs_a_checkpoint_and_reports_metrics() {
     assert!(app.model.is_some(), "the model came back from the worker");
     let _ = h.render().expect("renders real vs synthetic");
 }
+
+#[test]
+fn error_map_shows_a_known_offset_in_the_right_colour() {
+    let mut h = harness();
+    // A "synthetic CT" that is the real CT plus 100 HU everywhere.
+    let ct = h.state().ct_volume().unwrap().clone();
+    let mut fake = (*ct).clone();
+    fake.id = synthscope::volume::Volume::new(ct.geometry.clone(), vec![], Default::default()).id;
+    fake.data.iter_mut().for_each(|v| *v += 100.0);
+    let app = h.state_mut();
+    app.volumes.push(std::sync::Arc::new(fake));
+    app.synthetic = Some(app.volumes.len() - 1);
+    app.third_shows_synthetic = true;
+    app.compare = synthscope::app::render::Combine::SignedError {
+        range: 200.0,
+        background: -500.0,
+    };
+    h.run();
+    let img = h.render().expect("render");
+    let (w, hgt) = img.dimensions();
+    // Centre of the third pane: +100 of +-200 is three quarters up the diverging map (red side).
+    let p = img.get_pixel(w * 5 / 6, hgt / 2);
+    assert!(
+        p[0] > 180 && p[2] < 150,
+        "expected a warm colour, got {p:?}"
+    );
+    h.snapshot("synthetic_error_map");
+}

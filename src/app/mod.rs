@@ -1294,6 +1294,24 @@ impl SynthScopeApp {
             });
             if self.synthetic.is_some() {
                 ui.checkbox(&mut self.third_shows_synthetic, "Third pane: real vs synthetic");
+                ui.horizontal(|ui| {
+                    let (mut range, background) = match self.compare {
+                        Combine::SignedError { range, background } | Combine::AbsError { range, background } => (range, background),
+                        _ => (200.0, if self.model_direction() == Some(crate::model::Direction::CtToMr) { 50.0 } else { -500.0 }),
+                    };
+                    if ui.selectable_label(matches!(self.compare, Combine::SignedError { .. }), "Error (signed)").clicked() {
+                        self.compare = Combine::SignedError { range, background };
+                    }
+                    if ui.selectable_label(matches!(self.compare, Combine::AbsError { .. }), "|Error|").clicked() {
+                        self.compare = Combine::AbsError { range, background };
+                    }
+                    if matches!(self.compare, Combine::SignedError { .. } | Combine::AbsError { .. }) && ui.add(egui::Slider::new(&mut range, 10.0..=2000.0).logarithmic(true).text("± range")).changed() {
+                        self.compare = match self.compare {
+                            Combine::SignedError { .. } => Combine::SignedError { range, background },
+                            _ => Combine::AbsError { range, background },
+                        };
+                    }
+                });
                 if ui.button("Save synthetic (NIfTI)…").clicked() {
                     dialog = Some(Dialog::SaveSynthetic);
                 }
@@ -1485,6 +1503,8 @@ impl SynthScopeApp {
         let third = match self.compare {
             Combine::Blend(_) => format!("Fade {} → {}", names.0, names.1),
             Combine::Difference => format!("Difference {} − {} (windowed)", names.0, names.1),
+            Combine::SignedError { .. } => format!("{} − {} (image units)", names.1, names.0),
+            Combine::AbsError { .. } => format!("|{} − {}| (image units)", names.1, names.0),
             _ => format!("Checkerboard {} / {}", names.0, names.1),
         };
         let compare = match self.compare {

@@ -361,6 +361,21 @@ pub enum Combine {
     Blend(f32),
     /// Signed difference of the two windowed layers (layer 0 minus layer 1), diverging colours.
     Difference,
+    /// Layer 1 minus layer 0 in image units over +-range, diverging colours centred on zero;
+    /// voxels below `background` in both layers stay black.
+    SignedError {
+        /// Value difference at the ends of the colour bar.
+        range: f32,
+        /// Background threshold (image units).
+        background: f32,
+    },
+    /// |layer 1 - layer 0| over 0..range, inferno.
+    AbsError {
+        /// Value difference at the top of the colour bar.
+        range: f32,
+        /// Background threshold (image units).
+        background: f32,
+    },
 }
 
 /// The per-frame description of one view, handed to egui as a paint callback.
@@ -414,6 +429,12 @@ impl CallbackTrait for SliceCallback {
             Combine::Checker(mm) => [1.0, mm, 0.0, 0.0],
             Combine::Blend(w) => [2.0, 0.0, w, 0.0],
             Combine::Difference => [3.0, 0.0, 0.0, Colormap::Diverging.row() as f32],
+            Combine::SignedError { range, background } => {
+                [4.0, range, background, Colormap::Diverging.row() as f32]
+            }
+            Combine::AbsError { range, background } => {
+                [5.0, range, background, Colormap::Inferno.row() as f32]
+            }
         };
         u.plane = self.plane;
         let view_of = |r: &SliceRenderer, i: usize| -> wgpu::TextureView {

@@ -239,6 +239,46 @@ pub fn pane_ui(
             Color32::GRAY,
         );
     }
-    let _ = Rect::NOTHING;
+    colour_bar(&painter, rect, combine);
     ev
+}
+
+/// A colour bar at the right edge for the error modes, labelled in image units.
+fn colour_bar(painter: &egui::Painter, rect: Rect, combine: Combine) {
+    let (cmap, lo, hi) = match combine {
+        Combine::SignedError { range, .. } => (Colormap::Diverging, -range, range),
+        Combine::AbsError { range, .. } => (Colormap::Inferno, 0.0, range),
+        _ => return,
+    };
+    let table = cmap.table();
+    let bar = Rect::from_min_max(
+        Pos2::new(rect.max.x - 26.0, rect.min.y + 30.0),
+        Pos2::new(rect.max.x - 14.0, rect.max.y - 30.0),
+    );
+    let n = 64;
+    for i in 0..n {
+        let t = 1.0 - (i as f32 + 0.5) / n as f32;
+        let c = table[(t * 255.0).round() as usize];
+        let y0 = bar.min.y + bar.height() * i as f32 / n as f32;
+        let y1 = bar.min.y + bar.height() * (i + 1) as f32 / n as f32;
+        painter.rect_filled(
+            Rect::from_min_max(Pos2::new(bar.min.x, y0), Pos2::new(bar.max.x, y1 + 0.5)),
+            0.0,
+            Color32::from_rgb(c[0], c[1], c[2]),
+        );
+    }
+    let font = egui::FontId::proportional(11.0);
+    for (v, y) in [
+        (hi, bar.min.y),
+        ((lo + hi) / 2.0, bar.center().y),
+        (lo, bar.max.y),
+    ] {
+        painter.text(
+            Pos2::new(bar.min.x - 3.0, y),
+            egui::Align2::RIGHT_CENTER,
+            format!("{v:+.0}"),
+            font.clone(),
+            Color32::WHITE,
+        );
+    }
 }

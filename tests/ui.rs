@@ -7,9 +7,13 @@ use std::time::Duration;
 use synthscope::app::{AppOptions, SynthScopeApp};
 
 fn harness() -> Harness<'static, SynthScopeApp> {
+    harness_sized(1200.0, 480.0)
+}
+
+fn harness_sized(w: f32, h: f32) -> Harness<'static, SynthScopeApp> {
     let gpu = synthscope::gpu::shared().expect("shared device");
     let mut h = Harness::builder()
-        .with_size(egui::vec2(1200.0, 480.0))
+        .with_size(egui::vec2(w, h))
         .wgpu_setup(gpu.egui_setup())
         .build_eframe(|cc| {
             SynthScopeApp::new(
@@ -165,7 +169,8 @@ fn colormap_choice_changes_the_drawn_image() {
 
 #[test]
 fn registration_panel_aligns_the_mr_and_undo_restores_it() {
-    let mut h = harness();
+    // Tall enough for the whole registration panel.
+    let mut h = harness_sized(1200.0, 800.0);
     h.state_mut().show_registration = true;
     h.run();
     h.get_by_label("Run").click();

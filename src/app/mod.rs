@@ -83,58 +83,29 @@ enum Dialog {
     LoadModel,
 }
 
-/// The metric curve (MI per accepted step, levels one after another), drawn with the painter.
+/// The metric curve (MI per accepted step; one line per stage and level, drawn one after another).
 fn curve_ui(ui: &mut egui::Ui, curve: &[crate::register::IterationReport]) {
-    let (rect, _) = ui.allocate_exact_size(
-        egui::vec2(ui.available_width().max(200.0), 90.0),
-        egui::Sense::hover(),
-    );
-    let p = ui.painter_at(rect);
-    p.rect_filled(rect, 2.0, egui::Color32::from_gray(20));
-    if curve.len() < 2 {
-        p.text(
-            rect.center(),
-            egui::Align2::CENTER_CENTER,
-            "metric curve",
-            egui::FontId::proportional(12.0),
-            egui::Color32::GRAY,
-        );
-        return;
-    }
-    let (lo, hi) = curve
-        .iter()
-        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), c| {
-            (a.min(c.mi), b.max(c.mi))
-        });
-    let span = (hi - lo).max(1e-9);
-    let n = curve.len() as f32 - 1.0;
-    let pt = |i: usize, mi: f64| {
-        egui::pos2(
-            rect.min.x + 4.0 + (rect.width() - 8.0) * i as f32 / n,
-            rect.max.y - 4.0 - (rect.height() - 8.0) * ((mi - lo) / span) as f32,
-        )
-    };
-    for i in 1..curve.len() {
-        if (curve[i].stage, curve[i].level) != (curve[i - 1].stage, curve[i - 1].level) {
-            let x = pt(i, lo).x;
-            p.line_segment(
-                [egui::pos2(x, rect.min.y), egui::pos2(x, rect.max.y)],
-                egui::Stroke::new(1.0, egui::Color32::from_gray(70)),
-            );
+    use egui_plot::{Line, Plot, PlotPoints};
+    let mut segments: Vec<(String, Vec<[f64; 2]>)> = Vec::new();
+    for (i, c) in curve.iter().enumerate() {
+        let name = format!("{:?} level {}", c.stage, c.level + 1);
+        match segments.last_mut() {
+            Some((n, pts)) if *n == name => pts.push([i as f64, c.mi]),
+            _ => segments.push((name, vec![[i as f64, c.mi]])),
         }
     }
-    let pts: Vec<egui::Pos2> = curve.iter().enumerate().map(|(i, c)| pt(i, c.mi)).collect();
-    p.add(egui::Shape::line(
-        pts,
-        egui::Stroke::new(1.5, egui::Color32::from_rgb(255, 200, 80)),
-    ));
-    p.text(
-        rect.min + egui::vec2(6.0, 4.0),
-        egui::Align2::LEFT_TOP,
-        format!("MI {lo:.3} – {hi:.3}"),
-        egui::FontId::proportional(11.0),
-        egui::Color32::LIGHT_GRAY,
-    );
+    Plot::new("mi-curve")
+        .height(120.0)
+        .allow_drag(false)
+        .allow_zoom(false)
+        .allow_scroll(false)
+        .x_axis_label("accepted step")
+        .y_axis_label("Mattes MI")
+        .show(ui, |plot| {
+            for (name, pts) in segments {
+                plot.line(Line::new(name, PlotPoints::from(pts)));
+            }
+        });
 }
 
 /// Frame-time statistics (ms) of the autoscroll benchmark.

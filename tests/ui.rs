@@ -283,3 +283,49 @@ fn error_map_shows_a_known_offset_in_the_right_colour() {
     );
     h.snapshot("synthetic_error_map");
 }
+
+#[test]
+fn feature_maps_of_a_chosen_layer_for_the_current_slice() {
+    use synthscope::model::checkpoint::{ModelSpec, save};
+    use synthscope::model::{Direction, DrunetConfig};
+    let mut h = harness();
+    let dir = tempfile::tempdir().unwrap();
+    let spec = ModelSpec::Drunet(
+        DrunetConfig::new()
+            .with_depth(18)
+            .with_base_width(8)
+            .with_direction(Direction::MrToCt),
+    );
+    let g = synthscope::gpu::shared().unwrap();
+    let model = spec.init(&g.device).unwrap();
+    let (filters, k) = synthscope::synth::first_filters(&model).unwrap();
+    assert_eq!(
+        (filters.len(), k),
+        (8, 7),
+        "DRUNet stem: base-width 7x7 filters"
+    );
+    save(
+        &model,
+        &spec,
+        serde_json::Value::Null,
+        &dir.path().join("tiny_drunet"),
+    )
+    .unwrap();
+    h.state_mut()
+        .load_model(&dir.path().join("tiny_drunet.json"));
+    h.state_mut().show_features = true;
+    h.state_mut().feature_layer = 1;
+    h.run();
+    h.get_by_label("Compute for this slice").click();
+    // A spinner repaints while the worker runs: step, don't wait for the UI to settle.
+    h.step();
+    let ctx = h.ctx.clone();
+    h.state_mut()
+        .wait_for_features(&ctx, Duration::from_secs(120));
+    h.run();
+    let maps = h.state().feature_maps.clone().expect("feature maps");
+    // Encoder 1 of DRUNet-18 at base 8: 8 channels at a quarter of the padded 96 x 96 slice.
+    assert_eq!(maps.layer, "encoder 1 (H/4)");
+    assert_eq!((maps.total_channels, maps.width, maps.height), (8, 24, 24));
+    assert!(h.state().model.is_some(), "the model came back");
+}

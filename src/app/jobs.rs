@@ -285,3 +285,38 @@ impl SynthJob {
         self.rx.recv_timeout(timeout).ok()
     }
 }
+
+/// Work on the synthesis model on a worker thread: the model travels there and comes back.
+pub struct ModelJob<T> {
+    rx: Receiver<(T, crate::model::checkpoint::AnyModel)>,
+}
+
+impl<T: Send + 'static> ModelJob<T> {
+    /// Run `work` on `model` off the UI thread.
+    pub fn start(
+        model: crate::model::checkpoint::AnyModel,
+        work: impl FnOnce(&crate::model::checkpoint::AnyModel) -> T + Send + 'static,
+        wake: impl Fn() + Send + 'static,
+    ) -> Self {
+        let (tx, rx) = bounded(1);
+        std::thread::Builder::new()
+            .name("model".into())
+            .spawn(move || {
+                let r = work(&model);
+                let _ = tx.send((r, model));
+                wake();
+            })
+            .unwrap_or_else(|e| panic!("cannot start a worker thread: {e}"));
+        Self { rx }
+    }
+
+    /// The result and the model, once finished.
+    pub fn poll(&self) -> Option<(T, crate::model::checkpoint::AnyModel)> {
+        self.rx.try_recv().ok()
+    }
+
+    /// Block until finished.
+    pub fn wait(&self, timeout: Duration) -> Option<(T, crate::model::checkpoint::AnyModel)> {
+        self.rx.recv_timeout(timeout).ok()
+    }
+}

@@ -9,7 +9,7 @@ pub mod viewport;
 use crate::gpu::{self, AdapterReport, SelfTest};
 use crate::io::LoadError;
 use crate::volume::{CT_PRESETS, Colormap, Volume, WindowLevel};
-use jobs::{LoadJob, LoadRequest, RegisterJob, SelfTestJob, SynthJob};
+use jobs::{LoadJob, LoadRequest, ModelJob, RegisterJob, SelfTestJob, SynthJob};
 use render::Combine;
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -108,6 +108,22 @@ fn curve_ui(ui: &mut egui::Ui, curve: &[crate::register::IterationReport]) {
         });
 }
 
+/// A channel image (row-major, `w` x `h`) scaled to its own range, in JET colours.
+fn jet_image(v: &[f32], w: usize, h: usize) -> egui::ColorImage {
+    let (lo, hi) = v
+        .iter()
+        .fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), x| {
+            (a.min(*x), b.max(*x))
+        });
+    let span = (hi - lo).max(1e-12);
+    let table = Colormap::Jet.table();
+    let rgba: Vec<u8> = v
+        .iter()
+        .flat_map(|x| table[(((x - lo) / span) * 255.0).round().clamp(0.0, 255.0) as usize])
+        .collect();
+    egui::ColorImage::from_rgba_unmultiplied([w, h], &rgba)
+}
+
 /// Frame-time statistics (ms) of the autoscroll benchmark.
 #[derive(Clone, Debug, Default)]
 pub struct FrameStats {
@@ -188,6 +204,19 @@ pub struct SynthScopeApp {
     model_pending: Option<(crate::model::checkpoint::CheckpointMeta, PathBuf)>,
     /// The third pane compares the synthetic volume with its reference (else CT with MR).
     pub third_shows_synthetic: bool,
+    /// Show the feature-map window.
+    pub show_features: bool,
+    /// Layer whose activations the feature-map window shows.
+    pub feature_layer: usize,
+    /// Layer names of the loaded model.
+    pub model_layers: Vec<String>,
+    /// The running feature computation.
+    pub feature_job: Option<ModelJob<Result<crate::synth::FeatureMaps, String>>>,
+    /// The last computed feature maps.
+    pub feature_maps: Option<crate::synth::FeatureMaps>,
+    feature_textures: Vec<(egui::TextureHandle, f32, f32)>,
+    filter_textures: Vec<egui::TextureHandle>,
+    feature_enlarged: Option<usize>,
     /// Recent frame times (ms), for the diagnostics window.
     pub frame_ms: std::collections::VecDeque<f64>,
 }
@@ -264,6 +293,14 @@ impl SynthScopeApp {
             show_synthesis: false,
             model_pending: None,
             third_shows_synthetic: false,
+            show_features: false,
+            feature_layer: 1,
+            model_layers: Vec::new(),
+            feature_job: None,
+            feature_maps: None,
+            feature_textures: Vec::new(),
+            filter_textures: Vec::new(),
+            feature_enlarged: None,
         }
     }
 
@@ -373,6 +410,87 @@ impl SynthScopeApp {
         self.model_pending = Some((meta, path));
     }
 
+    /// Compute the chosen layer's activations for the input slice at the crosshair.
+    pub fn start_features(&mut self, ctx: &egui::Context) {
+        use crate::model::Direction;
+        if self.feature_job.is_some() || self.synth_job.is_some() {
+            return;
+        }
+        let Some(direction) = self.model_direction() else {
+            return;
+        };
+        let input = match direction {
+            Direction::MrToCt => self.mr_volume().cloned(),
+            Direction::CtToMr => self.ct_volume().cloned(),
+        };
+        let Some(input) = input else {
+            self.errors.push(
+                "Feature maps need the model's input volume (MR for MR → CT, CT for CT → MR)."
+                    .into(),
+            );
+            return;
+        };
+        // The input slice under the crosshair (through the registration for the MR).
+        let w = match (direction, self.mr_transform) {
+            (Direction::MrToCt, Some(t)) => t.apply(self.view.crosshair),
+            _ => self.view.crosshair,
+        };
+        let z = input.geometry.voxel_from_world(w)[2].round().max(0.0) as usize;
+        let Some((model, meta, path)) = self.model.take() else {
+            return;
+        };
+        self.model_pending = Some((meta, path));
+        let layer = self.feature_layer;
+        let c = ctx.clone();
+        self.feature_job = Some(ModelJob::start(
+            model,
+            move |m| {
+                let device = gpu::shared().map_err(|e| e.to_string())?.device.clone();
+                crate::synth::slice_features(m, direction, &input, z, layer, 64, &device)
+            },
+            move || c.request_repaint(),
+        ));
+    }
+
+    fn finish_features(
+        &mut self,
+        ctx: &egui::Context,
+        r: Result<crate::synth::FeatureMaps, String>,
+        model: crate::model::checkpoint::AnyModel,
+    ) {
+        if let Some((meta, path)) = self.model_pending.take() {
+            self.model = Some((model, meta, path));
+        }
+        match r {
+            Ok(maps) => {
+                self.feature_textures = maps
+                    .channels
+                    .iter()
+                    .enumerate()
+                    .map(|(k, ch)| {
+                        let (lo, hi) = ch
+                            .iter()
+                            .fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), v| {
+                                (a.min(*v), b.max(*v))
+                            });
+                        (
+                            ctx.load_texture(
+                                format!("feature-{k}"),
+                                jet_image(ch, maps.width, maps.height),
+                                egui::TextureOptions::NEAREST,
+                            ),
+                            lo,
+                            hi,
+                        )
+                    })
+                    .collect();
+                self.feature_enlarged = None;
+                self.feature_maps = Some(maps);
+            }
+            Err(e) => self.errors.push(format!("Feature maps: {e}")),
+        }
+    }
+
     fn finish_synthesis(&mut self, r: jobs::SynthResult) {
         let (result, metrics, model) = r;
         if let Some((meta, path)) = self.model_pending.take() {
@@ -419,6 +537,16 @@ impl SynthScopeApp {
                 self.register_result = Some(res);
             }
             Err(e) => self.errors.push(format!("Registration: {e}")),
+        }
+    }
+
+    /// Wait for a running feature computation (tests).
+    pub fn wait_for_features(&mut self, ctx: &egui::Context, timeout: Duration) {
+        if let Some(job) = &self.feature_job
+            && let Some((r, model)) = job.wait(timeout)
+        {
+            self.feature_job = None;
+            self.finish_features(ctx, r, model);
         }
     }
 
@@ -780,6 +908,7 @@ impl SynthScopeApp {
                 ui.checkbox(&mut self.show_diagnostics, "Diagnostics");
                 ui.checkbox(&mut self.show_registration, "Registration");
                 ui.checkbox(&mut self.show_synthesis, "Synthesis");
+                ui.checkbox(&mut self.show_features, "Feature maps");
                 if ui.button("Reset view (r)").clicked() {
                     self.commands.push(Command::Reset);
                 }
@@ -1320,6 +1449,109 @@ impl SynthScopeApp {
         }
     }
 
+    fn features_ui(&mut self, ctx: &egui::Context) {
+        let mut open = self.show_features;
+        let mut run = false;
+        egui::Window::new("Feature maps")
+            .open(&mut open)
+            .default_width(560.0)
+            .show(ctx, |ui| {
+                if self.model.is_none() && self.model_pending.is_none() {
+                    ui.colored_label(
+                        egui::Color32::YELLOW,
+                        "No model loaded: load a checkpoint in the Synthesis panel.",
+                    );
+                    return;
+                }
+                ui.horizontal(|ui| {
+                    let names = self.model_layers.clone();
+                    egui::ComboBox::from_label("Layer")
+                        .selected_text(names.get(self.feature_layer).cloned().unwrap_or_default())
+                        .show_ui(ui, |ui| {
+                            for (i, n) in names.iter().enumerate() {
+                                ui.selectable_value(&mut self.feature_layer, i, n);
+                            }
+                        });
+                    if self.feature_job.is_some() {
+                        ui.spinner();
+                    } else if ui
+                        .add_enabled(
+                            self.model.is_some(),
+                            egui::Button::new("Compute for this slice"),
+                        )
+                        .clicked()
+                    {
+                        run = true;
+                    }
+                });
+                if let Some(maps) = &self.feature_maps {
+                    ui.label(format!(
+                        "{}: {} channels of {}x{} (showing {}), each scaled to its own range, JET",
+                        maps.layer,
+                        maps.total_channels,
+                        maps.width,
+                        maps.height,
+                        self.feature_textures.len()
+                    ));
+                    if let Some(k) = self.feature_enlarged
+                        && let Some((t, lo, hi)) = self.feature_textures.get(k)
+                    {
+                        ui.horizontal(|ui| {
+                            ui.add(egui::Image::new(t).fit_to_exact_size(egui::vec2(256.0, 256.0)));
+                            ui.label(format!(
+                                "channel {k}\nrange {lo:.3} .. {hi:.3}\n(click a tile to change)"
+                            ));
+                        });
+                    }
+                    egui::ScrollArea::vertical()
+                        .max_height(320.0)
+                        .show(ui, |ui| {
+                            ui.horizontal_wrapped(|ui| {
+                                for (k, (t, lo, hi)) in self.feature_textures.iter().enumerate() {
+                                    let r = ui
+                                        .add(
+                                            egui::Image::new(t)
+                                                .fit_to_exact_size(egui::vec2(56.0, 56.0))
+                                                .sense(egui::Sense::click()),
+                                        )
+                                        .on_hover_text(format!("channel {k}: {lo:.3} .. {hi:.3}"));
+                                    if r.clicked() {
+                                        self.feature_enlarged = Some(k);
+                                    }
+                                }
+                            });
+                        });
+                }
+                ui.collapsing("First-layer filters", |ui| {
+                    if self.filter_textures.is_empty()
+                        && let Some((m, _, _)) = &self.model
+                        && let Ok((filters, k)) = crate::synth::first_filters(m)
+                    {
+                        self.filter_textures = filters
+                            .iter()
+                            .enumerate()
+                            .map(|(i, f)| {
+                                ctx.load_texture(
+                                    format!("filter-{i}"),
+                                    jet_image(f, k, k),
+                                    egui::TextureOptions::NEAREST,
+                                )
+                            })
+                            .collect();
+                    }
+                    ui.horizontal_wrapped(|ui| {
+                        for t in &self.filter_textures {
+                            ui.add(egui::Image::new(t).fit_to_exact_size(egui::vec2(36.0, 36.0)));
+                        }
+                    });
+                });
+            });
+        self.show_features = open;
+        if run {
+            self.start_features(ctx);
+        }
+    }
+
     fn diagnostics_ui(&mut self, ctx: &egui::Context) {
         let mut open = self.show_diagnostics;
         egui::Window::new("Diagnostics").open(&mut open).show(ctx, |ui| {
@@ -1596,6 +1828,12 @@ impl eframe::App for SynthScopeApp {
         }
         self.last_frame = Some(now);
         self.poll_jobs();
+        if let Some(job) = &self.feature_job
+            && let Some((r, model)) = job.poll()
+        {
+            self.feature_job = None;
+            self.finish_features(&ctx, r, model);
+        }
         // Files dropped on the window.
         let dropped: Vec<PathBuf> = ctx.input(|i| {
             i.raw
@@ -1617,6 +1855,7 @@ impl eframe::App for SynthScopeApp {
         self.diagnostics_ui(&ctx);
         self.registration_ui(&ctx);
         self.synthesis_ui(&ctx);
+        self.features_ui(&ctx);
         self.poll_dialog();
         self.progress_ui(&ctx);
         self.errors_ui(&ctx);

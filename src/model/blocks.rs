@@ -34,6 +34,11 @@ impl ConvBn {
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         self.bn.forward(self.conv.forward(x))
     }
+
+    /// The convolution's weights: [cout, cin, k, k].
+    pub fn weight(&self) -> Tensor<4> {
+        self.conv.weight.val()
+    }
 }
 
 /// Kind of residual block.

@@ -128,3 +128,44 @@ pub fn load(path: &Path, device: &Device) -> Result<(AnyModel, CheckpointMeta), 
     };
     Ok((model, meta))
 }
+
+impl AnyModel {
+    /// Names of the layers whose activations [`Self::activations`] returns.
+    pub fn layer_names(&self) -> Vec<String> {
+        match self {
+            AnyModel::Unet(m) => m.layer_names(),
+            AnyModel::Drunet(m) => m.layer_names(),
+            AnyModel::Classifier(_) => super::Classifier::LAYERS
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+        }
+    }
+
+    /// Every layer's activation for input x: [B, C, H, W].
+    pub fn activations(&self, x: burn::tensor::Tensor<4>) -> Vec<burn::tensor::Tensor<4>> {
+        match self {
+            AnyModel::Unet(m) => m.forward_features(x),
+            AnyModel::Drunet(m) => m.activations(x),
+            AnyModel::Classifier(m) => (0..4).map(|l| m.features_at(x.clone(), l)).collect(),
+        }
+    }
+
+    /// The first convolution's weights: [out, in, k, k].
+    pub fn first_filters(&self) -> burn::tensor::Tensor<4> {
+        match self {
+            AnyModel::Unet(m) => m.first_filters(),
+            AnyModel::Drunet(m) => m.first_filters(),
+            AnyModel::Classifier(m) => m.first_filters(),
+        }
+    }
+
+    /// Input channels and the size multiple the network needs.
+    pub fn input_layout(&self) -> (usize, usize) {
+        match self {
+            AnyModel::Unet(_) => (1, 16),
+            AnyModel::Drunet(_) => (3, 32),
+            AnyModel::Classifier(_) => (1, 16),
+        }
+    }
+}

@@ -146,6 +146,42 @@ impl Drunet {
         self.forward_features(x).output
     }
 
+    /// Names of the activations `activations` returns, in order.
+    pub fn layer_names(&self) -> Vec<String> {
+        let mut v = vec![
+            "stem (H/2)".to_string(),
+            "encoder 1 (H/4)".into(),
+            "encoder 2 (H/8)".into(),
+            "encoder 3 (H/16)".into(),
+            "centre (H/32)".into(),
+        ];
+        v.extend(
+            [
+                "decoder 1 (H/16)",
+                "decoder 2 (H/8)",
+                "decoder 3 (H/4)",
+                "penultimate decoder (H/2)",
+                "output",
+            ]
+            .map(String::from),
+        );
+        v
+    }
+
+    /// Every stage's activation in the order of [`Self::layer_names`].
+    pub fn activations(&self, x: Tensor<4>) -> Vec<Tensor<4>> {
+        let f = self.forward_features(x);
+        let mut v = f.encoder;
+        v.extend(f.decoder);
+        v.push(f.output);
+        v
+    }
+
+    /// Weights of the stem's first convolution: [64, in, 7, 7].
+    pub fn first_filters(&self) -> Tensor<4> {
+        self.stem.weight()
+    }
+
     /// Like `forward`, keeping every stage's activation.
     pub fn forward_features(&self, x: Tensor<4>) -> DrunetFeatures {
         let mut enc = vec![relu(self.stem.forward(x))];

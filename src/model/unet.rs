@@ -104,6 +104,52 @@ impl UnetConfig {
 }
 
 impl Unet {
+    /// Every level's activation, shallow to deep and back: the encoder levels (full size down to
+    /// the bottleneck), the decoder levels, then the output.
+    pub fn forward_features(&self, x: Tensor<4>) -> Vec<Tensor<4>> {
+        let mut acts = Vec::new();
+        let mut skips = Vec::new();
+        let mut y = x;
+        for (i, d) in self.down.iter().enumerate() {
+            if i > 0 {
+                y = self.pool.forward(y);
+            }
+            y = d.forward(y);
+            skips.push(y.clone());
+            acts.push(y.clone());
+        }
+        skips.pop();
+        for (up, conv) in self.ups.iter().zip(&self.up_convs) {
+            let skip = skips.pop().unwrap_or_else(|| unreachable!());
+            y = conv.forward(Tensor::cat(vec![up.forward(y), skip], 1));
+            acts.push(y.clone());
+        }
+        acts.push(self.head.forward(y));
+        acts
+    }
+
+    /// Weights of the first convolution: [w0, in, 3, 3].
+    pub fn first_filters(&self) -> Tensor<4> {
+        self.down[0].a.weight()
+    }
+
+    /// Names of [`Self::forward_features`]' entries.
+    pub fn layer_names(&self) -> Vec<String> {
+        let n = self.down.len();
+        let mut v: Vec<String> = (0..n)
+            .map(|i| {
+                if i + 1 == n {
+                    "bottleneck".to_string()
+                } else {
+                    format!("encoder {}", i + 1)
+                }
+            })
+            .collect();
+        v.extend((0..self.up_convs.len()).map(|i| format!("decoder {}", i + 1)));
+        v.push("output".into());
+        v
+    }
+
     /// x: [B, in, H, W] -> [B, out, H, W]
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let mut skips = Vec::new();
@@ -203,6 +249,11 @@ impl Classifier {
             y = s.forward(y);
         }
         self.head(y)
+    }
+
+    /// Weights of the stem convolution: [base, in, 3, 3].
+    pub fn first_filters(&self) -> Tensor<4> {
+        self.stem.weight()
     }
 
     /// The last convolutional feature map: x: [B, in, H, W] -> [B, 4 base, H/16, W/16]

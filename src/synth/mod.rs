@@ -51,6 +51,108 @@ impl Normalisation {
     }
 }
 
+/// Slices z0..z0+n of `input`, normalised, repeated to `channels` and zero-padded to (px, py):
+/// the network's input batch [n, channels, py, px], flattened.
+fn normalised_slices(
+    input: &Volume,
+    z0: usize,
+    n: usize,
+    channels: usize,
+    (px, py): (usize, usize),
+    norm: &Normalisation,
+) -> Vec<f32> {
+    let [nx, ny, _] = input.geometry.dims;
+    let mut buf = vec![0f32; n * channels * px * py];
+    for b in 0..n {
+        let plane = &input.data[(z0 + b) * nx * ny..(z0 + b + 1) * nx * ny];
+        for c in 0..channels {
+            let base = (b * channels + c) * px * py;
+            for y in 0..ny {
+                for x in 0..nx {
+                    buf[base + y * px + x] = norm.forward(plane[x + nx * y]);
+                }
+            }
+        }
+    }
+    buf
+}
+
+/// One layer's activation for one slice: each channel as a row-major image.
+#[derive(Clone, Debug)]
+pub struct FeatureMaps {
+    /// Layer name.
+    pub layer: String,
+    /// Channel images (at most the requested number).
+    pub channels: Vec<Vec<f32>>,
+    /// Channels in the layer.
+    pub total_channels: usize,
+    /// Image width.
+    pub width: usize,
+    /// Image height.
+    pub height: usize,
+}
+
+/// The activation of layer `layer` for slice `z` of `input` (normalised as for synthesis).
+pub fn slice_features(
+    model: &AnyModel,
+    direction: Direction,
+    input: &Volume,
+    z: usize,
+    layer: usize,
+    max_channels: usize,
+    device: &Device,
+) -> Result<FeatureMaps, String> {
+    let norm = match direction {
+        Direction::MrToCt => Normalisation::mr(input),
+        Direction::CtToMr => Normalisation::ct(),
+    };
+    let (channels, multiple) = model.input_layout();
+    let [nx, ny, nz] = input.geometry.dims;
+    let z = z.min(nz.saturating_sub(1));
+    let (px, py) = (
+        nx.div_ceil(multiple) * multiple,
+        ny.div_ceil(multiple) * multiple,
+    );
+    let buf = normalised_slices(input, z, 1, channels, (px, py), &norm);
+    let x = Tensor::<4>::from_data(TensorData::new(buf, [1, channels, py, px]), device);
+    let names = model.layer_names();
+    let layer = layer.min(names.len().saturating_sub(1));
+    let act = model
+        .activations(x)
+        .into_iter()
+        .nth(layer)
+        .ok_or("no such layer")?;
+    let [_, c, h, w] = act.dims();
+    let data = act.into_data();
+    let vals = data.as_slice::<f32>().map_err(|e| format!("{e:?}"))?;
+    let channels = (0..c.min(max_channels))
+        .map(|k| vals[k * h * w..(k + 1) * h * w].to_vec())
+        .collect();
+    Ok(FeatureMaps {
+        layer: names[layer].clone(),
+        channels,
+        total_channels: c,
+        width: w,
+        height: h,
+    })
+}
+
+/// The first convolution's filters, averaged over input channels: (k x k images, k).
+pub fn first_filters(model: &AnyModel) -> Result<(Vec<Vec<f32>>, usize), String> {
+    let w = model.first_filters();
+    let [o, i, k, _] = w.dims();
+    let data = w.into_data();
+    let v = data.as_slice::<f32>().map_err(|e| format!("{e:?}"))?;
+    let filters = (0..o)
+        .map(|f| {
+            (0..k * k)
+                .map(|p| (0..i).map(|c| v[((f * i + c) * k * k) + p]).sum::<f32>() / i as f32)
+                .collect()
+        })
+        .collect();
+    Ok((filters, k))
+}
+
 /// The synthetic counterpart of `input` through `model`, on the input's grid.
 ///
 /// `direction` says what the input is. Slices go through in batches of `batch`; `progress`
@@ -95,19 +197,7 @@ pub fn synthesize(
     for z0 in (0..nz).step_by(batch) {
         progress.check()?;
         let n = batch.min(nz - z0);
-        // Pad each slice to the network's multiple with 0 (background after normalisation).
-        let mut buf = vec![0f32; n * channels * px * py];
-        for b in 0..n {
-            let plane = &input.data[(z0 + b) * nx * ny..(z0 + b + 1) * nx * ny];
-            for c in 0..channels {
-                let base = (b * channels + c) * px * py;
-                for y in 0..ny {
-                    for x in 0..nx {
-                        buf[base + y * px + x] = norm_in.forward(plane[x + nx * y]);
-                    }
-                }
-            }
-        }
+        let buf = normalised_slices(input, z0, n, channels, (px, py), &norm_in);
         let t = Tensor::<4>::from_data(TensorData::new(buf, [n, channels, py, px]), device);
         let y = match model {
             AnyModel::Unet(m) => m.forward(t),

@@ -142,6 +142,21 @@ pub enum Command {
 /// Model subcommands.
 #[derive(Subcommand, Debug)]
 pub enum ModelCmd {
+    /// Turn PyTorch weights (.safetensors, .pt, .pth) of one of our architectures into a checkpoint.
+    Import {
+        /// The PyTorch state dict.
+        #[arg(long)]
+        weights: PathBuf,
+        /// Architecture: unet, drunet18, drunet34, drunet50, drunet101, classifier.
+        #[arg(long)]
+        arch: String,
+        /// Direction: mr-to-ct or ct-to-mr.
+        #[arg(long, default_value = "mr-to-ct")]
+        direction: String,
+        /// Output checkpoint (writes NAME.bpk and NAME.json).
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Parameter counts and activation shapes of U-Net, DRUNet-18/34/50/101 and the classifier.
     Summary {
         /// Slice size.
@@ -299,6 +314,15 @@ pub fn main() -> anyhow::Result<()> {
         Some(Command::Model {
             what: ModelCmd::Summary { size },
         }) => model_summary(size),
+        Some(Command::Model {
+            what:
+                ModelCmd::Import {
+                    weights,
+                    arch,
+                    direction,
+                    out,
+                },
+        }) => model_import(&weights, &arch, &direction, &out),
         Some(Command::Bench {
             what:
                 Bench::Models {
@@ -849,6 +873,55 @@ fn synthesize_cmd(model: &Path, input: &Path, out: &Path, batch: usize) -> anyho
         secs,
         v.geometry.dims[2] as f64 / secs,
         g.report.summary()
+    );
+    Ok(())
+}
+
+fn model_import(weights: &Path, arch: &str, direction: &str, out: &Path) -> anyhow::Result<()> {
+    use crate::model::checkpoint::{ModelSpec, save};
+    use crate::model::{ClassifierConfig, Direction, DrunetConfig, UnetConfig};
+    let direction = match direction {
+        "mr-to-ct" => Direction::MrToCt,
+        "ct-to-mr" => Direction::CtToMr,
+        other => bail!("unknown direction {other}: mr-to-ct or ct-to-mr"),
+    };
+    let spec = match arch {
+        "unet" => ModelSpec::Unet(UnetConfig::new().with_direction(direction)),
+        "classifier" => ModelSpec::Classifier(ClassifierConfig::new()),
+        d if d.starts_with("drunet") => {
+            let depth: usize = d
+                .trim_start_matches("drunet")
+                .parse()
+                .map_err(|_| anyhow::anyhow!("unknown architecture {d}"))?;
+            ModelSpec::Drunet(
+                DrunetConfig::new()
+                    .with_depth(depth)
+                    .with_direction(direction),
+            )
+        }
+        other => bail!("unknown architecture {other}: unet, drunet18/34/50/101, classifier"),
+    };
+    let g = crate::gpu::shared()?;
+    let mut model = spec.init(&g.device).map_err(|e| anyhow::anyhow!(e))?;
+    let r = crate::model::import::import_pytorch(&mut model, weights)
+        .map_err(|e| anyhow::anyhow!(e))?;
+    save(
+        &model,
+        &spec,
+        serde_json::json!({ "imported_from": weights, "tensors": r.applied }),
+        out,
+    )
+    .map_err(|e| anyhow::anyhow!(e))?;
+    println!(
+        "{} tensors imported from {} -> {}.json/.bpk{}",
+        r.applied,
+        weights.display(),
+        out.display(),
+        if r.unused.is_empty() {
+            String::new()
+        } else {
+            format!(" ({} unused keys ignored)", r.unused.len())
+        }
     );
     Ok(())
 }

@@ -5,6 +5,7 @@
 pub mod blocks;
 pub mod checkpoint;
 mod drunet;
+pub mod import;
 mod unet;
 
 pub use drunet::{Drunet, DrunetConfig};

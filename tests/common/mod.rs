@@ -75,8 +75,12 @@ pub fn expected() -> serde_json::Value {
 }
 
 /// Python packages the reference checks use (pinned).
-pub const REFERENCE_PACKAGES: [&str; 3] =
-    ["SimpleITK==2.5.7", "scikit-image==0.26.0", "pydicom==3.0.2"];
+pub const REFERENCE_PACKAGES: [&str; 4] = [
+    "SimpleITK==2.5.7",
+    "scikit-image==0.26.0",
+    "pydicom==3.0.2",
+    "safetensors==0.8.0",
+];
 
 /// A Python with SimpleITK, scikit-image and pydicom (the outside references for transforms,
 /// resampling, metrics and exported DICOM), in a venv under target/ created on first use. `SYNTHSCOPE_SITK_PYTHON` points
@@ -91,7 +95,7 @@ pub fn sitk_python() -> &'static Path {
         let py = venv.join("bin/python");
         let ok = |py: &Path| {
             Command::new(py)
-                .args(["-c", "import SimpleITK, skimage, pydicom"])
+                .args(["-c", "import SimpleITK, skimage, pydicom, safetensors"])
                 .status()
                 .map(|s| s.success())
                 .unwrap_or(false)

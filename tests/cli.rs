@@ -1,33 +1,19 @@
 //! The command line: `phantom`, `info --json` (the exact contract), `convert`, bad input.
 
-use std::process::Command;
-
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_synthscope"))
-}
+mod common;
 
 #[test]
 fn phantom_info_convert_end_to_end() {
     let dir = tempfile::tempdir().unwrap();
-    let out = bin()
-        .args(["phantom", "--small", "--out"])
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    common::run_ok(
+        common::synthscope()
+            .args(["phantom", "--small", "--out"])
+            .arg(dir.path()),
     );
-    let out = bin()
-        .args(["info", "--json"])
-        .arg(dir.path().join("ct"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = common::run_ok(
+        common::synthscope()
+            .args(["info", "--json"])
+            .arg(dir.path().join("ct")),
     );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let s = &v["series"][0];
@@ -51,16 +37,11 @@ fn phantom_info_convert_end_to_end() {
     assert_eq!(s["dims"], serde_json::json!([96, 96, 48]));
     assert_eq!(s["direction"].as_array().unwrap().len(), 9);
     let nii = dir.path().join("ct_converted.nii.gz");
-    let out = bin()
-        .arg("convert")
-        .arg(dir.path().join("ct"))
-        .arg(&nii)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    common::run_ok(
+        common::synthscope()
+            .arg("convert")
+            .arg(dir.path().join("ct"))
+            .arg(&nii),
     );
     let a = synthscope::io::nifti_io::read_nifti(&nii).unwrap();
     let b = synthscope::io::nifti_io::read_nifti(&dir.path().join("ct.nii.gz")).unwrap();
@@ -79,7 +60,7 @@ fn bad_input_exits_non_zero_with_one_line() {
         vec!["info".to_string(), bad.display().to_string()],
         vec!["info".into(), "/nonexistent/x".into()],
     ] {
-        let out = bin().args(&args).output().unwrap();
+        let out = common::synthscope().args(&args).output().unwrap();
         assert!(!out.status.success());
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(err.trim().lines().count(), 1, "{err}");

@@ -50,15 +50,7 @@ print(json.dumps(dict(image_type=list(ds.ImageType), patient=ds.PatientID, for_u
 "#,
         dir = dir.path().display()
     );
-    let out = std::process::Command::new(py)
-        .args(["-c", &script])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = common::run_ok(std::process::Command::new(py).args(["-c", &script]));
     let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(j["image_type"], serde_json::json!(["DERIVED", "SECONDARY"]));
     assert_eq!(j["patient"], source.meta.patient_id);

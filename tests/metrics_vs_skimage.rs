@@ -61,15 +61,7 @@ print(json.dumps(dict(psnr2=p(sr, sp, data_range={range}), ssim2=s(sr, sp, **kw)
 "#,
         dir = dir.path().display()
     );
-    let out = std::process::Command::new(py)
-        .args(["-c", &script])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = common::run_ok(std::process::Command::new(py).args(["-c", &script]));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let ours = [
         ("psnr2", psnr(&slice_pred, &slice_ref, range)),
@@ -129,21 +121,16 @@ fn evaluate_cli_reports_regions_as_json_and_csv() {
     synthscope::io::nifti_io::write_nifti(&ct, &rp).unwrap();
     synthscope::io::nifti_io::write_nifti(&pred, &pp).unwrap();
     synthscope::io::nifti_io::write_nifti(&mask, &mp).unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_synthscope"))
-        .args(["evaluate", "--json", "--pred"])
-        .arg(&pp)
-        .arg("--ref")
-        .arg(&rp)
-        .arg("--mask")
-        .arg(&mp)
-        .arg("--csv")
-        .arg(&csv)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = common::run_ok(
+        common::synthscope()
+            .args(["evaluate", "--json", "--pred"])
+            .arg(&pp)
+            .arg("--ref")
+            .arg(&rp)
+            .arg("--mask")
+            .arg(&mp)
+            .arg("--csv")
+            .arg(&csv),
     );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let regions: Vec<&str> = v["metrics"]

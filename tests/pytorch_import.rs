@@ -53,15 +53,7 @@ print(len(sd))
             dst = doubled.display(),
             factor = factor
         );
-        let out = std::process::Command::new(py)
-            .args(["-c", &script])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let out = common::run_ok(std::process::Command::new(py).args(["-c", &script]));
         let count: usize = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
         let mut fresh = spec.init(&d).unwrap();
         let report = import_pytorch(&mut fresh, &doubled).unwrap();

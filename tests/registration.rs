@@ -132,7 +132,7 @@ fn flat_images_are_refused_clearly() {
 #[test]
 fn tfm_written_by_the_cli_reads_back_and_resamples() {
     let dir = tempfile::tempdir().unwrap();
-    let st = std::process::Command::new(env!("CARGO_BIN_EXE_synthscope"))
+    let st = common::synthscope()
         .args(["phantom", "--small", "--out"])
         .arg(dir.path())
         .output()
@@ -140,21 +140,16 @@ fn tfm_written_by_the_cli_reads_back_and_resamples() {
     assert!(st.status.success());
     let tfm = dir.path().join("t.tfm");
     let res = dir.path().join("mr_on_ct.nii.gz");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_synthscope"))
-        .args(["register", "--json", "--fixed"])
-        .arg(dir.path().join("ct"))
-        .arg("--moving")
-        .arg(dir.path().join("mr_t1"))
-        .arg("--out")
-        .arg(&tfm)
-        .arg("--resampled")
-        .arg(&res)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = common::run_ok(
+        common::synthscope()
+            .args(["register", "--json", "--fixed"])
+            .arg(dir.path().join("ct"))
+            .arg("--moving")
+            .arg(dir.path().join("mr_t1"))
+            .arg("--out")
+            .arg(&tfm)
+            .arg("--resampled")
+            .arg(&res),
     );
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(json["final_mi"].as_f64().unwrap() > 0.1);
@@ -207,16 +202,11 @@ fn simpleitk_resamples_our_transform_like_we_do() {
     let ours = resample(&mr, &ct.geometry, &t, lo);
     write_nifti(&ours, &ours_p).unwrap();
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/sitk_reference.py");
-    let st = std::process::Command::new(py)
-        .arg(script)
-        .arg("resample")
-        .args([&f, &m, &tfm, &theirs_p])
-        .output()
-        .unwrap();
-    assert!(
-        st.status.success(),
-        "{}",
-        String::from_utf8_lossy(&st.stderr)
+    let _ = common::run_ok(
+        std::process::Command::new(py)
+            .arg(script)
+            .arg("resample")
+            .args([&f, &m, &tfm, &theirs_p]),
     );
     let theirs = read_nifti(&theirs_p).unwrap();
     assert_eq!(theirs.geometry.dims, ours.geometry.dims);

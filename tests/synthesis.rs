@@ -2,6 +2,8 @@
 //! grid and geometry, comes out in the target modality's units, writes as NIfTI and as a
 //! derived DICOM series, and cancels cleanly. (Output quality needs a trained model: issue 5.)
 
+mod common;
+
 use synthscope::io::phantom::{MrContrast, PhantomConfig, phantom_mr};
 use synthscope::io::{LoadError, Progress, load_paths};
 use synthscope::model::checkpoint::{ModelSpec, save};
@@ -52,16 +54,15 @@ fn mr_to_ct_keeps_the_grid_and_writes_nifti_and_dicom() {
     let input = dir.path().join("mr.nii.gz");
     synthscope::io::nifti_io::write_nifti(&mr, &input).unwrap();
     for out in [dir.path().join("sct.nii.gz"), dir.path().join("sct_dicom")] {
-        let o = std::process::Command::new(env!("CARGO_BIN_EXE_synthscope"))
-            .args(["synthesize", "--model"])
-            .arg(ck.with_extension("json"))
-            .arg("--input")
-            .arg(&input)
-            .arg("--out")
-            .arg(&out)
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        common::run_ok(
+            common::synthscope()
+                .args(["synthesize", "--model"])
+                .arg(ck.with_extension("json"))
+                .arg("--input")
+                .arg(&input)
+                .arg("--out")
+                .arg(&out),
+        );
         let back = load_paths(std::slice::from_ref(&out), &Progress::default()).unwrap();
         let v = &back.volumes[0];
         assert_eq!(v.geometry.dims, mr.geometry.dims, "{}", out.display());

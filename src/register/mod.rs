@@ -249,14 +249,7 @@ impl Params {
                 [self.p[3], self.p[4], self.p[5]],
                 self.center,
             ),
-            Stage::Affine => {
-                let p = &self.p;
-                Affine {
-                    matrix: [[p[0], p[1], p[2]], [p[3], p[4], p[5]], [p[6], p[7], p[8]]],
-                    translation: [p[9], p[10], p[11]],
-                    center: self.center,
-                }
-            }
+            Stage::Affine => Affine::from_itk_parameters(&self.p, self.center),
         }
     }
 
@@ -435,23 +428,9 @@ pub fn register(
     for stage in stages {
         if stage == Stage::Affine {
             let t = params.transform();
-            let m = t.matrix;
             params = Params {
                 stage: Stage::Affine,
-                p: vec![
-                    m[0][0],
-                    m[0][1],
-                    m[0][2],
-                    m[1][0],
-                    m[1][1],
-                    m[1][2],
-                    m[2][0],
-                    m[2][1],
-                    m[2][2],
-                    t.translation[0],
-                    t.translation[1],
-                    t.translation[2],
-                ],
+                p: t.itk_parameters().to_vec(),
                 center: t.center,
             };
         }

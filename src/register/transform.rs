@@ -159,25 +159,36 @@ impl Affine {
         }
     }
 
-    /// Write as an ITK transform file (`AffineTransform_double_3_3`, LPS), as 3D Slicer and elastix read it.
-    pub fn write_tfm(&self, path: &Path) -> std::io::Result<()> {
+    /// ITK's 12 parameters: the matrix row by row, then the translation.
+    pub fn itk_parameters(&self) -> [f64; 12] {
         let m = &self.matrix;
         let t = &self.translation;
+        [
+            m[0][0], m[0][1], m[0][2], m[1][0], m[1][1], m[1][2], m[2][0], m[2][1], m[2][2], t[0],
+            t[1], t[2],
+        ]
+    }
+
+    /// The transform with ITK's 12 parameters about `center`.
+    pub fn from_itk_parameters(p: &[f64], center: Vec3) -> Self {
+        Affine {
+            matrix: [[p[0], p[1], p[2]], [p[3], p[4], p[5]], [p[6], p[7], p[8]]],
+            translation: [p[9], p[10], p[11]],
+            center,
+        }
+    }
+
+    /// Write as an ITK transform file (`AffineTransform_double_3_3`, LPS), as 3D Slicer and elastix read it.
+    pub fn write_tfm(&self, path: &Path) -> std::io::Result<()> {
+        let params: Vec<String> = self
+            .itk_parameters()
+            .iter()
+            .map(|v| v.to_string())
+            .collect();
         let c = &self.center;
         let text = format!(
-            "#Insight Transform File V1.0\n#Transform 0\nTransform: AffineTransform_double_3_3\nParameters: {} {} {} {} {} {} {} {} {} {} {} {}\nFixedParameters: {} {} {}\n",
-            m[0][0],
-            m[0][1],
-            m[0][2],
-            m[1][0],
-            m[1][1],
-            m[1][2],
-            m[2][0],
-            m[2][1],
-            m[2][2],
-            t[0],
-            t[1],
-            t[2],
+            "#Insight Transform File V1.0\n#Transform 0\nTransform: AffineTransform_double_3_3\nParameters: {}\nFixedParameters: {} {} {}\n",
+            params.join(" "),
             c[0],
             c[1],
             c[2]
@@ -227,11 +238,7 @@ impl Affine {
                     p.len()
                 ));
             }
-            return Ok(Affine {
-                matrix: [[p[0], p[1], p[2]], [p[3], p[4], p[5]], [p[6], p[7], p[8]]],
-                translation: [p[9], p[10], p[11]],
-                center,
-            });
+            return Ok(Affine::from_itk_parameters(&p, center));
         }
         if kind.starts_with("Euler3DTransform") && p.len() == 6 {
             // ITK Euler3D (ZXY order by default): R = Rz Rx Ry.

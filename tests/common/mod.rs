@@ -122,3 +122,21 @@ pub fn sitk_python() -> &'static Path {
         py
     })
 }
+
+/// Run a command to completion; panics with its standard error unless it succeeded.
+pub fn run_ok(cmd: &mut Command) -> std::process::Output {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// The synthscope binary as a command.
+pub fn synthscope() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_synthscope"))
+}

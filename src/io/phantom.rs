@@ -232,6 +232,10 @@ fn head_properties(p: Vec3, h: f64) -> [f32; 3] {
     let g = [q[0] / HEAD[0] / r, q[1] / HEAD[1] / r, q[2] / HEAD[2] / r];
     let gn = (g[0] * g[0] + g[1] * g[1] + g[2] * g[2]).sqrt();
     let shell_d = |f: f64| (r - f) / gn;
+    // Nothing (head, nose, ears) reaches beyond 1.25 head radii: most of the grid is air.
+    if r > 1.25 + h / 70.0 {
+        return properties(Tissue::Air);
+    }
     let scalp_d = shell_d(1.0);
     // Nose and ears stick out of the head outline: they break its symmetry, as real heads do.
     let nose = Ellipsoid {

@@ -1,0 +1,117 @@
+//! Native file dialogs on worker threads, and what their answers do.
+
+use super::*;
+
+/// Which file the transform dialog is for.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Dialog {
+    SaveTfm,
+    LoadTfm,
+    SaveResampled,
+    SaveCtOnMr,
+    SaveSynthetic,
+    LoadModel,
+}
+
+impl SynthScopeApp {
+    /// Ask for a file on a worker thread (native dialogs block their thread).
+    pub(super) fn open_dialog(&mut self, ctx: &egui::Context, d: Dialog) {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let c = ctx.clone();
+        let spawned = std::thread::Builder::new()
+            .name("file-dialog".into())
+            .spawn(move || {
+                let nifti = |name: &str| {
+                    rfd::FileDialog::new()
+                        .add_filter("NIfTI", &["nii", "gz"])
+                        .set_file_name(name)
+                        .save_file()
+                };
+                let r = match d {
+                    Dialog::SaveTfm => rfd::FileDialog::new()
+                        .add_filter("ITK transform", &["tfm"])
+                        .set_file_name("mr_to_ct.tfm")
+                        .save_file(),
+                    Dialog::LoadTfm => rfd::FileDialog::new()
+                        .add_filter("ITK transform", &["tfm", "txt"])
+                        .pick_file(),
+                    Dialog::SaveResampled => nifti("mr_on_ct.nii.gz"),
+                    Dialog::SaveCtOnMr => nifti("ct_on_mr.nii.gz"),
+                    Dialog::SaveSynthetic => nifti("synthetic.nii.gz"),
+                    Dialog::LoadModel => rfd::FileDialog::new()
+                        .add_filter("SynthScope checkpoint", &["json", "bpk"])
+                        .pick_file(),
+                };
+                let _ = tx.send(r);
+                c.request_repaint();
+            });
+        if spawned.is_ok() {
+            self.transform_dialog = Some((d, rx));
+        }
+    }
+
+    pub(super) fn poll_dialog(&mut self) {
+        if let Some((d, rx)) = &self.transform_dialog
+            && let Ok(r) = rx.try_recv()
+        {
+            let d = *d;
+            self.transform_dialog = None;
+            if let Some(path) = r {
+                self.transform_file(d, &path);
+            }
+        }
+    }
+
+    /// Save or load the transform, or save the MR resampled onto the CT grid.
+    pub(super) fn transform_file(&mut self, d: Dialog, path: &std::path::Path) {
+        match d {
+            Dialog::LoadModel => self.load_model(path),
+            Dialog::SaveSynthetic => {
+                if let Some(v) = self.synthetic.and_then(|i| self.volumes.get(i)).cloned()
+                    && let Err(e) = crate::io::nifti_io::write_nifti(&v, path)
+                {
+                    self.errors.push(e.to_string());
+                }
+            }
+            Dialog::SaveTfm => {
+                if let Some(t) = self.mr_transform
+                    && let Err(e) = t.write_tfm(path)
+                {
+                    self.errors
+                        .push(format!("{}: cannot write: {e}", path.display()));
+                }
+            }
+            Dialog::LoadTfm => match crate::register::Affine::read_tfm(path) {
+                Ok(t) => self.set_transform(Some(t)),
+                Err(e) => self.errors.push(e),
+            },
+            Dialog::SaveResampled => {
+                if let (Some(ct), Some(mr), Some(t)) = (
+                    self.ct_volume().cloned(),
+                    self.mr_volume().cloned(),
+                    self.mr_transform,
+                ) {
+                    let (min, _) = mr.min_max();
+                    let v = crate::register::resample(&mr, &ct.geometry, &t, min);
+                    if let Err(e) = crate::io::nifti_io::write_nifti(&v, path) {
+                        self.errors.push(e.to_string());
+                    }
+                }
+            }
+            Dialog::SaveCtOnMr => {
+                // The inverse transform maps MR points to CT points.
+                if let (Some(ct), Some(mr), Some(inv)) = (
+                    self.ct_volume().cloned(),
+                    self.mr_volume().cloned(),
+                    self.mr_transform.and_then(|t| t.inverse()),
+                ) {
+                    let (min, _) = ct.min_max();
+                    let v = crate::register::resample(&ct, &mr.geometry, &inv, min);
+                    if let Err(e) = crate::io::nifti_io::write_nifti(&v, path) {
+                        self.errors.push(e.to_string());
+                    }
+                }
+            }
+        }
+    }
+}

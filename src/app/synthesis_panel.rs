@@ -1,0 +1,400 @@
+//! Synthesis and feature-map panels: load a checkpoint, synthesise, inspect activations.
+
+use super::*;
+
+/// A channel image (row-major, `w` x `h`) scaled to its own range, in JET colours.
+pub(super) fn jet_image(v: &[f32], w: usize, h: usize) -> egui::ColorImage {
+    let (lo, hi) = v
+        .iter()
+        .fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), x| {
+            (a.min(*x), b.max(*x))
+        });
+    let span = (hi - lo).max(1e-12);
+    let table = Colormap::Jet.table();
+    let rgba: Vec<u8> = v
+        .iter()
+        .flat_map(|x| table[(((x - lo) / span) * 255.0).round().clamp(0.0, 255.0) as usize])
+        .collect();
+    egui::ColorImage::from_rgba_unmultiplied([w, h], &rgba)
+}
+
+impl SynthScopeApp {
+    /// Load a synthesis checkpoint (either file of the .json/.bpk pair) onto the shared device.
+    pub fn load_model(&mut self, path: &std::path::Path) {
+        let device = match gpu::shared() {
+            Ok(g) => g.device.clone(),
+            Err(e) => {
+                self.errors.push(e.to_string());
+                return;
+            }
+        };
+        match crate::model::checkpoint::load(path, &device) {
+            Ok((m, meta)) if !matches!(m, crate::model::checkpoint::AnyModel::Classifier(_)) => {
+                self.model = Some((m, meta, path.to_path_buf()))
+            }
+            Ok(_) => self.errors.push(format!(
+                "{}: a classifier cannot synthesise images",
+                path.display()
+            )),
+            Err(e) => self.errors.push(e),
+        }
+    }
+
+    /// Direction of the loaded model.
+    pub fn model_direction(&self) -> Option<crate::model::Direction> {
+        use crate::model::checkpoint::ModelSpec;
+        self.model
+            .as_ref()
+            .and_then(|(_, meta, _)| match &meta.model {
+                ModelSpec::Unet(c) => Some(c.direction),
+                ModelSpec::Drunet(c) => Some(c.direction),
+                ModelSpec::Classifier(_) => None,
+            })
+    }
+
+    /// Synthesise with the loaded model: MR -> CT from the MR role (metrics against the CT,
+    /// through the registration when there is one), CT -> MR from the CT role.
+    pub fn start_synthesis(&mut self, ctx: &egui::Context) {
+        use crate::model::Direction;
+        if self.synth_job.is_some() {
+            return;
+        }
+        let Some(direction) = self.model_direction() else {
+            self.errors
+                .push("No trained model loaded: load a checkpoint first.".into());
+            return;
+        };
+        let (input, reference) = match direction {
+            Direction::MrToCt => (
+                self.mr_volume().cloned(),
+                self.ct_volume().cloned().map(|c| (c, self.mr_transform)),
+            ),
+            Direction::CtToMr => (
+                self.ct_volume().cloned(),
+                self.mr_volume()
+                    .cloned()
+                    .map(|m| (m, self.mr_transform.and_then(|t| t.inverse()))),
+            ),
+        };
+        let Some(input) = input else {
+            self.errors.push("Synthesis needs an input volume in the matching role (MR for MR → CT, CT for CT → MR).".into());
+            return;
+        };
+        let Some((model, meta, path)) = self.model.take() else {
+            return;
+        };
+        let c = ctx.clone();
+        self.synth_job = Some(SynthJob::start(
+            model,
+            direction,
+            input,
+            reference,
+            move || c.request_repaint(),
+        ));
+        self.model_pending = Some((meta, path));
+    }
+
+    /// Compute the chosen layer's activations for the input slice at the crosshair.
+    pub fn start_features(&mut self, ctx: &egui::Context) {
+        use crate::model::Direction;
+        if self.feature_job.is_some() || self.synth_job.is_some() {
+            return;
+        }
+        let Some(direction) = self.model_direction() else {
+            return;
+        };
+        let input = match direction {
+            Direction::MrToCt => self.mr_volume().cloned(),
+            Direction::CtToMr => self.ct_volume().cloned(),
+        };
+        let Some(input) = input else {
+            self.errors.push(
+                "Feature maps need the model's input volume (MR for MR → CT, CT for CT → MR)."
+                    .into(),
+            );
+            return;
+        };
+        // The input slice under the crosshair (through the registration for the MR).
+        let w = match (direction, self.mr_transform) {
+            (Direction::MrToCt, Some(t)) => t.apply(self.view.crosshair),
+            _ => self.view.crosshair,
+        };
+        let z = input.geometry.voxel_from_world(w)[2].round().max(0.0) as usize;
+        let Some((model, meta, path)) = self.model.take() else {
+            return;
+        };
+        self.model_pending = Some((meta, path));
+        let layer = self.feature_layer;
+        let c = ctx.clone();
+        self.feature_job = Some(ModelJob::start(
+            model,
+            move |m| {
+                let device = gpu::shared().map_err(|e| e.to_string())?.device.clone();
+                crate::synth::slice_features(m, direction, &input, z, layer, 64, &device)
+            },
+            move || c.request_repaint(),
+        ));
+    }
+
+    pub(super) fn finish_features(
+        &mut self,
+        ctx: &egui::Context,
+        r: Result<crate::synth::FeatureMaps, String>,
+        model: crate::model::checkpoint::AnyModel,
+    ) {
+        if let Some((meta, path)) = self.model_pending.take() {
+            self.model = Some((model, meta, path));
+        }
+        match r {
+            Ok(maps) => {
+                self.feature_textures = maps
+                    .channels
+                    .iter()
+                    .enumerate()
+                    .map(|(k, ch)| {
+                        let (lo, hi) = ch
+                            .iter()
+                            .fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), v| {
+                                (a.min(*v), b.max(*v))
+                            });
+                        (
+                            ctx.load_texture(
+                                format!("feature-{k}"),
+                                jet_image(ch, maps.width, maps.height),
+                                egui::TextureOptions::NEAREST,
+                            ),
+                            lo,
+                            hi,
+                        )
+                    })
+                    .collect();
+                self.feature_enlarged = None;
+                self.feature_maps = Some(maps);
+            }
+            Err(e) => self.errors.push(format!("Feature maps: {e}")),
+        }
+    }
+
+    pub(super) fn finish_synthesis(&mut self, r: jobs::SynthResult) {
+        let (result, metrics, model) = r;
+        if let Some((meta, path)) = self.model_pending.take() {
+            self.model = Some((model, meta, path));
+        }
+        match result {
+            Ok(v) => {
+                let v = Arc::new(v);
+                match self.synthetic {
+                    Some(i) if i < self.volumes.len() => self.volumes[i] = v,
+                    _ => {
+                        self.volumes.push(v);
+                        self.synthetic = Some(self.volumes.len() - 1);
+                    }
+                }
+                self.third_shows_synthetic = true;
+                self.synth_metrics = metrics;
+            }
+            Err(LoadError::Cancelled) => self.errors.push("Synthesis cancelled.".into()),
+            Err(e) => self.errors.push(format!("Synthesis: {e}")),
+        }
+    }
+
+    /// Wait for a running feature computation (tests).
+    pub fn wait_for_features(&mut self, ctx: &egui::Context, timeout: Duration) {
+        if let Some(job) = &self.feature_job
+            && let Some((r, model)) = job.wait(timeout)
+        {
+            self.feature_job = None;
+            self.finish_features(ctx, r, model);
+        }
+    }
+
+    pub(super) fn synthesis_ui(&mut self, ctx: &egui::Context) {
+        let mut open = self.show_synthesis;
+        let mut dialog = None;
+        let mut run = false;
+        egui::Window::new("Synthesis").open(&mut open).default_width(420.0).show(ctx, |ui| {
+            match (&self.model, &self.model_pending) {
+                (Some((_, meta, path)), _) => {
+                    ui.label(format!("Model: {}", path.display()));
+                    ui.small(format!("{:?}", meta.model));
+                }
+                (None, Some((_, path))) => {
+                    ui.label(format!("Model: {} (running)", path.display()));
+                }
+                (None, None) => {
+                    ui.colored_label(egui::Color32::YELLOW, "No trained model loaded: synthesis shows nothing until you load a checkpoint (made by training, or imported).");
+                }
+            }
+            ui.horizontal(|ui| {
+                if ui.button("Load checkpoint…").clicked() {
+                    dialog = Some(Dialog::LoadModel);
+                }
+                if let Some(job) = &self.synth_job {
+                    ui.add(egui::ProgressBar::new(job.progress.fraction()).desired_width(180.0).show_percentage());
+                    if ui.button("Cancel").clicked() {
+                        job.progress.cancel();
+                    }
+                } else if ui.add_enabled(self.model.is_some(), egui::Button::new("Synthesise")).clicked() {
+                    run = true;
+                }
+            });
+            if self.synthetic.is_some() {
+                ui.checkbox(&mut self.third_shows_synthetic, "Third pane: real vs synthetic");
+                ui.horizontal(|ui| {
+                    let (mut range, background) = match self.compare {
+                        Combine::SignedError { range, background } | Combine::AbsError { range, background } => (range, background),
+                        _ => (200.0, if self.model_direction() == Some(crate::model::Direction::CtToMr) { 50.0 } else { -500.0 }),
+                    };
+                    if ui.selectable_label(matches!(self.compare, Combine::SignedError { .. }), "Error (signed)").clicked() {
+                        self.compare = Combine::SignedError { range, background };
+                    }
+                    if ui.selectable_label(matches!(self.compare, Combine::AbsError { .. }), "|Error|").clicked() {
+                        self.compare = Combine::AbsError { range, background };
+                    }
+                    if matches!(self.compare, Combine::SignedError { .. } | Combine::AbsError { .. }) && ui.add(egui::Slider::new(&mut range, 10.0..=2000.0).logarithmic(true).text("± range")).changed() {
+                        self.compare = match self.compare {
+                            Combine::SignedError { .. } => Combine::SignedError { range, background },
+                            _ => Combine::AbsError { range, background },
+                        };
+                    }
+                });
+                if ui.button("Save synthetic (NIfTI)…").clicked() {
+                    dialog = Some(Dialog::SaveSynthetic);
+                }
+            }
+            match &self.synth_metrics {
+                Some(Ok(m)) => {
+                    egui::Grid::new("synth-metrics").striped(true).show(ui, |ui| {
+                        for h in ["region", "MAE", "RMSE", "PSNR dB", "SSIM", "UQI"] {
+                            ui.strong(h);
+                        }
+                        ui.end_row();
+                        for r in m {
+                            ui.label(format!("{:?}", r.region));
+                            ui.monospace(format!("{:.2}", r.mae));
+                            ui.monospace(format!("{:.2}", r.rmse));
+                            ui.monospace(format!("{:.2}", r.psnr));
+                            ui.monospace(format!("{:.4}", r.ssim));
+                            ui.monospace(format!("{:.4}", r.uqi));
+                            ui.end_row();
+                        }
+                    });
+                }
+                Some(Err(e)) => {
+                    ui.colored_label(egui::Color32::LIGHT_RED, e);
+                }
+                None => {}
+            }
+        });
+        self.show_synthesis = open;
+        if run {
+            self.start_synthesis(ctx);
+        }
+        if let Some(d) = dialog {
+            self.open_dialog(ctx, d);
+        }
+    }
+
+    pub(super) fn features_ui(&mut self, ctx: &egui::Context) {
+        let mut open = self.show_features;
+        let mut run = false;
+        egui::Window::new("Feature maps")
+            .open(&mut open)
+            .default_width(560.0)
+            .show(ctx, |ui| {
+                if self.model.is_none() && self.model_pending.is_none() {
+                    ui.colored_label(
+                        egui::Color32::YELLOW,
+                        "No model loaded: load a checkpoint in the Synthesis panel.",
+                    );
+                    return;
+                }
+                ui.horizontal(|ui| {
+                    let names = self.model_layers.clone();
+                    egui::ComboBox::from_label("Layer")
+                        .selected_text(names.get(self.feature_layer).cloned().unwrap_or_default())
+                        .show_ui(ui, |ui| {
+                            for (i, n) in names.iter().enumerate() {
+                                ui.selectable_value(&mut self.feature_layer, i, n);
+                            }
+                        });
+                    if self.feature_job.is_some() {
+                        ui.spinner();
+                    } else if ui
+                        .add_enabled(
+                            self.model.is_some(),
+                            egui::Button::new("Compute for this slice"),
+                        )
+                        .clicked()
+                    {
+                        run = true;
+                    }
+                });
+                if let Some(maps) = &self.feature_maps {
+                    ui.label(format!(
+                        "{}: {} channels of {}x{} (showing {}), each scaled to its own range, JET",
+                        maps.layer,
+                        maps.total_channels,
+                        maps.width,
+                        maps.height,
+                        self.feature_textures.len()
+                    ));
+                    if let Some(k) = self.feature_enlarged
+                        && let Some((t, lo, hi)) = self.feature_textures.get(k)
+                    {
+                        ui.horizontal(|ui| {
+                            ui.add(egui::Image::new(t).fit_to_exact_size(egui::vec2(256.0, 256.0)));
+                            ui.label(format!(
+                                "channel {k}\nrange {lo:.3} .. {hi:.3}\n(click a tile to change)"
+                            ));
+                        });
+                    }
+                    egui::ScrollArea::vertical()
+                        .max_height(320.0)
+                        .show(ui, |ui| {
+                            ui.horizontal_wrapped(|ui| {
+                                for (k, (t, lo, hi)) in self.feature_textures.iter().enumerate() {
+                                    let r = ui
+                                        .add(
+                                            egui::Image::new(t)
+                                                .fit_to_exact_size(egui::vec2(56.0, 56.0))
+                                                .sense(egui::Sense::click()),
+                                        )
+                                        .on_hover_text(format!("channel {k}: {lo:.3} .. {hi:.3}"));
+                                    if r.clicked() {
+                                        self.feature_enlarged = Some(k);
+                                    }
+                                }
+                            });
+                        });
+                }
+                ui.collapsing("First-layer filters", |ui| {
+                    if self.filter_textures.is_empty()
+                        && let Some((m, _, _)) = &self.model
+                        && let Ok((filters, k)) = crate::synth::first_filters(m)
+                    {
+                        self.filter_textures = filters
+                            .iter()
+                            .enumerate()
+                            .map(|(i, f)| {
+                                ctx.load_texture(
+                                    format!("filter-{i}"),
+                                    jet_image(f, k, k),
+                                    egui::TextureOptions::NEAREST,
+                                )
+                            })
+                            .collect();
+                    }
+                    ui.horizontal_wrapped(|ui| {
+                        for t in &self.filter_textures {
+                            ui.add(egui::Image::new(t).fit_to_exact_size(egui::vec2(36.0, 36.0)));
+                        }
+                    });
+                });
+            });
+        self.show_features = open;
+        if run {
+            self.start_features(ctx);
+        }
+    }
+}

@@ -168,6 +168,16 @@ pub enum ModelCmd {
 /// Benchmarks.
 #[derive(Subcommand, Debug)]
 pub enum Bench {
+    /// Whole-pipeline synthesis of demo MR slices (176 x 176) with U-Net and DRUNet-34 (untrained
+    /// weights: timing only): slices/s and the time per stage.
+    Synthesize {
+        /// Slices to synthesise.
+        #[arg(long, default_value_t = 8)]
+        slices: usize,
+        /// Slices per batch.
+        #[arg(long, default_value_t = 4)]
+        batch: usize,
+    },
     /// Forward-pass throughput (slices/s) of U-Net and DRUNet on the shared device, untrained
     /// weights (timing only; synthesis needs a trained checkpoint).
     Models {
@@ -331,6 +341,9 @@ pub fn main() -> anyhow::Result<()> {
                     repeat,
                 },
         }) => bench_models(size, batch, repeat),
+        Some(Command::Bench {
+            what: Bench::Synthesize { slices, batch },
+        }) => bench_synthesize(slices, batch),
         Some(Command::Synthesize {
             model,
             input,
@@ -923,5 +936,81 @@ fn model_import(weights: &Path, arch: &str, direction: &str, out: &Path) -> anyh
             format!(" ({} unused keys ignored)", r.unused.len())
         }
     );
+    Ok(())
+}
+
+fn bench_synthesize(slices: usize, batch: usize) -> anyhow::Result<()> {
+    use crate::model::checkpoint::ModelSpec;
+    use crate::model::{Direction, DrunetConfig, UnetConfig};
+    let g = crate::gpu::shared()?;
+    let mr = phantom::phantom_mr(&phantom::PhantomConfig::default(), phantom::MrContrast::T1);
+    let [nx, ny, nz] = mr.geometry.dims;
+    let n = slices.clamp(1, nz);
+    let z0 = (nz - n) / 2;
+    let mut geometry = mr.geometry.clone();
+    geometry.origin = geometry.world_from_voxel([0.0, 0.0, z0 as f64]);
+    geometry.dims = [nx, ny, n];
+    let input = crate::volume::Volume::new(
+        geometry,
+        mr.data[z0 * nx * ny..(z0 + n) * nx * ny].to_vec(),
+        mr.meta.clone(),
+    );
+    println!(
+        "device: {}; {n} slices of {nx}x{ny}, batch {batch}",
+        g.report.summary()
+    );
+    for (name, spec) in [
+        (
+            "U-Net",
+            ModelSpec::Unet(UnetConfig::new().with_direction(Direction::MrToCt)),
+        ),
+        (
+            "DRUNet-34",
+            ModelSpec::Drunet(
+                DrunetConfig::new()
+                    .with_depth(34)
+                    .with_direction(Direction::MrToCt),
+            ),
+        ),
+    ] {
+        let model = spec.init(&g.device).map_err(|e| anyhow::anyhow!(e))?;
+        // One warm-up batch compiles the kernels.
+        let warm = Instant::now();
+        let one = crate::volume::Volume::new(
+            crate::volume::Geometry {
+                dims: [nx, ny, 1],
+                ..input.geometry.clone()
+            },
+            input.data[..nx * ny].to_vec(),
+            input.meta.clone(),
+        );
+        crate::synth::synthesize(
+            &model,
+            Direction::MrToCt,
+            &one,
+            1,
+            &g.device,
+            &Progress::default(),
+        )?;
+        let warm = warm.elapsed().as_secs_f64();
+        let t = Instant::now();
+        let (_, st) = crate::synth::synthesize_timed(
+            &model,
+            Direction::MrToCt,
+            &input,
+            batch,
+            &g.device,
+            &Progress::default(),
+        )?;
+        let total = t.elapsed().as_secs_f64();
+        println!(
+            "{name:<10} {:7.2} slices/s; prepare {:.0}%, network (incl. read-back) {:.0}%, assemble {:.0}%; warm-up {:.1} s",
+            n as f64 / total,
+            100.0 * st.prepare / total,
+            100.0 * st.network / total,
+            100.0 * st.assemble / total,
+            warm
+        );
+    }
     Ok(())
 }

@@ -165,6 +165,31 @@ pub fn synthesize(
     device: &Device,
     progress: &Progress,
 ) -> Result<Volume, LoadError> {
+    synthesize_timed(model, direction, input, batch, device, progress).map(|(v, _)| v)
+}
+
+/// Wall time of each stage of [`synthesize`] (s).
+#[derive(Clone, Copy, Debug, Default, serde::Serialize)]
+pub struct StageTimes {
+    /// Normalising, repeating and padding slices, and uploading them.
+    pub prepare: f64,
+    /// The network's forward pass, including reading its output back.
+    pub network: f64,
+    /// Undoing the normalisation and assembling the volume.
+    pub assemble: f64,
+}
+
+/// [`synthesize`], also reporting the time spent in each stage.
+pub fn synthesize_timed(
+    model: &AnyModel,
+    direction: Direction,
+    input: &Volume,
+    batch: usize,
+    device: &Device,
+    progress: &Progress,
+) -> Result<(Volume, StageTimes), LoadError> {
+    let mut times = StageTimes::default();
+    let clock = std::time::Instant::now;
     let (norm_in, norm_out, out_modality) = match direction {
         Direction::MrToCt => (Normalisation::mr(input), Normalisation::ct(), "CT"),
         Direction::CtToMr => (
@@ -197,8 +222,10 @@ pub fn synthesize(
     for z0 in (0..nz).step_by(batch) {
         progress.check()?;
         let n = batch.min(nz - z0);
+        let t0 = clock();
         let buf = normalised_slices(input, z0, n, channels, (px, py), &norm_in);
         let t = Tensor::<4>::from_data(TensorData::new(buf, [n, channels, py, px]), device);
+        let t1 = clock();
         let y = match model {
             AnyModel::Unet(m) => m.forward(t),
             AnyModel::Drunet(m) => m.forward(t),
@@ -208,6 +235,9 @@ pub fn synthesize(
         let vals = data.as_slice::<f32>().map_err(|e| {
             LoadError::file("(model)", format!("reading the network output: {e:?}"))
         })?;
+        let t2 = clock();
+        times.prepare += (t1 - t0).as_secs_f64();
+        times.network += (t2 - t1).as_secs_f64();
         for b in 0..n {
             let base = b * px * py; // first output channel
             for yy in 0..ny {
@@ -218,6 +248,7 @@ pub fn synthesize(
             }
             progress.step();
         }
+        times.assemble += t2.elapsed().as_secs_f64();
     }
     let meta = VolumeMeta {
         modality: out_modality.into(),
@@ -231,7 +262,7 @@ pub fn synthesize(
         // Whole HU, as scanners store them.
         v.data.iter_mut().for_each(|x| *x = x.round());
     }
-    Ok(v)
+    Ok((v, times))
 }
 
 #[cfg(test)]

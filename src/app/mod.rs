@@ -688,23 +688,6 @@ impl SynthScopeApp {
     }
 }
 
-impl AdapterReport {
-    /// The report of an egui-wgpu adapter.
-    pub fn from_adapter(adapter: &eframe::egui_wgpu::wgpu::Adapter) -> Self {
-        let info = adapter.get_info();
-        let software = info.device_type == eframe::egui_wgpu::wgpu::DeviceType::Cpu;
-        Self {
-            name: info.name.clone(),
-            device_type: format!("{:?}", info.device_type),
-            backend: format!("{:?}", info.backend),
-            driver: format!("{} {}", info.driver, info.driver_info)
-                .trim()
-                .to_string(),
-            software,
-        }
-    }
-}
-
 impl eframe::App for SynthScopeApp {
     fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
         let ctx = ui.ctx().clone();

@@ -40,6 +40,11 @@ impl AdapterReport {
         }
     }
 
+    /// The report of an adapter (the one the views draw with, in the app).
+    pub fn from_adapter(adapter: &wgpu::Adapter) -> Self {
+        Self::from_info(&adapter.get_info())
+    }
+
     /// One line for the status bar.
     pub fn summary(&self) -> String {
         let kind = if self.software {

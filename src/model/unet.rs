@@ -108,6 +108,18 @@ impl Unet {
     /// the bottleneck), the decoder levels, then the output.
     pub fn forward_features(&self, x: Tensor<4>) -> Vec<Tensor<4>> {
         let mut acts = Vec::new();
+        let out = self.run(x, Some(&mut acts));
+        acts.push(out);
+        acts
+    }
+
+    /// The forward pass; with `acts`, every level's activation is kept there too.
+    fn run(&self, x: Tensor<4>, mut acts: Option<&mut Vec<Tensor<4>>>) -> Tensor<4> {
+        let mut keep = |t: &Tensor<4>| {
+            if let Some(a) = acts.as_deref_mut() {
+                a.push(t.clone());
+            }
+        };
         let mut skips = Vec::new();
         let mut y = x;
         for (i, d) in self.down.iter().enumerate() {
@@ -116,16 +128,15 @@ impl Unet {
             }
             y = d.forward(y);
             skips.push(y.clone());
-            acts.push(y.clone());
+            keep(&y);
         }
         skips.pop();
         for (up, conv) in self.ups.iter().zip(&self.up_convs) {
             let skip = skips.pop().unwrap_or_else(|| unreachable!());
             y = conv.forward(Tensor::cat(vec![up.forward(y), skip], 1));
-            acts.push(y.clone());
+            keep(&y);
         }
-        acts.push(self.head.forward(y));
-        acts
+        self.head.forward(y)
     }
 
     /// Weights of the first convolution: [w0, in, 3, 3].
@@ -152,21 +163,7 @@ impl Unet {
 
     /// x: [B, in, H, W] -> [B, out, H, W]
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let mut skips = Vec::new();
-        let mut y = x;
-        for (i, d) in self.down.iter().enumerate() {
-            if i > 0 {
-                y = self.pool.forward(y);
-            }
-            y = d.forward(y);
-            skips.push(y.clone());
-        }
-        skips.pop();
-        for (up, conv) in self.ups.iter().zip(&self.up_convs) {
-            let skip = skips.pop().unwrap_or_else(|| unreachable!());
-            y = conv.forward(Tensor::cat(vec![up.forward(y), skip], 1));
-        }
-        self.head.forward(y)
+        self.run(x, None)
     }
 }
 

@@ -51,6 +51,24 @@ impl Normalisation {
     }
 }
 
+/// Input normalisation, output normalisation and output modality for `direction`.
+fn normalisations(
+    direction: Direction,
+    input: &Volume,
+) -> (Normalisation, Normalisation, &'static str) {
+    match direction {
+        Direction::MrToCt => (Normalisation::mr(input), Normalisation::ct(), "CT"),
+        Direction::CtToMr => (
+            Normalisation::ct(),
+            Normalisation {
+                low: 0.0,
+                high: 1000.0,
+            },
+            "MR",
+        ),
+    }
+}
+
 /// Slices z0..z0+n of `input`, normalised, repeated to `channels` and zero-padded to (px, py):
 /// the network's input batch [n, channels, py, px], flattened.
 fn normalised_slices(
@@ -102,10 +120,7 @@ pub fn slice_features(
     max_channels: usize,
     device: &Device,
 ) -> Result<FeatureMaps, String> {
-    let norm = match direction {
-        Direction::MrToCt => Normalisation::mr(input),
-        Direction::CtToMr => Normalisation::ct(),
-    };
+    let (norm, _, _) = normalisations(direction, input);
     let (channels, multiple) = model.input_layout();
     let [nx, ny, nz] = input.geometry.dims;
     let z = z.min(nz.saturating_sub(1));
@@ -190,27 +205,14 @@ pub fn synthesize_timed(
 ) -> Result<(Volume, StageTimes), LoadError> {
     let mut times = StageTimes::default();
     let clock = std::time::Instant::now;
-    let (norm_in, norm_out, out_modality) = match direction {
-        Direction::MrToCt => (Normalisation::mr(input), Normalisation::ct(), "CT"),
-        Direction::CtToMr => (
-            Normalisation::ct(),
-            Normalisation {
-                low: 0.0,
-                high: 1000.0,
-            },
-            "MR",
-        ),
-    };
-    let (channels, multiple) = match model {
-        AnyModel::Unet(_) => (1, 16),
-        AnyModel::Drunet(_) => (3, 32),
-        AnyModel::Classifier(_) => {
-            return Err(LoadError::file(
-                "(model)",
-                "a classifier cannot synthesise images",
-            ));
-        }
-    };
+    let (norm_in, norm_out, out_modality) = normalisations(direction, input);
+    if matches!(model, AnyModel::Classifier(_)) {
+        return Err(LoadError::file(
+            "(model)",
+            "a classifier cannot synthesise images",
+        ));
+    }
+    let (channels, multiple) = model.input_layout();
     let [nx, ny, nz] = input.geometry.dims;
     let (px, py) = (
         nx.div_ceil(multiple) * multiple,

@@ -400,22 +400,12 @@ fn render(
     head_from_world: impl Fn(Vec3) -> Vec3 + Sync,
     channel: usize,
 ) -> Vec<f32> {
-    let [nx, ny, nz] = geometry.dims;
     let h = geometry.spacing[0]
         .max(geometry.spacing[1])
         .max(geometry.spacing[2]);
-    let mut data = vec![0f32; nx * ny * nz];
-    data.par_chunks_mut(nx * ny)
-        .enumerate()
-        .for_each(|(z, slice)| {
-            for y in 0..ny {
-                for x in 0..nx {
-                    let w = geometry.world_from_voxel([x as f64, y as f64, z as f64]);
-                    slice[x + nx * y] = head_properties(head_from_world(w), h)[channel];
-                }
-            }
-        });
-    data
+    crate::volume::fill_grid(geometry, |w| {
+        head_properties(head_from_world(w), h)[channel]
+    })
 }
 
 fn meta(modality: Modality, description: &str, uid_suffix: &str) -> VolumeMeta {

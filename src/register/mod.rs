@@ -641,21 +641,10 @@ pub fn resample(
     fixed_to_moving: &Affine,
     background: f32,
 ) -> Volume {
-    let [nx, ny, nz] = grid.dims;
-    let mut data = vec![background; nx * ny * nz];
-    data.par_chunks_mut(nx * ny)
-        .enumerate()
-        .for_each(|(z, slice)| {
-            for y in 0..ny {
-                for x in 0..nx {
-                    let w = grid.world_from_voxel([x as f64, y as f64, z as f64]);
-                    let p = moving.geometry.voxel_from_world(fixed_to_moving.apply(w));
-                    if let Some(v) = moving.sample_linear(p) {
-                        slice[x + nx * y] = v;
-                    }
-                }
-            }
-        });
+    let data = crate::volume::fill_grid(grid, |w| {
+        let p = moving.geometry.voxel_from_world(fixed_to_moving.apply(w));
+        moving.sample_linear(p).unwrap_or(background)
+    });
     let meta = VolumeMeta {
         description: format!("{} (resampled)", moving.meta.description),
         ..moving.meta.clone()

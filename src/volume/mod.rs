@@ -166,6 +166,24 @@ impl Geometry {
     }
 }
 
+/// A new voxel array on `geometry` with `f(world position)` at every voxel centre, slices in parallel.
+pub fn fill_grid(geometry: &Geometry, f: impl Fn(Vec3) -> f32 + Sync) -> Vec<f32> {
+    use rayon::prelude::*;
+    let [nx, ny, nz] = geometry.dims;
+    let mut data = vec![0f32; nx * ny * nz];
+    data.par_chunks_mut((nx * ny).max(1))
+        .enumerate()
+        .for_each(|(z, slice)| {
+            for y in 0..ny {
+                for x in 0..nx {
+                    slice[x + nx * y] =
+                        f(geometry.world_from_voxel([x as f64, y as f64, z as f64]));
+                }
+            }
+        });
+    data
+}
+
 /// Inverse of a 3x3 matrix, or None when it is singular.
 pub fn invert3(m: &[[f64; 3]; 3]) -> Option<[[f64; 3]; 3]> {
     let det = m[0][0] * (m[1][1] * m[2][2] - m[1][2] * m[2][1])

@@ -10,9 +10,11 @@
 pub mod analysis;
 pub mod app;
 pub mod cli;
+mod cli_train;
 pub mod gpu;
 pub mod io;
 pub mod model;
 pub mod register;
 pub mod synth;
+pub mod train;
 pub mod volume;

@@ -17,21 +17,38 @@ use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
 pub fn gradcam(model: &Classifier, x: Tensor<4>, class: usize, layer: usize) -> Tensor<3> {
     let [b, _, h, w] = x.dims();
     let features = model.features_at(x, layer).detach();
-    let leaf = features.clone().autodiff().require_grad();
-    let logits = model.forward_from(leaf.clone(), layer);
-    let [_, classes] = logits.dims();
-    let score = logits
-        .slice([0..b, class.min(classes - 1)..class.min(classes - 1) + 1])
-        .sum();
-    let grads = score.backward();
-    let g = leaf.grad(&grads).unwrap_or_else(|| features.zeros_like());
-    // alpha_k: spatial mean of the gradient, one weight per channel.
-    let alpha = g.mean_dim(3).mean_dim(2);
-    let cam = relu((features * alpha).sum_dim(1));
+    let alpha = gradcam_weights(model, features.clone(), class, layer);
     let cam = interpolate(
-        cam,
+        cam_from(features, alpha),
         InterpolateOptions::new(InterpolateMode::Bilinear).with_output_size([h, w]),
     );
     let peak = cam.clone().max_dim(3).max_dim(2).clamp_min(1e-12);
     (cam / peak).reshape([b, h, w])
+}
+
+/// Grad-CAM's channel weights alpha_k: the spatial mean of the gradient of `class`'s score with
+/// respect to `features` (the activation after layer `layer`): [B, C, h, w] -> [B, C, 1, 1].
+/// The result is a constant (detached) whatever device `features` live on.
+pub fn gradcam_weights(
+    model: &Classifier,
+    features: Tensor<4>,
+    class: usize,
+    layer: usize,
+) -> Tensor<4> {
+    let [b, ..] = features.dims();
+    let features = features.detach();
+    let leaf = features.clone().autodiff().require_grad();
+    let logits = model.forward_from(leaf.clone(), layer);
+    let [_, classes] = logits.dims();
+    let c = class.min(classes - 1);
+    let score = logits.slice([0..b, c..c + 1]).sum();
+    let grads = score.backward();
+    let g = leaf.grad(&grads).unwrap_or_else(|| features.zeros_like());
+    g.mean_dim(3).mean_dim(2).detach()
+}
+
+/// The class-activation map from features and their weights: ReLU(sum_k alpha_k A_k),
+/// [B, C, h, w] x [B, C, 1, 1] -> [B, 1, h, w] (differentiable in `features`).
+pub fn cam_from(features: Tensor<4>, alpha: Tensor<4>) -> Tensor<4> {
+    relu((features * alpha).sum_dim(1))
 }

@@ -436,6 +436,40 @@ pub fn phantom_ct(cfg: &PhantomConfig) -> Volume {
     Volume::new(g, data, meta(Modality::Ct, "Phantom CT (HU)", "2"))
 }
 
+/// The phantom CT on the MR grid, the head in the MR's pose: the CT half of a perfectly
+/// registered pair (training data, known-answer tests).
+pub fn phantom_ct_on_mr_grid(cfg: &PhantomConfig) -> Volume {
+    let g = cfg.mr_geometry();
+    let rigid = cfg.moving_from_fixed;
+    let mut data = render(&g, |w| rigid.apply_inverse(w), 0);
+    let seed = cfg.seed;
+    data.par_iter_mut().enumerate().for_each(|(i, v)| {
+        let (n, _) = gauss(seed, i as u64);
+        *v = (*v + cfg.ct_noise_hu * n).round().clamp(-1024.0, 3071.0);
+    });
+    Volume::new(g, data, meta(Modality::Ct, "Phantom CT on the MR grid (HU)", "5"))
+}
+
+/// Phantom "patient" `k` for training: the demo head in its own pose and noise, as a registered
+/// (CT, T1 MR) pair on the MR grid. Patient 0 has the demo pair's pose. The anatomy is the same
+/// for every patient; only the pose, the noise and (through the pose) the MR bias field differ.
+pub fn phantom_patient(base: &PhantomConfig, k: usize) -> (Volume, Volume) {
+    let f = k as f64;
+    let cfg = PhantomConfig {
+        seed: base.seed.wrapping_add(1000 * k as u64),
+        moving_from_fixed: Rigid {
+            rotation_deg: [3.0 - 4.0 * f, -2.0 + 3.0 * f, 5.0 - 7.0 * f],
+            translation: [4.0 - 3.0 * f, -6.0 + 4.0 * f, 3.0 - 2.0 * f],
+            center: [0.0, 0.0, 0.0],
+        },
+        ..base.clone()
+    };
+    rayon::join(
+        || phantom_ct_on_mr_grid(&cfg),
+        || phantom_mr(&cfg, MrContrast::T1),
+    )
+}
+
 /// The phantom MR on the MR grid, the head moved by `cfg.moving_from_fixed`, with Rician
 /// noise and a smooth multiplicative bias field.
 pub fn phantom_mr(cfg: &PhantomConfig, contrast: MrContrast) -> Volume {

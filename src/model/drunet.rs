@@ -29,6 +29,10 @@ pub struct DrunetConfig {
     /// Translation direction.
     #[config(default = "Direction::CtToMr")]
     pub direction: Direction,
+    /// The image is `sigmoid(logits)` (networks SynthScope trains; BCE-with-logits needs it);
+    /// false: the last convolution's output is the image (as most imported weights).
+    #[config(default = false)]
+    pub output_sigmoid: bool,
 }
 
 impl DrunetConfig {
@@ -115,6 +119,7 @@ impl DrunetConfig {
             decoder,
             final_up,
             head,
+            sigmoid: self.output_sigmoid,
         })
     }
 }
@@ -128,6 +133,7 @@ pub struct Drunet {
     decoder: Vec<Stage>,
     final_up: Up,
     head: Conv2d,
+    sigmoid: bool,
 }
 
 /// Intermediate activations, for feature-map views and Grad-CAM.
@@ -141,9 +147,14 @@ pub struct DrunetFeatures {
 }
 
 impl Drunet {
-    /// x: [B, in, H, W] -> [B, out, H, W] (H, W multiples of 32)
+    /// x: [B, in, H, W] -> [B, out, H, W] (H, W multiples of 32): the image.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         self.forward_features(x).output
+    }
+
+    /// The last convolution's output, before the output sigmoid (if the config has one).
+    pub fn forward_logits(&self, x: Tensor<4>) -> Tensor<4> {
+        self.run(x).2
     }
 
     /// Names of the activations `activations` returns, in order.
@@ -184,6 +195,21 @@ impl Drunet {
 
     /// Like `forward`, keeping every stage's activation.
     pub fn forward_features(&self, x: Tensor<4>) -> DrunetFeatures {
+        let (encoder, decoder, logits) = self.run(x);
+        let output = if self.sigmoid {
+            burn::tensor::activation::sigmoid(logits)
+        } else {
+            logits
+        };
+        DrunetFeatures {
+            encoder,
+            decoder,
+            output,
+        }
+    }
+
+    /// Encoder activations, decoder activations and the logits.
+    fn run(&self, x: Tensor<4>) -> (Vec<Tensor<4>>, Vec<Tensor<4>>, Tensor<4>) {
         let mut enc = vec![relu(self.stem.forward(x))];
         for s in &self.encoder {
             let prev = enc.last().cloned().unwrap_or_else(|| unreachable!());
@@ -196,11 +222,7 @@ impl Drunet {
             y = stage.forward(Tensor::cat(vec![up.forward(y), skip], 1));
             dec.push(y.clone());
         }
-        let output = self.head.forward(self.final_up.forward(y));
-        DrunetFeatures {
-            encoder: enc,
-            decoder: dec,
-            output,
-        }
+        let logits = self.head.forward(self.final_up.forward(y));
+        (enc, dec, logits)
     }
 }

@@ -31,6 +31,10 @@ pub struct UnetConfig {
     /// Translation direction.
     #[config(default = "Direction::MrToCt")]
     pub direction: Direction,
+    /// The image is `sigmoid(logits)` (networks SynthScope trains; BCE-with-logits needs it);
+    /// false: the last convolution's output is the image (as most imported weights).
+    #[config(default = false)]
+    pub output_sigmoid: bool,
 }
 
 /// Two 3x3 conv + BN + ReLU.
@@ -61,6 +65,7 @@ pub struct Unet {
     ups: Vec<Up>,
     up_convs: Vec<DoubleConv>,
     head: Conv2d,
+    sigmoid: bool,
 }
 
 impl UnetConfig {
@@ -99,6 +104,7 @@ impl UnetConfig {
             ups,
             up_convs,
             head: Conv2dConfig::new([w[0], self.out_channels], [1, 1]).init(device),
+            sigmoid: self.output_sigmoid,
         }
     }
 }
@@ -109,7 +115,7 @@ impl Unet {
     pub fn forward_features(&self, x: Tensor<4>) -> Vec<Tensor<4>> {
         let mut acts = Vec::new();
         let out = self.run(x, Some(&mut acts));
-        acts.push(out);
+        acts.push(self.activate(out));
         acts
     }
 
@@ -161,9 +167,22 @@ impl Unet {
         v
     }
 
-    /// x: [B, in, H, W] -> [B, out, H, W]
+    /// x: [B, in, H, W] -> [B, out, H, W]: the image.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        self.activate(self.run(x, None))
+    }
+
+    /// The last convolution's output, before the output sigmoid (if the config has one).
+    pub fn forward_logits(&self, x: Tensor<4>) -> Tensor<4> {
         self.run(x, None)
+    }
+
+    fn activate(&self, logits: Tensor<4>) -> Tensor<4> {
+        if self.sigmoid {
+            burn::tensor::activation::sigmoid(logits)
+        } else {
+            logits
+        }
     }
 }
 

@@ -20,6 +20,9 @@ pub struct Cli {
     /// Benchmark: scroll one slice per frame for N frames, print frame times and exit.
     #[arg(long, value_name = "N")]
     pub autoscroll: Option<usize>,
+    /// Open the Training panel with this run config (TOML/JSON) and start it.
+    #[arg(long, value_name = "CONFIG")]
+    pub train: Option<PathBuf>,
     /// Subcommand.
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -293,6 +296,7 @@ pub fn main() -> anyhow::Result<()> {
             small_demo: cli.small_demo,
             self_test: true,
             autoscroll_frames: cli.autoscroll,
+            train_config: cli.train,
         }),
         Some(Command::Info { paths, json }) => info(&paths, json),
         Some(Command::Convert { mut args }) => {

@@ -31,6 +31,8 @@ impl SynthScopeApp {
                 ui.checkbox(&mut self.show_registration, "Registration");
                 ui.checkbox(&mut self.show_synthesis, "Synthesis");
                 ui.checkbox(&mut self.show_features, "Feature maps");
+                ui.checkbox(&mut self.training.show, "Training");
+                ui.checkbox(&mut self.training.show_runs, "Runs");
                 if ui.button("Reset view (r)").clicked() {
                     self.commands.push(Command::Reset);
                 }
@@ -43,6 +45,7 @@ impl SynthScopeApp {
             ui.toggle_value(&mut self.wl_mode, "W/L drag (w)");
             ui.toggle_value(&mut self.show_registration, "Register…");
             ui.toggle_value(&mut self.show_synthesis, "Synthesise…");
+            ui.toggle_value(&mut self.training.show, "Train…");
             ui.separator();
             ui.label("CT:");
             for (i, p) in CT_PRESETS.iter().enumerate() {

@@ -320,3 +320,119 @@ impl<T: Send + 'static> ModelJob<T> {
         self.rx.recv_timeout(timeout).ok()
     }
 }
+
+/// Where a run's training pairs come from, as the Training panel offers them.
+#[derive(Clone)]
+pub enum TrainData {
+    /// The CT and MR loaded in the app, with the registration (CT point -> MR point) if any.
+    Loaded {
+        /// CT role.
+        ct: Arc<crate::volume::Volume>,
+        /// MR role.
+        mr: Arc<crate::volume::Volume>,
+        /// Registration.
+        transform: Option<crate::register::Affine>,
+    },
+    /// What the config names (demo phantoms, a folder, a pair of files).
+    FromConfig,
+}
+
+/// The pair loaded in the app as one training case on the input modality's grid.
+fn loaded_case(
+    ct: &crate::volume::Volume,
+    mr: &crate::volume::Volume,
+    transform: Option<crate::register::Affine>,
+    direction: crate::model::Direction,
+) -> Result<crate::train::Case, String> {
+    use crate::model::Direction;
+    use crate::register::{Affine, resample};
+    let ct_to_mr = transform.unwrap_or_else(|| Affine::identity([0.0; 3]));
+    match direction {
+        Direction::MrToCt => {
+            let mr_to_ct = ct_to_mr
+                .inverse()
+                .ok_or("the registration cannot be inverted")?;
+            let ct_on_mr = resample(ct, &mr.geometry, &mr_to_ct, -1000.0);
+            crate::train::Case::from_pair("loaded pair", &ct_on_mr, mr, None, direction)
+        }
+        Direction::CtToMr => {
+            let mr_on_ct = resample(mr, &ct.geometry, &ct_to_mr, 0.0);
+            crate::train::Case::from_pair("loaded pair", ct, &mr_on_ct, None, direction)
+        }
+    }
+}
+
+/// A training run on a worker thread (on the shared device's autodiff twin).
+pub struct TrainJob {
+    /// Pause / resume / stop.
+    pub control: Arc<crate::train::Control>,
+    /// Progress of data preparation (loading a folder, resampling).
+    pub progress: Arc<Progress>,
+    /// The run folder.
+    pub run_dir: PathBuf,
+    events: Receiver<crate::train::TrainEvent>,
+    rx: Receiver<Result<crate::train::RunSummary, String>>,
+}
+
+impl TrainJob {
+    /// Start training `cfg` on `data`, writing `run_dir`.
+    pub fn start(
+        cfg: crate::train::TrainConfig,
+        data: TrainData,
+        run_dir: PathBuf,
+        wake: impl Fn() + Send + Sync + 'static,
+    ) -> Self {
+        let control = Arc::new(crate::train::Control::default());
+        let progress = Arc::new(Progress::default());
+        let (tx, rx) = bounded(1);
+        let (etx, events) = crossbeam_channel::unbounded();
+        let (c, pr, dir) = (control.clone(), progress.clone(), run_dir.clone());
+        std::thread::Builder::new()
+            .name("train".into())
+            .spawn(move || {
+                let r = (|| {
+                    let device = crate::gpu::shared()
+                        .map_err(|e| e.to_string())?
+                        .device
+                        .clone();
+                    let cases = match data {
+                        TrainData::Loaded { ct, mr, transform } => {
+                            pr.start("Resampling the loaded pair", 1);
+                            vec![loaded_case(&ct, &mr, transform, cfg.direction)?]
+                        }
+                        TrainData::FromConfig => crate::train::data::load_cases(&cfg, &pr)?,
+                    };
+                    let dataset = crate::train::Dataset::split(cases, cfg.validation_fraction);
+                    crate::train::train(&cfg, &dataset, &dir, &device, &c, &mut |e| {
+                        let _ = etx.send(e);
+                        wake();
+                    })
+                })();
+                let _ = tx.send(r);
+                wake();
+            })
+            .unwrap_or_else(|e| panic!("cannot start a worker thread: {e}"));
+        Self {
+            control,
+            progress,
+            run_dir,
+            events,
+            rx,
+        }
+    }
+
+    /// Events so far.
+    pub fn events(&self) -> Vec<crate::train::TrainEvent> {
+        self.events.try_iter().collect()
+    }
+
+    /// The summary once finished.
+    pub fn poll(&self) -> Option<Result<crate::train::RunSummary, String>> {
+        self.rx.try_recv().ok()
+    }
+
+    /// Block until finished.
+    pub fn wait(&self, timeout: Duration) -> Option<Result<crate::train::RunSummary, String>> {
+        self.rx.recv_timeout(timeout).ok()
+    }
+}

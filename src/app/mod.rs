@@ -8,6 +8,7 @@ pub mod jobs;
 mod registration_panel;
 pub mod render;
 mod synthesis_panel;
+pub mod training_panel;
 pub mod view;
 pub mod viewport;
 
@@ -34,6 +35,8 @@ pub struct AppOptions {
     pub self_test: bool,
     /// Scroll one slice per frame for this many frames, print frame times, then quit (benchmark).
     pub autoscroll_frames: Option<usize>,
+    /// Open the Training panel with this run config and start it once the data is loaded.
+    pub train_config: Option<PathBuf>,
 }
 
 impl Default for AppOptions {
@@ -43,6 +46,7 @@ impl Default for AppOptions {
             small_demo: false,
             self_test: true,
             autoscroll_frames: None,
+            train_config: None,
         }
     }
 }
@@ -172,6 +176,8 @@ pub struct SynthScopeApp {
     feature_enlarged: Option<usize>,
     /// Recent frame times (ms), for the diagnostics window.
     pub frame_ms: std::collections::VecDeque<f64>,
+    /// The Training panel and Runs view.
+    pub training: training_panel::TrainingState,
 }
 
 impl SynthScopeApp {
@@ -203,6 +209,14 @@ impl SynthScopeApp {
             let c2 = ctx.clone();
             SelfTestJob::start(move || c2.request_repaint())
         });
+        let mut training = training_panel::TrainingState::default();
+        let mut errors = Vec::new();
+        if let Some(path) = &options.train_config {
+            match crate::train::TrainConfig::read(path) {
+                Ok(cfg) => training.set_config(cfg, true),
+                Err(e) => errors.push(format!("Training: {e}")),
+            }
+        }
         Self {
             volumes: Vec::new(),
             ct: None,
@@ -211,7 +225,7 @@ impl SynthScopeApp {
             view: ViewState::default(),
             wl_mode: false,
             checker_mm: 16.0,
-            errors: Vec::new(),
+            errors,
             show_browser: false,
             show_diagnostics: false,
             load_job,
@@ -254,6 +268,7 @@ impl SynthScopeApp {
             feature_textures: Vec::new(),
             filter_textures: Vec::new(),
             feature_enlarged: None,
+            training,
         }
     }
 
@@ -701,6 +716,11 @@ impl eframe::App for SynthScopeApp {
         }
         self.last_frame = Some(now);
         self.poll_jobs();
+        self.poll_training(&ctx);
+        if self.training.start_pending && self.load_job.is_none() {
+            self.training.start_pending = false;
+            self.start_training(&ctx);
+        }
         if let Some(job) = &self.feature_job
             && let Some((r, model)) = job.poll()
         {
@@ -729,6 +749,7 @@ impl eframe::App for SynthScopeApp {
         self.registration_ui(&ctx);
         self.synthesis_ui(&ctx);
         self.features_ui(&ctx);
+        self.training_ui(&ctx);
         self.poll_dialog();
         self.progress_ui(&ctx);
         self.errors_ui(&ctx);

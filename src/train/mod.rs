@@ -725,7 +725,9 @@ fn validate<M: SynthNet>(
     let refs = validation_refs(a.dataset, a.cfg.validation_slices);
     let mut preview = None;
     let mut rng = Rng::new(0);
-    for r in &refs {
+    // The preview shows the middle validation slice (mid-head rather than its top).
+    let shown = refs.len() / 2;
+    for (i, r) in refs.iter().enumerate() {
         let case = &a.dataset.cases[r.case];
         let (input, target, mask) = case.slice(r.z);
         let (nx, ny) = (case.nx, case.ny);
@@ -764,7 +766,7 @@ fn validate<M: SynthNet>(
                 (s + (*a as f64 - *b as f64).abs(), n + 1)
             });
         report.val_mae += span * s / n.max(1) as f64;
-        if preview.is_none() {
+        if i == shown {
             preview = Some(Preview {
                 epoch,
                 nx,

@@ -329,3 +329,62 @@ fn feature_maps_of_a_chosen_layer_for_the_current_slice() {
     assert_eq!((maps.total_channels, maps.width, maps.height), (8, 24, 24));
     assert!(h.state().model.is_some(), "the model came back");
 }
+
+#[test]
+fn training_panel_trains_shows_curves_and_loads_the_run() {
+    use synthscope::train::{DataSource, LossKind, LossTerm, ModelChoice, TrainConfig};
+    let mut h = harness_sized(1200.0, 800.0);
+    let runs = tempfile::tempdir().unwrap();
+    let cfg = TrainConfig {
+        name: "ui-run".into(),
+        data: DataSource::Demo {
+            patients: 2,
+            small: true,
+        },
+        model: ModelChoice::Unet {
+            base_width: 4,
+            levels: 2,
+        },
+        epochs: 2,
+        batch_size: 2,
+        patch: 32,
+        steps_per_epoch: Some(3),
+        validation_slices: 1,
+        losses: vec![LossTerm::new(LossKind::Mse, 1.0)],
+        ..TrainConfig::default()
+    };
+    {
+        let app = h.state_mut();
+        app.training.runs_root = runs.path().to_path_buf();
+        app.training.set_config(cfg, false);
+    }
+    h.run();
+    h.get_by_label("Start").click();
+    // The panel shows a spinner while it prepares: step frames rather than waiting to settle.
+    h.step();
+    h.step();
+    assert!(h.state().training.job.is_some(), "Start runs a worker");
+    // While it trains the panel offers Pause and Stop, and the UI keeps drawing.
+    let _ = h.get_by_label("Pause");
+    let _ = h.get_by_label("Stop");
+    h.state_mut().wait_for_jobs(Duration::from_secs(300));
+    h.run();
+    h.run();
+    let t = &h.state().training;
+    assert!(t.job.is_none(), "finished");
+    assert_eq!(t.steps.len(), 6);
+    assert_eq!(t.epochs.len(), 2);
+    let (dir, summary) = t.finished.as_ref().expect("a finished run");
+    let summary = summary.as_ref().expect("trained");
+    assert_eq!(summary.epochs_done, 2);
+    assert!(dir.starts_with(runs.path()) && dir.join("summary.json").exists());
+    assert!(!t.frame_ms.is_empty(), "frame times were recorded during the run");
+    // The Runs view lists it; Load puts its checkpoint into the synthesis panel.
+    h.state_mut().training.show_runs = true;
+    h.run();
+    assert_eq!(h.state().training.runs.len(), 1);
+    h.get_by_label("Load into synthesis").click();
+    h.run();
+    assert!(h.state().model.is_some(), "the run's checkpoint is loaded");
+    assert!(h.state().show_synthesis);
+}

@@ -431,8 +431,15 @@ impl TrainJob {
         self.rx.try_recv().ok()
     }
 
-    /// Block until finished.
-    pub fn wait(&self, timeout: Duration) -> Option<Result<crate::train::RunSummary, String>> {
-        self.rx.recv_timeout(timeout).ok()
+    /// Block until the run has finished (its result waits for [`Self::poll`]); false on timeout.
+    pub fn wait_finished(&self, timeout: Duration) -> bool {
+        let t = Instant::now();
+        while self.rx.is_empty() {
+            if t.elapsed() > timeout {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        true
     }
 }

@@ -279,6 +279,10 @@ impl SynthScopeApp {
 
     /// Wait for running background jobs and take their results (tests, benchmarks).
     pub fn wait_for_jobs(&mut self, timeout: Duration) {
+        if let Some(job) = &self.training.job {
+            // Its result is taken by the next frame (which also turns the preview into textures).
+            job.wait_finished(timeout);
+        }
         if let Some(job) = &self.load_job
             && let Some((r, packed)) = job.wait(timeout)
         {

@@ -446,8 +446,8 @@ impl SynthScopeApp {
             .num_columns(2)
             .spacing([12.0, 4.0])
             .show(ui, |ui| {
-                ui.label("Run name");
-                ui.text_edit_singleline(&mut t.cfg.name);
+                let l = ui.label("Run name");
+                ui.text_edit_singleline(&mut t.cfg.name).labelled_by(l.id);
                 ui.end_row();
                 ui.label("Data");
                 ui.horizontal(|ui| {
@@ -458,20 +458,20 @@ impl SynthScopeApp {
                 ui.end_row();
                 match t.data {
                     DataChoice::Demo => {
-                        ui.label("Phantom patients");
+                        let l = ui.label("Phantom patients");
                         let mut n = match t.cfg.data {
                             DataSource::Demo { patients, .. } => patients,
                             _ => 3,
                         };
-                        ui.add(egui::DragValue::new(&mut n).range(1..=8));
+                        ui.add(egui::DragValue::new(&mut n).range(1..=8)).labelled_by(l.id);
                         let small = matches!(t.cfg.data, DataSource::Demo { small: true, .. });
                         t.cfg.data = DataSource::Demo { patients: n, small };
                         ui.end_row();
                     }
                     DataChoice::Folder => {
-                        ui.label("Folder")
+                        let l = ui.label("Folder")
                             .on_hover_text("one sub-folder per patient with ct, mr and optional mask (NIfTI or DICOM)");
-                        ui.text_edit_singleline(&mut t.folder);
+                        ui.text_edit_singleline(&mut t.folder).labelled_by(l.id);
                         ui.end_row();
                     }
                     DataChoice::Loaded => {}
@@ -510,14 +510,14 @@ impl SynthScopeApp {
                         });
                     match &mut t.cfg.model {
                         ModelChoice::Unet { base_width, levels } => {
-                            ui.label("width");
-                            ui.add(egui::DragValue::new(base_width).range(4..=64));
-                            ui.label("levels");
-                            ui.add(egui::DragValue::new(levels).range(2..=5));
+                            let l = ui.label("width");
+                            ui.add(egui::DragValue::new(base_width).range(4..=64)).labelled_by(l.id);
+                            let l = ui.label("levels");
+                            ui.add(egui::DragValue::new(levels).range(2..=5)).labelled_by(l.id);
                         }
                         ModelChoice::Drunet { base_width, .. } => {
-                            ui.label("stem width");
-                            ui.add(egui::DragValue::new(base_width).range(8..=64));
+                            let l = ui.label("stem width");
+                            ui.add(egui::DragValue::new(base_width).range(8..=64)).labelled_by(l.id);
                         }
                     }
                 });
@@ -528,7 +528,9 @@ impl SynthScopeApp {
                         ui.horizontal(|ui| {
                             let pos = t.cfg.losses.iter().position(|l| l.kind == kind);
                             let mut on = pos.is_some();
-                            if ui.checkbox(&mut on, kind.label()).changed() {
+                            let cb = ui.checkbox(&mut on, kind.label());
+                            let cb_id = cb.id;
+                            if cb.changed() {
                                 match (on, pos) {
                                     (true, None) => t.cfg.losses.push(LossTerm::new(
                                         kind,
@@ -546,7 +548,7 @@ impl SynthScopeApp {
                                         .speed(0.01)
                                         .range(0.0..=100.0)
                                         .prefix("× "),
-                                );
+                                ).labelled_by(cb_id);
                             }
                         });
                     }
@@ -554,19 +556,21 @@ impl SynthScopeApp {
                 ui.end_row();
                 ui.label("Epochs / batch");
                 ui.horizontal(|ui| {
-                    ui.add(egui::DragValue::new(&mut t.cfg.epochs).range(1..=1000));
-                    ui.add(egui::DragValue::new(&mut t.cfg.batch_size).range(1..=64));
+                    let l = ui.label("epochs");
+                    ui.add(egui::DragValue::new(&mut t.cfg.epochs).range(1..=1000)).labelled_by(l.id);
+                    let l = ui.label("batch");
+                    ui.add(egui::DragValue::new(&mut t.cfg.batch_size).range(1..=64)).labelled_by(l.id);
                 });
                 ui.end_row();
-                ui.label("Learning rate");
+                let l = ui.label("Learning rate");
                 ui.add(
                     egui::DragValue::new(&mut t.cfg.learning_rate)
                         .speed(1e-4)
                         .range(1e-6..=0.5),
-                );
+                ).labelled_by(l.id);
                 ui.end_row();
-                ui.label("Patch (0 = whole slice)");
-                ui.add(egui::DragValue::new(&mut t.cfg.patch).range(0..=512));
+                let l = ui.label("Patch (0 = whole slice)");
+                ui.add(egui::DragValue::new(&mut t.cfg.patch).range(0..=512)).labelled_by(l.id);
                 ui.end_row();
                 ui.label("Augmentation");
                 ui.horizontal(|ui| {
@@ -576,12 +580,14 @@ impl SynthScopeApp {
                 ui.end_row();
                 ui.label("Validation share / seed");
                 ui.horizontal(|ui| {
+                    let l = ui.label("validation share");
                     ui.add(
                         egui::DragValue::new(&mut t.cfg.validation_fraction)
                             .speed(0.01)
                             .range(0.05..=0.9),
-                    );
-                    ui.add(egui::DragValue::new(&mut t.cfg.seed));
+                    ).labelled_by(l.id);
+                    let l = ui.label("seed");
+                    ui.add(egui::DragValue::new(&mut t.cfg.seed)).labelled_by(l.id);
                 });
                 ui.end_row();
             });
@@ -744,10 +750,10 @@ impl SynthScopeApp {
                 });
                 egui::Grid::new("runs-table")
                     .striped(true)
-                    .num_columns(10)
+                    .num_columns(9)
                     .show(ui, |ui| {
                         for h in [
-                            "show", "run", "model", "loss", "epochs", "PSNR", "SSIM", "MAE",
+                            "run (overlaid)", "model", "loss", "epochs", "PSNR", "SSIM", "MAE",
                             "Tenengrad", "",
                         ] {
                             ui.strong(h);
@@ -755,8 +761,7 @@ impl SynthScopeApp {
                         ui.end_row();
                         for (r, on) in &mut self.training.runs {
                             let row = r.row();
-                            ui.checkbox(on, "");
-                            ui.label(&row.name);
+                            ui.checkbox(on, &row.name);
                             ui.label(&row.model);
                             ui.label(&row.loss);
                             ui.label(format!(

@@ -391,12 +391,7 @@ pub fn main() -> anyhow::Result<()> {
             what: Bench::Synthesize { slices, batch },
         }) => bench_synthesize(slices, batch),
         Some(Command::Bench {
-            what:
-                Bench::Train {
-                    size,
-                    batch,
-                    steps,
-                },
+            what: Bench::Train { size, batch, steps },
         }) => crate::cli_train::bench_train(size, batch, steps),
         Some(Command::Train { config, out }) => crate::cli_train::train_cmd(&config, out),
         Some(Command::Runs {

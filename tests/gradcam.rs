@@ -96,3 +96,71 @@ fn gradcam_finds_the_only_informative_quadrant() {
         "top-left {inside} vs others {outside}"
     );
 }
+
+#[test]
+fn synthesis_gradcam_maps_a_region_and_follows_it() {
+    use synthscope::io::phantom::{PhantomConfig, phantom_patient};
+    use synthscope::model::Direction;
+    use synthscope::synth::{CamTarget, slice_gradcam};
+    let d = synthscope::gpu::shared().unwrap().device.clone();
+    let (_, mr) = phantom_patient(&PhantomConfig::small(), 0);
+    let (model, _, _) = synthscope::model::demo::load_demo_model(&d).expect("embedded demo model");
+    let [nx, ny, nz] = mr.geometry.dims;
+    let cam = |x: usize, layer: usize| {
+        let target = CamTarget::Disc {
+            x,
+            y: ny / 2,
+            radius: 6.0,
+        };
+        slice_gradcam(&model, Direction::MrToCt, &mr, nz / 2, layer, target, &d).unwrap()
+    };
+    let left = cam(nx / 4, 1);
+    let right = cam(3 * nx / 4, 1);
+    eprintln!(
+        "Grad-CAM of one {nx}x{ny} slice: {:.3} s, {:.3} s",
+        left.seconds, right.seconds
+    );
+    for c in [&left, &right] {
+        assert_eq!((c.width, c.height), (nx, ny));
+        assert_eq!(c.cam.len(), nx * ny);
+        assert!(
+            c.cam
+                .iter()
+                .all(|v| v.is_finite() && *v >= 0.0 && *v <= 1.0 + 1e-5)
+        );
+        let peak = c.cam.iter().cloned().fold(0.0f32, f32::max);
+        assert!(
+            (peak - 1.0).abs() < 1e-4,
+            "normalised to peak 1, got {peak}"
+        );
+        assert!(c.region.iter().filter(|r| **r).count() > 50);
+    }
+    // A different target region gives a different explanation.
+    let diff: f32 = left
+        .cam
+        .iter()
+        .zip(&right.cam)
+        .map(|(a, b)| (a - b).abs())
+        .sum::<f32>()
+        / left.cam.len() as f32;
+    assert!(
+        diff > 1e-3,
+        "maps for two regions are the same (mean |diff| {diff})"
+    );
+    // A disc entirely outside the slice is refused, naming the problem.
+    let err = slice_gradcam(
+        &model,
+        Direction::MrToCt,
+        &mr,
+        nz / 2,
+        1,
+        CamTarget::Disc {
+            x: 10 * nx,
+            y: 10 * ny,
+            radius: 2.0,
+        },
+        &d,
+    )
+    .unwrap_err();
+    assert!(err.contains("outside"), "{err}");
+}

@@ -13,7 +13,10 @@ use synthscope::train::{
 };
 
 fn device() -> Device {
-    synthscope::gpu::shared().expect("shared device").device.clone()
+    synthscope::gpu::shared()
+        .expect("shared device")
+        .device
+        .clone()
 }
 
 fn scalar(t: Tensor<1>) -> f64 {
@@ -98,7 +101,9 @@ fn classifier_losses_vanish_on_the_real_image() {
     assert_eq!(w.dims(), [1, 1, n, n]);
     assert!(scalar(losses::activation_weighted(a.clone(), a.clone(), w.clone())) < 1e-9);
     // An error only where the weight is zero costs nothing; the same error where it is one does.
-    let mask: Vec<f32> = (0..n * n).map(|i| if i % n < n / 2 { 1.0 } else { 0.0 }).collect();
+    let mask: Vec<f32> = (0..n * n)
+        .map(|i| if i % n < n / 2 { 1.0 } else { 0.0 })
+        .collect();
     let weight = image(mask.clone(), n, &d);
     let err_right = image(
         disc(n, 0.0)
@@ -109,8 +114,20 @@ fn classifier_losses_vanish_on_the_real_image() {
         n,
         &d,
     );
-    assert!(scalar(losses::activation_weighted(err_right.clone(), a.clone(), weight.clone())) < 1e-9);
-    assert!(scalar(losses::activation_weighted(err_right, a.clone(), weight.clone().neg() + 1.0)) > 0.05);
+    assert!(
+        scalar(losses::activation_weighted(
+            err_right.clone(),
+            a.clone(),
+            weight.clone()
+        )) < 1e-9
+    );
+    assert!(
+        scalar(losses::activation_weighted(
+            err_right,
+            a.clone(),
+            weight.clone().neg() + 1.0
+        )) > 0.05
+    );
     assert!(scalar(losses::gradcam_guided(&c, b, a, 1, 1)).is_finite());
 }
 
@@ -148,7 +165,11 @@ fn training_lowers_the_loss_is_seeded_and_writes_a_run_folder() {
     let d = device();
     let cfg = tiny_config("mse", vec![LossTerm::new(LossKind::Mse, 1.0)]);
     let data = dataset(&cfg);
-    assert!(data.split_note.contains("by patient"), "{}", data.split_note);
+    assert!(
+        data.split_note.contains("by patient"),
+        "{}",
+        data.split_note
+    );
     let tmp = tempfile::tempdir().unwrap();
     let run = |dir: &str| {
         let mut losses = Vec::new();
@@ -179,10 +200,16 @@ fn training_lowers_the_loss_is_seeded_and_writes_a_run_folder() {
     assert_eq!(a.len(), 16);
     let first: f64 = a[..3].iter().sum::<f64>() / 3.0;
     let last: f64 = a[a.len() - 3..].iter().sum::<f64>() / 3.0;
-    assert!(last < 0.7 * first, "loss did not fall: {first:.4} -> {last:.4}");
+    assert!(
+        last < 0.7 * first,
+        "loss did not fall: {first:.4} -> {last:.4}"
+    );
     let (b, _) = run("b");
     for (x, y) in a.iter().zip(&b) {
-        assert!((x - y).abs() <= 1e-4 * x.abs().max(1e-3), "same seed, different curve: {a:?} vs {b:?}");
+        assert!(
+            (x - y).abs() <= 1e-4 * x.abs().max(1e-3),
+            "same seed, different curve: {a:?} vs {b:?}"
+        );
     }
     // The run folder reads back, and its best checkpoint synthesises.
     let r = Run::read(&tmp.path().join("a")).unwrap();
@@ -190,10 +217,16 @@ fn training_lowers_the_loss_is_seeded_and_writes_a_run_folder() {
     assert_eq!(r.epochs.len(), 2);
     assert_eq!(r.config.as_ref(), Some(&cfg));
     assert!(summary.best.is_some() && !summary.stopped);
-    let table = compare_table(&[r.clone()]);
-    assert!(table.contains("mse") && table.contains("U-Net 8/3"), "{table}");
+    let table = compare_table(std::slice::from_ref(&r));
+    assert!(
+        table.contains("mse") && table.contains("U-Net 8/3"),
+        "{table}"
+    );
     let (model, meta) = checkpoint::load(&r.checkpoint().unwrap(), &d).unwrap();
-    assert_eq!(meta.notes["epoch"], serde_json::json!(summary.best.unwrap().epoch));
+    assert_eq!(
+        meta.notes["epoch"],
+        serde_json::json!(summary.best.unwrap().epoch)
+    );
     let (ct, mr) = synthscope::io::phantom::phantom_patient(
         &synthscope::io::phantom::PhantomConfig::small(),
         0,
@@ -209,7 +242,10 @@ fn training_lowers_the_loss_is_seeded_and_writes_a_run_folder() {
     .unwrap();
     assert_eq!(sct.geometry.dims, ct.geometry.dims);
     let (lo, hi) = sct.min_max();
-    assert!(lo >= -1000.0 && hi <= 2000.0 && hi > lo, "synthetic CT range {lo}..{hi}");
+    assert!(
+        lo >= -1000.0 && hi <= 2000.0 && hi > lo,
+        "synthetic CT range {lo}..{hi}"
+    );
 }
 
 #[test]

@@ -378,7 +378,10 @@ fn training_panel_trains_shows_curves_and_loads_the_run() {
     let summary = summary.as_ref().expect("trained");
     assert_eq!(summary.epochs_done, 2);
     assert!(dir.starts_with(runs.path()) && dir.join("summary.json").exists());
-    assert!(!t.frame_ms.is_empty(), "frame times were recorded during the run");
+    assert!(
+        !t.frame_ms.is_empty(),
+        "frame times were recorded during the run"
+    );
     // The Runs view lists it; Load puts its checkpoint into the synthesis panel.
     h.state_mut().training.show_runs = true;
     h.run();

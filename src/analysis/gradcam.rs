@@ -52,3 +52,46 @@ pub fn gradcam_weights(
 pub fn cam_from(features: Tensor<4>, alpha: Tensor<4>) -> Tensor<4> {
     relu((features * alpha).sum_dim(1))
 }
+
+/// Grad-CAM of a synthesis network with a regression target (Selvaraju et al.'s recipe with the
+/// class score replaced by the mean synthetic value inside `region`): x: [1, C, H, W],
+/// region: [1, 1, H, W] (1 inside), activation `layer` of [`AnyModel::layer_names`] ->
+/// [H, W] in 0..1, where the layer's features raise the region's output.
+///
+/// `model` may live on the plain device: the activation is swapped for a tracked copy, the
+/// rest of the network acts as constants.
+pub fn gradcam_synthesis(
+    model: &crate::model::checkpoint::AnyModel,
+    x: Tensor<4>,
+    region: Tensor<4>,
+    layer: usize,
+) -> Result<Tensor<2>, String> {
+    let [_, _, h, w] = x.dims();
+    let acts = model.activations(x.clone());
+    let last = acts.len().saturating_sub(2); // the output itself is not a feature map
+    let layer = layer.min(last);
+    let features = acts
+        .into_iter()
+        .nth(layer)
+        .ok_or("the model has no feature layers")?
+        .detach();
+    let leaf = features.clone().autodiff().require_grad();
+    let out = model
+        .forward_hooked(x.autodiff(), &mut |k, t| {
+            if k == layer { leaf.clone() } else { t }
+        })
+        .ok_or("a classifier is not a synthesis network")?;
+    let inside = region.clone().sum().into_scalar::<f32>().max(1.0);
+    let score = (out.slice([0..1, 0..1, 0..h, 0..w]) * region.autodiff()).sum() / inside;
+    let grads = score.backward();
+    let g = leaf
+        .grad(&grads)
+        .ok_or("no gradient reached the chosen layer")?;
+    let alpha = g.mean_dim(3).mean_dim(2);
+    let cam = interpolate(
+        cam_from(features, alpha),
+        InterpolateOptions::new(InterpolateMode::Bilinear).with_output_size([h, w]),
+    );
+    let peak = cam.clone().max().clamp_min(1e-12);
+    Ok((cam / peak.reshape([1, 1, 1, 1])).reshape([h, w]))
+}

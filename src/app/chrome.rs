@@ -31,6 +31,7 @@ impl SynthScopeApp {
                 ui.checkbox(&mut self.show_registration, "Registration");
                 ui.checkbox(&mut self.show_synthesis, "Synthesis");
                 ui.checkbox(&mut self.show_features, "Feature maps");
+                ui.checkbox(&mut self.gradcam.show, "Grad-CAM");
                 ui.checkbox(&mut self.training.show, "Training");
                 ui.checkbox(&mut self.training.show_runs, "Runs");
                 if ui.button("Reset view (r)").clicked() {

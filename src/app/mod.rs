@@ -3,6 +3,7 @@
 
 mod chrome;
 mod dialogs;
+mod gradcam_panel;
 use dialogs::Dialog;
 pub mod jobs;
 mod registration_panel;
@@ -178,6 +179,8 @@ pub struct SynthScopeApp {
     pub frame_ms: std::collections::VecDeque<f64>,
     /// The Training panel and Runs view.
     pub training: training_panel::TrainingState,
+    /// The Grad-CAM window.
+    pub gradcam: gradcam_panel::GradcamState,
 }
 
 impl SynthScopeApp {
@@ -217,7 +220,8 @@ impl SynthScopeApp {
                 Err(e) => errors.push(format!("Training: {e}")),
             }
         }
-        Self {
+        let demo = options.paths.is_empty() && !options.small_demo;
+        let mut app = Self {
             volumes: Vec::new(),
             ct: None,
             mr: None,
@@ -269,7 +273,13 @@ impl SynthScopeApp {
             filter_textures: Vec::new(),
             feature_enlarged: None,
             training,
+            gradcam: Default::default(),
+        };
+        if demo {
+            // First-run synthesis shows a trained network's output, never an untrained one.
+            app.load_demo_model();
         }
+        app
     }
 
     /// Load files or folders in the background (as File > Open and drag-and-drop do).
@@ -279,6 +289,7 @@ impl SynthScopeApp {
 
     /// Wait for running background jobs and take their results (tests, benchmarks).
     pub fn wait_for_jobs(&mut self, timeout: Duration) {
+        self.poll_gradcam(Some(timeout));
         if let Some(job) = &self.training.job {
             // Its result is taken by the next frame (which also turns the preview into textures).
             job.wait_finished(timeout);
@@ -754,6 +765,7 @@ impl eframe::App for SynthScopeApp {
         self.synthesis_ui(&ctx);
         self.features_ui(&ctx);
         self.training_ui(&ctx);
+        self.gradcam_ui(&ctx);
         self.poll_dialog();
         self.progress_ui(&ctx);
         self.errors_ui(&ctx);

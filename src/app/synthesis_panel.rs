@@ -19,6 +19,20 @@ pub(super) fn jet_image(v: &[f32], w: usize, h: usize) -> egui::ColorImage {
 }
 
 impl SynthScopeApp {
+    /// Load the demo model embedded in the binary (see `assets/demo-model`).
+    pub fn load_demo_model(&mut self) {
+        let r = gpu::shared()
+            .map_err(|e| e.to_string())
+            .and_then(|g| crate::model::demo::load_demo_model(&g.device));
+        match r {
+            Ok(m) => {
+                self.model_layers = m.0.layer_names();
+                self.model = Some(m);
+            }
+            Err(e) => self.errors.push(format!("Demo model: {e}")),
+        }
+    }
+
     /// Load a synthesis checkpoint (either file of the .json/.bpk pair) onto the shared device.
     pub fn load_model(&mut self, path: &std::path::Path) {
         let device = match gpu::shared() {
@@ -30,6 +44,7 @@ impl SynthScopeApp {
         };
         match crate::model::checkpoint::load(path, &device) {
             Ok((m, meta)) if !matches!(m, crate::model::checkpoint::AnyModel::Classifier(_)) => {
+                self.model_layers = m.layer_names();
                 self.model = Some((m, meta, path.to_path_buf()))
             }
             Ok(_) => self.errors.push(format!(
@@ -212,10 +227,14 @@ impl SynthScopeApp {
         let mut open = self.show_synthesis;
         let mut dialog = None;
         let mut run = false;
+        let mut load_demo = false;
         egui::Window::new("Synthesis").open(&mut open).default_width(420.0).show(ctx, |ui| {
             match (&self.model, &self.model_pending) {
                 (Some((_, meta, path)), _) => {
                     ui.label(format!("Model: {}", path.display()));
+                    if path.as_os_str() == crate::model::demo::DEMO_MODEL_NAME {
+                        ui.small("Trained on phantom heads only: a demonstration, not a clinical tool.");
+                    }
                     ui.small(format!("{:?}", meta.model));
                 }
                 (None, Some((_, path))) => {
@@ -228,6 +247,9 @@ impl SynthScopeApp {
             ui.horizontal(|ui| {
                 if ui.button("Load checkpoint…").clicked() {
                     dialog = Some(Dialog::LoadModel);
+                }
+                if ui.button("Demo model").on_hover_text(crate::model::demo::DEMO_MODEL_NAME).clicked() {
+                    load_demo = true;
                 }
                 if let Some(job) = &self.synth_job {
                     ui.add(egui::ProgressBar::new(job.progress.fraction()).desired_width(180.0).show_percentage());
@@ -287,6 +309,9 @@ impl SynthScopeApp {
             }
         });
         self.show_synthesis = open;
+        if load_demo {
+            self.load_demo_model();
+        }
         if run {
             self.start_synthesis(ctx);
         }

@@ -111,15 +111,13 @@ fn preview_image(v: &[f32], w: usize, h: usize, signed: bool) -> egui::ColorImag
 }
 
 fn model_options() -> Vec<(String, ModelChoice)> {
-    let mut v = vec![
-        (
-            "U-Net".to_string(),
-            ModelChoice::Unet {
-                base_width: 8,
-                levels: 4,
-            },
-        ),
-    ];
+    let mut v = vec![(
+        "U-Net".to_string(),
+        ModelChoice::Unet {
+            base_width: 8,
+            levels: 4,
+        },
+    )];
     for depth in [18, 34, 50, 101] {
         v.push((
             format!("DRUNet-{depth}"),
@@ -312,7 +310,10 @@ impl SynthScopeApp {
             .iter()
             .filter_map(|d| Run::read(d).ok())
             .map(|r| {
-                let sel = old.iter().find(|(d, _)| *d == r.dir).is_none_or(|(_, s)| *s);
+                let sel = old
+                    .iter()
+                    .find(|(d, _)| *d == r.dir)
+                    .is_none_or(|(_, s)| *s);
                 (r, sel)
             })
             .collect();
@@ -669,7 +670,9 @@ impl SynthScopeApp {
                 .show(&mut cols[0], |plot| {
                     plot.line(Line::new("training", PlotPoints::from(train)));
                     plot.line(Line::new("validation", PlotPoints::from(val.clone())));
-                    plot.points(Points::new("validation epochs", PlotPoints::from(val)).radius(3.0));
+                    plot.points(
+                        Points::new("validation epochs", PlotPoints::from(val)).radius(3.0),
+                    );
                 });
             let psnr: Vec<[f64; 2]> = t
                 .epochs
@@ -706,13 +709,18 @@ impl SynthScopeApp {
             .default_width(640.0)
             .show(ctx, |ui| {
                 ui.horizontal(|ui| {
-                    ui.label(format!("Run folders under {}", self.training.runs_root.display()));
+                    ui.label(format!(
+                        "Run folders under {}",
+                        self.training.runs_root.display()
+                    ));
                     if ui.button("Rescan").clicked() {
                         rescan = true;
                     }
                 });
                 if self.training.runs.is_empty() {
-                    ui.label("No runs yet: train one in the Training panel or with `synthscope train`.");
+                    ui.label(
+                        "No runs yet: train one in the Training panel or with `synthscope train`.",
+                    );
                     return;
                 }
                 ui.columns(2, |cols| {
@@ -753,8 +761,15 @@ impl SynthScopeApp {
                     .num_columns(9)
                     .show(ui, |ui| {
                         for h in [
-                            "run (overlaid)", "model", "loss", "epochs", "PSNR", "SSIM", "MAE",
-                            "Tenengrad", "",
+                            "run (overlaid)",
+                            "model",
+                            "loss",
+                            "epochs",
+                            "PSNR",
+                            "SSIM",
+                            "MAE",
+                            "Tenengrad",
+                            "",
                         ] {
                             ui.strong(h);
                         }
@@ -772,7 +787,10 @@ impl SynthScopeApp {
                             ui.label(format!("{:.2} dB", row.psnr));
                             ui.label(format!("{:.3}", row.ssim));
                             ui.label(format!("{:.1}", row.mae));
-                            ui.label(format!("{:.4} (real {:.4})", row.tenengrad, row.ref_tenengrad));
+                            ui.label(format!(
+                                "{:.4} (real {:.4})",
+                                row.tenengrad, row.ref_tenengrad
+                            ));
                             if r.checkpoint().is_some() && ui.button("Load").clicked() {
                                 load = Some(r.dir.clone());
                             }

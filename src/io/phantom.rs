@@ -447,7 +447,11 @@ pub fn phantom_ct_on_mr_grid(cfg: &PhantomConfig) -> Volume {
         let (n, _) = gauss(seed, i as u64);
         *v = (*v + cfg.ct_noise_hu * n).round().clamp(-1024.0, 3071.0);
     });
-    Volume::new(g, data, meta(Modality::Ct, "Phantom CT on the MR grid (HU)", "5"))
+    Volume::new(
+        g,
+        data,
+        meta(Modality::Ct, "Phantom CT on the MR grid (HU)", "5"),
+    )
 }
 
 /// Phantom "patient" `k` for training: the demo head in its own pose and noise, as a registered

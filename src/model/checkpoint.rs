@@ -151,6 +151,20 @@ impl AnyModel {
         }
     }
 
+    /// The synthesised image with `hook(k, activation)` standing in for activation k (see
+    /// [`Self::layer_names`]); None for a classifier.
+    pub fn forward_hooked(
+        &self,
+        x: burn::tensor::Tensor<4>,
+        hook: &mut dyn FnMut(usize, burn::tensor::Tensor<4>) -> burn::tensor::Tensor<4>,
+    ) -> Option<burn::tensor::Tensor<4>> {
+        match self {
+            AnyModel::Unet(m) => Some(m.forward_hooked(x, hook)),
+            AnyModel::Drunet(m) => Some(m.forward_hooked(x, hook)),
+            AnyModel::Classifier(_) => None,
+        }
+    }
+
     /// The first convolution's weights: [out, in, k, k].
     pub fn first_filters(&self) -> burn::tensor::Tensor<4> {
         match self {

@@ -154,7 +154,22 @@ impl Drunet {
 
     /// The last convolution's output, before the output sigmoid (if the config has one).
     pub fn forward_logits(&self, x: Tensor<4>) -> Tensor<4> {
-        self.run(x).2
+        self.run(x, &mut |_, t| t).2
+    }
+
+    /// The image, with `hook(k, activation)` standing in for activation k (in the order of
+    /// [`Self::layer_names`]) wherever the network uses it (Grad-CAM swaps in a tracked copy).
+    pub fn forward_hooked(
+        &self,
+        x: Tensor<4>,
+        hook: &mut dyn FnMut(usize, Tensor<4>) -> Tensor<4>,
+    ) -> Tensor<4> {
+        let logits = self.run(x, hook).2;
+        if self.sigmoid {
+            burn::tensor::activation::sigmoid(logits)
+        } else {
+            logits
+        }
     }
 
     /// Names of the activations `activations` returns, in order.
@@ -195,7 +210,7 @@ impl Drunet {
 
     /// Like `forward`, keeping every stage's activation.
     pub fn forward_features(&self, x: Tensor<4>) -> DrunetFeatures {
-        let (encoder, decoder, logits) = self.run(x);
+        let (encoder, decoder, logits) = self.run(x, &mut |_, t| t);
         let output = if self.sigmoid {
             burn::tensor::activation::sigmoid(logits)
         } else {
@@ -209,17 +224,24 @@ impl Drunet {
     }
 
     /// Encoder activations, decoder activations and the logits.
-    fn run(&self, x: Tensor<4>) -> (Vec<Tensor<4>>, Vec<Tensor<4>>, Tensor<4>) {
-        let mut enc = vec![relu(self.stem.forward(x))];
-        for s in &self.encoder {
+    fn run(
+        &self,
+        x: Tensor<4>,
+        hook: &mut dyn FnMut(usize, Tensor<4>) -> Tensor<4>,
+    ) -> (Vec<Tensor<4>>, Vec<Tensor<4>>, Tensor<4>) {
+        let mut enc = vec![hook(0, relu(self.stem.forward(x)))];
+        for (k, s) in self.encoder.iter().enumerate() {
             let prev = enc.last().cloned().unwrap_or_else(|| unreachable!());
-            enc.push(s.forward(prev));
+            enc.push(hook(k + 1, s.forward(prev)));
         }
         let mut y = enc[4].clone();
         let mut dec = Vec::new();
         for (i, (up, stage)) in self.ups.iter().zip(&self.decoder).enumerate() {
             let skip = enc[3 - i].clone();
-            y = stage.forward(Tensor::cat(vec![up.forward(y), skip], 1));
+            y = hook(
+                5 + i,
+                stage.forward(Tensor::cat(vec![up.forward(y), skip], 1)),
+            );
             dec.push(y.clone());
         }
         let logits = self.head.forward(self.final_up.forward(y));

@@ -4,6 +4,7 @@
 
 pub mod blocks;
 pub mod checkpoint;
+pub mod demo;
 mod drunet;
 pub mod import;
 mod unet;

@@ -114,33 +114,42 @@ impl Unet {
     /// the bottleneck), the decoder levels, then the output.
     pub fn forward_features(&self, x: Tensor<4>) -> Vec<Tensor<4>> {
         let mut acts = Vec::new();
-        let out = self.run(x, Some(&mut acts));
+        let out = self.run(x, &mut |_, t| {
+            acts.push(t.clone());
+            t
+        });
         acts.push(self.activate(out));
         acts
     }
 
-    /// The forward pass; with `acts`, every level's activation is kept there too.
-    fn run(&self, x: Tensor<4>, mut acts: Option<&mut Vec<Tensor<4>>>) -> Tensor<4> {
-        let mut keep = |t: &Tensor<4>| {
-            if let Some(a) = acts.as_deref_mut() {
-                a.push(t.clone());
-            }
-        };
+    /// The image, with `hook(k, activation)` standing in for activation k (in the order of
+    /// [`Self::layer_names`]) wherever the network uses it (Grad-CAM swaps in a tracked copy).
+    pub fn forward_hooked(
+        &self,
+        x: Tensor<4>,
+        hook: &mut dyn FnMut(usize, Tensor<4>) -> Tensor<4>,
+    ) -> Tensor<4> {
+        self.activate(self.run(x, hook))
+    }
+
+    /// The forward pass (logits); every level's activation goes through `hook`.
+    fn run(&self, x: Tensor<4>, hook: &mut dyn FnMut(usize, Tensor<4>) -> Tensor<4>) -> Tensor<4> {
+        let mut k = 0;
         let mut skips = Vec::new();
         let mut y = x;
         for (i, d) in self.down.iter().enumerate() {
             if i > 0 {
                 y = self.pool.forward(y);
             }
-            y = d.forward(y);
+            y = hook(k, d.forward(y));
+            k += 1;
             skips.push(y.clone());
-            keep(&y);
         }
         skips.pop();
         for (up, conv) in self.ups.iter().zip(&self.up_convs) {
             let skip = skips.pop().unwrap_or_else(|| unreachable!());
-            y = conv.forward(Tensor::cat(vec![up.forward(y), skip], 1));
-            keep(&y);
+            y = hook(k, conv.forward(Tensor::cat(vec![up.forward(y), skip], 1)));
+            k += 1;
         }
         self.head.forward(y)
     }
@@ -169,12 +178,12 @@ impl Unet {
 
     /// x: [B, in, H, W] -> [B, out, H, W]: the image.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        self.activate(self.run(x, None))
+        self.activate(self.run(x, &mut |_, t| t))
     }
 
     /// The last convolution's output, before the output sigmoid (if the config has one).
     pub fn forward_logits(&self, x: Tensor<4>) -> Tensor<4> {
-        self.run(x, None)
+        self.run(x, &mut |_, t| t)
     }
 
     fn activate(&self, logits: Tensor<4>) -> Tensor<4> {

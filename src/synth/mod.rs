@@ -152,6 +152,163 @@ pub fn slice_features(
     })
 }
 
+/// What the synthesis network's Grad-CAM explains: the mean output inside this region.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum CamTarget {
+    /// Bone: pixels where the CT (the synthetic CT for MR -> CT, the input CT for CT -> MR) is
+    /// above 300 HU.
+    Bone,
+    /// A disc of `radius` pixels around pixel (x, y) of the slice.
+    Disc {
+        /// Centre column.
+        x: usize,
+        /// Centre row.
+        y: usize,
+        /// Radius (pixels).
+        radius: f32,
+    },
+}
+
+/// A Grad-CAM heatmap of one input slice.
+#[derive(Clone, Debug)]
+pub struct CamSlice {
+    /// Width.
+    pub width: usize,
+    /// Height.
+    pub height: usize,
+    /// The input slice, normalised 0..1.
+    pub input: Vec<f32>,
+    /// The heatmap, 0..1.
+    pub cam: Vec<f32>,
+    /// The target region.
+    pub region: Vec<bool>,
+    /// Layer name.
+    pub layer: String,
+    /// Wall time (s).
+    pub seconds: f64,
+}
+
+/// Grad-CAM of the synthesis network for slice `z` of `input` at activation `layer`, explaining
+/// the mean output inside `target` (see [`crate::analysis::gradcam::gradcam_synthesis`]).
+pub fn slice_gradcam(
+    model: &AnyModel,
+    direction: Direction,
+    input: &Volume,
+    z: usize,
+    layer: usize,
+    target: CamTarget,
+    device: &Device,
+) -> Result<CamSlice, String> {
+    let t0 = std::time::Instant::now();
+    let (norm, norm_out, _) = normalisations(direction, input);
+    let (channels, multiple) = model.input_layout();
+    let [nx, ny, nz] = input.geometry.dims;
+    let z = z.min(nz.saturating_sub(1));
+    let (px, py) = (
+        nx.div_ceil(multiple) * multiple,
+        ny.div_ceil(multiple) * multiple,
+    );
+    let buf = normalised_slices(input, z, 1, channels, (px, py), &norm);
+    let slice: Vec<f32> = (0..ny)
+        .flat_map(|y| (0..nx).map(move |x| (x, y)))
+        .map(|(x, y)| buf[x + px * y])
+        .collect();
+    let x = Tensor::<4>::from_data(TensorData::new(buf, [1, channels, py, px]), device);
+    let mut region = vec![false; px * py];
+    match target {
+        CamTarget::Bone => {
+            let ct: Vec<f32> = match direction {
+                Direction::MrToCt => {
+                    let y = match model {
+                        AnyModel::Unet(m) => m.forward(x.clone()),
+                        AnyModel::Drunet(m) => m.forward(x.clone()),
+                        AnyModel::Classifier(_) => {
+                            return Err("a classifier cannot synthesise".into());
+                        }
+                    };
+                    let d = y.into_data();
+                    let v = d.as_slice::<f32>().map_err(|e| format!("{e:?}"))?;
+                    v[..px * py].iter().map(|t| norm_out.inverse(*t)).collect()
+                }
+                Direction::CtToMr => {
+                    let mut full = vec![-1000.0; px * py];
+                    for y in 0..ny {
+                        for xx in 0..nx {
+                            full[xx + px * y] = input.data[z * nx * ny + xx + nx * y];
+                        }
+                    }
+                    full
+                }
+            };
+            for y in 0..ny {
+                for xx in 0..nx {
+                    region[xx + px * y] = ct[xx + px * y] > 300.0;
+                }
+            }
+        }
+        CamTarget::Disc {
+            x: cx,
+            y: cy,
+            radius,
+        } => {
+            for y in 0..ny {
+                for xx in 0..nx {
+                    let (dx, dy) = (xx as f32 - cx as f32, y as f32 - cy as f32);
+                    region[xx + px * y] = dx * dx + dy * dy <= radius * radius;
+                }
+            }
+        }
+    }
+    if !region.iter().any(|r| *r) {
+        return Err(match target {
+            CamTarget::Bone => {
+                "no bone (CT above 300 HU) on this slice: pick another slice or a disc".into()
+            }
+            CamTarget::Disc { .. } => "the disc lies outside the slice".into(),
+        });
+    }
+    let mask = Tensor::<4>::from_data(
+        TensorData::new(
+            region
+                .iter()
+                .map(|r| f32::from(u8::from(*r)))
+                .collect::<Vec<f32>>(),
+            [1, 1, py, px],
+        ),
+        device,
+    );
+    let names = model.layer_names();
+    let cam = crate::analysis::gradcam::gradcam_synthesis(model, x, mask, layer)?;
+    let d = cam.into_data();
+    let v = d.as_slice::<f32>().map_err(|e| format!("{e:?}"))?;
+    let crop = |f: &dyn Fn(usize) -> f32| -> Vec<f32> {
+        (0..ny)
+            .flat_map(|y| (0..nx).map(move |x| x + px * y))
+            .map(f)
+            .collect()
+    };
+    // Scale to peak 1 inside the slice (the padding may have held the padded map's peak).
+    let cam = crop(&|i| v[i]);
+    let peak = cam.iter().cloned().fold(0.0f32, f32::max).max(1e-12);
+    let cam = cam.into_iter().map(|c| c / peak).collect();
+    let region = crop(&|i| f32::from(u8::from(region[i])))
+        .into_iter()
+        .map(|r| r > 0.5)
+        .collect();
+    Ok(CamSlice {
+        width: nx,
+        height: ny,
+        input: slice,
+        cam,
+        region,
+        layer: names
+            .get(layer.min(names.len().saturating_sub(2)))
+            .cloned()
+            .unwrap_or_default(),
+        seconds: t0.elapsed().as_secs_f64(),
+    })
+}
+
 /// The first convolution's filters, averaged over input channels: (k x k images, k).
 pub fn first_filters(model: &AnyModel) -> Result<(Vec<Vec<f32>>, usize), String> {
     let w = model.first_filters();

@@ -382,7 +382,8 @@ impl TrainConfig {
         } else {
             toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?
         };
-        cfg.validate().map_err(|e| format!("{}: {e}", path.display()))?;
+        cfg.validate()
+            .map_err(|e| format!("{}: {e}", path.display()))?;
         Ok(cfg)
     }
 
@@ -409,7 +410,7 @@ impl TrainConfig {
             return Err("validation_fraction must be in (0, 1)".into());
         }
         let m = self.multiple();
-        if self.patch != 0 && self.patch % m != 0 {
+        if self.patch != 0 && !self.patch.is_multiple_of(m) {
             return Err(format!(
                 "patch {} must be a multiple of {m} for {}",
                 self.patch,

@@ -102,7 +102,11 @@ impl Case {
             ny,
             nz,
             input: input.data.iter().map(|v| in_norm.forward(*v)).collect(),
-            target: target.data.iter().map(|v| target_norm.forward(*v)).collect(),
+            target: target
+                .data
+                .iter()
+                .map(|v| target_norm.forward(*v))
+                .collect(),
             mask,
             target_norm,
             slices,
@@ -214,7 +218,13 @@ pub fn cases_from_folder(
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
         let mask = find_entry(&dir, "mask");
-        cases.push(case_from_files(&name, &ct, &mr, mask.as_deref(), direction)?);
+        cases.push(case_from_files(
+            &name,
+            &ct,
+            &mr,
+            mask.as_deref(),
+            direction,
+        )?);
         progress.step();
     }
     Ok(cases)
@@ -262,14 +272,13 @@ impl Dataset {
         let n = cases.len();
         let mut train = Vec::new();
         let mut val = Vec::new();
-        let split_note;
-        if n >= 2 {
+        let split_note = if n >= 2 {
             let n_val = ((n as f64 * fraction).round() as usize).clamp(1, n - 1);
             for (i, c) in cases.iter().enumerate() {
                 let dst = if i >= n - n_val { &mut val } else { &mut train };
                 dst.extend(c.slices.iter().map(|&z| SliceRef { case: i, z }));
             }
-            split_note = format!(
+            format!(
                 "by patient: {} training, {} validation ({})",
                 n - n_val,
                 n_val,
@@ -278,19 +287,19 @@ impl Dataset {
                     .map(|c| c.name.as_str())
                     .collect::<Vec<_>>()
                     .join(", ")
-            );
+            )
         } else {
             let s = &cases[0].slices;
             let n_val = ((s.len() as f64 * fraction).round() as usize).clamp(1, s.len().max(2) - 1);
             let cut = s.len() - n_val;
             train.extend(s[..cut].iter().map(|&z| SliceRef { case: 0, z }));
             val.extend(s[cut..].iter().map(|&z| SliceRef { case: 0, z }));
-            split_note = format!(
+            format!(
                 "one patient: split by slab, slices {}..={} validate (not an independent test)",
                 s[cut],
                 s[s.len() - 1]
-            );
-        }
+            )
+        };
         Self {
             cases,
             train,

@@ -49,7 +49,14 @@ fn gaussian_window(device: &Device) -> Tensor<4> {
 /// only) as a differentiable tensor.
 pub fn ssim(pred: Tensor<4>, target: Tensor<4>) -> Tensor<1> {
     let w = gaussian_window(&pred.device());
-    let f = |t: Tensor<4>| conv2d(t, w.clone(), None, ConvOptions::new([1, 1], [0, 0], [1, 1], 1));
+    let f = |t: Tensor<4>| {
+        conv2d(
+            t,
+            w.clone(),
+            None,
+            ConvOptions::new([1, 1], [0, 0], [1, 1], 1),
+        )
+    };
     let (c1, c2) = (0.01f32.powi(2), 0.03f32.powi(2));
     let mx = f(pred.clone());
     let my = f(target.clone());

@@ -325,7 +325,13 @@ pub fn train_classifier(
     let aug = config::Augment::default();
     // Label 0 = MR, 1 = CT: inputs are one, targets the other.
     let target_class = class_of_target(direction) as i64;
-    let label = |is_target: bool| if is_target { target_class } else { 1 - target_class };
+    let label = |is_target: bool| {
+        if is_target {
+            target_class
+        } else {
+            1 - target_class
+        }
+    };
     for _ in 0..steps {
         if control.wait() {
             break;
@@ -385,7 +391,12 @@ struct LossContext<'a> {
 
 impl LossContext<'_> {
     /// Weighted sum and each term's value (for logging, when `values`).
-    fn loss(&self, logits: Tensor<4>, target: Tensor<4>, values: bool) -> (Tensor<1>, Vec<(String, f64)>) {
+    fn loss(
+        &self,
+        logits: Tensor<4>,
+        target: Tensor<4>,
+        values: bool,
+    ) -> (Tensor<1>, Vec<(String, f64)>) {
         let pred = sigmoid(logits.clone());
         let mut total: Option<Tensor<1>> = None;
         let mut parts = Vec::new();
@@ -411,14 +422,22 @@ impl LossContext<'_> {
                             t.layer(),
                         ),
                         _ => {
-                            let w = losses::activation_weights(c, target.clone(), self.class, t.layer());
+                            let w = losses::activation_weights(
+                                c,
+                                target.clone(),
+                                self.class,
+                                t.layer(),
+                            );
                             losses::activation_weighted(pred.clone(), target.clone(), w)
                         }
                     }
                 }
             };
             if values {
-                parts.push((t.kind.label().to_string(), v.clone().into_scalar::<f32>() as f64));
+                parts.push((
+                    t.kind.label().to_string(),
+                    v.clone().into_scalar::<f32>() as f64,
+                ));
             }
             let w = v * t.weight;
             total = Some(match total {
@@ -426,7 +445,10 @@ impl LossContext<'_> {
                 None => w,
             });
         }
-        (total.unwrap_or_else(|| unreachable!("validated: terms not empty")), parts)
+        (
+            total.unwrap_or_else(|| unreachable!("validated: terms not empty")),
+            parts,
+        )
     }
 }
 
@@ -496,7 +518,8 @@ pub fn train(
             let (m, meta) = checkpoint::load(path, &ad)?;
             if !matches!(
                 (&meta.model, &spec),
-                (ModelSpec::Unet(_), ModelSpec::Unet(_)) | (ModelSpec::Drunet(_), ModelSpec::Drunet(_))
+                (ModelSpec::Unet(_), ModelSpec::Unet(_))
+                    | (ModelSpec::Drunet(_), ModelSpec::Drunet(_))
             ) {
                 return Err(format!(
                     "{}: its network ({:?}) is not the run's ({})",
@@ -524,7 +547,9 @@ pub fn train(
     match model {
         AnyModel::Unet(m) => run_loop(m, args, on_event),
         AnyModel::Drunet(m) => run_loop(m, args, on_event),
-        AnyModel::Classifier(_) => Err("a classifier cannot be trained as a synthesis network".into()),
+        AnyModel::Classifier(_) => {
+            Err("a classifier cannot be trained as a synthesis network".into())
+        }
     }
 }
 
@@ -650,7 +675,12 @@ fn run_loop<M: SynthNet>(
             notes.clone(),
             &a.run_dir.join(format!("checkpoints/epoch_{epoch:03}")),
         )?;
-        checkpoint::save(&any, a.spec, notes.clone(), &a.run_dir.join("checkpoints/last"))?;
+        checkpoint::save(
+            &any,
+            a.spec,
+            notes.clone(),
+            &a.run_dir.join("checkpoints/last"),
+        )?;
         if best.as_ref().is_none_or(|b| report.val_psnr > b.val_psnr) {
             checkpoint::save(&any, a.spec, notes, &a.run_dir.join("checkpoints/best"))?;
             best = Some(report.clone());
@@ -784,5 +814,8 @@ fn validate<M: SynthNet>(
     report.val_mae /= k;
     report.val_tenengrad /= k;
     report.ref_tenengrad /= k;
-    Ok((report, preview.unwrap_or_else(|| unreachable!("at least one slice"))))
+    Ok((
+        report,
+        preview.unwrap_or_else(|| unreachable!("at least one slice")),
+    ))
 }

@@ -24,8 +24,13 @@ impl Run {
     /// writing) is skipped.
     pub fn read(dir: &Path) -> Result<Self, String> {
         let log = dir.join("metrics.jsonl");
-        let text = std::fs::read_to_string(&log)
-            .map_err(|e| format!("{}: not a run folder ({}: {e})", dir.display(), log.display()))?;
+        let text = std::fs::read_to_string(&log).map_err(|e| {
+            format!(
+                "{}: not a run folder ({}: {e})",
+                dir.display(),
+                log.display()
+            )
+        })?;
         let mut steps = Vec::new();
         let mut epochs = Vec::new();
         for (i, line) in text.lines().enumerate() {
@@ -141,10 +146,23 @@ pub fn compare_table(runs: &[Run]) -> String {
             .max()
             .unwrap_or(0)
     };
-    let (wn, wm, wl) = (w(|r| &r.name, "run"), w(|r| &r.model, "model"), w(|r| &r.loss, "loss"));
+    let (wn, wm, wl) = (
+        w(|r| &r.name, "run"),
+        w(|r| &r.model, "model"),
+        w(|r| &r.loss, "loss"),
+    );
     let mut out = format!(
         "{:wn$}  {:wm$}  {:wl$}  {:>6}  {:>9}  {:>6}  {:>8}  {:>9}  {:>9}  {:>7}\n",
-        "run", "model", "loss", "epochs", "PSNR (dB)", "SSIM", "MAE", "Tenengrad", "(real)", "img/s"
+        "run",
+        "model",
+        "loss",
+        "epochs",
+        "PSNR (dB)",
+        "SSIM",
+        "MAE",
+        "Tenengrad",
+        "(real)",
+        "img/s"
     );
     for r in &rows {
         out.push_str(&format!(

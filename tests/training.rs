@@ -286,3 +286,41 @@ fn stop_keeps_a_loadable_checkpoint_and_classifier_losses_train() {
     let r = Run::read(tmp.path()).unwrap();
     assert!(!r.row().finished);
 }
+
+#[test]
+fn a_synthrad_style_folder_gives_one_case_per_patient() {
+    use synthscope::io::nifti_io::write_nifti;
+    use synthscope::io::phantom::{PhantomConfig, phantom_patient};
+    use synthscope::model::Direction;
+    let root = tempfile::tempdir().unwrap();
+    for k in 0..2 {
+        let dir = root.path().join(format!("1BA00{k}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (ct, mr) = phantom_patient(&PhantomConfig::small(), k);
+        write_nifti(&ct, &dir.join("ct.nii.gz")).unwrap();
+        write_nifti(&mr, &dir.join("mr.nii.gz")).unwrap();
+    }
+    // A folder without a pair is skipped; an empty root is an error naming it.
+    std::fs::create_dir_all(root.path().join("overview")).unwrap();
+    let p = synthscope::io::Progress::default();
+    let cases =
+        synthscope::train::data::cases_from_folder(root.path(), Direction::MrToCt, &p).unwrap();
+    assert_eq!(cases.len(), 2);
+    assert_eq!(cases[0].name, "1BA000");
+    let direct = phantom_cases(1, true, Direction::MrToCt).unwrap();
+    assert_eq!(
+        (cases[0].nx, cases[0].ny, cases[0].nz),
+        (direct[0].nx, direct[0].ny, direct[0].nz)
+    );
+    assert_eq!(
+        cases[0].slices, direct[0].slices,
+        "same head slices after the NIfTI round trip"
+    );
+    let err = synthscope::train::data::cases_from_folder(
+        &root.path().join("overview"),
+        Direction::MrToCt,
+        &p,
+    )
+    .unwrap_err();
+    assert!(err.contains("overview") && err.contains("ct"), "{err}");
+}

@@ -76,29 +76,12 @@ fn overlay(c: &CamSlice, opacity: f32, colormap: Colormap) -> egui::ColorImage {
 impl SynthScopeApp {
     /// Compute Grad-CAM for the input slice under the crosshair.
     pub fn start_gradcam(&mut self, ctx: &egui::Context) {
-        use crate::model::Direction;
         if self.gradcam.job.is_some() || self.model.is_none() {
             return;
         }
-        let Some(direction) = self.model_direction() else {
+        let Some((direction, input, v)) = self.model_input_at_crosshair("Grad-CAM") else {
             return;
         };
-        let input = match direction {
-            Direction::MrToCt => self.mr_volume().cloned(),
-            Direction::CtToMr => self.ct_volume().cloned(),
-        };
-        let Some(input) = input else {
-            self.errors.push(
-                "Grad-CAM needs the model's input volume (MR for MR to CT, CT for CT to MR)."
-                    .into(),
-            );
-            return;
-        };
-        let w = match (direction, self.mr_transform) {
-            (Direction::MrToCt, Some(t)) => t.apply(self.view.crosshair),
-            _ => self.view.crosshair,
-        };
-        let v = input.geometry.voxel_from_world(w);
         let z = v[2].round().max(0.0) as usize;
         let target = if self.gradcam.bone {
             CamTarget::Bone
@@ -159,11 +142,7 @@ impl SynthScopeApp {
             .open(&mut open)
             .default_width(420.0)
             .show(ctx, |ui| {
-                if self.model.is_none() && self.model_pending.is_none() {
-                    ui.colored_label(
-                        egui::Color32::YELLOW,
-                        "No model loaded: load a checkpoint in the Synthesis panel.",
-                    );
+                if self.no_model_notice(ui) {
                     return;
                 }
                 let names: Vec<String> = self

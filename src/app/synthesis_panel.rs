@@ -109,32 +109,42 @@ impl SynthScopeApp {
         self.model_pending = Some((meta, path));
     }
 
-    /// Compute the chosen layer's activations for the input slice at the crosshair.
-    pub fn start_features(&mut self, ctx: &egui::Context) {
+    /// The loaded model's direction, its input volume (MR for MR to CT, CT for CT to MR) and the
+    /// crosshair as a voxel of that volume (through the registration for the MR). Reports to the
+    /// user, naming `what`, when the input is missing.
+    pub(super) fn model_input_at_crosshair(
+        &mut self,
+        what: &str,
+    ) -> Option<(crate::model::Direction, Arc<Volume>, [f64; 3])> {
         use crate::model::Direction;
-        if self.feature_job.is_some() || self.synth_job.is_some() {
-            return;
-        }
-        let Some(direction) = self.model_direction() else {
-            return;
-        };
+        let direction = self.model_direction()?;
         let input = match direction {
             Direction::MrToCt => self.mr_volume().cloned(),
             Direction::CtToMr => self.ct_volume().cloned(),
         };
         let Some(input) = input else {
-            self.errors.push(
-                "Feature maps need the model's input volume (MR for MR → CT, CT for CT → MR)."
-                    .into(),
-            );
-            return;
+            self.errors.push(format!(
+                "{what} needs the model's input volume (MR for MR to CT, CT for CT to MR)."
+            ));
+            return None;
         };
-        // The input slice under the crosshair (through the registration for the MR).
         let w = match (direction, self.mr_transform) {
             (Direction::MrToCt, Some(t)) => t.apply(self.view.crosshair),
             _ => self.view.crosshair,
         };
-        let z = input.geometry.voxel_from_world(w)[2].round().max(0.0) as usize;
+        let v = input.geometry.voxel_from_world(w);
+        Some((direction, input, v))
+    }
+
+    /// Compute the chosen layer's activations for the input slice at the crosshair.
+    pub fn start_features(&mut self, ctx: &egui::Context) {
+        if self.feature_job.is_some() || self.synth_job.is_some() {
+            return;
+        }
+        let Some((direction, input, v)) = self.model_input_at_crosshair("Feature maps") else {
+            return;
+        };
+        let z = v[2].round().max(0.0) as usize;
         let Some((model, meta, path)) = self.model.take() else {
             return;
         };
@@ -320,6 +330,18 @@ impl SynthScopeApp {
         }
     }
 
+    /// Says so, and returns true, when no model is loaded (nor out on a worker).
+    pub(super) fn no_model_notice(&self, ui: &mut egui::Ui) -> bool {
+        let none = self.model.is_none() && self.model_pending.is_none();
+        if none {
+            ui.colored_label(
+                egui::Color32::YELLOW,
+                "No model loaded: load a checkpoint in the Synthesis panel.",
+            );
+        }
+        none
+    }
+
     pub(super) fn features_ui(&mut self, ctx: &egui::Context) {
         let mut open = self.show_features;
         let mut run = false;
@@ -327,11 +349,7 @@ impl SynthScopeApp {
             .open(&mut open)
             .default_width(560.0)
             .show(ctx, |ui| {
-                if self.model.is_none() && self.model_pending.is_none() {
-                    ui.colored_label(
-                        egui::Color32::YELLOW,
-                        "No model loaded: load a checkpoint in the Synthesis panel.",
-                    );
+                if self.no_model_notice(ui) {
                     return;
                 }
                 ui.horizontal(|ui| {

@@ -95,6 +95,29 @@ fn normalised_slices(
     buf
 }
 
+/// Slice `z` of `input` as `model` takes it (normalised, channels repeated, zero-padded to the
+/// network's size multiple): (buffer [1, channels, py, px], channels, (px, py)).
+fn network_slice(
+    model: &AnyModel,
+    direction: Direction,
+    input: &Volume,
+    z: usize,
+) -> (Vec<f32>, usize, (usize, usize)) {
+    let (norm, _, _) = normalisations(direction, input);
+    let (channels, multiple) = model.input_layout();
+    let [nx, ny, nz] = input.geometry.dims;
+    let pad = (
+        nx.div_ceil(multiple) * multiple,
+        ny.div_ceil(multiple) * multiple,
+    );
+    let z = z.min(nz.saturating_sub(1));
+    (
+        normalised_slices(input, z, 1, channels, pad, &norm),
+        channels,
+        pad,
+    )
+}
+
 /// One layer's activation for one slice: each channel as a row-major image.
 #[derive(Clone, Debug)]
 pub struct FeatureMaps {
@@ -120,15 +143,7 @@ pub fn slice_features(
     max_channels: usize,
     device: &Device,
 ) -> Result<FeatureMaps, String> {
-    let (norm, _, _) = normalisations(direction, input);
-    let (channels, multiple) = model.input_layout();
-    let [nx, ny, nz] = input.geometry.dims;
-    let z = z.min(nz.saturating_sub(1));
-    let (px, py) = (
-        nx.div_ceil(multiple) * multiple,
-        ny.div_ceil(multiple) * multiple,
-    );
-    let buf = normalised_slices(input, z, 1, channels, (px, py), &norm);
+    let (buf, channels, (px, py)) = network_slice(model, direction, input, z);
     let x = Tensor::<4>::from_data(TensorData::new(buf, [1, channels, py, px]), device);
     let names = model.layer_names();
     let layer = layer.min(names.len().saturating_sub(1));
@@ -200,15 +215,10 @@ pub fn slice_gradcam(
     device: &Device,
 ) -> Result<CamSlice, String> {
     let t0 = std::time::Instant::now();
-    let (norm, norm_out, _) = normalisations(direction, input);
-    let (channels, multiple) = model.input_layout();
+    let (_, norm_out, _) = normalisations(direction, input);
     let [nx, ny, nz] = input.geometry.dims;
     let z = z.min(nz.saturating_sub(1));
-    let (px, py) = (
-        nx.div_ceil(multiple) * multiple,
-        ny.div_ceil(multiple) * multiple,
-    );
-    let buf = normalised_slices(input, z, 1, channels, (px, py), &norm);
+    let (buf, channels, (px, py)) = network_slice(model, direction, input, z);
     let slice: Vec<f32> = (0..ny)
         .flat_map(|y| (0..nx).map(move |x| (x, y)))
         .map(|(x, y)| buf[x + px * y])

@@ -555,6 +555,19 @@ impl SynthScopeApp {
                     }
                 });
                 ui.end_row();
+                let l = ui.label("VGG-19 weights (optional)").on_hover_text(
+                    "torchvision vgg19 state dict (.pth or .safetensors): the contextual loss then uses VGG-19 features instead of the MR/CT classifier's",
+                );
+                let mut vgg = t
+                    .cfg
+                    .vgg19
+                    .as_ref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default();
+                if ui.text_edit_singleline(&mut vgg).labelled_by(l.id).changed() {
+                    t.cfg.vgg19 = (!vgg.trim().is_empty()).then(|| PathBuf::from(vgg.trim()));
+                }
+                ui.end_row();
                 ui.label("Epochs / batch");
                 ui.horizontal(|ui| {
                     let l = ui.label("epochs");

@@ -8,6 +8,7 @@ pub mod demo;
 mod drunet;
 pub mod import;
 mod unet;
+pub mod vgg;
 
 pub use drunet::{Drunet, DrunetConfig};
 pub use unet::{Classifier, ClassifierConfig, Unet, UnetConfig};

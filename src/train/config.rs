@@ -303,6 +303,11 @@ pub struct TrainConfig {
     /// the run (and saved in it) when absent.
     #[serde(default)]
     pub classifier: Option<PathBuf>,
+    /// torchvision VGG-19 weights (`.pth` or `.safetensors`): the contextual loss then uses
+    /// VGG-19 features (layer = index into conv1_1 .. conv5_4, default conv5_4 as the paper)
+    /// instead of the classifier's.
+    #[serde(default)]
+    pub vgg19: Option<PathBuf>,
     /// Steps of that in-run classifier training.
     #[serde(default = "default_classifier_steps")]
     pub classifier_steps: usize,
@@ -366,6 +371,7 @@ impl Default for TrainConfig {
             validation_slices: default_val_slices(),
             losses: default_losses(),
             classifier: None,
+            vgg19: None,
             classifier_steps: default_classifier_steps(),
             init_from: None,
         }

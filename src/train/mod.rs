@@ -386,6 +386,7 @@ fn plain_device(device: &Device) -> Device {
 struct LossContext<'a> {
     terms: &'a [LossTerm],
     classifier: Option<&'a Classifier>,
+    vgg: Option<&'a crate::model::vgg::Vgg19>,
     class: usize,
 }
 
@@ -406,6 +407,15 @@ impl LossContext<'_> {
                 LossKind::L1 => losses::l1(pred.clone(), target.clone()),
                 LossKind::Bce => losses::bce_with_logits(logits.clone(), target.clone()),
                 LossKind::Ssim => losses::ssim_loss(pred.clone(), target.clone()),
+                LossKind::Contextual if self.vgg.is_some() => {
+                    let vgg = self.vgg.unwrap_or_else(|| unreachable!());
+                    let layer = t.layer.unwrap_or(15).min(15);
+                    losses::contextual(
+                        vgg.features(pred.clone(), layer),
+                        vgg.features(target.clone(), layer).detach(),
+                        t.h.unwrap_or(0.5),
+                    )
+                }
                 LossKind::Contextual | LossKind::GradcamGuided | LossKind::ActivationWeighted => {
                     let c = self.classifier.unwrap_or_else(|| unreachable!("checked"));
                     match t.kind {
@@ -475,7 +485,16 @@ pub fn train(
     let p = patch_size(cfg, dataset);
     on_event(TrainEvent::Note(format!("Split {}", dataset.split_note)));
 
-    let needs_classifier = cfg.losses.iter().any(|t| t.kind.needs_classifier());
+    let needs_classifier = cfg.losses.iter().any(|t| {
+        t.kind.needs_classifier() && !(t.kind == LossKind::Contextual && cfg.vgg19.is_some())
+    });
+    let vgg = match &cfg.vgg19 {
+        Some(p) if cfg.losses.iter().any(|t| t.kind == LossKind::Contextual) => {
+            on_event(TrainEvent::Stage("Loading VGG-19".into()));
+            Some(crate::model::vgg::Vgg19::load_torchvision(p, device)?)
+        }
+        _ => None,
+    };
     let classifier: Option<Classifier> = if !needs_classifier {
         None
     } else if let Some(path) = &cfg.classifier {
@@ -541,6 +560,7 @@ pub fn train(
         spec: &spec,
         p,
         classifier: classifier.as_ref(),
+        vgg: vgg.as_ref(),
         control,
         t0,
     };
@@ -562,6 +582,7 @@ struct LoopArgs<'a> {
     spec: &'a ModelSpec,
     p: usize,
     classifier: Option<&'a Classifier>,
+    vgg: Option<&'a crate::model::vgg::Vgg19>,
     control: &'a Control,
     t0: Instant,
 }
@@ -581,14 +602,18 @@ fn run_loop<M: SynthNet>(
     // weights constant, batch norm in inference mode) and on the plain device for validation.
     let cls_ad = a.classifier.map(|c| c.valid().fork(a.ad));
     let cls_plain = a.classifier.map(|c| c.valid());
+    let vgg_ad = a.vgg.map(|v| v.valid().fork(a.ad));
+    let vgg_plain = a.vgg.map(|v| v.valid());
     let train_ctx = LossContext {
         terms: &cfg.losses,
         classifier: cls_ad.as_ref(),
+        vgg: vgg_ad.as_ref(),
         class,
     };
     let val_ctx = LossContext {
         terms: &cfg.losses,
         classifier: cls_plain.as_ref(),
+        vgg: vgg_plain.as_ref(),
         class,
     };
     let b = cfg.batch_size;

@@ -67,20 +67,22 @@ pub fn gradcam_synthesis(
     layer: usize,
 ) -> Result<Tensor<2>, String> {
     let [_, _, h, w] = x.dims();
-    let acts = model.activations(x.clone());
-    let last = acts.len().saturating_sub(2); // the output itself is not a feature map
-    let layer = layer.min(last);
-    let features = acts
-        .into_iter()
-        .nth(layer)
-        .ok_or("the model has no feature layers")?
-        .detach();
-    let leaf = features.clone().autodiff().require_grad();
+    // The output itself is not a feature map.
+    let layer = layer.min(model.layer_names().len().saturating_sub(2));
+    // One forward pass: the chosen activation is kept and a tracked copy goes on in its place.
+    let mut kept: Option<(Tensor<4>, Tensor<4>)> = None;
     let out = model
         .forward_hooked(x.autodiff(), &mut |k, t| {
-            if k == layer { leaf.clone() } else { t }
+            if k != layer {
+                return t;
+            }
+            let features = t.detach();
+            let leaf = features.clone().require_grad();
+            kept = Some((features, leaf.clone()));
+            leaf
         })
         .ok_or("a classifier is not a synthesis network")?;
+    let (features, leaf) = kept.ok_or("the model has no feature layers")?;
     let inside = region.clone().sum().into_scalar::<f32>().max(1.0);
     let score = (out.slice([0..1, 0..1, 0..h, 0..w]) * region.autodiff()).sum() / inside;
     let grads = score.backward();

@@ -425,33 +425,35 @@ fn meta(modality: Modality, description: &str, uid_suffix: &str) -> VolumeMeta {
 
 /// The phantom CT in HU on the CT grid (patient frame = head frame).
 pub fn phantom_ct(cfg: &PhantomConfig) -> Volume {
-    let g = cfg.ct_geometry();
-    let mut data = render(&g, |w| w, 0);
-    let seed = cfg.seed;
-    data.par_iter_mut().enumerate().for_each(|(i, v)| {
-        let (n, _) = gauss(seed, i as u64);
-        // Integer HU, as a scanner stores them.
-        *v = (*v + cfg.ct_noise_hu * n).round().clamp(-1024.0, 3071.0);
-    });
-    Volume::new(g, data, meta(Modality::Ct, "Phantom CT (HU)", "2"))
+    let v = render_ct(cfg, cfg.ct_geometry(), |w| w);
+    Volume::new(v.0, v.1, meta(Modality::Ct, "Phantom CT (HU)", "2"))
 }
 
 /// The phantom CT on the MR grid, the head in the MR's pose: the CT half of a perfectly
 /// registered pair (training data, known-answer tests).
 pub fn phantom_ct_on_mr_grid(cfg: &PhantomConfig) -> Volume {
-    let g = cfg.mr_geometry();
     let rigid = cfg.moving_from_fixed;
-    let mut data = render(&g, |w| rigid.apply_inverse(w), 0);
+    let v = render_ct(cfg, cfg.mr_geometry(), |w| rigid.apply_inverse(w));
+    Volume::new(
+        v.0,
+        v.1,
+        meta(Modality::Ct, "Phantom CT on the MR grid (HU)", "5"),
+    )
+}
+
+/// CT values on `g` with the CT noise, in whole HU as a scanner stores them.
+fn render_ct(
+    cfg: &PhantomConfig,
+    g: Geometry,
+    head_from_world: impl Fn(Vec3) -> Vec3 + Sync,
+) -> (Geometry, Vec<f32>) {
+    let mut data = render(&g, head_from_world, 0);
     let seed = cfg.seed;
     data.par_iter_mut().enumerate().for_each(|(i, v)| {
         let (n, _) = gauss(seed, i as u64);
         *v = (*v + cfg.ct_noise_hu * n).round().clamp(-1024.0, 3071.0);
     });
-    Volume::new(
-        g,
-        data,
-        meta(Modality::Ct, "Phantom CT on the MR grid (HU)", "5"),
-    )
+    (g, data)
 }
 
 /// Phantom "patient" `k` for training: the demo head in its own pose and noise, as a registered

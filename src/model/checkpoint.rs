@@ -92,6 +92,28 @@ pub fn save(
     Ok(())
 }
 
+/// Copy the checkpoint pair at `from` to `to` (file copies, each written to a temporary name and
+/// renamed, as [`save`] does): a second name for saved weights without reading them back again.
+pub fn copy(from: &Path, to: &Path) -> Result<(), String> {
+    let (src, dst) = (paths(from), paths(to));
+    for (s, d) in [(&src.0, &dst.0), (&src.1, &dst.1)] {
+        let tmp = d.with_extension(format!(
+            "{}.partial",
+            d.extension().and_then(|e| e.to_str()).unwrap_or_default()
+        ));
+        std::fs::copy(s, &tmp)
+            .and_then(|_| std::fs::rename(&tmp, d))
+            .map_err(|e| {
+                format!(
+                    "{}: cannot copy the checkpoint to {}: {e}",
+                    s.display(),
+                    d.display()
+                )
+            })?;
+    }
+    Ok(())
+}
+
 /// Load a checkpoint (either file of the pair, or their common stem) onto `device`.
 pub fn load(path: &Path, device: &Device) -> Result<(AnyModel, CheckpointMeta), String> {
     let (bpk, json) = paths(path);

@@ -6,7 +6,7 @@ use burn::module::Module;
 use burn::nn::PaddingConfig2d;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
-use burn::store::{ModuleSnapshot, PytorchStore, SafetensorsStore};
+use burn::store::{KeyRemapper, ModuleSnapshot, PytorchStore, SafetensorsStore};
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor, TensorData};
 use std::path::Path;
@@ -66,21 +66,25 @@ impl Vgg19 {
         let mut model = Self::new(device);
         let e = |err: String| format!("{}: {err}", path.display());
         let name = path.to_string_lossy().to_ascii_lowercase();
+        // torchvision's `features.N.` (N skipping the ReLU and pool slots) -> our `convs.k.`.
+        let remapper = TORCHVISION_INDEX
+            .iter()
+            .enumerate()
+            .try_fold(KeyRemapper::new(), |r, (k, idx)| {
+                r.add_pattern(format!(r"^features\.{idx}\."), format!("convs.{k}."))
+            })
+            .map_err(|err| e(err.to_string()))?;
         let result = if name.ends_with(".safetensors") {
-            let mut store = SafetensorsStore::from_file(path).allow_partial(true);
-            for (k, idx) in TORCHVISION_INDEX.iter().enumerate() {
-                store =
-                    store.with_key_remapping(format!(r"^features\.{idx}\."), format!("convs.{k}."));
-            }
+            let mut store = SafetensorsStore::from_file(path)
+                .allow_partial(true)
+                .remap(remapper);
             model
                 .load_from(&mut store)
                 .map_err(|err| e(format!("{err:?}")))?
         } else if name.ends_with(".pth") || name.ends_with(".pt") {
-            let mut store = PytorchStore::from_file(path).allow_partial(true);
-            for (k, idx) in TORCHVISION_INDEX.iter().enumerate() {
-                store =
-                    store.with_key_remapping(format!(r"^features\.{idx}\."), format!("convs.{k}."));
-            }
+            let mut store = PytorchStore::from_file(path)
+                .allow_partial(true)
+                .remap(remapper);
             model
                 .load_from(&mut store)
                 .map_err(|err| e(format!("{err:?}")))?

@@ -307,7 +307,8 @@ fn repeat_channels(x: Tensor<4>, channels: usize) -> Tensor<4> {
 }
 
 /// Train the MR/CT classifier on the training slices (input modality vs target modality
-/// patches), on `device` (autodiff). Returns it and its accuracy on validation slices.
+/// patches) on the autodiff twin of `device` (the shared plain device). Returns it (on the plain
+/// device) and its accuracy on validation patches.
 pub fn train_classifier(
     dataset: &Dataset,
     steps: usize,
@@ -317,9 +318,10 @@ pub fn train_classifier(
     device: &Device,
     control: &Control,
 ) -> Result<(Classifier, f64), String> {
-    let mut model = ClassifierConfig::new().with_base_width(16).init(device);
+    let ad = device.clone().autodiff();
+    let mut model = ClassifierConfig::new().with_base_width(16).init(&ad);
     let mut optim = AdamConfig::new().init();
-    let loss_fn = CrossEntropyLossConfig::new().init(device);
+    let loss_fn = CrossEntropyLossConfig::new().init(&ad);
     let mut rng = Rng::new(seed ^ 0xC1A5_51F1);
     let half = 4usize;
     let aug = config::Augment::default();
@@ -343,14 +345,14 @@ pub fn train_classifier(
         let mut images = xs;
         images.extend(ys);
         let n = 2 * half;
-        let x = Tensor::<4>::from_data(TensorData::new(images, [n, 1, p, p]), device);
+        let x = Tensor::<4>::from_data(TensorData::new(images, [n, 1, p, p]), &ad);
         let labels: Vec<i64> = (0..n).map(|i| label(i >= half)).collect();
-        let y = Tensor::<1, Int>::from_data(TensorData::new(labels, [n]), device);
+        let y = Tensor::<1, Int>::from_data(TensorData::new(labels, [n]), &ad);
         let loss = loss_fn.forward(model.forward(x), y);
         let grads = GradientsParams::from_grads(loss.backward(), &model);
         model = optim.step(2e-3, model, grads);
     }
-    // Accuracy on validation slices (centre crops).
+    // Accuracy on validation patches (random crops, not augmented).
     let plain = model.valid();
     let mut correct = 0usize;
     let mut total = 0usize;
@@ -364,8 +366,7 @@ pub fn train_classifier(
         let n = chunk.len();
         let mut images = xs;
         images.extend(ys);
-        let dev = plain_device(device);
-        let x = Tensor::<4>::from_data(TensorData::new(images, [2 * n, 1, p, p]), &dev);
+        let x = Tensor::<4>::from_data(TensorData::new(images, [2 * n, 1, p, p]), device);
         let pred = plain.forward(x).argmax(1).into_data();
         for (i, c) in pred.iter::<i64>().enumerate() {
             correct += usize::from(c == label(i >= n));
@@ -373,13 +374,6 @@ pub fn train_classifier(
         }
     }
     Ok((plain, correct as f64 / total.max(1) as f64))
-}
-
-/// The plain (non-autodiff) device behind `device`.
-fn plain_device(device: &Device) -> Device {
-    crate::gpu::shared()
-        .map(|g| g.device.clone())
-        .unwrap_or_else(|_| device.clone())
 }
 
 /// Everything the loss needs besides prediction and target.
@@ -510,7 +504,7 @@ pub fn train(
             p,
             cfg.seed,
             cfg.direction,
-            &ad,
+            device,
             control,
         )?;
         let spec = ModelSpec::Classifier(ClassifierConfig::new().with_base_width(16));
@@ -694,20 +688,12 @@ fn run_loop<M: SynthNet>(
             "run": cfg.name, "epoch": epoch, "val_psnr": report.val_psnr,
             "val_ssim": report.val_ssim, "loss": cfg.loss_label(),
         });
-        checkpoint::save(
-            &any,
-            a.spec,
-            notes.clone(),
-            &a.run_dir.join(format!("checkpoints/epoch_{epoch:03}")),
-        )?;
-        checkpoint::save(
-            &any,
-            a.spec,
-            notes.clone(),
-            &a.run_dir.join("checkpoints/last"),
-        )?;
+        // Saved once (one read-back of the weights); `last` and `best` are copies.
+        let saved = a.run_dir.join(format!("checkpoints/epoch_{epoch:03}"));
+        checkpoint::save(&any, a.spec, notes, &saved)?;
+        checkpoint::copy(&saved, &a.run_dir.join("checkpoints/last"))?;
         if best.as_ref().is_none_or(|b| report.val_psnr > b.val_psnr) {
-            checkpoint::save(&any, a.spec, notes, &a.run_dir.join("checkpoints/best"))?;
+            checkpoint::copy(&saved, &a.run_dir.join("checkpoints/best"))?;
             best = Some(report.clone());
         }
         log.write(&LogLine::Epoch(report.clone()))?;
@@ -779,19 +765,18 @@ fn validate<M: SynthNet>(
     };
     let refs = validation_refs(a.dataset, a.cfg.validation_slices);
     let mut preview = None;
-    let mut rng = Rng::new(0);
     // The preview shows the middle validation slice (mid-head rather than its top).
     let shown = refs.len() / 2;
     for (i, r) in refs.iter().enumerate() {
         let case = &a.dataset.cases[r.case];
         let (input, target, mask) = case.slice(r.z);
         let (nx, ny) = (case.nx, case.ny);
+        // The whole slice, centred in a square the network accepts.
         let side = nx.max(ny).div_ceil(m) * m;
-        let none = config::Augment {
-            rot90: false,
-            flip: false,
-        };
-        let (xs, ys) = sample_batch(a.dataset, std::slice::from_ref(r), side, &none, &mut rng);
+        let (ox, oy) = ((side - nx) / 2, (side - ny) / 2);
+        let at = (-(ox as i64), -(oy as i64));
+        let xs = crop(&input, (nx, ny), at, side, 0, false);
+        let ys = crop(&target, (nx, ny), at, side, 0, false);
         let x = Tensor::<4>::from_data(TensorData::new(xs, [1, 1, side, side]), a.device);
         let y = Tensor::<4>::from_data(TensorData::new(ys, [1, 1, side, side]), a.device);
         let logits = model.logits(repeat_channels(x, a.cfg.channels()));
@@ -800,7 +785,6 @@ fn validate<M: SynthNet>(
         let out = sigmoid(logits).into_data();
         let out = out.as_slice::<f32>().map_err(|e| format!("{e:?}"))?;
         // Undo the centred padding.
-        let (ox, oy) = ((side - nx) / 2, (side - ny) / 2);
         let mut synthetic = vec![0f32; nx * ny];
         for yy in 0..ny {
             for xx in 0..nx {

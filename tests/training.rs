@@ -12,6 +12,15 @@ use synthscope::train::{
     Control, DataSource, Dataset, LossKind, LossTerm, ModelChoice, TrainConfig, TrainEvent,
 };
 
+/// burn's random stream is per process (cubecl seeds it globally) and parameters are
+/// initialised lazily, at first use: tests that draw random numbers run one at a time, or a
+/// neighbour's draws would change a seeded run's weights.
+static RANDOM: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    RANDOM.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn device() -> Device {
     synthscope::gpu::shared()
         .expect("shared device")
@@ -42,6 +51,7 @@ fn disc(n: usize, shift: f32) -> Vec<f32> {
 
 #[test]
 fn pixel_losses_have_their_known_values() {
+    let _serial = serial();
     let d = device();
     let n = 32;
     let a = image(disc(n, 0.0), n, &d);
@@ -71,6 +81,7 @@ fn pixel_losses_have_their_known_values() {
 
 #[test]
 fn contextual_loss_is_zero_for_itself_and_blind_to_position() {
+    let _serial = serial();
     let d = device();
     let (c, h, w) = (16, 6, 6);
     let f = Tensor::<4>::random([2, c, h, w], Distribution::Normal(0.0, 1.0), &d);
@@ -91,6 +102,7 @@ fn contextual_loss_is_zero_for_itself_and_blind_to_position() {
 
 #[test]
 fn classifier_losses_vanish_on_the_real_image() {
+    let _serial = serial();
     let d = device();
     let n = 32;
     let c = ClassifierConfig::new().with_base_width(8).init(&d);
@@ -162,6 +174,7 @@ fn dataset(cfg: &TrainConfig) -> Dataset {
 
 #[test]
 fn training_lowers_the_loss_is_seeded_and_writes_a_run_folder() {
+    let _serial = serial();
     let d = device();
     let cfg = tiny_config("mse", vec![LossTerm::new(LossKind::Mse, 1.0)]);
     let data = dataset(&cfg);
@@ -250,6 +263,7 @@ fn training_lowers_the_loss_is_seeded_and_writes_a_run_folder() {
 
 #[test]
 fn stop_keeps_a_loadable_checkpoint_and_classifier_losses_train() {
+    let _serial = serial();
     let d = device();
     let cfg = tiny_config(
         "cx",
@@ -289,6 +303,7 @@ fn stop_keeps_a_loadable_checkpoint_and_classifier_losses_train() {
 
 #[test]
 fn a_synthrad_style_folder_gives_one_case_per_patient() {
+    let _serial = serial();
     use synthscope::io::nifti_io::write_nifti;
     use synthscope::io::phantom::{PhantomConfig, phantom_patient};
     use synthscope::model::Direction;

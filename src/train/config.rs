@@ -262,7 +262,9 @@ pub struct TrainConfig {
     /// Run name (the run folder's default name).
     #[serde(default = "default_name")]
     pub name: String,
-    /// Seed of weight initialisation, sampling and augmentation.
+    /// Seed of weight initialisation, sampling and augmentation. burn's random stream is
+    /// process-wide and weights are drawn at first use: the same seed gives the same curve when
+    /// nothing else in the process draws random numbers meanwhile (the app and CLI do not).
     #[serde(default)]
     pub seed: u64,
     /// MR -> CT or CT -> MR.

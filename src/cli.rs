@@ -148,6 +148,10 @@ pub enum Command {
         /// Run folder (default: runs/NAME).
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Train only the MR/CT classifier (config's data, seed and classifier_steps) and write
+        /// OUT/classifier.{bpk,json}: the classifier Grad-CAM view and classifier losses load it.
+        #[arg(long)]
+        classifier_only: bool,
     },
     /// Training runs.
     Runs {
@@ -393,7 +397,11 @@ pub fn main() -> anyhow::Result<()> {
         Some(Command::Bench {
             what: Bench::Train { size, batch, steps },
         }) => crate::cli_train::bench_train(size, batch, steps),
-        Some(Command::Train { config, out }) => crate::cli_train::train_cmd(&config, out),
+        Some(Command::Train {
+            config,
+            out,
+            classifier_only,
+        }) => crate::cli_train::train_cmd(&config, out, classifier_only),
         Some(Command::Runs {
             what: RunsCmd::Compare { dirs, json },
         }) => crate::cli_train::runs_compare(&dirs, json),

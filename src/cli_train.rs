@@ -9,10 +9,10 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 /// Train from a config file, headless, with a progress bar.
-pub fn train_cmd(config: &Path, out: Option<PathBuf>) -> anyhow::Result<()> {
+pub fn train_cmd(config: &Path, out: Option<PathBuf>, classifier_only: bool) -> anyhow::Result<()> {
     let cfg = TrainConfig::read(config).map_err(|e| anyhow!(e))?;
     let out = out.unwrap_or_else(|| PathBuf::from("runs").join(&cfg.name));
-    if out.join("metrics.jsonl").exists() {
+    if out.join("metrics.jsonl").exists() || out.join("classifier.bpk").exists() {
         bail!(
             "{}: already holds a run; choose another --out (nothing was overwritten)",
             out.display()
@@ -72,6 +72,28 @@ pub fn train_cmd(config: &Path, out: Option<PathBuf>) -> anyhow::Result<()> {
         )),
         TrainEvent::Preview(_) => {}
     };
+    if classifier_only {
+        let p = crate::train::patch_size(&cfg, &dataset);
+        g.device.seed(cfg.seed);
+        crate::train::classifier_for_run(
+            &cfg,
+            &dataset,
+            p,
+            &out,
+            &g.device,
+            &control,
+            &mut on_event,
+        )
+        .map_err(|e| anyhow!(e))?;
+        bar.finish_and_clear();
+        println!(
+            "{}: {} classifier steps in {:.1} s",
+            out.join("classifier.bpk").display(),
+            cfg.classifier_steps,
+            t.elapsed().as_secs_f64()
+        );
+        return Ok(());
+    }
     let summary = crate::train::train(&cfg, &dataset, &out, &g.device, &control, &mut on_event)
         .map_err(|e| anyhow!(e))?;
     bar.finish_and_clear();

@@ -4,6 +4,7 @@
 //! the input and scaled to 0..1 per image, is the heatmap.
 
 use crate::model::Classifier;
+use burn::module::Module;
 use burn::tensor::Tensor;
 use burn::tensor::activation::relu;
 use burn::tensor::module::interpolate;
@@ -16,6 +17,8 @@ use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
 /// rest of the network's weights act as constants.
 pub fn gradcam(model: &Classifier, x: Tensor<4>, class: usize, layer: usize) -> Tensor<3> {
     let [b, _, h, w] = x.dims();
+    // Evaluation mode: batch norm must not take statistics from the (tracked) batch.
+    let model = &model.valid();
     let features = model.features_at(x, layer).detach();
     let alpha = gradcam_weights(model, features.clone(), class, layer);
     let cam = interpolate(
@@ -67,6 +70,8 @@ pub fn gradcam_synthesis(
     layer: usize,
 ) -> Result<Tensor<2>, String> {
     let [_, _, h, w] = x.dims();
+    // Evaluation mode: batch norm must not take statistics from the (tracked) batch.
+    let model = &model.valid();
     // The output itself is not a feature map.
     let layer = layer.min(model.layer_names().len().saturating_sub(2));
     // One forward pass: the chosen activation is kept and a tracked copy goes on in its place.

@@ -44,6 +44,16 @@ impl SynthScopeApp {
             }
             ui.separator();
             ui.toggle_value(&mut self.wl_mode, "W/L drag (w)");
+            ui.toggle_value(&mut self.show_inset, "Zoom inset (z)")
+                .on_hover_text("A magnified view of the region around the crosshair in each pane");
+            if self.show_inset {
+                ui.add(
+                    egui::DragValue::new(&mut self.inset_mag)
+                        .range(1.5..=8.0)
+                        .speed(0.1)
+                        .prefix("x"),
+                );
+            }
             ui.toggle_value(&mut self.show_registration, "Register…");
             ui.toggle_value(&mut self.show_synthesis, "Synthesise…");
             ui.toggle_value(&mut self.training.show, "Train…");
@@ -303,7 +313,7 @@ impl SynthScopeApp {
             return;
         }
         use egui::Key;
-        let (up, down, pup, pdown, r, w, a, c, s) = ctx.input(|i| {
+        let (up, down, pup, pdown, r, w, a, c, s, z) = ctx.input(|i| {
             (
                 i.key_pressed(Key::ArrowUp),
                 i.key_pressed(Key::ArrowDown),
@@ -314,6 +324,7 @@ impl SynthScopeApp {
                 i.key_pressed(Key::A),
                 i.key_pressed(Key::C),
                 i.key_pressed(Key::S),
+                i.key_pressed(Key::Z),
             )
         });
         let mut n = 0;
@@ -337,6 +348,9 @@ impl SynthScopeApp {
         }
         if w {
             self.wl_mode = !self.wl_mode;
+        }
+        if z {
+            self.show_inset = !self.show_inset;
         }
         for (pressed, o) in [
             (a, Orientation::Axial),

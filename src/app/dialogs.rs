@@ -11,6 +11,7 @@ pub(super) enum Dialog {
     SaveCtOnMr,
     SaveSynthetic,
     LoadModel,
+    LoadClassifier,
 }
 
 impl SynthScopeApp {
@@ -38,7 +39,7 @@ impl SynthScopeApp {
                     Dialog::SaveResampled => nifti("mr_on_ct.nii.gz"),
                     Dialog::SaveCtOnMr => nifti("ct_on_mr.nii.gz"),
                     Dialog::SaveSynthetic => nifti("synthetic.nii.gz"),
-                    Dialog::LoadModel => rfd::FileDialog::new()
+                    Dialog::LoadModel | Dialog::LoadClassifier => rfd::FileDialog::new()
                         .add_filter("SynthScope checkpoint", &["json", "bpk"])
                         .pick_file(),
                 };
@@ -66,6 +67,7 @@ impl SynthScopeApp {
     pub(super) fn transform_file(&mut self, d: Dialog, path: &std::path::Path) {
         match d {
             Dialog::LoadModel => self.load_model(path),
+            Dialog::LoadClassifier => self.load_classifier(path),
             Dialog::SaveSynthetic => {
                 if let Some(v) = self.synthetic.and_then(|i| self.volumes.get(i)).cloned()
                     && let Err(e) = crate::io::nifti_io::write_nifti(&v, path)

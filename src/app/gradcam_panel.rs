@@ -1,9 +1,14 @@
-//! The Grad-CAM window: which features of the synthesis network raise its output in bone (or in
-//! a disc around the crosshair), for the input slice under the crosshair, overlaid on that slice.
+//! The Grad-CAM window, two views:
+//! - the synthesis network: which features raise its output in bone (or in a disc around the
+//!   crosshair), for the input slice under the crosshair, overlaid on that slice;
+//! - the MR/CT classifier (method 2, the Grad-CAM-guided U-Net): its class map for the real and
+//!   the synthetic slice at the crosshair side by side, on one scale, and their difference.
 
 use super::jobs::ModelJob;
 use super::*;
-use crate::synth::{CamSlice, CamTarget};
+use crate::model::checkpoint::AnyModel;
+use crate::synth::{CamPair, CamSlice, CamTarget};
+use std::path::PathBuf;
 
 /// Grad-CAM window state.
 pub struct GradcamState {
@@ -24,6 +29,18 @@ pub struct GradcamState {
     /// The last result.
     pub result: Option<CamSlice>,
     texture: Option<(egui::TextureHandle, f32, Colormap)>,
+    /// Show the classifier view (else the synthesis network's).
+    pub classifier_view: bool,
+    /// The MR/CT classifier and where it came from (None while on a worker).
+    pub classifier: Option<(AnyModel, PathBuf)>,
+    classifier_pending: Option<PathBuf>,
+    /// Classifier layer (index into `Classifier::LAYERS`).
+    pub classifier_layer: usize,
+    /// The running classifier computation.
+    pub pair_job: Option<ModelJob<Result<CamPair, String>>>,
+    /// The last classifier result.
+    pub pair: Option<CamPair>,
+    pair_textures: Option<([egui::TextureHandle; 3], f32, Colormap)>,
 }
 
 impl Default for GradcamState {
@@ -38,28 +55,55 @@ impl Default for GradcamState {
             job: None,
             result: None,
             texture: None,
+            classifier_view: false,
+            classifier: None,
+            classifier_pending: None,
+            classifier_layer: 2,
+            pair_job: None,
+            pair: None,
+            pair_textures: None,
         }
     }
 }
 
 /// Grey slice with the heatmap blended on top; the target region's edge in white.
 fn overlay(c: &CamSlice, opacity: f32, colormap: Colormap) -> egui::ColorImage {
+    blend(
+        &c.input,
+        &c.cam,
+        Some(&c.region),
+        (c.width, c.height),
+        opacity,
+        colormap,
+    )
+}
+
+/// Grey `input` (0..1) with `cam` (0..1) in `colormap` blended on top at `opacity`; the edge of
+/// `region`, if any, in white.
+fn blend(
+    input: &[f32],
+    cam: &[f32],
+    region: Option<&[bool]>,
+    (w, h): (usize, usize),
+    opacity: f32,
+    colormap: Colormap,
+) -> egui::ColorImage {
     let table = colormap.table();
-    let (w, h) = (c.width, c.height);
     let mut rgba = Vec::with_capacity(w * h * 4);
     for i in 0..w * h {
-        let g = c.input[i].clamp(0.0, 1.0) * 255.0;
-        let col = table[(c.cam[i].clamp(0.0, 1.0) * 255.0) as usize];
+        let g = input[i].clamp(0.0, 1.0) * 255.0;
+        let col = table[(cam[i].clamp(0.0, 1.0) * 255.0) as usize];
         let (x, y) = (i % w, i / w);
-        let edge = c.region[i]
-            && (x == 0
+        let edge = region.is_some_and(|r| {
+            r[i] && (x == 0
                 || y == 0
                 || x + 1 == w
                 || y + 1 == h
-                || !c.region[i - 1]
-                || !c.region[i + 1]
-                || !c.region[i - w]
-                || !c.region[i + w]);
+                || !r[i - 1]
+                || !r[i + 1]
+                || !r[i - w]
+                || !r[i + w])
+        });
         for k in 0..3 {
             let v = if edge {
                 255.0
@@ -73,7 +117,275 @@ fn overlay(c: &CamSlice, opacity: f32, colormap: Colormap) -> egui::ColorImage {
     egui::ColorImage::from_rgba_unmultiplied([w, h], &rgba)
 }
 
+/// A signed map (-1..1) in the diverging colormap, 0 in its middle.
+fn diverging(d: &[f32], (w, h): (usize, usize)) -> egui::ColorImage {
+    let table = Colormap::Diverging.table();
+    let rgba: Vec<u8> = d
+        .iter()
+        .flat_map(|v| {
+            let c = table[(((v.clamp(-1.0, 1.0) + 1.0) * 0.5) * 255.0).round() as usize];
+            [c[0], c[1], c[2], 255]
+        })
+        .collect();
+    egui::ColorImage::from_rgba_unmultiplied([w, h], &rgba)
+}
+
 impl SynthScopeApp {
+    /// Load an MR/CT classifier checkpoint for the classifier Grad-CAM view.
+    pub fn load_classifier(&mut self, path: &std::path::Path) {
+        let device = match gpu::shared() {
+            Ok(g) => g.device.clone(),
+            Err(e) => {
+                self.errors.push(e.to_string());
+                return;
+            }
+        };
+        match crate::model::checkpoint::load(path, &device) {
+            Ok((m @ AnyModel::Classifier(_), _)) => {
+                self.gradcam.classifier = Some((m, path.to_path_buf()));
+                self.gradcam.pair = None;
+            }
+            Ok(_) => self.errors.push(format!(
+                "{}: not a classifier (a synthesis network); load it in the Synthesis panel",
+                path.display()
+            )),
+            Err(e) => self.errors.push(e),
+        }
+    }
+
+    /// Load the embedded demo MR/CT classifier.
+    pub fn load_demo_classifier(&mut self) {
+        let r = gpu::shared()
+            .map_err(|e| e.to_string())
+            .and_then(|g| crate::model::demo::load_demo_classifier(&g.device));
+        match r {
+            Ok((m, _, name)) => {
+                self.gradcam.classifier = Some((m, name));
+                self.gradcam.pair = None;
+            }
+            Err(e) => self.errors.push(format!("Demo classifier: {e}")),
+        }
+    }
+
+    /// The real and synthetic slices at the crosshair on the synthetic volume's grid (the
+    /// real one resampled through the registration), with the synthetic modality.
+    fn real_and_synthetic_slices(
+        &self,
+    ) -> Result<(Vec<f32>, Vec<f32>, (usize, usize), String), String> {
+        use crate::model::Direction;
+        use crate::register::{Affine, resample};
+        let synth = self
+            .synthetic
+            .and_then(|i| self.volumes.get(i))
+            .ok_or("synthesise first: the view compares the real and the synthetic image")?;
+        let modality = synth.meta.modality.clone();
+        let (real, to_real) = match self.model_direction() {
+            Some(Direction::CtToMr) => (self.mr_volume(), self.mr_transform),
+            _ => (
+                self.ct_volume(),
+                match self.mr_transform {
+                    Some(t) => Some(t.inverse().ok_or("the registration cannot be inverted")?),
+                    None => None,
+                },
+            ),
+        };
+        let real = real.ok_or(format!("no real {modality} loaded to compare with"))?;
+        let w = match (self.model_direction(), self.mr_transform) {
+            (Some(Direction::MrToCt), Some(t)) => t.apply(self.view.crosshair),
+            (Some(Direction::CtToMr), Some(t)) => t
+                .inverse()
+                .map(|i| i.apply(self.view.crosshair))
+                .unwrap_or(self.view.crosshair),
+            _ => self.view.crosshair,
+        };
+        let g = &synth.geometry;
+        let [nx, ny, nz] = g.dims;
+        let z = (g.voxel_from_world(w)[2].round().max(0.0) as usize).min(nz.saturating_sub(1));
+        // One slice of the synthetic grid as its own geometry, so only it is resampled.
+        let mut slice_grid = g.clone();
+        slice_grid.dims = [nx, ny, 1];
+        slice_grid.origin = g.world_from_voxel([0.0, 0.0, z as f64]);
+        let t = to_real.unwrap_or_else(|| Affine::identity([0.0; 3]));
+        let fill = if modality == "CT" { -1000.0 } else { 0.0 };
+        let real_slice = resample(real, &slice_grid, &t, fill).data;
+        let synth_slice = synth.data[z * nx * ny..(z + 1) * nx * ny].to_vec();
+        Ok((real_slice, synth_slice, (nx, ny), modality))
+    }
+
+    /// Compute the classifier's Grad-CAM for the real and synthetic slices at the crosshair.
+    pub fn start_cam_pair(&mut self, ctx: &egui::Context) {
+        if self.gradcam.pair_job.is_some() {
+            return;
+        }
+        let (real, synth, size, modality) = match self.real_and_synthetic_slices() {
+            Ok(v) => v,
+            Err(e) => {
+                self.errors.push(format!("Classifier Grad-CAM: {e}"));
+                return;
+            }
+        };
+        let Some((classifier, path)) = self.gradcam.classifier.take() else {
+            self.errors
+                .push("Classifier Grad-CAM: load a classifier first.".into());
+            return;
+        };
+        self.gradcam.classifier_pending = Some(path);
+        let layer = self.gradcam.classifier_layer;
+        let c = ctx.clone();
+        self.gradcam.pair_job = Some(ModelJob::start(
+            classifier,
+            move |m| {
+                let AnyModel::Classifier(cls) = m else {
+                    return Err("not a classifier".into());
+                };
+                let device = gpu::shared().map_err(|e| e.to_string())?.device.clone();
+                crate::synth::cam_pair(cls, &modality, &real, &synth, size, layer, &device)
+            },
+            move || c.request_repaint(),
+        ));
+    }
+
+    /// Collect a finished classifier computation (`timeout`: wait that long; None: poll).
+    pub fn poll_cam_pair(&mut self, timeout: Option<Duration>) {
+        let Some(job) = &self.gradcam.pair_job else {
+            return;
+        };
+        let r = match timeout {
+            Some(t) => job.wait(t),
+            None => job.poll(),
+        };
+        if let Some((r, model)) = r {
+            self.gradcam.pair_job = None;
+            if let Some(path) = self.gradcam.classifier_pending.take() {
+                self.gradcam.classifier = Some((model, path));
+            }
+            match r {
+                Ok(p) => {
+                    self.gradcam.pair = Some(p);
+                    self.gradcam.pair_textures = None;
+                }
+                Err(e) => self.errors.push(format!("Classifier Grad-CAM: {e}")),
+            }
+        }
+    }
+
+    /// The classifier half of the Grad-CAM window.
+    fn classifier_cam_ui(
+        &mut self,
+        ctx: &egui::Context,
+        ui: &mut egui::Ui,
+    ) -> (bool, Option<Dialog>, bool) {
+        let (mut run, mut dialog, mut demo) = (false, None, false);
+        let g = &mut self.gradcam;
+        match (&g.classifier, &g.classifier_pending) {
+            (Some((_, p)), _) | (None, Some(p)) => {
+                ui.label(format!("Classifier: {}", p.display()));
+            }
+            (None, None) => {
+                ui.colored_label(
+                    egui::Color32::YELLOW,
+                    "No classifier loaded: load one (a run's classifier.json, or `synthscope train --classifier-only`) or the demo classifier.",
+                );
+            }
+        }
+        ui.horizontal(|ui| {
+            if ui.button("Load classifier…").clicked() {
+                dialog = Some(Dialog::LoadClassifier);
+            }
+            if ui
+                .button("Demo classifier")
+                .on_hover_text(crate::model::demo::DEMO_CLASSIFIER_NAME)
+                .clicked()
+            {
+                demo = true;
+            }
+        });
+        egui::ComboBox::from_label("Classifier layer")
+            .selected_text(crate::model::Classifier::LAYERS[g.classifier_layer.min(3)])
+            .show_ui(ui, |ui| {
+                for (i, n) in crate::model::Classifier::LAYERS.iter().enumerate() {
+                    ui.selectable_value(&mut g.classifier_layer, i, *n);
+                }
+            });
+        ui.add(egui::Slider::new(&mut g.opacity, 0.0..=1.0).text("opacity"));
+        ui.horizontal(|ui| {
+            if g.pair_job.is_some() {
+                ui.spinner();
+                ui.label("computing…");
+            } else if ui
+                .add_enabled(
+                    g.classifier.is_some(),
+                    egui::Button::new("Compare real and synthetic at the crosshair"),
+                )
+                .clicked()
+            {
+                run = true;
+            }
+        });
+        if let Some(p) = &g.pair {
+            let stale = g
+                .pair_textures
+                .as_ref()
+                .is_none_or(|(_, o, m)| *o != g.opacity || *m != g.colormap);
+            if stale {
+                let size = (p.width, p.height);
+                let load =
+                    |name: &str, img| ctx.load_texture(name, img, egui::TextureOptions::LINEAR);
+                g.pair_textures = Some((
+                    [
+                        load(
+                            "cam-real",
+                            blend(&p.real, &p.real_cam, None, size, g.opacity, g.colormap),
+                        ),
+                        load(
+                            "cam-synth",
+                            blend(
+                                &p.synthetic,
+                                &p.synthetic_cam,
+                                None,
+                                size,
+                                g.opacity,
+                                g.colormap,
+                            ),
+                        ),
+                        load("cam-diff", diverging(&p.difference(), size)),
+                    ],
+                    g.opacity,
+                    g.colormap,
+                ));
+            }
+            ui.small(format!(
+                "{}-class Grad-CAM · {} · {} x {} · {:.2} s · both maps on one scale",
+                p.class, p.layer, p.width, p.height, p.seconds
+            ));
+            if let Some((t, _, _)) = &g.pair_textures {
+                let side = ((ui.available_width() - 16.0) / 3.0).clamp(80.0, 260.0);
+                let aspect = p.height as f32 / p.width.max(1) as f32;
+                let captions = [
+                    format!("real {} · p({}) {:.2}", p.class, p.class, p.p_real),
+                    format!(
+                        "synthetic {} · p({}) {:.2}",
+                        p.class, p.class, p.p_synthetic
+                    ),
+                    format!("synthetic − real · mean |Δ| {:.3}", p.mean_abs_difference()),
+                ];
+                ui.horizontal(|ui| {
+                    for (tex, cap) in t.iter().zip(&captions) {
+                        ui.vertical(|ui| {
+                            ui.add(
+                                egui::Image::new(tex)
+                                    .fit_to_exact_size(egui::vec2(side, side * aspect)),
+                            );
+                            ui.small(cap);
+                        });
+                    }
+                });
+                ui.small("Difference: red where the synthetic image draws more of the classifier's attention, blue where less.");
+            }
+        }
+        (run, dialog, demo)
+    }
+
     /// Compute Grad-CAM for the input slice under the crosshair.
     pub fn start_gradcam(&mut self, ctx: &egui::Context) {
         if self.gradcam.job.is_some() || self.model.is_none() {
@@ -133,15 +445,34 @@ impl SynthScopeApp {
 
     pub(super) fn gradcam_ui(&mut self, ctx: &egui::Context) {
         self.poll_gradcam(None);
+        self.poll_cam_pair(None);
         let mut open = self.gradcam.show;
         if !open {
             return;
         }
         let mut run = false;
-        egui::Window::new("Grad-CAM (synthesis network)")
+        let (mut run_pair, mut dialog, mut demo) = (false, None, false);
+        egui::Window::new("Grad-CAM")
             .open(&mut open)
             .default_width(420.0)
             .show(ctx, |ui| {
+                ui.horizontal(|ui| {
+                    ui.selectable_value(
+                        &mut self.gradcam.classifier_view,
+                        false,
+                        "Synthesis network",
+                    );
+                    ui.selectable_value(
+                        &mut self.gradcam.classifier_view,
+                        true,
+                        "Classifier: real vs synthetic",
+                    );
+                });
+                ui.separator();
+                if self.gradcam.classifier_view {
+                    (run_pair, dialog, demo) = self.classifier_cam_ui(ctx, ui);
+                    return;
+                }
                 if self.no_model_notice(ui) {
                     return;
                 }
@@ -215,6 +546,15 @@ impl SynthScopeApp {
         self.gradcam.show = open;
         if run {
             self.start_gradcam(ctx);
+        }
+        if demo {
+            self.load_demo_classifier();
+        }
+        if run_pair {
+            self.start_cam_pair(ctx);
+        }
+        if let Some(d) = dialog {
+            self.open_dialog(ctx, d);
         }
     }
 

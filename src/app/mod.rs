@@ -103,6 +103,10 @@ pub struct SynthScopeApp {
     pub view: ViewState,
     /// Left-drag changes window/level (otherwise it moves the crosshair).
     pub wl_mode: bool,
+    /// Zoomed inset around the crosshair in every pane (key z).
+    pub show_inset: bool,
+    /// The inset's magnification.
+    pub inset_mag: f32,
     /// Checkerboard square size (mm).
     pub checker_mm: f32,
     /// Load errors not yet dismissed.
@@ -228,6 +232,8 @@ impl SynthScopeApp {
             display: HashMap::new(),
             view: ViewState::default(),
             wl_mode: false,
+            show_inset: false,
+            inset_mag: 3.0,
             checker_mm: 16.0,
             errors,
             show_browser: false,
@@ -278,6 +284,7 @@ impl SynthScopeApp {
         if demo {
             // First-run synthesis shows a trained network's output, never an untrained one.
             app.load_demo_model();
+            app.load_demo_classifier();
         }
         app
     }
@@ -689,6 +696,7 @@ impl SynthScopeApp {
                 combine,
                 self.wl_mode,
                 self.has_gpu_renderer,
+                self.show_inset.then_some(self.inset_mag),
             );
             scroll += ev.scroll;
             if let Some(wpt) = ev.hover_world {

@@ -296,6 +296,9 @@ impl SynthScopeApp {
             }
             match &self.synth_metrics {
                 Some(Ok(m)) => {
+                    if self.mr_transform.is_none() {
+                        ui.colored_label(egui::Color32::YELLOW, "Not registered: the reference is compared in scanner coordinates, so these errors include any misalignment of the pair. Register (Registration panel), then synthesise again.");
+                    }
                     egui::Grid::new("synth-metrics").striped(true).show(ui, |ui| {
                         for h in ["region", "MAE", "RMSE", "PSNR dB", "SSIM", "UQI"] {
                             ui.strong(h);

@@ -43,7 +43,9 @@ fn edge_labels(o: Orientation) -> [&'static str; 4] {
     }
 }
 
-/// Draw a pane and handle its input. `wl_mode` makes a plain left-drag change window/level.
+/// Draw a pane and handle its input. `wl_mode` makes a plain left-drag change window/level;
+/// `inset` (a magnification) adds a zoomed view of the region around the crosshair in the
+/// pane's lower right corner, with that region outlined, as in the DRUNet paper's figures.
 #[allow(clippy::too_many_arguments)]
 pub fn pane_ui(
     ui: &mut Ui,
@@ -54,6 +56,7 @@ pub fn pane_ui(
     combine: Combine,
     wl_mode: bool,
     has_gpu: bool,
+    inset: Option<f32>,
 ) -> PaneEvents {
     let mut ev = PaneEvents::default();
     let (rect, response) = ui.allocate_exact_size(ui.available_size(), Sense::click_and_drag());
@@ -66,40 +69,7 @@ pub fn pane_ui(
         .map(|l| l.volume.clone());
 
     if has_gpu && size[0] > 1.0 && size[1] > 1.0 {
-        let mut draws: [Option<LayerDraw>; 2] = [None, None];
-        for (i, l) in layers.iter().enumerate() {
-            if let Some(l) = l {
-                let (origin, du, dv) =
-                    view.voxel_mapping(&l.volume.geometry, size, l.transform.as_ref());
-                draws[i] = Some(LayerDraw {
-                    volume: l.volume.clone(),
-                    packed: l.packed.clone(),
-                    origin,
-                    du,
-                    dv,
-                    window: l.window,
-                    colormap: l.colormap,
-                    invert: l.volume.meta.monochrome1,
-                });
-            }
-        }
-        if draws.iter().any(Option::is_some) {
-            let combine = if draws[1].is_some() && draws[0].is_some() {
-                combine
-            } else {
-                Combine::Single
-            };
-            if draws[0].is_none() {
-                draws.swap(0, 1);
-            }
-            let cb = SliceCallback {
-                view_id,
-                layers: draws,
-                combine,
-                plane: view.plane_mm(size),
-            };
-            painter.add(egui_wgpu::Callback::new_paint_callback(rect, cb));
-        }
+        paint_layers(&painter, rect, view_id, view, &layers, combine);
     } else if !has_gpu {
         painter.text(
             rect.center(),
@@ -239,8 +209,123 @@ pub fn pane_ui(
             Color32::GRAY,
         );
     }
+    if let Some(mag) = inset
+        && has_gpu
+        && reference.is_some()
+    {
+        zoom_inset(&painter, rect, view_id, view, &layers, combine, mag);
+    }
     colour_bar(&painter, rect, combine);
     ev
+}
+
+/// Paint the layers of a view into `rect` through the GPU callback.
+fn paint_layers(
+    painter: &egui::Painter,
+    rect: Rect,
+    view_id: u64,
+    view: &ViewState,
+    layers: &[Option<PaneLayer>; 2],
+    combine: Combine,
+) {
+    let size = [rect.width(), rect.height()];
+    let mut draws: [Option<LayerDraw>; 2] = [None, None];
+    for (i, l) in layers.iter().enumerate() {
+        if let Some(l) = l {
+            let (origin, du, dv) =
+                view.voxel_mapping(&l.volume.geometry, size, l.transform.as_ref());
+            draws[i] = Some(LayerDraw {
+                volume: l.volume.clone(),
+                packed: l.packed.clone(),
+                origin,
+                du,
+                dv,
+                window: l.window,
+                colormap: l.colormap,
+                invert: l.volume.meta.monochrome1,
+            });
+        }
+    }
+    if draws.iter().all(Option::is_none) {
+        return;
+    }
+    let combine = if draws[1].is_some() && draws[0].is_some() {
+        combine
+    } else {
+        Combine::Single
+    };
+    if draws[0].is_none() {
+        draws.swap(0, 1);
+    }
+    let cb = SliceCallback {
+        view_id,
+        layers: draws,
+        combine,
+        plane: view.plane_mm(size),
+    };
+    painter.add(egui_wgpu::Callback::new_paint_callback(rect, cb));
+}
+
+/// The view state that shows the region around the crosshair magnified `mag` times in a
+/// square of `side` points, for a pane of `size` points showing `view`.
+pub fn inset_view(view: &ViewState, size: [f32; 2], side: f32, mag: f32) -> ViewState {
+    let (u, v, _) = view.orientation.axes();
+    let dot = |a: [f64; 3], b: [f64; 3]| a[0] * b[0] + a[1] * b[1] + a[2] * b[2];
+    let short = size[0].min(size[1]).max(1.0) as f64;
+    let mut z = view.clone();
+    // mm per point in the inset = the pane's / mag.
+    z.zoom = view.zoom * mag as f64 * short / side.max(1.0) as f64;
+    z.pan = [
+        dot(view.crosshair, u) - dot(view.fov_center, u),
+        dot(view.crosshair, v) - dot(view.fov_center, v),
+    ];
+    z
+}
+
+/// The zoomed inset: a magnified copy of the region around the crosshair in the lower right
+/// corner (clear of the colour bar), the region outlined in the pane.
+fn zoom_inset(
+    painter: &egui::Painter,
+    rect: Rect,
+    view_id: u64,
+    view: &ViewState,
+    layers: &[Option<PaneLayer>; 2],
+    combine: Combine,
+    mag: f32,
+) {
+    let size = [rect.width(), rect.height()];
+    let side = (0.38 * rect.width().min(rect.height())).floor();
+    if side < 24.0 {
+        return;
+    }
+    let margin = if matches!(combine, Combine::Single) {
+        6.0
+    } else {
+        52.0
+    };
+    let inset = Rect::from_min_size(
+        Pos2::new(rect.max.x - margin - side, rect.max.y - 24.0 - side),
+        Vec2::splat(side),
+    );
+    let z = inset_view(view, size, side, mag);
+    // A distinct id: the inset's view uniforms must not overwrite the pane's.
+    paint_layers(painter, inset, view_id + 1_000, &z, layers, combine);
+    let outline = Stroke::new(1.5, Color32::from_rgb(80, 220, 255));
+    painter.rect_stroke(inset, 0.0, outline, egui::StrokeKind::Outside);
+    let c = view.screen_of(view.crosshair, size);
+    let half = side / mag / 2.0;
+    let src = Rect::from_center_size(
+        Pos2::new(rect.min.x + c[0], rect.min.y + c[1]),
+        Vec2::splat(2.0 * half),
+    );
+    painter.rect_stroke(src, 0.0, outline, egui::StrokeKind::Outside);
+    painter.text(
+        inset.left_top() + Vec2::new(4.0, 2.0),
+        egui::Align2::LEFT_TOP,
+        format!("x{mag:.0}"),
+        egui::FontId::proportional(12.0),
+        Color32::from_rgb(80, 220, 255),
+    );
 }
 
 /// A colour bar at the right edge for the error modes, labelled in image units.
@@ -280,5 +365,33 @@ fn colour_bar(painter: &egui::Painter, rect: Rect, combine: Combine) {
             font.clone(),
             Color32::WHITE,
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::volume::Geometry;
+
+    /// The inset centres the crosshair and magnifies by exactly `mag`, in every orientation and
+    /// whatever the pane's zoom and pan.
+    #[test]
+    fn inset_centres_the_crosshair_at_the_asked_magnification() {
+        let g = Geometry::axis_aligned([100, 120, 40], [1.0, 1.0, 2.5], [-50.0, -60.0, -50.0]);
+        for o in super::super::view::Orientation::ALL {
+            let mut s = ViewState::fit(&g, o);
+            s.zoom = 1.4;
+            s.pan = [7.0, -3.0];
+            s.crosshair = [12.0, -20.0, 5.0];
+            let size = [420.0, 300.0];
+            let side = 110.0;
+            let z = inset_view(&s, size, side, 3.0);
+            let c = z.screen_of(s.crosshair, [side, side]);
+            assert!((c[0] - side / 2.0).abs() < 1e-3 && (c[1] - side / 2.0).abs() < 1e-3);
+            let ratio = s.mm_per_point(size) / z.mm_per_point([side, side]);
+            assert!((ratio - 3.0).abs() < 1e-9, "{o:?}: x{ratio}");
+            // The pane itself is untouched.
+            assert_eq!(s.zoom, 1.4);
+        }
     }
 }

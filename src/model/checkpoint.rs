@@ -152,6 +152,17 @@ pub fn load(path: &Path, device: &Device) -> Result<(AnyModel, CheckpointMeta), 
 }
 
 impl AnyModel {
+    /// The model in evaluation mode (batch norm from running statistics even when its input is
+    /// tracked for a gradient, as Grad-CAM's is).
+    pub fn valid(&self) -> AnyModel {
+        use burn::module::Module;
+        match self {
+            AnyModel::Unet(m) => AnyModel::Unet(m.valid()),
+            AnyModel::Drunet(m) => AnyModel::Drunet(m.valid()),
+            AnyModel::Classifier(m) => AnyModel::Classifier(m.valid()),
+        }
+    }
+
     /// Names of the layers whose activations [`Self::activations`] returns.
     pub fn layer_names(&self) -> Vec<String> {
         match self {

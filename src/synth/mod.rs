@@ -319,6 +319,168 @@ pub fn slice_gradcam(
     })
 }
 
+/// Method 2's view (Grad-CAM-guided U-Net): the classifier's Grad-CAM for the synthetic
+/// modality's class on a real slice and on the synthetic slice at the same place, on one scale,
+/// and the classifier's belief that each is that modality.
+#[derive(Clone, Debug)]
+pub struct CamPair {
+    /// Width.
+    pub width: usize,
+    /// Height.
+    pub height: usize,
+    /// The real slice, normalised 0..1 as the classifier sees it.
+    pub real: Vec<f32>,
+    /// The synthetic slice, normalised 0..1.
+    pub synthetic: Vec<f32>,
+    /// Grad-CAM of the real slice, 0..1 on the scale shared by both maps.
+    pub real_cam: Vec<f32>,
+    /// Grad-CAM of the synthetic slice, on the same scale.
+    pub synthetic_cam: Vec<f32>,
+    /// The class explained ("CT" or "MR").
+    pub class: &'static str,
+    /// The classifier's probability of `class` for the real slice.
+    pub p_real: f32,
+    /// The same for the synthetic slice.
+    pub p_synthetic: f32,
+    /// Layer name.
+    pub layer: String,
+    /// Wall time (s).
+    pub seconds: f64,
+}
+
+impl CamPair {
+    /// Synthetic map minus real map, -1..1: positive where the synthetic image looks more like
+    /// the class to the classifier than the real one does.
+    pub fn difference(&self) -> Vec<f32> {
+        self.synthetic_cam
+            .iter()
+            .zip(&self.real_cam)
+            .map(|(s, r)| s - r)
+            .collect()
+    }
+
+    /// Mean absolute difference of the two maps (0 = the classifier looks at the same places).
+    pub fn mean_abs_difference(&self) -> f32 {
+        let d = self.difference();
+        d.iter().map(|v| v.abs()).sum::<f32>() / d.len().max(1) as f32
+    }
+}
+
+/// Grad-CAM of `classifier` (class `modality`: "CT" or "MR") at `layer` (see
+/// `Classifier::LAYERS`) for two row-major `width` x `height` slices in image units (HU for
+/// CT, scanner units for MR): a real one and a synthetic one on the same grid. Both maps are
+/// scaled by the larger peak of the two, so their difference means something.
+#[allow(clippy::too_many_arguments)]
+pub fn cam_pair(
+    classifier: &crate::model::Classifier,
+    modality: &str,
+    real: &[f32],
+    synthetic: &[f32],
+    (width, height): (usize, usize),
+    layer: usize,
+    device: &Device,
+) -> Result<CamPair, String> {
+    use burn::tensor::activation::softmax;
+    use burn::tensor::module::interpolate;
+    use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
+    let t0 = std::time::Instant::now();
+    let n = width * height;
+    if real.len() != n || synthetic.len() != n || n == 0 {
+        return Err(format!(
+            "the slices do not match a {width} x {height} grid ({} and {} values)",
+            real.len(),
+            synthetic.len()
+        ));
+    }
+    let (class, norm_for) = match modality {
+        "CT" => ("CT", None),
+        _ => ("MR", Some(())),
+    };
+    let norm = |v: &[f32]| -> Normalisation {
+        match norm_for {
+            None => Normalisation::ct(),
+            Some(()) => {
+                // MR: as for inference, 0 to the 99th percentile of the slice's tissue.
+                let mut sorted: Vec<f32> = v.iter().copied().filter(|x| x.is_finite()).collect();
+                sorted.sort_by(f32::total_cmp);
+                let high = sorted
+                    .get(
+                        ((sorted.len() as f64 * 0.99) as usize).min(sorted.len().saturating_sub(1)),
+                    )
+                    .copied()
+                    .unwrap_or(1.0);
+                Normalisation {
+                    low: 0.0,
+                    high: high.max(1e-3),
+                }
+            }
+        }
+    };
+    let class_index = crate::train::class_of_modality(class);
+    let multiple = 16;
+    let (px, py) = (
+        width.div_ceil(multiple) * multiple,
+        height.div_ceil(multiple) * multiple,
+    );
+    let mut buf = vec![0f32; 2 * px * py];
+    let mut shown = [vec![0f32; n], vec![0f32; n]];
+    for (b, img) in [real, synthetic].into_iter().enumerate() {
+        let nm = norm(img);
+        for y in 0..height {
+            for x in 0..width {
+                let v = nm.forward(img[x + width * y]);
+                buf[b * px * py + x + px * y] = v;
+                shown[b][x + width * y] = v;
+            }
+        }
+    }
+    let x = Tensor::<4>::from_data(TensorData::new(buf, [2, 1, py, px]), device);
+    let layer = layer.min(crate::model::Classifier::LAYERS.len() - 1);
+    // Evaluation mode: batch norm must not take statistics from the tracked pair.
+    let classifier = &burn::module::Module::valid(classifier);
+    let features = classifier.features_at(x.clone(), layer).detach();
+    let alpha =
+        crate::analysis::gradcam::gradcam_weights(classifier, features.clone(), class_index, layer);
+    let cam = interpolate(
+        crate::analysis::gradcam::cam_from(features, alpha),
+        InterpolateOptions::new(InterpolateMode::Bilinear).with_output_size([py, px]),
+    );
+    let probs = softmax(classifier.forward(x), 1);
+    let pd = probs.into_data();
+    let p = pd.as_slice::<f32>().map_err(|e| format!("{e:?}"))?;
+    let classes = p.len() / 2;
+    let d = cam.into_data();
+    let v = d.as_slice::<f32>().map_err(|e| format!("{e:?}"))?;
+    let crop = |b: usize| -> Vec<f32> {
+        (0..height)
+            .flat_map(|y| (0..width).map(move |x| (x, y)))
+            .map(|(x, y)| v[b * px * py + x + px * y])
+            .collect()
+    };
+    let (mut rc, mut sc) = (crop(0), crop(1));
+    let peak = rc
+        .iter()
+        .chain(&sc)
+        .cloned()
+        .fold(0.0f32, f32::max)
+        .max(1e-12);
+    rc.iter_mut().chain(sc.iter_mut()).for_each(|c| *c /= peak);
+    let [real_shown, synth_shown] = shown;
+    Ok(CamPair {
+        width,
+        height,
+        real: real_shown,
+        synthetic: synth_shown,
+        real_cam: rc,
+        synthetic_cam: sc,
+        class,
+        p_real: p[class_index.min(classes - 1)],
+        p_synthetic: p[classes + class_index.min(classes - 1)],
+        layer: crate::model::Classifier::LAYERS[layer].to_string(),
+        seconds: t0.elapsed().as_secs_f64(),
+    })
+}
+
 /// The first convolution's filters, averaged over input channels: (k x k images, k).
 pub fn first_filters(model: &AnyModel) -> Result<(Vec<Vec<f32>>, usize), String> {
     let w = model.first_filters();

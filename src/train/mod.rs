@@ -252,7 +252,12 @@ impl Log {
     }
 }
 
-/// The class index of a modality in the MR/CT classifier.
+/// The class index of a modality ("MR" or "CT") in the MR/CT classifier: 0 = MR, 1 = CT.
+pub fn class_of_modality(modality: &str) -> usize {
+    usize::from(modality.eq_ignore_ascii_case("CT"))
+}
+
+/// The class index of the target modality in the MR/CT classifier.
 fn class_of_target(direction: Direction) -> usize {
     match direction {
         Direction::MrToCt => 1,
@@ -456,6 +461,49 @@ impl LossContext<'_> {
     }
 }
 
+/// Train the run's MR/CT classifier on `dataset`'s training slices (`cfg.classifier_steps`
+/// steps of `p`² patches), save it as `run_dir/classifier.{bpk,json}` with its validation
+/// accuracy, and return it.
+pub fn classifier_for_run(
+    cfg: &TrainConfig,
+    dataset: &Dataset,
+    p: usize,
+    run_dir: &Path,
+    device: &Device,
+    control: &Control,
+    on_event: &mut dyn FnMut(TrainEvent),
+) -> Result<Classifier, String> {
+    on_event(TrainEvent::Stage("Training the MR/CT classifier".into()));
+    let (c, acc) = train_classifier(
+        dataset,
+        cfg.classifier_steps,
+        p,
+        cfg.seed,
+        cfg.direction,
+        device,
+        control,
+    )?;
+    let spec = ModelSpec::Classifier(ClassifierConfig::new().with_base_width(16));
+    let any = AnyModel::Classifier(c);
+    std::fs::create_dir_all(run_dir)
+        .map_err(|e| format!("{}: cannot create the folder: {e}", run_dir.display()))?;
+    checkpoint::save(
+        &any,
+        &spec,
+        serde_json::json!({ "run": cfg.name, "validation_accuracy": acc,
+            "classes": ["MR", "CT"], "steps": cfg.classifier_steps, "patch": p }),
+        &run_dir.join("classifier"),
+    )?;
+    on_event(TrainEvent::Note(format!(
+        "MR/CT classifier: {:.0}% correct on validation patches",
+        100.0 * acc
+    )));
+    match any {
+        AnyModel::Classifier(c) => Ok(c),
+        _ => unreachable!("built as a classifier above"),
+    }
+}
+
 /// Train `cfg` on `dataset`, writing the run folder `run_dir`. `device` is the shared plain
 /// device; training uses its autodiff twin. Events go to `on_event` as they happen.
 pub fn train(
@@ -497,33 +545,9 @@ pub fn train(
             _ => return Err(format!("{}: not a classifier checkpoint", path.display())),
         }
     } else {
-        on_event(TrainEvent::Stage("Training the MR/CT classifier".into()));
-        let (c, acc) = train_classifier(
-            dataset,
-            cfg.classifier_steps,
-            p,
-            cfg.seed,
-            cfg.direction,
-            device,
-            control,
-        )?;
-        let spec = ModelSpec::Classifier(ClassifierConfig::new().with_base_width(16));
-        let any = AnyModel::Classifier(c);
-        checkpoint::save(
-            &any,
-            &spec,
-            serde_json::json!({ "run": cfg.name, "validation_accuracy": acc,
-                "classes": ["MR", "CT"] }),
-            &run_dir.join("classifier"),
-        )?;
-        on_event(TrainEvent::Note(format!(
-            "MR/CT classifier: {:.0}% correct on validation patches",
-            100.0 * acc
-        )));
-        match any {
-            AnyModel::Classifier(c) => Some(c),
-            _ => unreachable!(),
-        }
+        Some(classifier_for_run(
+            cfg, dataset, p, run_dir, device, control, on_event,
+        )?)
     };
     let spec = cfg.model_spec(p);
     let model = match &cfg.init_from {

@@ -159,6 +159,80 @@ pub enum Command {
         #[command(subcommand)]
         what: RunsCmd,
     },
+    /// Reader studies: blinded, randomised scoring of real against synthetic images.
+    Study {
+        /// What to do.
+        #[command(subcommand)]
+        what: StudyCmd,
+    },
+}
+
+/// Reader-study subcommands.
+#[derive(Subcommand, Debug)]
+pub enum StudyCmd {
+    /// Read a study full-screen (the blinded reading view); answers go to
+    /// STUDY.answers/READER.jsonl beside the study file.
+    Read {
+        /// Study file (TOML or JSON).
+        study: PathBuf,
+        /// Reader ID (asked for in the window when not given).
+        #[arg(long)]
+        reader: Option<String>,
+        /// Keep a normal window instead of full screen.
+        #[arg(long)]
+        windowed: bool,
+    },
+    /// Print the summary of reader logs (files, or folders of *.jsonl): accuracy with 95% CI,
+    /// Likert means by truth and source, Cohen's and Fleiss' kappa.
+    Summary {
+        /// Reader logs or folders of them.
+        #[arg(required = true)]
+        logs: Vec<PathBuf>,
+        /// JSON instead of tables.
+        #[arg(long)]
+        json: bool,
+        /// Also write one CSV row per answer here.
+        #[arg(long)]
+        csv: Option<PathBuf>,
+    },
+    /// Write a demo study: phantom patients' real CT and the demo model's synthetic CT of them.
+    Demo {
+        /// Output folder.
+        #[arg(long)]
+        out: PathBuf,
+        /// Phantom patients (each gives a real and a synthetic case).
+        #[arg(long, default_value_t = 3)]
+        patients: usize,
+        /// Slices kept per volume (a slab around the middle).
+        #[arg(long, default_value_t = 24)]
+        slab: usize,
+        /// A/B pairs ("which is real?") instead of single images.
+        #[arg(long)]
+        pairs: bool,
+    },
+    /// Check a study file: its cases load and how many images each reader will see.
+    Check {
+        /// Study file.
+        study: PathBuf,
+    },
+    /// Answer a study from a key script, as the reading view would (keys: r s a b 1-5 next
+    /// back bs), appending to the reader's log. For scripted sessions and tests.
+    Answer {
+        /// Study file.
+        study: PathBuf,
+        /// Reader ID.
+        #[arg(long)]
+        reader: String,
+        /// Keys, separated by spaces.
+        #[arg(long)]
+        keys: String,
+        /// Pause before each key (ms).
+        #[arg(long, default_value_t = 0)]
+        delay_ms: u64,
+        /// Log file (default: STUDY.answers/READER.jsonl).
+        #[arg(long)]
+        log: Option<PathBuf>,
+    },
 }
 
 /// Run-folder subcommands.
@@ -301,6 +375,7 @@ pub fn main() -> anyhow::Result<()> {
             self_test: true,
             autoscroll_frames: cli.autoscroll,
             train_config: cli.train,
+            study: None,
         }),
         Some(Command::Info { paths, json }) => info(&paths, json),
         Some(Command::Convert { mut args }) => {
@@ -405,6 +480,7 @@ pub fn main() -> anyhow::Result<()> {
         Some(Command::Runs {
             what: RunsCmd::Compare { dirs, json },
         }) => crate::cli_train::runs_compare(&dirs, json),
+        Some(Command::Study { what }) => study_cmd(what),
         Some(Command::Synthesize {
             model,
             input,
@@ -1074,4 +1150,65 @@ fn bench_synthesize(slices: usize, batch: usize) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+fn study_cmd(what: StudyCmd) -> anyhow::Result<()> {
+    use crate::cli_study;
+    match what {
+        StudyCmd::Read {
+            study,
+            reader,
+            windowed,
+        } => app::run(AppOptions {
+            study: Some(app::StudyOptions {
+                file: study,
+                reader,
+                fullscreen: !windowed,
+            }),
+            self_test: false,
+            ..Default::default()
+        }),
+        StudyCmd::Summary { logs, json, csv } => cli_study::summary(&logs, json, csv),
+        StudyCmd::Demo {
+            out,
+            patients,
+            slab,
+            pairs,
+        } => cli_study::demo(
+            &out,
+            patients,
+            slab,
+            if pairs {
+                crate::study::Design::Pair
+            } else {
+                crate::study::Design::Single
+            },
+        ),
+        StudyCmd::Check { study } => {
+            let s = crate::study::Study::read(&study).map_err(|e| anyhow::anyhow!(e))?;
+            let slices = cli_study::resolve_slices(&s, &study, &Progress::default())
+                .map_err(|e| anyhow::anyhow!(e))?;
+            let trials = crate::study::trials(&s, &slices, "check");
+            println!(
+                "{}: study \"{}\" ({:?} design), {} cases, {} images per reader; digest {}",
+                study.display(),
+                s.name,
+                s.design,
+                s.cases.len(),
+                trials.len(),
+                s.digest()
+            );
+            for (c, z) in s.cases.iter().zip(&slices) {
+                println!("  {:<20} {:<10} slices {:?}", c.id, c.truth.name(), z);
+            }
+            Ok(())
+        }
+        StudyCmd::Answer {
+            study,
+            reader,
+            keys,
+            delay_ms,
+            log,
+        } => cli_study::answer(&study, &reader, &keys, delay_ms, log),
+    }
 }

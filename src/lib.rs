@@ -10,11 +10,13 @@
 pub mod analysis;
 pub mod app;
 pub mod cli;
+pub mod cli_study;
 mod cli_train;
 pub mod gpu;
 pub mod io;
 pub mod model;
 pub mod register;
+pub mod study;
 pub mod synth;
 pub mod train;
 pub mod volume;

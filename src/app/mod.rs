@@ -8,6 +8,7 @@ use dialogs::Dialog;
 pub mod jobs;
 mod registration_panel;
 pub mod render;
+pub mod study_panel;
 mod synthesis_panel;
 pub mod training_panel;
 pub mod view;
@@ -22,6 +23,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+pub use study_panel::StudyOptions;
 use view::{Orientation, ViewState};
 use viewport::{PaneLayer, pane_ui};
 
@@ -38,6 +40,8 @@ pub struct AppOptions {
     pub autoscroll_frames: Option<usize>,
     /// Open the Training panel with this run config and start it once the data is loaded.
     pub train_config: Option<PathBuf>,
+    /// Run a reader study (the reading view instead of the viewer).
+    pub study: Option<StudyOptions>,
 }
 
 impl Default for AppOptions {
@@ -48,6 +52,7 @@ impl Default for AppOptions {
             self_test: true,
             autoscroll_frames: None,
             train_config: None,
+            study: None,
         }
     }
 }
@@ -185,6 +190,8 @@ pub struct SynthScopeApp {
     pub training: training_panel::TrainingState,
     /// The Grad-CAM window.
     pub gradcam: gradcam_panel::GradcamState,
+    /// The reader-study reading view, when the app runs a study.
+    pub reading: Option<study_panel::ReadingState>,
 }
 
 impl SynthScopeApp {
@@ -211,7 +218,15 @@ impl SynthScopeApp {
             LoadRequest::Paths(options.paths.clone())
         };
         let c1 = ctx.clone();
-        let load_job = Some(LoadJob::start(request, move || c1.request_repaint()));
+        // A reader study loads its own cases; the viewer's data stays out of sight.
+        let load_job = options
+            .study
+            .is_none()
+            .then(|| LoadJob::start(request, move || c1.request_repaint()));
+        let reading = options
+            .study
+            .clone()
+            .map(|s| study_panel::ReadingState::new(s, &ctx));
         let self_test_job = options.self_test.then(|| {
             let c2 = ctx.clone();
             SelfTestJob::start(move || c2.request_repaint())
@@ -224,7 +239,7 @@ impl SynthScopeApp {
                 Err(e) => errors.push(format!("Training: {e}")),
             }
         }
-        let demo = options.paths.is_empty() && !options.small_demo;
+        let demo = options.paths.is_empty() && !options.small_demo && options.study.is_none();
         let mut app = Self {
             volumes: Vec::new(),
             ct: None,
@@ -280,6 +295,7 @@ impl SynthScopeApp {
             feature_enlarged: None,
             training,
             gradcam: Default::default(),
+            reading,
         };
         if demo {
             // First-run synthesis shows a trained network's output, never an untrained one.
@@ -738,6 +754,10 @@ impl eframe::App for SynthScopeApp {
             }
         }
         self.last_frame = Some(now);
+        if self.reading.is_some() {
+            self.reading_ui(ui, &ctx);
+            return;
+        }
         self.poll_jobs();
         self.poll_training(&ctx);
         if self.training.start_pending && self.load_job.is_none() {

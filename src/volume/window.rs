@@ -3,7 +3,7 @@
 use serde::Serialize;
 
 /// A display window: values in `[center - width/2, center + width/2]` span the colormap.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, serde::Deserialize)]
 pub struct WindowLevel {
     /// Window width (same unit as the image).
     pub width: f32,

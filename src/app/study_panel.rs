@@ -1,0 +1,532 @@
+//! The reading view of a reader study: full screen, nothing but the image(s), the questions and
+//! the count. No file names, patient data or series descriptions are shown; scrolling, zoom
+//! and window/level work as in the viewer. Every answer is in the reader's log (fsynced) before
+//! the next image appears; reopening the study resumes at the first unanswered image.
+
+use super::view::{Orientation, ViewState};
+use super::viewport::{PaneLayer, pane_ui};
+use super::*;
+use crate::study::session::{Session, StudyKey};
+use crate::study::{Design, Study};
+
+/// How the app was asked to run a study.
+#[derive(Clone, Debug)]
+pub struct StudyOptions {
+    /// Study file.
+    pub file: PathBuf,
+    /// Reader ID (asked for when None).
+    pub reader: Option<String>,
+    /// Go full screen.
+    pub fullscreen: bool,
+}
+
+/// Cases prepared for reading: the study, each case's slices and volume.
+type Prepared = (Study, Vec<Vec<usize>>, Vec<Arc<Volume>>);
+
+/// Where the reading view is.
+pub enum ReadingPhase {
+    /// Asking for the reader ID.
+    AskReader(String),
+    /// Loading the cases.
+    Preparing {
+        /// Reader ID.
+        reader: String,
+        /// Progress.
+        progress: Arc<crate::io::Progress>,
+        /// Result.
+        rx: crossbeam_channel::Receiver<Result<Prepared, String>>,
+    },
+    /// Reading.
+    Reading {
+        /// The session.
+        session: Box<Session>,
+        /// Case volumes.
+        volumes: Vec<Arc<Volume>>,
+        /// The view of the current trial, its window, and the trial it belongs to.
+        view: Option<(usize, ViewState, WindowLevel)>,
+    },
+    /// Could not start.
+    Failed(String),
+}
+
+/// The reading view's state.
+pub struct ReadingState {
+    /// Options.
+    pub options: StudyOptions,
+    /// Phase.
+    pub phase: ReadingPhase,
+    /// A problem to show (e.g. an answer that could not be saved).
+    pub error: Option<String>,
+    fullscreen_sent: bool,
+}
+
+impl ReadingState {
+    /// Start: ask for the reader ID or begin loading.
+    pub fn new(options: StudyOptions, ctx: &egui::Context) -> Self {
+        let mut s = Self {
+            phase: ReadingPhase::AskReader(String::new()),
+            options,
+            error: None,
+            fullscreen_sent: false,
+        };
+        if let Some(r) = s.options.reader.clone()
+            && !r.trim().is_empty()
+        {
+            s.prepare(r, ctx);
+        }
+        s
+    }
+
+    fn prepare(&mut self, reader: String, ctx: &egui::Context) {
+        let file = self.options.file.clone();
+        let progress = Arc::new(crate::io::Progress::default());
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let (p, c) = (progress.clone(), ctx.clone());
+        let spawned = std::thread::Builder::new()
+            .name("study-load".into())
+            .spawn(move || {
+                let r = (|| {
+                    let study = Study::read(&file)?;
+                    p.start("Loading the cases", study.cases.len());
+                    let mut slices = Vec::new();
+                    let mut volumes = Vec::new();
+                    for i in 0..study.cases.len() {
+                        p.check().map_err(|e| e.to_string())?;
+                        let v = crate::cli_study::load_case(&study, &file, i)?;
+                        slices.push(crate::cli_study::case_slices(&study, i, &v)?);
+                        volumes.push(v);
+                        p.step();
+                    }
+                    Ok((study, slices, volumes))
+                })();
+                let _ = tx.send(r);
+                c.request_repaint();
+            });
+        self.phase = match spawned {
+            Ok(_) => ReadingPhase::Preparing {
+                reader,
+                progress,
+                rx,
+            },
+            Err(e) => ReadingPhase::Failed(format!("cannot start a worker thread: {e}")),
+        };
+    }
+
+    /// Take a finished preparation and open the session (tests call it through frames).
+    fn poll(&mut self) {
+        let ReadingPhase::Preparing { reader, rx, .. } = &self.phase else {
+            return;
+        };
+        let Ok(r) = rx.try_recv() else {
+            return;
+        };
+        let reader = reader.clone();
+        self.phase = match r.and_then(|(study, slices, volumes)| {
+            let log = crate::study::log_path(&self.options.file, &reader);
+            Session::start(study, &self.options.file, &slices, &reader, &log).map(|s| (s, volumes))
+        }) {
+            Ok((session, volumes)) => ReadingPhase::Reading {
+                session: Box::new(session),
+                volumes,
+                view: None,
+            },
+            Err(e) => ReadingPhase::Failed(e),
+        };
+    }
+
+    /// The session, once reading.
+    pub fn session(&self) -> Option<&Session> {
+        match &self.phase {
+            ReadingPhase::Reading { session, .. } => Some(session),
+            _ => None,
+        }
+    }
+
+    /// Wait (tests) until the cases are loaded.
+    pub fn wait_prepared(&mut self, timeout: Duration) {
+        if let ReadingPhase::Preparing { rx, reader, .. } = &self.phase
+            && let Ok(r) = rx.recv_timeout(timeout)
+        {
+            let (tx, rx2) = crossbeam_channel::bounded(1);
+            let _ = tx.send(r);
+            self.phase = ReadingPhase::Preparing {
+                reader: reader.clone(),
+                progress: Arc::new(Default::default()),
+                rx: rx2,
+            };
+            self.poll();
+        }
+    }
+}
+
+/// The window for a case: the study's per modality (MR without one: the image's robust range).
+fn window_for(study: &Study, v: &Volume) -> WindowLevel {
+    if v.meta.modality.eq_ignore_ascii_case("CT") {
+        study.window.ct
+    } else {
+        study.window.mr.unwrap_or_else(|| {
+            let (lo, hi) = v.robust_range(1.0, 99.5);
+            WindowLevel {
+                width: (hi - lo).max(1.0),
+                center: 0.5 * (lo + hi),
+            }
+        })
+    }
+}
+
+/// A view fitted to `v`, axial, on slice `z`.
+fn view_on(v: &Volume, z: usize) -> ViewState {
+    let mut view = ViewState::fit(&v.geometry, Orientation::Axial);
+    let [nx, ny, _] = v.geometry.dims;
+    view.crosshair = v
+        .geometry
+        .world_from_voxel([nx as f64 / 2.0, ny as f64 / 2.0, z as f64]);
+    view
+}
+
+impl SynthScopeApp {
+    /// The reading view (the whole window while a study is open).
+    pub(super) fn reading_ui(&mut self, ui: &mut egui::Ui, ctx: &egui::Context) {
+        let has_gpu = self.has_gpu_renderer;
+        let Some(r) = &mut self.reading else {
+            return;
+        };
+        if r.options.fullscreen && !r.fullscreen_sent {
+            ctx.send_viewport_cmd(egui::ViewportCommand::Fullscreen(true));
+            r.fullscreen_sent = true;
+        }
+        r.poll();
+        let mut start_reader = None;
+        match &mut r.phase {
+            ReadingPhase::AskReader(id) => {
+                egui::CentralPanel::default().show(ui, |ui| {
+                    ui.vertical_centered(|ui| {
+                        ui.add_space(ui.available_height() * 0.3);
+                        ui.heading("Reader study");
+                        ui.label("Enter your reader ID. The images come in an order of your own; you can stop at any time and continue later with the same ID.");
+                        let l = ui.label("Reader ID");
+                        let resp = ui.add(egui::TextEdit::singleline(id).desired_width(240.0)).labelled_by(l.id);
+                        let enter = resp.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
+                        if (ui.add_enabled(!id.trim().is_empty(), egui::Button::new("Start")).clicked() || enter)
+                            && !id.trim().is_empty()
+                        {
+                            start_reader = Some(id.trim().to_string());
+                        }
+                    });
+                });
+            }
+            ReadingPhase::Preparing { progress, .. } => {
+                let (f, stage) = (progress.fraction(), progress.stage());
+                egui::CentralPanel::default().show(ui, |ui| {
+                    ui.vertical_centered(|ui| {
+                        ui.add_space(ui.available_height() * 0.4);
+                        ui.label(if stage.is_empty() {
+                            "Loading the cases…".to_string()
+                        } else {
+                            stage
+                        });
+                        ui.add(
+                            egui::ProgressBar::new(f)
+                                .desired_width(320.0)
+                                .show_percentage(),
+                        );
+                        if ui.button("Cancel").clicked() {
+                            progress.cancel();
+                        }
+                    });
+                });
+            }
+            ReadingPhase::Failed(e) => {
+                let e = e.clone();
+                egui::CentralPanel::default().show(ui, |ui| {
+                    ui.vertical_centered(|ui| {
+                        ui.add_space(ui.available_height() * 0.35);
+                        ui.heading("The study cannot be read");
+                        ui.colored_label(egui::Color32::LIGHT_RED, e);
+                        if ui.button("Quit").clicked() {
+                            ctx.send_viewport_cmd(egui::ViewportCommand::Close);
+                        }
+                    });
+                });
+            }
+            ReadingPhase::Reading {
+                session,
+                volumes,
+                view,
+            } => {
+                let error = &mut r.error;
+                reading_session_ui(ui, ctx, session, volumes, view, error, has_gpu);
+            }
+        }
+        if let Some(id) = start_reader {
+            r.prepare(id, ctx);
+        }
+    }
+}
+
+/// Keys of the reading view pressed this frame (none while typing in the comment box).
+fn study_keys(ctx: &egui::Context, pair: bool) -> Vec<StudyKey> {
+    if ctx.egui_wants_keyboard_input() {
+        return Vec::new();
+    }
+    use egui::Key;
+    ctx.input(|i| {
+        let mut k = Vec::new();
+        let map = [
+            (Key::Num1, StudyKey::Digit(1)),
+            (Key::Num2, StudyKey::Digit(2)),
+            (Key::Num3, StudyKey::Digit(3)),
+            (Key::Num4, StudyKey::Digit(4)),
+            (Key::Num5, StudyKey::Digit(5)),
+            (Key::Backspace, StudyKey::Backspace),
+            (Key::Enter, StudyKey::Next),
+            (Key::Space, StudyKey::Next),
+            (Key::ArrowLeft, StudyKey::Back),
+        ];
+        let verdicts = if pair {
+            [(Key::A, StudyKey::A), (Key::B, StudyKey::B)]
+        } else {
+            [(Key::R, StudyKey::Real), (Key::S, StudyKey::Synthetic)]
+        };
+        for (key, sk) in verdicts.into_iter().chain(map) {
+            if i.key_pressed(key) {
+                k.push(sk);
+            }
+        }
+        k
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn reading_session_ui(
+    ui: &mut egui::Ui,
+    ctx: &egui::Context,
+    session: &mut Session,
+    volumes: &[Arc<Volume>],
+    view: &mut Option<(usize, ViewState, WindowLevel)>,
+    error: &mut Option<String>,
+    has_gpu: bool,
+) {
+    let pair = session.study.design == Design::Pair;
+    // Keys and the clock first, so the frame shows their effect.
+    let mut saved = false;
+    for k in study_keys(ctx, pair) {
+        match session.key(k) {
+            Ok(s) => saved |= s,
+            Err(e) => *error = Some(e),
+        }
+    }
+    match session.tick() {
+        Ok(s) => saved |= s,
+        Err(e) => *error = Some(e),
+    }
+    if saved {
+        *error = None;
+    }
+    if session.study.time_limit_s.is_some() && !session.done() {
+        ctx.request_repaint_after(Duration::from_millis(100));
+    }
+    let total = session.trials.len();
+    if session.done() {
+        egui::CentralPanel::default().show(ui, |ui| {
+            ui.vertical_centered(|ui| {
+                ui.add_space(ui.available_height() * 0.35);
+                ui.heading("All images answered. Thank you.");
+                ui.label(format!("{total} answers are saved."));
+                if session.study.allow_back && ui.button("Review the last image").clicked() {
+                    session.back();
+                }
+                if ui.button("Close").clicked() {
+                    ctx.send_viewport_cmd(egui::ViewportCommand::Close);
+                }
+            });
+        });
+        return;
+    }
+    let Some(trial) = session.current().cloned() else {
+        return;
+    };
+    // The view belongs to the trial; a new trial starts fitted on its slice.
+    if view.as_ref().is_none_or(|(p, _, _)| *p != session.pos) {
+        let v = &volumes[trial.case];
+        *view = Some((
+            session.pos,
+            view_on(v, trial.slice),
+            window_for(&session.study, v),
+        ));
+    }
+    let Some((_, vs, window)) = view else {
+        return;
+    };
+
+    egui::Panel::top("study-top").show(ui, |ui| {
+        ui.horizontal(|ui| {
+            ui.strong(format!("Image {} of {total}", session.pos + 1));
+            ui.separator();
+            ui.label(format!("{} answered", session.answers.len()));
+            if let Some(rem) = session.remaining() {
+                ui.separator();
+                let c = if rem < 5.0 {
+                    egui::Color32::LIGHT_RED
+                } else {
+                    ui.visuals().text_color()
+                };
+                ui.colored_label(c, format!("{rem:.0} s left"));
+            }
+            ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
+                ui.label(format!("Reader {}", session.reader));
+            });
+        });
+        ui.add(
+            egui::ProgressBar::new(session.pos as f32 / total.max(1) as f32).desired_height(4.0),
+        );
+    });
+
+    egui::Panel::bottom("study-questions").show(ui, |ui| {
+        ui.add_space(6.0);
+        ui.horizontal(|ui| {
+            let d = &mut session.draft.verdict;
+            if pair {
+                ui.label("Which image is real?");
+                for (v, label) in [("A", "A (left) is real  [A]"), ("B", "B (right) is real  [B]")] {
+                    if ui.selectable_label(d.as_deref() == Some(v), label).clicked() {
+                        *d = Some(v.into());
+                    }
+                }
+            } else {
+                ui.label("Is this image real or synthetic?");
+                for (v, label) in [("real", "Real  [R]"), ("synthetic", "Synthetic  [S]")] {
+                    if ui.selectable_label(d.as_deref() == Some(v), label).clicked() {
+                        *d = Some(v.into());
+                    }
+                }
+            }
+        });
+        let names = session.rating_names();
+        let ratings = session.ratings();
+        let next_empty = ratings.iter().position(Option::is_none);
+        egui::Grid::new("study-ratings").show(ui, |ui| {
+            for (i, (n, r)) in names.iter().zip(ratings).enumerate() {
+                let title = match n.as_str() {
+                    "confidence" => "Confidence (1 guess … 5 certain)".to_string(),
+                    q => format!("{} (1 … 5)", capitalise(q)),
+                };
+                if next_empty == Some(i) {
+                    ui.strong(format!("> {title}"));
+                } else {
+                    ui.label(title);
+                }
+                ui.horizontal(|ui| {
+                    for v in 1..=5u8 {
+                        if ui.selectable_label(r == Some(v), v.to_string()).clicked() {
+                            session.set_rating(i, Some(v));
+                        }
+                    }
+                });
+                ui.end_row();
+            }
+        });
+        if session.study.questions.free_text {
+            let l = ui.label("Comment (optional)");
+            ui.add(egui::TextEdit::singleline(&mut session.draft.text).desired_width(480.0))
+                .labelled_by(l.id);
+        }
+        ui.horizontal(|ui| {
+            if session.study.allow_back && ui.add_enabled(session.pos > 0, egui::Button::new("Back  [Left]")).clicked() {
+                session.back();
+            }
+            let missing = session.missing();
+            let next = ui.add_enabled(missing.is_empty(), egui::Button::new("Next  [Enter]"));
+            if next.clicked() {
+                match session.next() {
+                    Ok(_) => *error = None,
+                    Err(e) => *error = Some(e),
+                }
+            }
+            if !missing.is_empty() {
+                ui.weak(format!("still to answer: {}", missing.join(", ")));
+            }
+        });
+        ui.weak("Keys: R / S (or A / B), 1–5 for the marked rating, Backspace to clear it, Enter for next. Scroll: wheel or Up/Down. Window: ctrl+drag. Zoom: right-drag.");
+        if let Some(e) = error {
+            ui.colored_label(egui::Color32::LIGHT_RED, format!("Not saved: {e}"));
+        }
+        ui.add_space(4.0);
+    });
+
+    egui::CentralPanel::no_frame().show(ui, |ui| {
+        let mut panes: Vec<(String, Arc<Volume>)> = Vec::new();
+        match trial.partner {
+            Some(p) => {
+                let (real, synth) = (volumes[p].clone(), volumes[trial.case].clone());
+                let (left, right) = if trial.real_on_left {
+                    (real, synth)
+                } else {
+                    (synth, real)
+                };
+                panes.push(("A".into(), left));
+                panes.push(("B".into(), right));
+            }
+            None => panes.push((String::new(), volumes[trial.case].clone())),
+        }
+        let avail = ui.available_rect_before_wrap();
+        let gap = 4.0;
+        let n = panes.len() as f32;
+        let w = ((avail.width() - gap * (n - 1.0)) / n).max(10.0);
+        let mut scroll = 0;
+        let (up, down) = ctx.input(|i| {
+            (
+                i.key_pressed(egui::Key::ArrowUp),
+                i.key_pressed(egui::Key::ArrowDown),
+            )
+        });
+        if !ctx.egui_wants_keyboard_input() {
+            scroll += i32::from(up) - i32::from(down);
+        }
+        for (k, (title, vol)) in panes.into_iter().enumerate() {
+            let rect = egui::Rect::from_min_size(
+                egui::pos2(avail.min.x + k as f32 * (w + gap), avail.min.y),
+                egui::vec2(w, avail.height()),
+            );
+            let mut child = ui.new_child(
+                egui::UiBuilder::new()
+                    .max_rect(rect)
+                    .id_salt(("study-pane", k)),
+            );
+            let layer = PaneLayer {
+                volume: vol,
+                window: *window,
+                colormap: crate::volume::Colormap::Grey,
+                packed: None,
+                transform: None,
+            };
+            let ev = pane_ui(
+                &mut child,
+                100 + k as u64,
+                &title,
+                vs,
+                [Some(layer), None],
+                super::render::Combine::Single,
+                false,
+                has_gpu,
+                None,
+            );
+            scroll += ev.scroll;
+            if let Some((dw, dc)) = ev.window_drag {
+                window.width = (window.width + dw * window.width.max(1.0) * 0.005).max(1.0);
+                window.center += dc * window.width.max(1.0) * 0.005;
+            }
+        }
+        if scroll != 0 {
+            vs.scroll(&volumes[trial.case].geometry, scroll);
+        }
+    });
+}
+
+fn capitalise(s: &str) -> String {
+    let mut c = s.chars();
+    match c.next() {
+        Some(f) => f.to_uppercase().collect::<String>() + c.as_str(),
+        None => String::new(),
+    }
+}

@@ -713,6 +713,7 @@ impl SynthScopeApp {
                 self.wl_mode,
                 self.has_gpu_renderer,
                 self.show_inset.then_some(self.inset_mag),
+                true,
             );
             scroll += ev.scroll;
             if let Some(wpt) = ev.hover_world {

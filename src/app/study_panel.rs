@@ -510,6 +510,7 @@ fn reading_session_ui(
                 false,
                 has_gpu,
                 None,
+                false,
             );
             scroll += ev.scroll;
             if let Some((dw, dc)) = ev.window_drag {

@@ -45,7 +45,8 @@ fn edge_labels(o: Orientation) -> [&'static str; 4] {
 
 /// Draw a pane and handle its input. `wl_mode` makes a plain left-drag change window/level;
 /// `inset` (a magnification) adds a zoomed view of the region around the crosshair in the
-/// pane's lower right corner, with that region outlined, as in the DRUNet paper's figures.
+/// pane's lower right corner, with that region outlined, as in the DRUNet paper's figures;
+/// `show_crosshair` draws the crosshair lines (the reading view of a study hides them).
 #[allow(clippy::too_many_arguments)]
 pub fn pane_ui(
     ui: &mut Ui,
@@ -57,6 +58,7 @@ pub fn pane_ui(
     wl_mode: bool,
     has_gpu: bool,
     inset: Option<f32>,
+    show_crosshair: bool,
 ) -> PaneEvents {
     let mut ev = PaneEvents::default();
     let (rect, response) = ui.allocate_exact_size(ui.available_size(), Sense::click_and_drag());
@@ -132,15 +134,17 @@ pub fn pane_ui(
     // Overlays: crosshair, labels, slice index, window.
     let c = view.screen_of(view.crosshair, size);
     let cp = Pos2::new(rect.min.x + c[0], rect.min.y + c[1]);
-    let stroke = Stroke::new(1.0, Color32::from_rgba_unmultiplied(255, 220, 0, 150));
-    painter.line_segment(
-        [Pos2::new(rect.min.x, cp.y), Pos2::new(rect.max.x, cp.y)],
-        stroke,
-    );
-    painter.line_segment(
-        [Pos2::new(cp.x, rect.min.y), Pos2::new(cp.x, rect.max.y)],
-        stroke,
-    );
+    if show_crosshair {
+        let stroke = Stroke::new(1.0, Color32::from_rgba_unmultiplied(255, 220, 0, 150));
+        painter.line_segment(
+            [Pos2::new(rect.min.x, cp.y), Pos2::new(rect.max.x, cp.y)],
+            stroke,
+        );
+        painter.line_segment(
+            [Pos2::new(cp.x, rect.min.y), Pos2::new(cp.x, rect.max.y)],
+            stroke,
+        );
+    }
     let font = egui::FontId::proportional(13.0);
     let label_color = Color32::from_rgb(255, 200, 80);
     let [l, r, t, b] = edge_labels(view.orientation);

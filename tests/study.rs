@@ -14,65 +14,7 @@ use synthscope::study::{
     self, Design, LogWriter, Study, StudyCase, Truth, log_path, read_log, trials,
 };
 
-/// A study over phantom patients written by our own NIfTI exporter: each patient's CT (real)
-/// and a blurred copy (standing in for a synthetic CT), 3 head slices per case.
-fn make_study(dir: &Path, patients: usize, design: Design) -> PathBuf {
-    use synthscope::io::nifti_io::write_nifti;
-    use synthscope::io::phantom::{PhantomConfig, phantom_patient};
-    let mut cases = Vec::new();
-    for k in 0..patients {
-        let (ct, _) = phantom_patient(&PhantomConfig::small(), k);
-        let [nx, ny, _] = ct.geometry.dims;
-        let mut blurred = ct.clone();
-        for (z, plane) in blurred.data.chunks_mut(nx * ny).enumerate() {
-            let src = &ct.data[z * nx * ny..(z + 1) * nx * ny];
-            for y in 1..ny - 1 {
-                for x in 1..nx - 1 {
-                    let mut s = 0.0;
-                    for dy in 0..3 {
-                        for dx in 0..3 {
-                            s += src[(x + dx - 1) + nx * (y + dy - 1)];
-                        }
-                    }
-                    plane[x + nx * y] = s / 9.0;
-                }
-            }
-        }
-        write_nifti(&ct, &dir.join(format!("p{k}_ct.nii.gz"))).unwrap();
-        write_nifti(&blurred, &dir.join(format!("p{k}_synth.nii.gz"))).unwrap();
-        cases.push(StudyCase {
-            id: format!("p{k}-real"),
-            path: format!("p{k}_ct.nii.gz").into(),
-            truth: Truth::Real,
-            source: "scanner".into(),
-            slices: Vec::new(),
-            pair: None,
-        });
-        cases.push(StudyCase {
-            id: format!("p{k}-synth"),
-            path: format!("p{k}_synth.nii.gz").into(),
-            truth: Truth::Synthetic,
-            source: if k % 2 == 0 { "model A" } else { "model B" }.into(),
-            slices: Vec::new(),
-            pair: (design == Design::Pair).then(|| format!("p{k}-real")),
-        });
-    }
-    let s = Study {
-        version: study::STUDY_VERSION,
-        name: "test-study".into(),
-        design,
-        allow_back: true,
-        time_limit_s: None,
-        slices_per_case: 3,
-        seed: 5,
-        window: Default::default(),
-        questions: Default::default(),
-        cases,
-    };
-    let file = dir.join("study.toml");
-    s.write(&file).unwrap();
-    file
-}
+use common::phantom_study as make_study;
 
 fn slices_of(study: &Study, file: &Path) -> Vec<Vec<usize>> {
     synthscope::cli_study::resolve_slices(study, file, &Default::default()).unwrap()

@@ -1,6 +1,8 @@
 //! UI tests (egui_kittest on the shared wgpu device): the app starts on the demo pair, scrolling
 //! moves every linked view, W/L presets change the drawn image, volumes upload once.
 
+mod common;
+
 use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
 use std::time::Duration;
@@ -390,4 +392,132 @@ fn training_panel_trains_shows_curves_and_loads_the_run() {
     h.run();
     assert!(h.state().model.is_some(), "the run's checkpoint is loaded");
     assert!(h.state().show_synthesis);
+}
+
+/// The reading view: answers by keyboard, nothing identifying on screen, every answer in the
+/// log at once, and a new window resumes at the next image.
+#[test]
+fn reading_view_answers_by_keyboard_and_resumes() {
+    use synthscope::app::StudyOptions;
+    let dir = tempfile::tempdir().unwrap();
+    let file = common::phantom_study(dir.path(), 1, synthscope::study::Design::Single);
+    let gpu = synthscope::gpu::shared().expect("shared device");
+    let open = |file: &std::path::Path| {
+        let f = file.to_path_buf();
+        let mut h = Harness::builder()
+            .with_size(egui::vec2(1000.0, 700.0))
+            .wgpu_setup(gpu.egui_setup())
+            .build_eframe(move |cc| {
+                SynthScopeApp::new(
+                    cc,
+                    AppOptions {
+                        study: Some(StudyOptions {
+                            file: f.clone(),
+                            reader: Some("ui-reader".into()),
+                            fullscreen: false,
+                        }),
+                        self_test: false,
+                        ..Default::default()
+                    },
+                )
+            });
+        h.state_mut()
+            .reading
+            .as_mut()
+            .unwrap()
+            .wait_prepared(Duration::from_secs(60));
+        h.run();
+        h
+    };
+    let mut h = open(&file);
+    let _ = h.get_by_label_contains("Image 1 of 6");
+    // Nothing names the case, its file or its truth.
+    for hidden in ["p0", ".nii", "study.toml", "scanner", "model A"] {
+        assert!(
+            h.query_by_label_contains(hidden).is_none(),
+            "{hidden:?} is visible to the reader"
+        );
+    }
+    // Next is refused until everything is answered.
+    h.key_press(egui::Key::Enter);
+    h.run();
+    assert_eq!(
+        h.state()
+            .reading
+            .as_ref()
+            .unwrap()
+            .session()
+            .unwrap()
+            .answers
+            .len(),
+        0
+    );
+    for k in [
+        egui::Key::S,
+        egui::Key::Num2,
+        egui::Key::Num4,
+        egui::Key::Num3,
+        egui::Key::Num5,
+    ] {
+        h.key_press(k);
+        h.run();
+    }
+    let _ = h.render().expect("renders the reading view");
+    h.key_press(egui::Key::Enter);
+    h.run();
+    let log = synthscope::study::log_path(&file, "ui-reader");
+    let l = synthscope::study::read_log(&log).unwrap();
+    assert_eq!(l.answers.len(), 1, "the answer is in the log at once");
+    let a = &l.answers[0];
+    assert_eq!(a.answer.as_deref(), Some("synthetic"));
+    assert_eq!(a.confidence, Some(2));
+    assert_eq!(a.likert.get("image quality"), Some(&4));
+    let _ = h.get_by_label_contains("Image 2 of 6");
+    drop(h);
+    // A new window (a restart) continues at image 2.
+    let h = open(&file);
+    let s = h.state().reading.as_ref().unwrap().session().unwrap();
+    assert_eq!((s.resumed, s.pos), (1, 1));
+    let _ = h.get_by_label_contains("Image 2 of 6");
+}
+
+/// The study setup dialog shows an opened study; the results window summarises its logs.
+#[test]
+fn study_setup_and_results_windows() {
+    use synthscope::study::session::{Session, StudyKey};
+    let dir = tempfile::tempdir().unwrap();
+    let file = common::phantom_study(dir.path(), 1, synthscope::study::Design::Single);
+    let s = synthscope::study::Study::read(&file).unwrap();
+    let slices = synthscope::cli_study::resolve_slices(&s, &file, &Default::default()).unwrap();
+    for (reader, verdict) in [("r1", StudyKey::Real), ("r2", StudyKey::Synthetic)] {
+        let log = synthscope::study::log_path(&file, reader);
+        let mut sess = Session::start(s.clone(), &file, &slices, reader, &log).unwrap();
+        while !sess.done() {
+            for k in [
+                verdict,
+                StudyKey::Digit(3),
+                StudyKey::Digit(3),
+                StudyKey::Digit(4),
+                StudyKey::Digit(2),
+                StudyKey::Next,
+            ] {
+                sess.key(k).unwrap();
+            }
+        }
+    }
+    let mut h = harness_sized(1400.0, 900.0);
+    h.state_mut().open_study(&file);
+    h.run();
+    let _ = h.get_by_label("Study setup");
+    let _ = h.get_by_label_contains("Cases (2)");
+    let _ = h.get_by_label("Read this study (full screen)");
+    h.state_mut().open_results(&file);
+    h.run();
+    let _ = h.get_by_label("Study results");
+    let _ = h.get_by_label_contains("2 reader log(s)");
+    let _ = h.get_by_label_contains("pooled");
+    let img = h.render().expect("renders");
+    if std::env::var_os("SYNTHSCOPE_SCREENSHOT").is_some() {
+        img.save("docs/screenshot_study_results.png").unwrap();
+    }
 }

@@ -21,6 +21,17 @@ impl SynthScopeApp {
                     self.commands.push(Command::Quit);
                 }
             });
+            ui.menu_button("Study", |ui| {
+                if ui.button("Study setup…").clicked() {
+                    self.study.show_setup = true;
+                }
+                if ui.button("Open study…").clicked() {
+                    self.commands.push(Command::Dialog(Dialog::OpenStudy));
+                }
+                if ui.button("Results…").clicked() {
+                    self.study.show_results = true;
+                }
+            });
             ui.menu_button("View", |ui| {
                 for o in Orientation::ALL {
                     ui.radio_value(&mut self.view.orientation, o, o.name());

@@ -12,6 +12,11 @@ pub(super) enum Dialog {
     SaveSynthetic,
     LoadModel,
     LoadClassifier,
+    OpenStudy,
+    SaveStudy,
+    AddStudyCase,
+    OpenResults,
+    SaveStudyCsv,
 }
 
 impl SynthScopeApp {
@@ -42,6 +47,21 @@ impl SynthScopeApp {
                     Dialog::LoadModel | Dialog::LoadClassifier => rfd::FileDialog::new()
                         .add_filter("SynthScope checkpoint", &["json", "bpk"])
                         .pick_file(),
+                    Dialog::OpenStudy => rfd::FileDialog::new()
+                        .add_filter("Study", &["toml", "json"])
+                        .pick_file(),
+                    Dialog::SaveStudy => rfd::FileDialog::new()
+                        .add_filter("Study", &["toml", "json"])
+                        .set_file_name("study.toml")
+                        .save_file(),
+                    Dialog::AddStudyCase => rfd::FileDialog::new()
+                        .add_filter("Volume", &["nii", "gz", "dcm"])
+                        .pick_file(),
+                    Dialog::OpenResults => rfd::FileDialog::new().pick_folder(),
+                    Dialog::SaveStudyCsv => rfd::FileDialog::new()
+                        .add_filter("CSV", &["csv"])
+                        .set_file_name("answers.csv")
+                        .save_file(),
                 };
                 let _ = tx.send(r);
                 c.request_repaint();
@@ -68,6 +88,11 @@ impl SynthScopeApp {
         match d {
             Dialog::LoadModel => self.load_model(path),
             Dialog::LoadClassifier => self.load_classifier(path),
+            Dialog::OpenStudy => self.open_study(path),
+            Dialog::SaveStudy => self.save_study(path),
+            Dialog::AddStudyCase => self.add_study_case(path),
+            Dialog::OpenResults => self.open_results(path),
+            Dialog::SaveStudyCsv => self.export_study_csv(path),
             Dialog::SaveSynthetic => {
                 if let Some(v) = self.synthetic.and_then(|i| self.volumes.get(i)).cloned()
                     && let Err(e) = crate::io::nifti_io::write_nifti(&v, path)

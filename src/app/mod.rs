@@ -9,6 +9,7 @@ pub mod jobs;
 mod registration_panel;
 pub mod render;
 pub mod study_panel;
+pub mod study_setup;
 mod synthesis_panel;
 pub mod training_panel;
 pub mod view;
@@ -82,6 +83,7 @@ enum Command {
     PickFolder,
     Reset,
     Quit,
+    Dialog(Dialog),
 }
 
 /// What is under the mouse: pane name, LPS point, and the voxel index and value there.
@@ -192,6 +194,8 @@ pub struct SynthScopeApp {
     pub gradcam: gradcam_panel::GradcamState,
     /// The reader-study reading view, when the app runs a study.
     pub reading: Option<study_panel::ReadingState>,
+    /// Study setup and results windows.
+    pub study: study_setup::StudyTools,
 }
 
 impl SynthScopeApp {
@@ -296,6 +300,7 @@ impl SynthScopeApp {
             training,
             gradcam: Default::default(),
             reading,
+            study: Default::default(),
         };
         if demo {
             // First-run synthesis shows a trained network's output, never an untrained one.
@@ -592,6 +597,7 @@ impl SynthScopeApp {
                 }
                 Command::Reset => self.fit_view(),
                 Command::Quit => ctx.send_viewport_cmd(egui::ViewportCommand::Close),
+                Command::Dialog(d) => self.open_dialog(ctx, d),
             }
         }
     }
@@ -795,6 +801,8 @@ impl eframe::App for SynthScopeApp {
         self.features_ui(&ctx);
         self.training_ui(&ctx);
         self.gradcam_ui(&ctx);
+        self.study_setup_ui(&ctx);
+        self.study_results_ui(&ctx);
         self.poll_dialog();
         self.progress_ui(&ctx);
         self.errors_ui(&ctx);

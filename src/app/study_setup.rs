@@ -1,0 +1,483 @@
+//! Reader studies in the viewer: the Study setup dialog (edit a study file), starting a
+//! reading session, and the Results view (accuracy with 95% intervals, Likert means,
+//! agreement, a chart, CSV export).
+
+use super::dialogs::Dialog;
+use super::*;
+use crate::study::stats::Summary;
+use crate::study::{Design, ReaderLog, Study, StudyCase, Truth};
+
+/// Study windows' state.
+pub struct StudyTools {
+    /// Show the setup dialog.
+    pub show_setup: bool,
+    /// Show the results view.
+    pub show_results: bool,
+    /// The study being edited.
+    pub draft: Study,
+    /// Its file (None: not saved yet).
+    pub path: Option<PathBuf>,
+    /// Reader ID for "Read this study".
+    pub reader: String,
+    /// Results: the logs, their Likert questions, the summary.
+    pub results: Option<(Vec<ReaderLog>, Vec<String>, Result<Summary, String>)>,
+    /// Truth given to the next added case.
+    pub add_truth: Truth,
+    /// Source given to the next added case.
+    pub add_source: String,
+    /// Last problem saving or loading.
+    pub message: Option<(bool, String)>,
+}
+
+impl Default for StudyTools {
+    fn default() -> Self {
+        Self {
+            show_setup: false,
+            show_results: false,
+            draft: Study {
+                version: crate::study::STUDY_VERSION,
+                name: "my-study".into(),
+                design: Design::Single,
+                allow_back: false,
+                time_limit_s: None,
+                slices_per_case: 3,
+                seed: 1,
+                window: Default::default(),
+                questions: Default::default(),
+                cases: Vec::new(),
+            },
+            path: None,
+            reader: String::new(),
+            results: None,
+            add_truth: Truth::Real,
+            add_source: "scanner".into(),
+            message: None,
+        }
+    }
+}
+
+impl SynthScopeApp {
+    /// Open a study file in the setup dialog.
+    pub fn open_study(&mut self, path: &std::path::Path) {
+        match Study::read(path) {
+            Ok(s) => {
+                self.study.draft = s;
+                self.study.path = Some(path.to_path_buf());
+                self.study.show_setup = true;
+                self.study.message = None;
+            }
+            Err(e) => self.errors.push(format!("Study: {e}")),
+        }
+    }
+
+    /// Save the edited study to `path` (paths of cases made relative to it when inside its
+    /// folder).
+    pub fn save_study(&mut self, path: &std::path::Path) {
+        let mut s = self.study.draft.clone();
+        if let Some(dir) = path.parent() {
+            for c in &mut s.cases {
+                if let Ok(rel) = c.path.strip_prefix(dir) {
+                    c.path = rel.to_path_buf();
+                }
+            }
+        }
+        match s.write(path) {
+            Ok(()) => {
+                self.study.draft = s;
+                self.study.path = Some(path.to_path_buf());
+                self.study.message = Some((false, format!("Saved {}", path.display())));
+            }
+            Err(e) => self.study.message = Some((true, e)),
+        }
+    }
+
+    /// Add a case file to the edited study.
+    pub fn add_study_case(&mut self, path: &std::path::Path) {
+        let t = &mut self.study;
+        let stem = path
+            .file_name()
+            .map(|s| s.to_string_lossy().to_string())
+            .unwrap_or_default();
+        let stem = stem
+            .trim_end_matches(".gz")
+            .trim_end_matches(".nii")
+            .to_string();
+        let mut id = stem.clone();
+        let mut k = 2;
+        while t.draft.cases.iter().any(|c| c.id == id) {
+            id = format!("{stem}-{k}");
+            k += 1;
+        }
+        t.draft.cases.push(StudyCase {
+            id,
+            path: path.to_path_buf(),
+            truth: t.add_truth,
+            source: t.add_source.clone(),
+            slices: Vec::new(),
+            pair: None,
+        });
+    }
+
+    /// Read reader logs (files, or a folder of them; a study file means its answers folder)
+    /// into the results view.
+    pub fn open_results(&mut self, path: &std::path::Path) {
+        let p = if path.is_file() && path.extension().is_some_and(|e| e == "toml" || e == "json") {
+            path.with_file_name(format!(
+                "{}.answers",
+                path.file_stem().unwrap_or_default().to_string_lossy()
+            ))
+        } else {
+            path.to_path_buf()
+        };
+        match crate::cli_study::read_logs(&[p]) {
+            Ok((logs, questions)) => {
+                let s = crate::study::stats::summarise(&logs);
+                self.study.results = Some((logs, questions, s));
+                self.study.show_results = true;
+            }
+            Err(e) => self.errors.push(format!("Study results: {e:#}")),
+        }
+    }
+
+    /// Write the open results as CSV.
+    pub fn export_study_csv(&mut self, path: &std::path::Path) {
+        if let Some((logs, q, _)) = &self.study.results
+            && let Err(e) = std::fs::write(path, crate::study::answers_csv(logs, q))
+        {
+            self.errors
+                .push(format!("{}: cannot write: {e}", path.display()));
+        }
+    }
+
+    /// Switch the window to the reading view of the edited study (saved first).
+    fn start_reading(&mut self, ctx: &egui::Context) {
+        let Some(path) = self.study.path.clone() else {
+            self.study.message = Some((true, "Save the study first.".into()));
+            return;
+        };
+        self.save_study(&path);
+        if matches!(self.study.message, Some((true, _))) {
+            return;
+        }
+        let reader = self.study.reader.trim().to_string();
+        self.reading = Some(super::study_panel::ReadingState::new(
+            super::study_panel::StudyOptions {
+                file: path,
+                reader: (!reader.is_empty()).then_some(reader),
+                fullscreen: true,
+            },
+            ctx,
+        ));
+    }
+
+    pub(super) fn study_setup_ui(&mut self, ctx: &egui::Context) {
+        let mut open = self.study.show_setup;
+        if !open {
+            return;
+        }
+        let mut dialog = None;
+        let mut save_to: Option<PathBuf> = None;
+        let mut results_of: Option<PathBuf> = None;
+        let mut read = false;
+        egui::Window::new("Study setup")
+            .open(&mut open)
+            .default_width(640.0)
+            .show(ctx, |ui| {
+                let t = &mut self.study;
+                ui.horizontal(|ui| {
+                    if ui.button("Open study…").clicked() {
+                        dialog = Some(Dialog::OpenStudy);
+                    }
+                    if ui.button("Save as…").clicked() {
+                        dialog = Some(Dialog::SaveStudy);
+                    }
+                    match &t.path {
+                        Some(p) => ui.weak(p.display().to_string()),
+                        None => ui.weak("not saved yet"),
+                    };
+                });
+                egui::Grid::new("study-settings").num_columns(2).show(ui, |ui| {
+                    let l = ui.label("Name");
+                    ui.text_edit_singleline(&mut t.draft.name).labelled_by(l.id);
+                    ui.end_row();
+                    ui.label("Design");
+                    ui.horizontal(|ui| {
+                        ui.radio_value(&mut t.draft.design, Design::Single, "one image: real or synthetic?");
+                        ui.radio_value(&mut t.draft.design, Design::Pair, "A/B pair: which is real?");
+                    });
+                    ui.end_row();
+                    let l = ui.label("Slices per case");
+                    ui.add(egui::DragValue::new(&mut t.draft.slices_per_case).range(1..=50))
+                        .labelled_by(l.id)
+                        .on_hover_text("Sampled inside the head with the seed below, the same for every reader; a case's fixed slices override it");
+                    ui.end_row();
+                    let l = ui.label("Sampling seed");
+                    ui.add(egui::DragValue::new(&mut t.draft.seed)).labelled_by(l.id);
+                    ui.end_row();
+                    ui.label("Readers may go back");
+                    ui.checkbox(&mut t.draft.allow_back, "allowed");
+                    ui.end_row();
+                    ui.label("Time limit per image");
+                    ui.horizontal(|ui| {
+                        let mut on = t.draft.time_limit_s.is_some();
+                        ui.checkbox(&mut on, "limited");
+                        if on {
+                            let mut s = t.draft.time_limit_s.unwrap_or(30.0);
+                            let l = ui.label("seconds");
+                            ui.add(egui::DragValue::new(&mut s).range(1.0..=3600.0)).labelled_by(l.id);
+                            t.draft.time_limit_s = Some(s);
+                        } else {
+                            t.draft.time_limit_s = None;
+                        }
+                    });
+                    ui.end_row();
+                    ui.label("CT window (W / L)");
+                    ui.horizontal(|ui| {
+                        let l = ui.label("W");
+                        ui.add(egui::DragValue::new(&mut t.draft.window.ct.width).range(1.0..=5000.0)).labelled_by(l.id);
+                        let l = ui.label("L");
+                        ui.add(egui::DragValue::new(&mut t.draft.window.ct.center).range(-1500.0..=3000.0)).labelled_by(l.id);
+                    });
+                    ui.end_row();
+                    ui.label("MR window");
+                    ui.horizontal(|ui| {
+                        let mut fixed = t.draft.window.mr.is_some();
+                        ui.checkbox(&mut fixed, "fixed (else each image's 1–99.5% range)");
+                        if fixed {
+                            let w = t.draft.window.mr.get_or_insert(WindowLevel { width: 800.0, center: 400.0 });
+                            let l = ui.label("W");
+                            ui.add(egui::DragValue::new(&mut w.width).range(1.0..=100000.0)).labelled_by(l.id);
+                            let l = ui.label("L");
+                            ui.add(egui::DragValue::new(&mut w.center)).labelled_by(l.id);
+                        } else {
+                            t.draft.window.mr = None;
+                        }
+                    });
+                    ui.end_row();
+                    ui.label("Questions");
+                    ui.vertical(|ui| {
+                        ui.label("Real or synthetic (always)");
+                        ui.checkbox(&mut t.draft.questions.confidence, "Confidence 1–5");
+                        ui.checkbox(&mut t.draft.questions.free_text, "Free-text comment");
+                        let mut remove = None;
+                        for (i, q) in t.draft.questions.likert.iter_mut().enumerate() {
+                            ui.horizontal(|ui| {
+                                let l = ui.label(format!("Likert {}", i + 1));
+                                ui.text_edit_singleline(q).labelled_by(l.id);
+                                if ui.small_button("remove").clicked() {
+                                    remove = Some(i);
+                                }
+                            });
+                        }
+                        if let Some(i) = remove {
+                            t.draft.questions.likert.remove(i);
+                        }
+                        if ui.small_button("add a Likert question").clicked() {
+                            t.draft.questions.likert.push("new question".into());
+                        }
+                    });
+                    ui.end_row();
+                });
+                ui.separator();
+                ui.strong(format!("Cases ({}) — hidden from readers", t.draft.cases.len()));
+                let ids: Vec<String> = t.draft.cases.iter().filter(|c| c.truth == Truth::Real).map(|c| c.id.clone()).collect();
+                let mut remove = None;
+                egui::ScrollArea::vertical().max_height(220.0).show(ui, |ui| {
+                    egui::Grid::new("study-cases").striped(true).show(ui, |ui| {
+                        let hdr: Vec<egui::Id> = ["id", "truth", "source", "fixed slices", "pair (A/B)", "file", ""]
+                            .iter()
+                            .map(|h| ui.strong(*h).id)
+                            .collect();
+                        ui.end_row();
+                        for (i, c) in t.draft.cases.iter_mut().enumerate() {
+                            ui.add(egui::TextEdit::singleline(&mut c.id).desired_width(90.0)).labelled_by(hdr[0]);
+                            egui::ComboBox::from_id_salt(("truth", i))
+                                .selected_text(c.truth.name())
+                                .show_ui(ui, |ui| {
+                                    ui.selectable_value(&mut c.truth, Truth::Real, "real");
+                                    ui.selectable_value(&mut c.truth, Truth::Synthetic, "synthetic");
+                                })
+                                .response
+                                .labelled_by(hdr[1]);
+                            ui.add(egui::TextEdit::singleline(&mut c.source).desired_width(110.0)).labelled_by(hdr[2]);
+                            let mut text = c.slices.iter().map(|z| z.to_string()).collect::<Vec<_>>().join(" ");
+                            if ui.add(egui::TextEdit::singleline(&mut text).desired_width(70.0).hint_text("sampled")).labelled_by(hdr[3]).changed() {
+                                c.slices = text.split([' ', ',']).filter_map(|s| s.trim().parse().ok()).collect();
+                            }
+                            if c.truth == Truth::Synthetic {
+                                egui::ComboBox::from_id_salt(("pair", i))
+                                    .selected_text(c.pair.clone().unwrap_or_else(|| "none".into()))
+                                    .show_ui(ui, |ui| {
+                                        ui.selectable_value(&mut c.pair, None, "none");
+                                        for id in &ids {
+                                            ui.selectable_value(&mut c.pair, Some(id.clone()), id);
+                                        }
+                                    })
+                                    .response
+                                    .labelled_by(hdr[4]);
+                            } else {
+                                ui.label("");
+                            }
+                            ui.weak(c.path.display().to_string());
+                            if ui.small_button("remove").clicked() {
+                                remove = Some(i);
+                            }
+                            ui.end_row();
+                        }
+                    });
+                });
+                if let Some(i) = remove {
+                    t.draft.cases.remove(i);
+                }
+                ui.horizontal(|ui| {
+                    if ui.button("Add case…").clicked() {
+                        dialog = Some(Dialog::AddStudyCase);
+                    }
+                    ui.label("as");
+                    ui.radio_value(&mut t.add_truth, Truth::Real, "real");
+                    ui.radio_value(&mut t.add_truth, Truth::Synthetic, "synthetic");
+                    let l = ui.label("source");
+                    ui.add(egui::TextEdit::singleline(&mut t.add_source).desired_width(120.0)).labelled_by(l.id);
+                });
+                ui.separator();
+                match t.draft.validate() {
+                    Ok(()) => {
+                        ui.horizontal(|ui| {
+                            if ui.button("Save").clicked() {
+                                match t.path.clone() {
+                                    Some(p) => save_to = Some(p),
+                                    None => dialog = Some(Dialog::SaveStudy),
+                                }
+                            }
+                            let l = ui.label("Reader ID");
+                            ui.add(egui::TextEdit::singleline(&mut t.reader).desired_width(100.0)).labelled_by(l.id);
+                            if ui.button("Read this study (full screen)").clicked() {
+                                read = true;
+                            }
+                            if ui.button("Results…").clicked()
+                                && let Some(p) = &t.path
+                            {
+                                results_of = Some(p.clone());
+                            }
+                        });
+                    }
+                    Err(e) => {
+                        ui.colored_label(egui::Color32::YELLOW, format!("Not ready: {e}"));
+                    }
+                }
+                if let Some((bad, m)) = &t.message {
+                    let c = if *bad { egui::Color32::LIGHT_RED } else { ui.visuals().weak_text_color() };
+                    ui.colored_label(c, m);
+                }
+            });
+        self.study.show_setup = open;
+        if let Some(p) = save_to {
+            self.save_study(&p);
+        }
+        if let Some(p) = results_of {
+            self.open_results(&p);
+        }
+        if let Some(d) = dialog {
+            self.open_dialog(ctx, d);
+        }
+        if read {
+            self.start_reading(ctx);
+        }
+    }
+
+    pub(super) fn study_results_ui(&mut self, ctx: &egui::Context) {
+        let mut open = self.study.show_results;
+        if !open {
+            return;
+        }
+        let mut dialog = None;
+        egui::Window::new("Study results")
+            .open(&mut open)
+            .default_width(620.0)
+            .show(ctx, |ui| {
+                ui.horizontal(|ui| {
+                    if ui.button("Open logs…").clicked() {
+                        dialog = Some(Dialog::OpenResults);
+                    }
+                    if self.study.results.is_some() && ui.button("Export CSV…").clicked() {
+                        dialog = Some(Dialog::SaveStudyCsv);
+                    }
+                });
+                let Some((logs, _, summary)) = &self.study.results else {
+                    ui.weak(
+                        "Open a study's answers folder (STUDY.answers) or reader logs (*.jsonl).",
+                    );
+                    return;
+                };
+                ui.weak(format!("{} reader log(s)", logs.len()));
+                let s = match summary {
+                    Ok(s) => s,
+                    Err(e) => {
+                        ui.colored_label(egui::Color32::LIGHT_RED, e);
+                        return;
+                    }
+                };
+                results_chart(ui, s);
+                egui::ScrollArea::both().max_height(260.0).show(ui, |ui| {
+                    ui.add(egui::Label::new(egui::RichText::new(s.to_text()).monospace()).extend());
+                });
+            });
+        self.study.show_results = open;
+        if let Some(d) = dialog {
+            self.open_dialog(ctx, d);
+        }
+    }
+}
+
+/// Accuracy per reader and pooled, as bars with their 95% intervals and the 50% chance line.
+fn results_chart(ui: &mut egui::Ui, s: &Summary) {
+    use egui_plot::{Bar, BarChart, HLine, Line, Plot, PlotPoints};
+    let names: Vec<String> = s.accuracy.iter().map(|a| a.reader.clone()).collect();
+    let bars: Vec<Bar> = s
+        .accuracy
+        .iter()
+        .enumerate()
+        .map(|(i, a)| {
+            Bar::new(i as f64, 100.0 * a.accuracy.max(0.0))
+                .width(0.6)
+                .name(format!(
+                    "{}: {:.1}% ({:.1}–{:.1}%)",
+                    a.reader,
+                    100.0 * a.accuracy,
+                    100.0 * a.ci95.0,
+                    100.0 * a.ci95.1
+                ))
+        })
+        .collect();
+    let labels = names.clone();
+    Plot::new("study-accuracy")
+        .height(200.0)
+        .include_y(0.0)
+        .include_y(100.0)
+        .allow_drag(false)
+        .allow_zoom(false)
+        .y_axis_label("correct (%)")
+        .x_axis_formatter(move |m, _| {
+            let i = m.value.round();
+            if (m.value - i).abs() < 1e-6 && i >= 0.0 {
+                labels.get(i as usize).cloned().unwrap_or_default()
+            } else {
+                String::new()
+            }
+        })
+        .show(ui, |plot| {
+            plot.bar_chart(BarChart::new("accuracy", bars));
+            for (i, a) in s.accuracy.iter().enumerate() {
+                let x = i as f64;
+                plot.line(
+                    Line::new(
+                        format!("95% CI {}", a.reader),
+                        PlotPoints::from(vec![[x, 100.0 * a.ci95.0], [x, 100.0 * a.ci95.1]]),
+                    )
+                    .color(egui::Color32::WHITE)
+                    .width(2.0),
+                );
+            }
+            plot.hline(HLine::new("chance", 50.0).color(egui::Color32::YELLOW));
+        });
+}

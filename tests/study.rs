@@ -5,14 +5,12 @@
 mod common;
 
 use common::{run_ok, sitk_python, synthscope};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 use synthscope::study::session::{Session, StudyKey};
 use synthscope::study::stats::{clopper_pearson, cohen_kappa, fleiss_kappa, summarise};
-use synthscope::study::{
-    self, Design, LogWriter, Study, StudyCase, Truth, log_path, read_log, trials,
-};
+use synthscope::study::{Design, LogWriter, Study, Truth, log_path, read_log, trials};
 
 use common::phantom_study as make_study;
 
@@ -154,7 +152,7 @@ fn other_versions_and_other_studies_are_refused() {
 
 /// Keys answering one single-design image: verdict, confidence and three Likert ratings.
 fn keys_for(i: usize) -> String {
-    let v = if i % 3 == 0 { "s" } else { "r" };
+    let v = if i.is_multiple_of(3) { "s" } else { "r" };
     format!("{v} {} {} 3 4 n ", 1 + i % 5, 1 + (i + 2) % 5)
 }
 

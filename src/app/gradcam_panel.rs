@@ -117,6 +117,9 @@ fn blend(
     egui::ColorImage::from_rgba_unmultiplied([w, h], &rgba)
 }
 
+/// A real and a synthetic slice on one grid, the grid's size and the synthetic modality.
+type SlicePair = (Vec<f32>, Vec<f32>, (usize, usize), String);
+
 /// A signed map (-1..1) in the diverging colormap, 0 in its middle.
 fn diverging(d: &[f32], (w, h): (usize, usize)) -> egui::ColorImage {
     let table = Colormap::Diverging.table();
@@ -169,9 +172,7 @@ impl SynthScopeApp {
 
     /// The real and synthetic slices at the crosshair on the synthetic volume's grid (the
     /// real one resampled through the registration), with the synthetic modality.
-    fn real_and_synthetic_slices(
-        &self,
-    ) -> Result<(Vec<f32>, Vec<f32>, (usize, usize), String), String> {
+    fn real_and_synthetic_slices(&self) -> Result<SlicePair, String> {
         use crate::model::Direction;
         use crate::register::{Affine, resample};
         let synth = self

@@ -438,7 +438,7 @@ fn reading_session_ui(
             let missing = session.missing();
             let next = ui.add_enabled(missing.is_empty(), egui::Button::new("Next  [Enter]"));
             if next.clicked() {
-                match session.next() {
+                match session.advance() {
                     Ok(_) => *error = None,
                     Err(e) => *error = Some(e),
                 }

@@ -7,6 +7,9 @@ use super::*;
 use crate::study::stats::Summary;
 use crate::study::{Design, ReaderLog, Study, StudyCase, Truth};
 
+/// Reader logs, their Likert questions and their summary.
+pub type Results = (Vec<ReaderLog>, Vec<String>, Result<Summary, String>);
+
 /// Study windows' state.
 pub struct StudyTools {
     /// Show the setup dialog.
@@ -20,7 +23,7 @@ pub struct StudyTools {
     /// Reader ID for "Read this study".
     pub reader: String,
     /// Results: the logs, their Likert questions, the summary.
-    pub results: Option<(Vec<ReaderLog>, Vec<String>, Result<Summary, String>)>,
+    pub results: Option<Results>,
     /// Truth given to the next added case.
     pub add_truth: Truth,
     /// Source given to the next added case.

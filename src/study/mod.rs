@@ -275,7 +275,7 @@ impl Study {
             return Err("slices_per_case is 0 and a case has no fixed slices".into());
         }
         if let Some(t) = self.time_limit_s
-            && !(t > 0.0)
+            && (t.is_nan() || t <= 0.0)
         {
             return Err(format!("time_limit_s must be positive, got {t}"));
         }

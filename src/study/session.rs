@@ -247,7 +247,7 @@ impl Session {
                     self.set_rating(i, None);
                 }
             }
-            StudyKey::Next => return self.next(),
+            StudyKey::Next => return self.advance(),
             StudyKey::Back => self.back(),
             _ => {}
         }
@@ -263,7 +263,7 @@ impl Session {
     }
 
     /// Save the current answer (if complete) and show the next image. Ok(false): incomplete.
-    pub fn next(&mut self) -> Result<bool, String> {
+    pub fn advance(&mut self) -> Result<bool, String> {
         if self.done() || !self.missing().is_empty() {
             return Ok(false);
         }

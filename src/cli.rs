@@ -1148,8 +1148,47 @@ fn bench_synthesize(slices: usize, batch: usize) -> anyhow::Result<()> {
             100.0 * st.assemble / total,
             warm
         );
+        // Grad-CAM of the middle slice (bone target; one forward and one backward pass).
+        let t = Instant::now();
+        let cam = crate::synth::slice_gradcam(
+            &model,
+            Direction::MrToCt,
+            &input,
+            n / 2,
+            1,
+            crate::synth::CamTarget::Disc {
+                x: nx / 2,
+                y: ny / 2,
+                radius: 16.0,
+            },
+            &g.device,
+        );
+        let cam_s = t.elapsed().as_secs_f64();
+        let (rss, peak) = process_memory_mib();
+        println!(
+            "{name:<10} Grad-CAM of one slice {:.2} s{}; process memory {rss:.0} MiB (peak {peak:.0} MiB; on a software adapter this includes the \"GPU\" buffers)",
+            cam_s,
+            match cam {
+                Ok(_) => String::new(),
+                Err(e) => format!(" (failed: {e})"),
+            }
+        );
     }
     Ok(())
+}
+
+/// Resident and peak resident memory of this process (MiB), from /proc/self/status (0 where
+/// there is none).
+pub fn process_memory_mib() -> (f64, f64) {
+    let text = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<f64>().ok())
+            .map_or(0.0, |kb| kb / 1024.0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
 }
 
 fn study_cmd(what: StudyCmd) -> anyhow::Result<()> {

@@ -1148,25 +1148,30 @@ fn bench_synthesize(slices: usize, batch: usize) -> anyhow::Result<()> {
             100.0 * st.assemble / total,
             warm
         );
-        // Grad-CAM of the middle slice (bone target; one forward and one backward pass).
-        let t = Instant::now();
-        let cam = crate::synth::slice_gradcam(
-            &model,
-            Direction::MrToCt,
-            &input,
-            n / 2,
-            1,
-            crate::synth::CamTarget::Disc {
-                x: nx / 2,
-                y: ny / 2,
-                radius: 16.0,
-            },
-            &g.device,
-        );
-        let cam_s = t.elapsed().as_secs_f64();
+        // Grad-CAM of the middle slice (a disc target; one forward and one backward pass):
+        // first call (compiles the backward kernels), then warm.
+        let cam_once = || {
+            let t = Instant::now();
+            let r = crate::synth::slice_gradcam(
+                &model,
+                Direction::MrToCt,
+                &input,
+                n / 2,
+                1,
+                crate::synth::CamTarget::Disc {
+                    x: nx / 2,
+                    y: ny / 2,
+                    radius: 16.0,
+                },
+                &g.device,
+            );
+            (t.elapsed().as_secs_f64(), r)
+        };
+        let (cold_s, _) = cam_once();
+        let (cam_s, cam) = cam_once();
         let (rss, peak) = process_memory_mib();
         println!(
-            "{name:<10} Grad-CAM of one slice {:.2} s{}; process memory {rss:.0} MiB (peak {peak:.0} MiB; on a software adapter this includes the \"GPU\" buffers)",
+            "{name:<10} Grad-CAM of one slice {:.2} s warm ({cold_s:.1} s first){}; process memory {rss:.0} MiB (peak {peak:.0} MiB; on a software adapter this includes the \"GPU\" buffers)",
             cam_s,
             match cam {
                 Ok(_) => String::new(),

@@ -23,6 +23,9 @@ pub struct Cli {
     /// Open the Training panel with this run config (TOML/JSON) and start it.
     #[arg(long, value_name = "CONFIG")]
     pub train: Option<PathBuf>,
+    /// Save the three panes as PNG once the data is shown, then quit.
+    #[arg(long, value_name = "PNG", conflicts_with = "autoscroll")]
+    pub screenshot: Option<PathBuf>,
     /// Subcommand.
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -376,6 +379,7 @@ pub fn main() -> anyhow::Result<()> {
             autoscroll_frames: cli.autoscroll,
             train_config: cli.train,
             study: None,
+            screenshot: cli.screenshot,
         }),
         Some(Command::Info { paths, json }) => info(&paths, json),
         Some(Command::Convert { mut args }) => {

@@ -521,3 +521,30 @@ fn study_setup_and_results_windows() {
         img.save("docs/screenshot_study_results.png").unwrap();
     }
 }
+
+/// The PNG export crops the frame to the panes exactly and refuses an empty region.
+#[test]
+fn view_png_export_crops_exactly() {
+    let (w, h) = (10usize, 8usize);
+    let px: Vec<egui::Color32> = (0..w * h)
+        .map(|i| egui::Color32::from_rgb((i % w) as u8 * 20, (i / w) as u8 * 30, 7))
+        .collect();
+    let img = egui::ColorImage::new([w, h], px);
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("crop.png");
+    assert_eq!(
+        synthscope::app::save_png_crop(&img, [2, 3, 5, 4], &p).unwrap(),
+        (5, 4)
+    );
+    let back = image::open(&p).unwrap().to_rgba8();
+    assert_eq!(back.dimensions(), (5, 4));
+    assert_eq!(back.get_pixel(0, 0).0, [40, 90, 7, 255]);
+    assert_eq!(back.get_pixel(4, 3).0, [120, 180, 7, 255]);
+    // Clamped to the image; an empty region is an error naming the file.
+    assert_eq!(
+        synthscope::app::save_png_crop(&img, [8, 6, 50, 50], &p).unwrap(),
+        (2, 2)
+    );
+    let e = synthscope::app::save_png_crop(&img, [10, 0, 3, 3], &p).unwrap_err();
+    assert!(e.contains("crop.png") && e.contains("empty"), "{e}");
+}

@@ -17,6 +17,13 @@ impl SynthScopeApp {
                     self.commands.push(Command::Open(LoadRequest::Demo));
                 }
                 ui.separator();
+                if ui.button("Save views as PNG…").clicked() {
+                    self.commands.push(Command::Dialog(Dialog::SaveViewPng));
+                }
+                if ui.button("Save window as PNG…").clicked() {
+                    self.commands.push(Command::Dialog(Dialog::SaveWindowPng));
+                }
+                ui.separator();
                 if ui.button("Quit").clicked() {
                     self.commands.push(Command::Quit);
                 }

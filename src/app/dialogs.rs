@@ -17,9 +17,43 @@ pub(super) enum Dialog {
     AddStudyCase,
     OpenResults,
     SaveStudyCsv,
+    SaveViewPng,
+    SaveWindowPng,
+    SaveSyntheticDicom,
 }
 
 impl SynthScopeApp {
+    /// Save the next frame as PNG: the three panes (`views`) or the whole window.
+    pub fn save_screenshot(&mut self, path: &std::path::Path, views: bool) {
+        let Some(ctx) = self.ctx.clone() else {
+            return;
+        };
+        let ppp = ctx.pixels_per_point();
+        let r = self.panes_rect;
+        let rect = if views && r.is_positive() {
+            [
+                (r.min.x * ppp).round() as usize,
+                (r.min.y * ppp).round() as usize,
+                (r.width() * ppp).round() as usize,
+                (r.height() * ppp).round() as usize,
+            ]
+        } else {
+            [0, 0, usize::MAX / 4, usize::MAX / 4]
+        };
+        let (msgs, path, c) = (self.async_messages.clone(), path.to_path_buf(), ctx.clone());
+        ctx.request_screenshot(move |img| {
+            let m = match super::save_png_crop(&img, rect, &path) {
+                Ok((w, h)) => format!("Saved {} ({w} x {h} pixels)", path.display()),
+                Err(e) => e,
+            };
+            if let Ok(mut v) = msgs.lock() {
+                v.push(m);
+            }
+            c.request_repaint();
+        });
+        ctx.request_repaint();
+    }
+
     /// Ask for a file on a worker thread (native dialogs block their thread).
     pub(super) fn open_dialog(&mut self, ctx: &egui::Context, d: Dialog) {
         let (tx, rx) = crossbeam_channel::bounded(1);
@@ -58,6 +92,11 @@ impl SynthScopeApp {
                         .add_filter("Volume", &["nii", "gz", "dcm"])
                         .pick_file(),
                     Dialog::OpenResults => rfd::FileDialog::new().pick_folder(),
+                    Dialog::SaveViewPng | Dialog::SaveWindowPng => rfd::FileDialog::new()
+                        .add_filter("PNG", &["png"])
+                        .set_file_name("synthscope_view.png")
+                        .save_file(),
+                    Dialog::SaveSyntheticDicom => rfd::FileDialog::new().pick_folder(),
                     Dialog::SaveStudyCsv => rfd::FileDialog::new()
                         .add_filter("CSV", &["csv"])
                         .set_file_name("answers.csv")
@@ -93,6 +132,25 @@ impl SynthScopeApp {
             Dialog::AddStudyCase => self.add_study_case(path),
             Dialog::OpenResults => self.open_results(path),
             Dialog::SaveStudyCsv => self.export_study_csv(path),
+            Dialog::SaveViewPng => self.save_screenshot(path, true),
+            Dialog::SaveWindowPng => self.save_screenshot(path, false),
+            Dialog::SaveSyntheticDicom => {
+                if let Some(v) = self.synthetic.and_then(|i| self.volumes.get(i)).cloned() {
+                    match crate::io::dicom_write::write_derived_series(
+                        &v,
+                        &v.meta,
+                        &v.meta.description,
+                        path,
+                    ) {
+                        Ok(files) => self.errors.push(format!(
+                            "Saved {} DICOM files (a new DERIVED\\SECONDARY series) in {}",
+                            files.len(),
+                            path.display()
+                        )),
+                        Err(e) => self.errors.push(e.to_string()),
+                    }
+                }
+            }
             Dialog::SaveSynthetic => {
                 if let Some(v) = self.synthetic.and_then(|i| self.volumes.get(i)).cloned()
                     && let Err(e) = crate::io::nifti_io::write_nifti(&v, path)

@@ -43,6 +43,8 @@ pub struct AppOptions {
     pub train_config: Option<PathBuf>,
     /// Run a reader study (the reading view instead of the viewer).
     pub study: Option<StudyOptions>,
+    /// Save the three panes as this PNG once the data is shown, then quit.
+    pub screenshot: Option<PathBuf>,
 }
 
 impl Default for AppOptions {
@@ -54,6 +56,7 @@ impl Default for AppOptions {
             autoscroll_frames: None,
             train_config: None,
             study: None,
+            screenshot: None,
         }
     }
 }
@@ -84,6 +87,37 @@ enum Command {
     Reset,
     Quit,
     Dialog(Dialog),
+}
+
+/// Crop `image` to `rect` (physical pixels, clamped to the image) and write it as PNG.
+pub fn save_png_crop(
+    image: &egui::ColorImage,
+    rect: [usize; 4],
+    path: &std::path::Path,
+) -> Result<(usize, usize), String> {
+    let [w, h] = image.size;
+    let (x0, y0) = (rect[0].min(w), rect[1].min(h));
+    let (x1, y1) = ((rect[0] + rect[2]).min(w), (rect[1] + rect[3]).min(h));
+    if x1 <= x0 || y1 <= y0 {
+        return Err(format!(
+            "{}: nothing to save (empty region)",
+            path.display()
+        ));
+    }
+    let mut buf = image::RgbaImage::new((x1 - x0) as u32, (y1 - y0) as u32);
+    for y in y0..y1 {
+        for x in x0..x1 {
+            let c = image.pixels[y * w + x];
+            buf.put_pixel(
+                (x - x0) as u32,
+                (y - y0) as u32,
+                image::Rgba([c.r(), c.g(), c.b(), 255]),
+            );
+        }
+    }
+    buf.save_with_format(path, image::ImageFormat::Png)
+        .map_err(|e| format!("{}: cannot write PNG: {e}", path.display()))?;
+    Ok((x1 - x0, y1 - y0))
 }
 
 /// What is under the mouse: pane name, LPS point, and the voxel index and value there.
@@ -118,6 +152,12 @@ pub struct SynthScopeApp {
     pub checker_mm: f32,
     /// Load errors not yet dismissed.
     pub errors: Vec<String>,
+    /// Messages from work that finished outside a frame (a saved screenshot).
+    pub async_messages: Arc<std::sync::Mutex<Vec<String>>>,
+    /// The egui context (for work started outside a frame, e.g. a screenshot after a dialog).
+    ctx: Option<egui::Context>,
+    /// Where the panes were drawn last frame (points).
+    pub panes_rect: egui::Rect,
     /// Warnings of loaded series.
     pub show_browser: bool,
     /// Show the diagnostics window.
@@ -136,6 +176,8 @@ pub struct SynthScopeApp {
     commands: Vec<Command>,
     file_dialog: Option<crossbeam_channel::Receiver<Option<Vec<PathBuf>>>>,
     autoscroll: Option<(usize, Instant, FrameStats)>,
+    /// `--screenshot`: the file and the frames drawn since the data arrived.
+    screenshot_at_start: Option<(PathBuf, u32)>,
     last_frame: Option<Instant>,
     /// Registration: maps CT (view) points to MR points; the MR is drawn through it.
     pub mr_transform: Option<crate::register::Affine>,
@@ -267,6 +309,7 @@ impl SynthScopeApp {
             hover: None,
             commands: Vec::new(),
             file_dialog: None,
+            screenshot_at_start: options.screenshot.clone().map(|p| (p, 0)),
             autoscroll: options
                 .autoscroll_frames
                 .map(|n| (n, Instant::now(), FrameStats::default())),
@@ -301,6 +344,9 @@ impl SynthScopeApp {
             gradcam: Default::default(),
             reading,
             study: Default::default(),
+            async_messages: Default::default(),
+            ctx: Some(ctx.clone()),
+            panes_rect: egui::Rect::NOTHING,
         };
         if demo {
             // First-run synthesis shows a trained network's output, never an untrained one.
@@ -699,6 +745,7 @@ impl SynthScopeApp {
         ];
         let gap = 4.0;
         let avail = ui.available_rect_before_wrap();
+        self.panes_rect = avail;
         let w = ((avail.width() - 2.0 * gap) / 3.0).max(10.0);
         let mut scroll = 0;
         let mut hover = None;
@@ -766,6 +813,9 @@ impl eframe::App for SynthScopeApp {
             return;
         }
         self.poll_jobs();
+        if let Ok(mut m) = self.async_messages.lock() {
+            self.errors.append(&mut m);
+        }
         self.poll_training(&ctx);
         if self.training.start_pending && self.load_job.is_none() {
             self.training.start_pending = false;
@@ -808,10 +858,52 @@ impl eframe::App for SynthScopeApp {
         self.errors_ui(&ctx);
         self.run_commands(&ctx);
         self.autoscroll_step(&ctx, now);
+        self.screenshot_step(&ctx);
     }
 }
 
 impl SynthScopeApp {
+    /// `--screenshot`: once the data is shown (a few frames after loading), save the panes as
+    /// PNG through the real framebuffer, print where, and quit (exit status 1 on failure).
+    fn screenshot_step(&mut self, ctx: &egui::Context) {
+        let Some((path, frames)) = &mut self.screenshot_at_start else {
+            return;
+        };
+        ctx.request_repaint();
+        if self.load_job.is_some() || self.volumes.is_empty() {
+            return;
+        }
+        *frames += 1;
+        if *frames < 5 {
+            return;
+        }
+        let path = path.clone();
+        self.screenshot_at_start = None;
+        let ppp = ctx.pixels_per_point();
+        let r = self.panes_rect;
+        let rect = [
+            (r.min.x * ppp).round() as usize,
+            (r.min.y * ppp).round() as usize,
+            (r.width() * ppp).round() as usize,
+            (r.height() * ppp).round() as usize,
+        ];
+        let c = ctx.clone();
+        ctx.request_screenshot(move |img| match save_png_crop(&img, rect, &path) {
+            Ok((w, h)) => {
+                println!(
+                    "screenshot: {} ({w} x {h} pixels, the three panes)",
+                    path.display()
+                );
+                c.send_viewport_cmd(egui::ViewportCommand::Close);
+                c.request_repaint();
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                std::process::exit(1);
+            }
+        });
+    }
+
     fn autoscroll_step(&mut self, ctx: &egui::Context, now: Instant) {
         let Some((left, last, stats)) = &mut self.autoscroll else {
             return;

@@ -290,9 +290,14 @@ impl SynthScopeApp {
                         };
                     }
                 });
-                if ui.button("Save synthetic (NIfTI)…").clicked() {
-                    dialog = Some(Dialog::SaveSynthetic);
-                }
+                ui.horizontal(|ui| {
+                    if ui.button("Save synthetic (NIfTI)…").clicked() {
+                        dialog = Some(Dialog::SaveSynthetic);
+                    }
+                    if ui.button("Save synthetic (DICOM series)…").on_hover_text("A new DERIVED\\SECONDARY series in a folder; patient and frame of reference from the input").clicked() {
+                        dialog = Some(Dialog::SaveSyntheticDicom);
+                    }
+                });
             }
             match &self.synth_metrics {
                 Some(Ok(m)) => {

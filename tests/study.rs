@@ -434,3 +434,28 @@ fn pair_design_shows_real_on_shuffled_sides() {
     bad.cases[1].pair = None;
     assert!(bad.validate().unwrap_err().contains("names no real case"));
 }
+
+/// With a time limit, an image left unanswered is logged as timed out (no verdict) and the next
+/// one shown; the summary counts it apart from right and wrong answers.
+#[test]
+fn time_limit_logs_a_timeout_and_moves_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = make_study(dir.path(), 1, Design::Single);
+    let mut s = Study::read(&file).unwrap();
+    s.time_limit_s = Some(0.05);
+    s.write(&file).unwrap();
+    let slices = slices_of(&s, &file);
+    let log = log_path(&file, "slow");
+    let mut sess = Session::start(s, &file, &slices, "slow", &log).unwrap();
+    assert!(!sess.tick().unwrap(), "not yet");
+    sess.key(StudyKey::Real).unwrap();
+    std::thread::sleep(Duration::from_millis(80));
+    assert!(sess.tick().unwrap(), "time ran out");
+    assert_eq!(sess.pos, 1);
+    let l = read_log(&log).unwrap();
+    assert_eq!(l.answers.len(), 1);
+    assert_eq!(l.answers[0].answer, None, "incomplete answer: a timeout");
+    assert!(l.answers[0].time_s >= 0.05);
+    let sm = summarise(&[l]).unwrap();
+    assert_eq!((sm.accuracy[0].n, sm.accuracy[0].timeouts), (0, 1));
+}

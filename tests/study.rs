@@ -459,3 +459,35 @@ fn time_limit_logs_a_timeout_and_moves_on() {
     let sm = summarise(&[l]).unwrap();
     assert_eq!((sm.accuracy[0].n, sm.accuracy[0].timeouts), (0, 1));
 }
+
+/// The reading view keeps only the cases of the previous, current and next images in memory.
+#[test]
+fn reading_keeps_only_the_cases_around_the_current_image() {
+    use synthscope::app::study_panel::wanted_cases;
+    let dir = tempfile::tempdir().unwrap();
+    let file = make_study(dir.path(), 3, Design::Single);
+    let s = Study::read(&file).unwrap();
+    let slices = slices_of(&s, &file);
+    let log = log_path(&file, "mem");
+    let mut sess = Session::start(s, &file, &slices, "mem", &log).unwrap();
+    assert_eq!(sess.trials.len(), 18);
+    while let Some(t) = sess.current().cloned() {
+        let w = wanted_cases(&sess);
+        assert!(w.contains(&t.case));
+        assert!(
+            w.len() <= 3,
+            "{} cases wanted at image {}",
+            w.len(),
+            sess.pos
+        );
+        if let Some(next) = sess.trials.get(sess.pos + 1) {
+            assert!(
+                w.contains(&next.case),
+                "the next image's case is prefetched"
+            );
+        }
+        for k in keys_for(sess.pos).split_whitespace() {
+            sess.key(StudyKey::parse(k).unwrap()).unwrap();
+        }
+    }
+}

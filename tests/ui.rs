@@ -425,7 +425,7 @@ fn reading_view_answers_by_keyboard_and_resumes() {
             .reading
             .as_mut()
             .unwrap()
-            .wait_prepared(Duration::from_secs(60));
+            .wait_ready(Duration::from_secs(60));
         h.run();
         h
     };
@@ -464,6 +464,16 @@ fn reading_view_answers_by_keyboard_and_resumes() {
     }
     let _ = h.render().expect("renders the reading view");
     h.key_press(egui::Key::Enter);
+    h.run();
+    // Only the cases of the images around the current one are in memory.
+    let r = h.state_mut().reading.as_mut().unwrap();
+    r.wait_ready(Duration::from_secs(60));
+    let (_, cache) = r.cases_mut().unwrap();
+    assert!(
+        cache.resident() <= 2 + 1,
+        "{} cases resident",
+        cache.resident()
+    );
     h.run();
     let log = synthscope::study::log_path(&file, "ui-reader");
     let l = synthscope::study::read_log(&log).unwrap();

@@ -20,8 +20,121 @@ pub struct StudyOptions {
     pub fullscreen: bool,
 }
 
-/// Cases prepared for reading: the study, each case's slices and volume.
-type Prepared = (Study, Vec<Vec<usize>>, Vec<Arc<Volume>>);
+/// Cases prepared for reading: the study and each case's slices.
+type Prepared = (Study, Vec<Vec<usize>>);
+
+/// Case volumes for the reading view, loaded in the background: only the current image's, the
+/// next image's (and, when going back is allowed, the previous image's) cases stay in memory.
+pub struct CaseCache {
+    loaded: std::collections::HashMap<usize, Arc<Volume>>,
+    pending: std::collections::HashSet<usize>,
+    failed: std::collections::HashMap<usize, String>,
+    tx: crossbeam_channel::Sender<usize>,
+    rx: crossbeam_channel::Receiver<(usize, Result<Arc<Volume>, String>)>,
+}
+
+impl CaseCache {
+    /// A loader thread for `study`'s cases (read from `file`).
+    fn new(study: Study, file: PathBuf, ctx: egui::Context) -> Self {
+        let (tx, jobs) = crossbeam_channel::unbounded::<usize>();
+        let (done, rx) = crossbeam_channel::unbounded();
+        let _ = std::thread::Builder::new()
+            .name("study-cases".into())
+            .spawn(move || {
+                for i in jobs {
+                    let r = crate::cli_study::load_case(&study, &file, i);
+                    if done.send((i, r)).is_err() {
+                        break;
+                    }
+                    ctx.request_repaint();
+                }
+            });
+        Self {
+            loaded: Default::default(),
+            pending: Default::default(),
+            failed: Default::default(),
+            tx,
+            rx,
+        }
+    }
+
+    /// Keep the cases in `want` (asking the loader for what is missing) and drop the others.
+    pub fn keep(&mut self, want: &[usize]) {
+        while let Ok((i, r)) = self.rx.try_recv() {
+            self.pending.remove(&i);
+            match r {
+                Ok(v) => {
+                    self.loaded.insert(i, v);
+                }
+                Err(e) => {
+                    self.failed.insert(i, e);
+                }
+            }
+        }
+        self.loaded.retain(|i, _| want.contains(i));
+        for &i in want {
+            if !self.loaded.contains_key(&i)
+                && !self.pending.contains(&i)
+                && !self.failed.contains_key(&i)
+                && self.tx.send(i).is_ok()
+            {
+                self.pending.insert(i);
+            }
+        }
+    }
+
+    /// Case `i`'s volume, if loaded.
+    pub fn get(&self, i: usize) -> Option<&Arc<Volume>> {
+        self.loaded.get(&i)
+    }
+
+    /// Why case `i` could not be loaded.
+    pub fn error(&self, i: usize) -> Option<&String> {
+        self.failed.get(&i)
+    }
+
+    /// Cases in memory.
+    pub fn resident(&self) -> usize {
+        self.loaded.len()
+    }
+
+    /// Wait (tests) until the cases in `want` are loaded or failed.
+    pub fn wait(&mut self, want: &[usize], timeout: Duration) {
+        let t0 = Instant::now();
+        loop {
+            self.keep(want);
+            if want
+                .iter()
+                .all(|i| self.loaded.contains_key(i) || self.failed.contains_key(i))
+                || t0.elapsed() > timeout
+            {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+/// The cases the reading view needs now: the current and the next image's, and the previous
+/// image's when the study allows going back.
+pub fn wanted_cases(session: &Session) -> Vec<usize> {
+    let mut w = Vec::new();
+    let back = if session.study.allow_back { 1 } else { 0 };
+    let from = session.pos.saturating_sub(back);
+    for t in session
+        .trials
+        .iter()
+        .skip(from)
+        .take(2 + session.pos - from)
+    {
+        for c in std::iter::once(t.case).chain(t.partner) {
+            if !w.contains(&c) {
+                w.push(c);
+            }
+        }
+    }
+    w
+}
 
 /// Where the reading view is.
 pub enum ReadingPhase {
@@ -40,8 +153,8 @@ pub enum ReadingPhase {
     Reading {
         /// The session.
         session: Box<Session>,
-        /// Case volumes.
-        volumes: Vec<Arc<Volume>>,
+        /// Case volumes (the current and next images').
+        cases: CaseCache,
         /// The view of the current trial, its window, and the trial it belongs to.
         view: Option<(usize, ViewState, WindowLevel)>,
     },
@@ -58,6 +171,7 @@ pub struct ReadingState {
     /// A problem to show (e.g. an answer that could not be saved).
     pub error: Option<String>,
     fullscreen_sent: bool,
+    ctx: egui::Context,
 }
 
 impl ReadingState {
@@ -68,6 +182,7 @@ impl ReadingState {
             options,
             error: None,
             fullscreen_sent: false,
+            ctx: ctx.clone(),
         };
         if let Some(r) = s.options.reader.clone()
             && !r.trim().is_empty()
@@ -88,16 +203,33 @@ impl ReadingState {
                 let r = (|| {
                     let study = Study::read(&file)?;
                     p.start("Loading the cases", study.cases.len());
+                    // Every case is checked (and its slices found) once here; the volumes
+                    // are loaded again as their images come up.
                     let mut slices = Vec::new();
-                    let mut volumes = Vec::new();
+                    let mut dims = Vec::new();
                     for i in 0..study.cases.len() {
                         p.check().map_err(|e| e.to_string())?;
                         let v = crate::cli_study::load_case(&study, &file, i)?;
                         slices.push(crate::cli_study::case_slices(&study, i, &v)?);
-                        volumes.push(v);
+                        dims.push(v.geometry.dims);
                         p.step();
                     }
-                    Ok((study, slices, volumes))
+                    if study.design == Design::Pair {
+                        for (i, c) in study.cases.iter().enumerate() {
+                            if let Some(k) = c
+                                .pair
+                                .as_ref()
+                                .and_then(|id| study.cases.iter().position(|r| &r.id == id))
+                                && dims[i] != dims[k]
+                            {
+                                return Err(format!(
+                                    "pair {:?} / {:?}: the volumes differ in size; pairs must share a grid",
+                                    c.id, study.cases[k].id
+                                ));
+                            }
+                        }
+                    }
+                    Ok((study, slices))
                 })();
                 let _ = tx.send(r);
                 c.request_repaint();
@@ -121,17 +253,29 @@ impl ReadingState {
             return;
         };
         let reader = reader.clone();
-        self.phase = match r.and_then(|(study, slices, volumes)| {
+        self.phase = match r.and_then(|(study, slices)| {
             let log = crate::study::log_path(&self.options.file, &reader);
-            Session::start(study, &self.options.file, &slices, &reader, &log).map(|s| (s, volumes))
+            Session::start(study, &self.options.file, &slices, &reader, &log)
         }) {
-            Ok((session, volumes)) => ReadingPhase::Reading {
+            Ok(session) => ReadingPhase::Reading {
+                cases: CaseCache::new(
+                    session.study.clone(),
+                    self.options.file.clone(),
+                    self.ctx.clone(),
+                ),
                 session: Box::new(session),
-                volumes,
                 view: None,
             },
             Err(e) => ReadingPhase::Failed(e),
         };
+    }
+
+    /// The session and its case cache, once reading.
+    pub fn cases_mut(&mut self) -> Option<(&Session, &mut CaseCache)> {
+        match &mut self.phase {
+            ReadingPhase::Reading { session, cases, .. } => Some((session, cases)),
+            _ => None,
+        }
     }
 
     /// The session, once reading.
@@ -142,7 +286,16 @@ impl ReadingState {
         }
     }
 
-    /// Wait (tests) until the cases are loaded.
+    /// Wait (tests) until the session is open and the current image's cases are loaded.
+    pub fn wait_ready(&mut self, timeout: Duration) {
+        self.wait_prepared(timeout);
+        if let Some((s, c)) = self.cases_mut() {
+            let want = wanted_cases(s);
+            c.wait(&want, timeout);
+        }
+    }
+
+    /// Wait (tests) until the cases are checked and the session is open.
     pub fn wait_prepared(&mut self, timeout: Duration) {
         if let ReadingPhase::Preparing { rx, reader, .. } = &self.phase
             && let Ok(r) = rx.recv_timeout(timeout)
@@ -251,11 +404,11 @@ impl SynthScopeApp {
             }
             ReadingPhase::Reading {
                 session,
-                volumes,
+                cases,
                 view,
             } => {
                 let error = &mut r.error;
-                reading_session_ui(ui, ctx, session, volumes, view, error, has_gpu);
+                reading_session_ui(ui, ctx, session, cases, view, error, has_gpu);
             }
         }
         if let Some(id) = start_reader {
@@ -302,7 +455,7 @@ fn reading_session_ui(
     ui: &mut egui::Ui,
     ctx: &egui::Context,
     session: &mut Session,
-    volumes: &[Arc<Volume>],
+    cases: &mut CaseCache,
     view: &mut Option<(usize, ViewState, WindowLevel)>,
     error: &mut Option<String>,
     has_gpu: bool,
@@ -346,18 +499,21 @@ fn reading_session_ui(
     let Some(trial) = session.current().cloned() else {
         return;
     };
+    cases.keep(&wanted_cases(session));
+    let needed: Vec<usize> = std::iter::once(trial.case).chain(trial.partner).collect();
+    let problem = needed.iter().find_map(|i| cases.error(*i).cloned());
+    let ready: Option<Vec<Arc<Volume>>> = needed.iter().map(|i| cases.get(*i).cloned()).collect();
     // The view belongs to the trial; a new trial starts fitted on its slice.
-    if view.as_ref().is_none_or(|(p, _, _)| *p != session.pos) {
-        let v = &volumes[trial.case];
+    if let Some(vols) = &ready
+        && view.as_ref().is_none_or(|(p, _, _)| *p != session.pos)
+    {
+        let v = &vols[0];
         *view = Some((
             session.pos,
             view_on(v, trial.slice),
             window_for(&session.study, v),
         ));
     }
-    let Some((_, vs, window)) = view else {
-        return;
-    };
 
     egui::Panel::top("study-top").show(ui, |ui| {
         ui.horizontal(|ui| {
@@ -454,11 +610,30 @@ fn reading_session_ui(
         ui.add_space(4.0);
     });
 
+    let (Some(vols), Some((_, vs, window))) = (ready, view.as_mut()) else {
+        egui::CentralPanel::default().show(ui, |ui| {
+            ui.centered_and_justified(|ui| match &problem {
+                Some(e) => {
+                    // The reader sees no file names; the organiser finds the cause on stderr.
+                    log::error!("reader study: {e}");
+                    ui.colored_label(
+                        egui::Color32::LIGHT_RED,
+                        "This image cannot be shown (its file could not be read). Please tell the study organiser; the answers so far are saved.",
+                    );
+                }
+                None => {
+                    ui.spinner();
+                }
+            });
+        });
+        return;
+    };
     egui::CentralPanel::no_frame().show(ui, |ui| {
         let mut panes: Vec<(String, Arc<Volume>)> = Vec::new();
         match trial.partner {
             Some(p) => {
-                let (real, synth) = (volumes[p].clone(), volumes[trial.case].clone());
+                let _ = p;
+                let (real, synth) = (vols[1].clone(), vols[0].clone());
                 let (left, right) = if trial.real_on_left {
                     (real, synth)
                 } else {
@@ -467,7 +642,7 @@ fn reading_session_ui(
                 panes.push(("A".into(), left));
                 panes.push(("B".into(), right));
             }
-            None => panes.push((String::new(), volumes[trial.case].clone())),
+            None => panes.push((String::new(), vols[0].clone())),
         }
         let avail = ui.available_rect_before_wrap();
         let gap = 4.0;
@@ -519,7 +694,7 @@ fn reading_session_ui(
             }
         }
         if scroll != 0 {
-            vs.scroll(&volumes[trial.case].geometry, scroll);
+            vs.scroll(&vols[0].geometry, scroll);
         }
     });
 }

@@ -154,7 +154,7 @@ pub enum ReadingPhase {
         /// The session.
         session: Box<Session>,
         /// Case volumes (the current and next images').
-        cases: CaseCache,
+        cases: Box<CaseCache>,
         /// The view of the current trial, its window, and the trial it belongs to.
         view: Option<(usize, ViewState, WindowLevel)>,
     },
@@ -258,11 +258,11 @@ impl ReadingState {
             Session::start(study, &self.options.file, &slices, &reader, &log)
         }) {
             Ok(session) => ReadingPhase::Reading {
-                cases: CaseCache::new(
+                cases: Box::new(CaseCache::new(
                     session.study.clone(),
                     self.options.file.clone(),
                     self.ctx.clone(),
-                ),
+                )),
                 session: Box::new(session),
                 view: None,
             },

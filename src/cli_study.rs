@@ -266,7 +266,13 @@ pub fn read_logs(paths: &[PathBuf]) -> anyhow::Result<(Vec<study::ReaderLog>, Ve
         }
         logs.push(l);
     }
+    // The study's order (from the log headers), then any question only answers name.
     let mut questions: Vec<String> = Vec::new();
+    for q in logs.iter().flat_map(|l| l.likert.iter()) {
+        if !questions.contains(q) {
+            questions.push(q.clone());
+        }
+    }
     for a in logs.iter().flat_map(|l| l.answers.iter()) {
         for q in a.likert.keys() {
             if !questions.contains(q) {

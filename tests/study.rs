@@ -380,9 +380,12 @@ fn summary_of_three_readers_from_the_command_line() {
     // CSV: a header and one row per answer.
     let text = std::fs::read_to_string(&csv).unwrap();
     assert_eq!(text.lines().count(), 1 + 36);
-    assert!(text.starts_with(
-        "reader,trial,position,case,partner,slice,source,truth,answer,correct,confidence"
-    ));
+    let header = text.lines().next().unwrap();
+    assert_eq!(
+        header,
+        "reader,trial,position,case,partner,slice,source,truth,answer,correct,confidence,likert: image quality,likert: diagnostic usability,likert: artifacts (5 = none),time_s,text,at_unix",
+        "Likert columns in the study's order"
+    );
     // The text form names the interval and the kappas.
     let out = run_ok(synthscope().args(["study", "summary"]).arg(&answers_dir));
     let t = String::from_utf8_lossy(&out.stdout);

@@ -210,6 +210,8 @@ pub struct SynthScopeApp {
     pub synthetic: Option<usize>,
     /// Metrics of the synthetic volume against the reference.
     pub synth_metrics: Option<Result<Vec<crate::analysis::MetricsReport>, String>>,
+    /// The registration the running or last synthesis compared through (None: unregistered).
+    pub synth_registration: Option<crate::register::Affine>,
     /// Show the synthesis panel.
     pub show_synthesis: bool,
     model_pending: Option<(crate::model::checkpoint::CheckpointMeta, PathBuf)>,
@@ -329,6 +331,7 @@ impl SynthScopeApp {
             synth_job: None,
             synthetic: None,
             synth_metrics: None,
+            synth_registration: None,
             show_synthesis: false,
             model_pending: None,
             third_shows_synthetic: false,

@@ -99,6 +99,7 @@ impl SynthScopeApp {
             return;
         };
         let c = ctx.clone();
+        self.synth_registration = self.mr_transform;
         self.synth_job = Some(SynthJob::start(
             model,
             direction,
@@ -301,8 +302,10 @@ impl SynthScopeApp {
             }
             match &self.synth_metrics {
                 Some(Ok(m)) => {
-                    if self.mr_transform.is_none() {
+                    if self.synth_registration.is_none() {
                         ui.colored_label(egui::Color32::YELLOW, "Not registered: the reference is compared in scanner coordinates, so these errors include any misalignment of the pair. Register (Registration panel), then synthesise again.");
+                    } else if self.synth_registration != self.mr_transform {
+                        ui.colored_label(egui::Color32::YELLOW, "The registration changed since these metrics were computed: synthesise again to compare through the current one.");
                     }
                     egui::Grid::new("synth-metrics").striped(true).show(ui, |ui| {
                         for h in ["region", "MAE", "RMSE", "PSNR dB", "SSIM", "UQI"] {

@@ -494,6 +494,9 @@ pub enum LogLine {
         app: String,
         /// When the session began.
         started_unix: f64,
+        /// The Likert questions in the study's order (results list them so).
+        #[serde(default)]
+        likert: Vec<String>,
     },
     /// An answer (a later answer to the same trial replaces an earlier one).
     Answer(Answer),
@@ -511,6 +514,8 @@ pub struct ReaderLog {
     pub study: String,
     /// Study digest.
     pub digest: String,
+    /// The study's Likert questions, in order.
+    pub likert: Vec<String>,
     /// Answers.
     pub answers: Vec<Answer>,
     /// A torn last line (a crash mid-write) was found and ignored.
@@ -534,6 +539,7 @@ pub fn read_log(path: &Path) -> Result<ReaderLog, String> {
     let tail = lines.pop().unwrap_or("");
     let torn_tail = !tail.trim().is_empty();
     let mut header = None;
+    let mut likert: Vec<String> = Vec::new();
     let mut answers: Vec<Answer> = Vec::new();
     for (i, line) in lines.iter().enumerate() {
         if line.trim().is_empty() {
@@ -565,8 +571,12 @@ pub fn read_log(path: &Path) -> Result<ReaderLog, String> {
                 study,
                 digest,
                 reader,
+                likert: questions,
                 ..
             } => {
+                if likert.is_empty() {
+                    likert = questions;
+                }
                 if let Some((s, d, r)) = &header
                     && (s != &study || d != &digest || r != &reader)
                 {
@@ -592,6 +602,7 @@ pub fn read_log(path: &Path) -> Result<ReaderLog, String> {
         reader,
         study,
         digest,
+        likert,
         answers,
         torn_tail,
     })
@@ -697,6 +708,7 @@ impl LogWriter {
                 reader: reader.to_string(),
                 app: env!("CARGO_PKG_VERSION").into(),
                 started_unix: now_unix(),
+                likert: study.questions.likert.clone(),
             })?;
             if let Some(dir) = path.parent()
                 && let Ok(d) = std::fs::File::open(dir)

@@ -406,7 +406,7 @@ impl SynthScopeApp {
                         dialog = Some(Dialog::SaveStudyCsv);
                     }
                 });
-                let Some((logs, _, summary)) = &self.study.results else {
+                let Some((logs, order, summary)) = &self.study.results else {
                     ui.weak(
                         "Open a study's answers folder (STUDY.answers) or reader logs (*.jsonl).",
                     );
@@ -421,6 +421,7 @@ impl SynthScopeApp {
                     }
                 };
                 results_chart(ui, s);
+                likert_chart(ui, s, order);
                 egui::ScrollArea::both().max_height(260.0).show(ui, |ui| {
                     ui.add(egui::Label::new(egui::RichText::new(s.to_text()).monospace()).extend());
                 });
@@ -482,5 +483,70 @@ fn results_chart(ui: &mut egui::Ui, s: &Summary) {
                 );
             }
             plot.hline(HLine::new("chance", 50.0).color(egui::Color32::YELLOW));
+        });
+}
+
+/// Mean Likert score per question (in the study's `order`), real against synthetic (grouped
+/// bars, 1-5).
+fn likert_chart(ui: &mut egui::Ui, s: &Summary, order: &[String]) {
+    use egui_plot::{Bar, BarChart, Legend, Plot};
+    // The study's order first.
+    let mut questions: Vec<String> = order
+        .iter()
+        .filter(|q| s.likert_by_truth.iter().any(|m| &m.question == *q))
+        .cloned()
+        .collect();
+    for m in &s.likert_by_truth {
+        if !questions.contains(&m.question) {
+            questions.push(m.question.clone());
+        }
+    }
+    if questions.is_empty() {
+        return;
+    }
+    let group = |truth: &str, offset: f64, colour: egui::Color32| {
+        let bars: Vec<Bar> = questions
+            .iter()
+            .enumerate()
+            .filter_map(|(i, q)| {
+                s.likert_by_truth
+                    .iter()
+                    .find(|m| &m.question == q && m.group == truth)
+                    .map(|m| {
+                        Bar::new(i as f64 + offset, m.mean)
+                            .width(0.35)
+                            .name(format!(
+                                "{q}, {truth}: {:.2} ± {:.2} (n = {})",
+                                m.mean, m.sd, m.n
+                            ))
+                    })
+            })
+            .collect();
+        BarChart::new(truth.to_string(), bars).color(colour)
+    };
+    let labels = questions.clone();
+    Plot::new("study-likert")
+        .height(160.0)
+        .include_y(0.0)
+        .include_y(5.0)
+        .allow_drag(false)
+        .allow_zoom(false)
+        .legend(Legend::default())
+        .y_axis_label("mean Likert (1-5)")
+        .x_axis_formatter(move |m, _| {
+            let i = m.value.round();
+            if (m.value - i).abs() < 1e-6 && i >= 0.0 {
+                labels.get(i as usize).cloned().unwrap_or_default()
+            } else {
+                String::new()
+            }
+        })
+        .show(ui, |plot| {
+            plot.bar_chart(group("real", -0.18, egui::Color32::from_rgb(90, 160, 230)));
+            plot.bar_chart(group(
+                "synthetic",
+                0.18,
+                egui::Color32::from_rgb(230, 140, 70),
+            ));
         });
 }

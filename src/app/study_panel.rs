@@ -639,8 +639,8 @@ fn reading_session_ui(
                 } else {
                     (synth, real)
                 };
-                panes.push(("A".into(), left));
-                panes.push(("B".into(), right));
+                panes.push(("Image A".into(), left));
+                panes.push(("Image B".into(), right));
             }
             None => panes.push((String::new(), vols[0].clone())),
         }

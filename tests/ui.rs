@@ -558,3 +558,33 @@ fn view_png_export_crops_exactly() {
     let e = synthscope::app::save_png_crop(&img, [10, 0, 3, 3], &p).unwrap_err();
     assert!(e.contains("crop.png") && e.contains("empty"), "{e}");
 }
+
+/// Grad-CAM's Cancel: the result of a cancelled pass is dropped, the model comes back, and a
+/// new computation can start.
+#[test]
+fn gradcam_cancel_drops_the_result_and_returns_the_model() {
+    let mut h = harness();
+    h.state_mut().load_demo_model();
+    h.state_mut().gradcam.show = true;
+    h.state_mut().gradcam.bone = false;
+    h.run();
+    h.get_by_label("Compute for this slice").click();
+    h.step();
+    h.step();
+    h.get_by_label("Cancel").click();
+    h.step();
+    h.step();
+    h.state_mut().poll_gradcam_wait(Duration::from_secs(120));
+    h.run();
+    assert!(
+        h.state().gradcam.result.is_none(),
+        "a cancelled result is dropped"
+    );
+    assert!(h.state().model.is_some(), "the model came back");
+    // And the next one runs to the end.
+    h.get_by_label("Compute for this slice").click();
+    h.step();
+    h.state_mut().poll_gradcam_wait(Duration::from_secs(120));
+    h.run();
+    assert!(h.state().gradcam.result.is_some());
+}

@@ -120,6 +120,19 @@ fn blend(
 /// A real and a synthetic slice on one grid, the grid's size and the synthetic modality.
 type SlicePair = (Vec<f32>, Vec<f32>, (usize, usize), String);
 
+/// A running model job: spinner and Cancel, or that it was cancelled.
+pub(super) fn job_status<T: Send + 'static>(ui: &mut egui::Ui, job: &ModelJob<T>) {
+    ui.spinner();
+    if job.is_cancelled() {
+        ui.label("cancelled: the pass under way ends in the background");
+    } else {
+        ui.label("computing…");
+        if ui.button("Cancel").clicked() {
+            job.cancel();
+        }
+    }
+}
+
 /// A signed map (-1..1) in the diverging colormap, 0 in its middle.
 fn diverging(d: &[f32], (w, h): (usize, usize)) -> egui::ColorImage {
     let table = Colormap::Diverging.table();
@@ -256,9 +269,13 @@ impl SynthScopeApp {
             None => job.poll(),
         };
         if let Some((r, model)) = r {
+            let cancelled = job.is_cancelled();
             self.gradcam.pair_job = None;
             if let Some(path) = self.gradcam.classifier_pending.take() {
                 self.gradcam.classifier = Some((model, path));
+            }
+            if cancelled {
+                return;
             }
             match r {
                 Ok(p) => {
@@ -310,9 +327,8 @@ impl SynthScopeApp {
             });
         ui.add(egui::Slider::new(&mut g.opacity, 0.0..=1.0).text("opacity"));
         ui.horizontal(|ui| {
-            if g.pair_job.is_some() {
-                ui.spinner();
-                ui.label("computing…");
+            if let Some(job) = &g.pair_job {
+                job_status(ui, job);
             } else if ui
                 .add_enabled(
                     g.classifier.is_some(),
@@ -421,6 +437,11 @@ impl SynthScopeApp {
         ));
     }
 
+    /// Wait up to `timeout` for a running synthesis-network Grad-CAM and take its result.
+    pub fn poll_gradcam_wait(&mut self, timeout: Duration) {
+        self.poll_gradcam(Some(timeout));
+    }
+
     pub(super) fn poll_gradcam(&mut self, timeout: Option<Duration>) {
         let Some(job) = &self.gradcam.job else {
             return;
@@ -430,9 +451,13 @@ impl SynthScopeApp {
             None => job.poll(),
         };
         if let Some((r, model)) = r {
+            let cancelled = job.is_cancelled();
             self.gradcam.job = None;
             if let Some((meta, path)) = self.model_pending.take() {
                 self.model = Some((model, meta, path));
+            }
+            if cancelled {
+                return;
             }
             match r {
                 Ok(c) => {
@@ -508,9 +533,8 @@ impl SynthScopeApp {
                         }
                     });
                 ui.horizontal(|ui| {
-                    if g.job.is_some() {
-                        ui.spinner();
-                        ui.label("computing…");
+                    if let Some(job) = &g.job {
+                        job_status(ui, job);
                     } else if ui.button("Compute for this slice").clicked() {
                         run = true;
                     }

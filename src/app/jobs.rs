@@ -287,8 +287,11 @@ impl SynthJob {
 }
 
 /// Work on the synthesis model on a worker thread: the model travels there and comes back.
+/// Cancelling cannot stop a pass inside burn; it marks the result to be dropped, and the model
+/// still comes back when the pass ends.
 pub struct ModelJob<T> {
     rx: Receiver<(T, crate::model::checkpoint::AnyModel)>,
+    cancelled: std::sync::atomic::AtomicBool,
 }
 
 impl<T: Send + 'static> ModelJob<T> {
@@ -307,7 +310,21 @@ impl<T: Send + 'static> ModelJob<T> {
                 wake();
             })
             .unwrap_or_else(|e| panic!("cannot start a worker thread: {e}"));
-        Self { rx }
+        Self {
+            rx,
+            cancelled: Default::default(),
+        }
+    }
+
+    /// Drop the result when it arrives.
+    pub fn cancel(&self) {
+        self.cancelled
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether [`Self::cancel`] was called.
+    pub fn is_cancelled(&self) -> bool {
+        self.cancelled.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The result and the model, once finished.

@@ -827,8 +827,9 @@ impl eframe::App for SynthScopeApp {
         if let Some(job) = &self.feature_job
             && let Some((r, model)) = job.poll()
         {
+            let cancelled = job.is_cancelled();
             self.feature_job = None;
-            self.finish_features(&ctx, r, model);
+            self.finish_features(&ctx, r, model, cancelled);
         }
         // Files dropped on the window.
         let dropped: Vec<PathBuf> = ctx.input(|i| {

@@ -167,9 +167,13 @@ impl SynthScopeApp {
         ctx: &egui::Context,
         r: Result<crate::synth::FeatureMaps, String>,
         model: crate::model::checkpoint::AnyModel,
+        cancelled: bool,
     ) {
         if let Some((meta, path)) = self.model_pending.take() {
             self.model = Some((model, meta, path));
+        }
+        if cancelled {
+            return;
         }
         match r {
             Ok(maps) => {
@@ -229,8 +233,9 @@ impl SynthScopeApp {
         if let Some(job) = &self.feature_job
             && let Some((r, model)) = job.wait(timeout)
         {
+            let cancelled = job.is_cancelled();
             self.feature_job = None;
-            self.finish_features(ctx, r, model);
+            self.finish_features(ctx, r, model, cancelled);
         }
     }
 
@@ -372,8 +377,8 @@ impl SynthScopeApp {
                                 ui.selectable_value(&mut self.feature_layer, i, n);
                             }
                         });
-                    if self.feature_job.is_some() {
-                        ui.spinner();
+                    if let Some(job) = &self.feature_job {
+                        super::gradcam_panel::job_status(ui, job);
                     } else if ui
                         .add_enabled(
                             self.model.is_some(),

@@ -184,6 +184,13 @@ pub enum StudyCmd {
         /// Keep a normal window instead of full screen.
         #[arg(long)]
         windowed: bool,
+        /// Feed these keys (as `study answer` takes them) to the window one at a time, then
+        /// close it: automation and the crash test.
+        #[arg(long, hide = true)]
+        script_keys: Option<String>,
+        /// Pause between scripted keys (ms).
+        #[arg(long, hide = true, default_value_t = 100)]
+        script_delay_ms: u64,
     },
     /// Print the summary of reader logs (files, or folders of *.jsonl): accuracy with 95% CI,
     /// Likert means by truth and source, Cohen's and Fleiss' kappa.
@@ -1207,11 +1214,25 @@ fn study_cmd(what: StudyCmd) -> anyhow::Result<()> {
             study,
             reader,
             windowed,
+            script_keys,
+            script_delay_ms,
         } => app::run(AppOptions {
             study: Some(app::StudyOptions {
                 file: study,
                 reader,
                 fullscreen: !windowed,
+                script: match script_keys {
+                    Some(k) => Some((
+                        k.split_whitespace()
+                            .map(|s| {
+                                crate::study::session::StudyKey::parse(s)
+                                    .ok_or_else(|| anyhow::anyhow!("unknown key {s:?}"))
+                            })
+                            .collect::<anyhow::Result<Vec<_>>>()?,
+                        std::time::Duration::from_millis(script_delay_ms),
+                    )),
+                    None => None,
+                },
             }),
             self_test: false,
             ..Default::default()

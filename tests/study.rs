@@ -494,3 +494,83 @@ fn reading_keeps_only_the_cases_around_the_current_image() {
         }
     }
 }
+
+/// Keys for image `i` as the reading window's script takes them.
+fn window_keys_for(i: usize) -> String {
+    keys_for(i).replace(" n ", " enter ")
+}
+
+/// The crash test on the real reading window: the GUI binary (under Xvfb, keys fed by its
+/// script option through the same session calls as typed keys) is killed with SIGKILL, with
+/// its whole process group, once a few answers are logged; a new window resumes at the next
+/// image and finishes; nothing answered before the kill is lost or changed.
+#[test]
+fn the_reading_window_killed_mid_session_loses_no_answer() {
+    use std::os::unix::process::CommandExt;
+    assert!(
+        Command::new("xvfb-run").arg("--help").output().is_ok(),
+        "xvfb-run is needed for the window tests (apt-get install xvfb)"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let file = make_study(dir.path(), 2, Design::Single);
+    let s = Study::read(&file).unwrap();
+    let n = trials(&s, &slices_of(&s, &file), "win").len();
+    let log = log_path(&file, "win");
+    let window = |keys: &str| {
+        let mut c = Command::new("xvfb-run");
+        c.args(["-a", "-s", "-screen 0 1280x800x24"])
+            .arg(env!("CARGO_BIN_EXE_synthscope"))
+            .args(["study", "read"])
+            .arg(&file)
+            .args(["--reader", "win", "--windowed", "--script-delay-ms", "40"])
+            .args(["--script-keys", keys])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .process_group(0);
+        c
+    };
+    let all: String = (0..n).map(window_keys_for).collect();
+    let mut child = window(&all).spawn().unwrap();
+    let t0 = Instant::now();
+    loop {
+        let lines = std::fs::read_to_string(&log)
+            .map(|t| t.lines().count())
+            .unwrap_or(0);
+        if lines >= 4 {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(240),
+            "the window logged no answers"
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the window exited early"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // SIGKILL to the window and Xvfb together.
+    let pgid = child.id();
+    run_ok(Command::new("kill").args(["-s", "KILL", "--", &format!("-{pgid}")]));
+    child.wait().unwrap();
+    let before = read_log(&log).unwrap();
+    let k = before.answers.len();
+    assert!(k >= 3 && k < n, "killed mid-way: {k} of {n}");
+    eprintln!("window killed after {k} of {n} answers");
+    let rest: String = (k..n).map(window_keys_for).collect();
+    let st = window(&rest).status().unwrap();
+    assert!(st.success(), "the resumed window failed: {st:?}");
+    let after = read_log(&log).unwrap();
+    assert_eq!(
+        after.answers.len(),
+        n,
+        "the resumed window finished the study"
+    );
+    for a in &before.answers {
+        let b = after.answers.iter().find(|x| x.trial == a.trial).unwrap();
+        assert_eq!(a, b, "an answer given before the kill changed");
+    }
+    let mut pos: Vec<usize> = after.answers.iter().map(|a| a.position).collect();
+    pos.sort_unstable();
+    assert_eq!(pos, (1..=n).collect::<Vec<_>>());
+}

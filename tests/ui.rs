@@ -415,6 +415,7 @@ fn reading_view_answers_by_keyboard_and_resumes() {
                             file: f.clone(),
                             reader: Some("ui-reader".into()),
                             fullscreen: false,
+                            script: None,
                         }),
                         self_test: false,
                         ..Default::default()

@@ -18,6 +18,9 @@ pub struct StudyOptions {
     pub reader: Option<String>,
     /// Go full screen.
     pub fullscreen: bool,
+    /// Scripted keys fed to the session one at a time, this far apart (automation and the
+    /// crash test); the window closes when they run out.
+    pub script: Option<(Vec<StudyKey>, Duration)>,
 }
 
 /// Cases prepared for reading: the study and each case's slices.
@@ -164,6 +167,8 @@ pub enum ReadingPhase {
 
 /// The reading view's state.
 pub struct ReadingState {
+    /// Scripted keys still to feed, and when the last one was fed.
+    script: Option<(std::collections::VecDeque<StudyKey>, Duration, Instant)>,
     /// Options.
     pub options: StudyOptions,
     /// Phase.
@@ -177,11 +182,16 @@ pub struct ReadingState {
 impl ReadingState {
     /// Start: ask for the reader ID or begin loading.
     pub fn new(options: StudyOptions, ctx: &egui::Context) -> Self {
+        let script = options
+            .script
+            .clone()
+            .map(|(k, d)| (k.into_iter().collect(), d, Instant::now()));
         let mut s = Self {
             phase: ReadingPhase::AskReader(String::new()),
             options,
             error: None,
             fullscreen_sent: false,
+            script,
             ctx: ctx.clone(),
         };
         if let Some(r) = s.options.reader.clone()
@@ -407,6 +417,21 @@ impl SynthScopeApp {
                 cases,
                 view,
             } => {
+                // Scripted keys go through the same session calls as typed ones.
+                if let Some((keys, every, last)) = &mut r.script {
+                    if last.elapsed() >= *every {
+                        *last = Instant::now();
+                        match keys.pop_front() {
+                            Some(k) => {
+                                if let Err(e) = session.key(k) {
+                                    r.error = Some(e);
+                                }
+                            }
+                            None => ctx.send_viewport_cmd(egui::ViewportCommand::Close),
+                        }
+                    }
+                    ctx.request_repaint_after(*every);
+                }
                 let error = &mut r.error;
                 reading_session_ui(ui, ctx, session, cases, view, error, has_gpu);
             }

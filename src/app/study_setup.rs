@@ -168,6 +168,7 @@ impl SynthScopeApp {
                 file: path,
                 reader: (!reader.is_empty()).then_some(reader),
                 fullscreen: true,
+                script: None,
             },
             ctx,
         ));

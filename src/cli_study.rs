@@ -60,7 +60,8 @@ pub fn case_slices(study: &Study, i: usize, v: &Volume) -> Result<Vec<usize>, St
     Ok(study::sample_slices(&head, study.slices_per_case, seed))
 }
 
-/// Every case's slices (loading each case once), with a line per case on `say`.
+/// Every case's slices (loading each case once, with progress and cancel), after checking
+/// that each A/B pair shares a grid.
 pub fn resolve_slices(
     study: &Study,
     study_file: &Path,

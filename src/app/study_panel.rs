@@ -212,33 +212,9 @@ impl ReadingState {
             .spawn(move || {
                 let r = (|| {
                     let study = Study::read(&file)?;
-                    p.start("Loading the cases", study.cases.len());
                     // Every case is checked (and its slices found) once here; the volumes
                     // are loaded again as their images come up.
-                    let mut slices = Vec::new();
-                    let mut dims = Vec::new();
-                    for i in 0..study.cases.len() {
-                        p.check().map_err(|e| e.to_string())?;
-                        let v = crate::cli_study::load_case(&study, &file, i)?;
-                        slices.push(crate::cli_study::case_slices(&study, i, &v)?);
-                        dims.push(v.geometry.dims);
-                        p.step();
-                    }
-                    if study.design == Design::Pair {
-                        for (i, c) in study.cases.iter().enumerate() {
-                            if let Some(k) = c
-                                .pair
-                                .as_ref()
-                                .and_then(|id| study.cases.iter().position(|r| &r.id == id))
-                                && dims[i] != dims[k]
-                            {
-                                return Err(format!(
-                                    "pair {:?} / {:?}: the volumes differ in size; pairs must share a grid",
-                                    c.id, study.cases[k].id
-                                ));
-                            }
-                        }
-                    }
+                    let slices = crate::cli_study::resolve_slices(&study, &file, &p)?;
                     Ok((study, slices))
                 })();
                 let _ = tx.send(r);

@@ -575,7 +575,7 @@ fn gradcam_cancel_drops_the_result_and_returns_the_model() {
     h.get_by_label("Cancel").click();
     h.step();
     h.step();
-    h.state_mut().poll_gradcam_wait(Duration::from_secs(120));
+    h.state_mut().wait_for_jobs(Duration::from_secs(120));
     h.run();
     assert!(
         h.state().gradcam.result.is_none(),
@@ -585,7 +585,7 @@ fn gradcam_cancel_drops_the_result_and_returns_the_model() {
     // And the next one runs to the end.
     h.get_by_label("Compute for this slice").click();
     h.step();
-    h.state_mut().poll_gradcam_wait(Duration::from_secs(120));
+    h.state_mut().wait_for_jobs(Duration::from_secs(120));
     h.run();
     assert!(h.state().gradcam.result.is_some());
 }

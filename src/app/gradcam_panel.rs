@@ -120,8 +120,17 @@ fn blend(
 /// A real and a synthetic slice on one grid, the grid's size and the synthetic modality.
 type SlicePair = (Vec<f32>, Vec<f32>, (usize, usize), String);
 
-/// A running model job: spinner and Cancel, or that it was cancelled.
-pub(super) fn job_status<T: Send + 'static>(ui: &mut egui::Ui, job: &ModelJob<T>) {
+/// The button that starts a model job (`label`, `enabled`), or while `job` runs a spinner with
+/// Cancel (or that it was cancelled). True when the button was clicked.
+pub(super) fn run_button<T: Send + 'static>(
+    ui: &mut egui::Ui,
+    job: Option<&ModelJob<T>>,
+    enabled: bool,
+    label: &str,
+) -> bool {
+    let Some(job) = job else {
+        return ui.add_enabled(enabled, egui::Button::new(label)).clicked();
+    };
     ui.spinner();
     if job.is_cancelled() {
         ui.label("cancelled: the pass under way ends in the background");
@@ -131,6 +140,7 @@ pub(super) fn job_status<T: Send + 'static>(ui: &mut egui::Ui, job: &ModelJob<T>
             job.cancel();
         }
     }
+    false
 }
 
 /// A signed map (-1..1) in the diverging colormap, 0 in its middle.
@@ -261,29 +271,25 @@ impl SynthScopeApp {
 
     /// Collect a finished classifier computation (`timeout`: wait that long; None: poll).
     pub fn poll_cam_pair(&mut self, timeout: Option<Duration>) {
-        let Some(job) = &self.gradcam.pair_job else {
+        let Some((r, model)) = self
+            .gradcam
+            .pair_job
+            .as_ref()
+            .and_then(|j| j.finish(timeout))
+        else {
             return;
         };
-        let r = match timeout {
-            Some(t) => job.wait(t),
-            None => job.poll(),
-        };
-        if let Some((r, model)) = r {
-            let cancelled = job.is_cancelled();
-            self.gradcam.pair_job = None;
-            if let Some(path) = self.gradcam.classifier_pending.take() {
-                self.gradcam.classifier = Some((model, path));
+        self.gradcam.pair_job = None;
+        if let Some(path) = self.gradcam.classifier_pending.take() {
+            self.gradcam.classifier = Some((model, path));
+        }
+        match r {
+            Some(Ok(p)) => {
+                self.gradcam.pair = Some(p);
+                self.gradcam.pair_textures = None;
             }
-            if cancelled {
-                return;
-            }
-            match r {
-                Ok(p) => {
-                    self.gradcam.pair = Some(p);
-                    self.gradcam.pair_textures = None;
-                }
-                Err(e) => self.errors.push(format!("Classifier Grad-CAM: {e}")),
-            }
+            Some(Err(e)) => self.errors.push(format!("Classifier Grad-CAM: {e}")),
+            None => {}
         }
     }
 
@@ -327,17 +333,12 @@ impl SynthScopeApp {
             });
         ui.add(egui::Slider::new(&mut g.opacity, 0.0..=1.0).text("opacity"));
         ui.horizontal(|ui| {
-            if let Some(job) = &g.pair_job {
-                job_status(ui, job);
-            } else if ui
-                .add_enabled(
-                    g.classifier.is_some(),
-                    egui::Button::new("Compare real and synthetic at the crosshair"),
-                )
-                .clicked()
-            {
-                run = true;
-            }
+            run = run_button(
+                ui,
+                g.pair_job.as_ref(),
+                g.classifier.is_some(),
+                "Compare real and synthetic at the crosshair",
+            );
         });
         if let Some(p) = &g.pair {
             let stale = g
@@ -437,35 +438,22 @@ impl SynthScopeApp {
         ));
     }
 
-    /// Wait up to `timeout` for a running synthesis-network Grad-CAM and take its result.
-    pub fn poll_gradcam_wait(&mut self, timeout: Duration) {
-        self.poll_gradcam(Some(timeout));
-    }
-
+    /// Collect a finished synthesis-network Grad-CAM (`timeout`: wait that long; None: poll).
     pub(super) fn poll_gradcam(&mut self, timeout: Option<Duration>) {
-        let Some(job) = &self.gradcam.job else {
+        let Some((r, model)) = self.gradcam.job.as_ref().and_then(|j| j.finish(timeout)) else {
             return;
         };
-        let r = match timeout {
-            Some(t) => job.wait(t),
-            None => job.poll(),
-        };
-        if let Some((r, model)) = r {
-            let cancelled = job.is_cancelled();
-            self.gradcam.job = None;
-            if let Some((meta, path)) = self.model_pending.take() {
-                self.model = Some((model, meta, path));
+        self.gradcam.job = None;
+        if let Some((meta, path)) = self.model_pending.take() {
+            self.model = Some((model, meta, path));
+        }
+        match r {
+            Some(Ok(c)) => {
+                self.gradcam.result = Some(c);
+                self.gradcam.texture = None;
             }
-            if cancelled {
-                return;
-            }
-            match r {
-                Ok(c) => {
-                    self.gradcam.result = Some(c);
-                    self.gradcam.texture = None;
-                }
-                Err(e) => self.errors.push(format!("Grad-CAM: {e}")),
-            }
+            Some(Err(e)) => self.errors.push(format!("Grad-CAM: {e}")),
+            None => {}
         }
     }
 
@@ -533,11 +521,7 @@ impl SynthScopeApp {
                         }
                     });
                 ui.horizontal(|ui| {
-                    if let Some(job) = &g.job {
-                        job_status(ui, job);
-                    } else if ui.button("Compute for this slice").clicked() {
-                        run = true;
-                    }
+                    run = run_button(ui, g.job.as_ref(), true, "Compute for this slice");
                 });
                 if let Some(c) = &g.result {
                     let stale = g

@@ -327,14 +327,17 @@ impl<T: Send + 'static> ModelJob<T> {
         self.cancelled.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    /// The result and the model, once finished.
-    pub fn poll(&self) -> Option<(T, crate::model::checkpoint::AnyModel)> {
-        self.rx.try_recv().ok()
-    }
-
-    /// Block until finished.
-    pub fn wait(&self, timeout: Duration) -> Option<(T, crate::model::checkpoint::AnyModel)> {
-        self.rx.recv_timeout(timeout).ok()
+    /// Once finished: the result (None when cancelled) and the model. Waits up to `timeout`
+    /// (None: only looks).
+    pub fn finish(
+        &self,
+        timeout: Option<Duration>,
+    ) -> Option<(Option<T>, crate::model::checkpoint::AnyModel)> {
+        let done = match timeout {
+            Some(t) => self.rx.recv_timeout(t).ok(),
+            None => self.rx.try_recv().ok(),
+        };
+        done.map(|(r, model)| ((!self.is_cancelled()).then_some(r), model))
     }
 }
 

@@ -824,13 +824,7 @@ impl eframe::App for SynthScopeApp {
             self.training.start_pending = false;
             self.start_training(&ctx);
         }
-        if let Some(job) = &self.feature_job
-            && let Some((r, model)) = job.poll()
-        {
-            let cancelled = job.is_cancelled();
-            self.feature_job = None;
-            self.finish_features(&ctx, r, model, cancelled);
-        }
+        self.poll_features(&ctx, None);
         // Files dropped on the window.
         let dropped: Vec<PathBuf> = ctx.input(|i| {
             i.raw

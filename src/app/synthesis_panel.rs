@@ -162,19 +162,18 @@ impl SynthScopeApp {
         ));
     }
 
-    pub(super) fn finish_features(
-        &mut self,
-        ctx: &egui::Context,
-        r: Result<crate::synth::FeatureMaps, String>,
-        model: crate::model::checkpoint::AnyModel,
-        cancelled: bool,
-    ) {
+    /// Collect a finished feature-map computation (`timeout`: wait that long; None: poll).
+    pub(super) fn poll_features(&mut self, ctx: &egui::Context, timeout: Option<Duration>) {
+        let Some((r, model)) = self.feature_job.as_ref().and_then(|j| j.finish(timeout)) else {
+            return;
+        };
+        self.feature_job = None;
         if let Some((meta, path)) = self.model_pending.take() {
             self.model = Some((model, meta, path));
         }
-        if cancelled {
+        let Some(r) = r else {
             return;
-        }
+        };
         match r {
             Ok(maps) => {
                 self.feature_textures = maps
@@ -230,13 +229,7 @@ impl SynthScopeApp {
 
     /// Wait for a running feature computation (tests).
     pub fn wait_for_features(&mut self, ctx: &egui::Context, timeout: Duration) {
-        if let Some(job) = &self.feature_job
-            && let Some((r, model)) = job.wait(timeout)
-        {
-            let cancelled = job.is_cancelled();
-            self.feature_job = None;
-            self.finish_features(ctx, r, model, cancelled);
-        }
+        self.poll_features(ctx, Some(timeout));
     }
 
     pub(super) fn synthesis_ui(&mut self, ctx: &egui::Context) {
@@ -377,17 +370,12 @@ impl SynthScopeApp {
                                 ui.selectable_value(&mut self.feature_layer, i, n);
                             }
                         });
-                    if let Some(job) = &self.feature_job {
-                        super::gradcam_panel::job_status(ui, job);
-                    } else if ui
-                        .add_enabled(
-                            self.model.is_some(),
-                            egui::Button::new("Compute for this slice"),
-                        )
-                        .clicked()
-                    {
-                        run = true;
-                    }
+                    run = super::gradcam_panel::run_button(
+                        ui,
+                        self.feature_job.as_ref(),
+                        self.model.is_some(),
+                        "Compute for this slice",
+                    );
                 });
                 if let Some(maps) = &self.feature_maps {
                     ui.label(format!(

@@ -17,16 +17,23 @@ use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
 /// rest of the network's weights act as constants.
 pub fn gradcam(model: &Classifier, x: Tensor<4>, class: usize, layer: usize) -> Tensor<3> {
     let [b, _, h, w] = x.dims();
+    let cam = gradcam_unscaled(model, x, class, layer);
+    let peak = cam.clone().max_dim(3).max_dim(2).clamp_min(1e-12);
+    (cam / peak).reshape([b, h, w])
+}
+
+/// [`gradcam`] before the per-image scaling: ReLU(sum_k alpha_k A_k) upsampled to the input,
+/// x: [B, 1, H, W] -> [B, 1, H, W], so maps of a batch can share one scale.
+pub fn gradcam_unscaled(model: &Classifier, x: Tensor<4>, class: usize, layer: usize) -> Tensor<4> {
+    let [_, _, h, w] = x.dims();
     // Evaluation mode: batch norm must not take statistics from the (tracked) batch.
     let model = &model.valid();
     let features = model.features_at(x, layer).detach();
     let alpha = gradcam_weights(model, features.clone(), class, layer);
-    let cam = interpolate(
+    interpolate(
         cam_from(features, alpha),
         InterpolateOptions::new(InterpolateMode::Bilinear).with_output_size([h, w]),
-    );
-    let peak = cam.clone().max_dim(3).max_dim(2).clamp_min(1e-12);
-    (cam / peak).reshape([b, h, w])
+    )
 }
 
 /// Grad-CAM's channel weights alpha_k: the spatial mean of the gradient of `class`'s score with

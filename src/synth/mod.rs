@@ -381,8 +381,6 @@ pub fn cam_pair(
     device: &Device,
 ) -> Result<CamPair, String> {
     use burn::tensor::activation::softmax;
-    use burn::tensor::module::interpolate;
-    use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
     let t0 = std::time::Instant::now();
     let n = width * height;
     if real.len() != n || synthetic.len() != n || n == 0 {
@@ -392,14 +390,11 @@ pub fn cam_pair(
             synthetic.len()
         ));
     }
-    let (class, norm_for) = match modality {
-        "CT" => ("CT", None),
-        _ => ("MR", Some(())),
-    };
+    let class = if modality == "CT" { "CT" } else { "MR" };
     let norm = |v: &[f32]| -> Normalisation {
-        match norm_for {
-            None => Normalisation::ct(),
-            Some(()) => {
+        match class {
+            "CT" => Normalisation::ct(),
+            _ => {
                 // MR: as for inference, 0 to the 99th percentile of the slice's tissue.
                 let mut sorted: Vec<f32> = v.iter().copied().filter(|x| x.is_finite()).collect();
                 sorted.sort_by(f32::total_cmp);
@@ -436,16 +431,9 @@ pub fn cam_pair(
     }
     let x = Tensor::<4>::from_data(TensorData::new(buf, [2, 1, py, px]), device);
     let layer = layer.min(crate::model::Classifier::LAYERS.len() - 1);
-    // Evaluation mode: batch norm must not take statistics from the tracked pair.
-    let classifier = &burn::module::Module::valid(classifier);
-    let features = classifier.features_at(x.clone(), layer).detach();
-    let alpha =
-        crate::analysis::gradcam::gradcam_weights(classifier, features.clone(), class_index, layer);
-    let cam = interpolate(
-        crate::analysis::gradcam::cam_from(features, alpha),
-        InterpolateOptions::new(InterpolateMode::Bilinear).with_output_size([py, px]),
-    );
-    let probs = softmax(classifier.forward(x), 1);
+    let cam = crate::analysis::gradcam::gradcam_unscaled(classifier, x.clone(), class_index, layer);
+    // Evaluation mode for the probabilities too (batch norm from running statistics).
+    let probs = softmax(burn::module::Module::valid(classifier).forward(x), 1);
     let pd = probs.into_data();
     let p = pd.as_slice::<f32>().map_err(|e| format!("{e:?}"))?;
     let classes = p.len() / 2;

@@ -28,15 +28,8 @@ impl SynthScopeApp {
         let Some(ctx) = self.ctx.clone() else {
             return;
         };
-        let ppp = ctx.pixels_per_point();
-        let r = self.panes_rect;
-        let rect = if views && r.is_positive() {
-            [
-                (r.min.x * ppp).round() as usize,
-                (r.min.y * ppp).round() as usize,
-                (r.width() * ppp).round() as usize,
-                (r.height() * ppp).round() as usize,
-            ]
+        let rect = if views && self.panes_rect.is_positive() {
+            self.panes_px(&ctx)
         } else {
             [0, 0, usize::MAX / 4, usize::MAX / 4]
         };

@@ -861,6 +861,18 @@ impl eframe::App for SynthScopeApp {
 }
 
 impl SynthScopeApp {
+    /// Where the panes were drawn last frame, in physical pixels: [x, y, width, height].
+    pub(super) fn panes_px(&self, ctx: &egui::Context) -> [usize; 4] {
+        let ppp = ctx.pixels_per_point();
+        let r = self.panes_rect;
+        [
+            (r.min.x * ppp).round() as usize,
+            (r.min.y * ppp).round() as usize,
+            (r.width() * ppp).round() as usize,
+            (r.height() * ppp).round() as usize,
+        ]
+    }
+
     /// `--screenshot`: once the data is shown (a few frames after loading), save the panes as
     /// PNG through the real framebuffer, print where, and quit (exit status 1 on failure).
     fn screenshot_step(&mut self, ctx: &egui::Context) {
@@ -877,14 +889,7 @@ impl SynthScopeApp {
         }
         let path = path.clone();
         self.screenshot_at_start = None;
-        let ppp = ctx.pixels_per_point();
-        let r = self.panes_rect;
-        let rect = [
-            (r.min.x * ppp).round() as usize,
-            (r.min.y * ppp).round() as usize,
-            (r.width() * ppp).round() as usize,
-            (r.height() * ppp).round() as usize,
-        ];
+        let rect = self.panes_px(ctx);
         let c = ctx.clone();
         ctx.request_screenshot(move |img| match save_png_crop(&img, rect, &path) {
             Ok((w, h)) => {

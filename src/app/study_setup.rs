@@ -434,9 +434,35 @@ impl SynthScopeApp {
     }
 }
 
+/// A fixed (no drag, no zoom) plot of `height` from 0 to `y_max` whose x axis names the
+/// categories `labels` at 0, 1, 2, …
+fn category_plot(
+    id: &str,
+    height: f32,
+    y_max: f64,
+    y_label: &str,
+    labels: Vec<String>,
+) -> egui_plot::Plot<'static> {
+    egui_plot::Plot::new(id)
+        .height(height)
+        .include_y(0.0)
+        .include_y(y_max)
+        .allow_drag(false)
+        .allow_zoom(false)
+        .y_axis_label(y_label)
+        .x_axis_formatter(move |m, _| {
+            let i = m.value.round();
+            if (m.value - i).abs() < 1e-6 && i >= 0.0 {
+                labels.get(i as usize).cloned().unwrap_or_default()
+            } else {
+                String::new()
+            }
+        })
+}
+
 /// Accuracy per reader and pooled, as bars with their 95% intervals and the 50% chance line.
 fn results_chart(ui: &mut egui::Ui, s: &Summary) {
-    use egui_plot::{Bar, BarChart, HLine, Line, Plot, PlotPoints};
+    use egui_plot::{Bar, BarChart, HLine, Line, PlotPoints};
     let names: Vec<String> = s.accuracy.iter().map(|a| a.reader.clone()).collect();
     let bars: Vec<Bar> = s
         .accuracy
@@ -454,43 +480,27 @@ fn results_chart(ui: &mut egui::Ui, s: &Summary) {
                 ))
         })
         .collect();
-    let labels = names.clone();
-    Plot::new("study-accuracy")
-        .height(200.0)
-        .include_y(0.0)
-        .include_y(100.0)
-        .allow_drag(false)
-        .allow_zoom(false)
-        .y_axis_label("correct (%)")
-        .x_axis_formatter(move |m, _| {
-            let i = m.value.round();
-            if (m.value - i).abs() < 1e-6 && i >= 0.0 {
-                labels.get(i as usize).cloned().unwrap_or_default()
-            } else {
-                String::new()
-            }
-        })
-        .show(ui, |plot| {
-            plot.bar_chart(BarChart::new("accuracy", bars));
-            for (i, a) in s.accuracy.iter().enumerate() {
-                let x = i as f64;
-                plot.line(
-                    Line::new(
-                        format!("95% CI {}", a.reader),
-                        PlotPoints::from(vec![[x, 100.0 * a.ci95.0], [x, 100.0 * a.ci95.1]]),
-                    )
-                    .color(egui::Color32::WHITE)
-                    .width(2.0),
-                );
-            }
-            plot.hline(HLine::new("chance", 50.0).color(egui::Color32::YELLOW));
-        });
+    category_plot("study-accuracy", 200.0, 100.0, "correct (%)", names).show(ui, |plot| {
+        plot.bar_chart(BarChart::new("accuracy", bars));
+        for (i, a) in s.accuracy.iter().enumerate() {
+            let x = i as f64;
+            plot.line(
+                Line::new(
+                    format!("95% CI {}", a.reader),
+                    PlotPoints::from(vec![[x, 100.0 * a.ci95.0], [x, 100.0 * a.ci95.1]]),
+                )
+                .color(egui::Color32::WHITE)
+                .width(2.0),
+            );
+        }
+        plot.hline(HLine::new("chance", 50.0).color(egui::Color32::YELLOW));
+    });
 }
 
 /// Mean Likert score per question (in the study's `order`), real against synthetic (grouped
 /// bars, 1-5).
 fn likert_chart(ui: &mut egui::Ui, s: &Summary, order: &[String]) {
-    use egui_plot::{Bar, BarChart, Legend, Plot};
+    use egui_plot::{Bar, BarChart, Legend};
     // The study's order first.
     let mut questions: Vec<String> = order
         .iter()
@@ -525,29 +535,20 @@ fn likert_chart(ui: &mut egui::Ui, s: &Summary, order: &[String]) {
             .collect();
         BarChart::new(truth.to_string(), bars).color(colour)
     };
-    let labels = questions.clone();
-    Plot::new("study-likert")
-        .height(160.0)
-        .include_y(0.0)
-        .include_y(5.0)
-        .allow_drag(false)
-        .allow_zoom(false)
-        .legend(Legend::default())
-        .y_axis_label("mean Likert (1-5)")
-        .x_axis_formatter(move |m, _| {
-            let i = m.value.round();
-            if (m.value - i).abs() < 1e-6 && i >= 0.0 {
-                labels.get(i as usize).cloned().unwrap_or_default()
-            } else {
-                String::new()
-            }
-        })
-        .show(ui, |plot| {
-            plot.bar_chart(group("real", -0.18, egui::Color32::from_rgb(90, 160, 230)));
-            plot.bar_chart(group(
-                "synthetic",
-                0.18,
-                egui::Color32::from_rgb(230, 140, 70),
-            ));
-        });
+    category_plot(
+        "study-likert",
+        160.0,
+        5.0,
+        "mean Likert (1-5)",
+        questions.clone(),
+    )
+    .legend(Legend::default())
+    .show(ui, |plot| {
+        plot.bar_chart(group("real", -0.18, egui::Color32::from_rgb(90, 160, 230)));
+        plot.bar_chart(group(
+            "synthetic",
+            0.18,
+            egui::Color32::from_rgb(230, 140, 70),
+        ));
+    });
 }

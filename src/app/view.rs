@@ -42,7 +42,7 @@ impl Orientation {
     }
 }
 
-fn dot(a: Vec3, b: Vec3) -> f64 {
+pub(super) fn dot(a: Vec3, b: Vec3) -> f64 {
     a[0] * b[0] + a[1] * b[1] + a[2] * b[2]
 }
 

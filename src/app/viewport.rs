@@ -273,8 +273,8 @@ fn paint_layers(
 /// The view state that shows the region around the crosshair magnified `mag` times in a
 /// square of `side` points, for a pane of `size` points showing `view`.
 pub fn inset_view(view: &ViewState, size: [f32; 2], side: f32, mag: f32) -> ViewState {
+    use super::view::dot;
     let (u, v, _) = view.orientation.axes();
-    let dot = |a: [f64; 3], b: [f64; 3]| a[0] * b[0] + a[1] * b[1] + a[2] * b[2];
     let short = size[0].min(size[1]).max(1.0) as f64;
     let mut z = view.clone();
     // mm per point in the inset = the pane's / mag.

@@ -225,6 +225,26 @@ fn back_changes_an_answer_and_the_latest_counts() {
     );
 }
 
+/// Wait until `log` has `lines` lines (header included) while `child` still runs, so it can be
+/// killed mid-session; panics if it ends first or `timeout` passes.
+fn wait_for_lines(log: &Path, lines: usize, child: &mut std::process::Child, timeout: Duration) {
+    let t0 = Instant::now();
+    loop {
+        let n = std::fs::read_to_string(log)
+            .map(|t| t.lines().count())
+            .unwrap_or(0);
+        if n >= lines {
+            return;
+        }
+        assert!(t0.elapsed() < timeout, "no answers arrived in {timeout:?}");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "finished before it could be killed"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// Spawn `study answer` with a pause between keys, kill it (SIGKILL) once a few answers are in
 /// the log, restart it with the rest, and check that every answer given before the kill is in
 /// the final log unchanged and that the study completes.
@@ -243,24 +263,7 @@ fn a_killed_session_resumes_without_losing_an_answer() {
         .stdout(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let t0 = Instant::now();
-    loop {
-        let lines = std::fs::read_to_string(&log)
-            .map(|t| t.lines().count())
-            .unwrap_or(0);
-        if lines >= 5 {
-            break;
-        }
-        assert!(
-            t0.elapsed() < Duration::from_secs(120),
-            "no answers arrived"
-        );
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "finished before it could be killed"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for_lines(&log, 5, &mut child, Duration::from_secs(120));
     child.kill().unwrap(); // SIGKILL: no chance to flush anything
     child.wait().unwrap();
     let before = read_log(&log).unwrap();
@@ -531,24 +534,7 @@ fn the_reading_window_killed_mid_session_loses_no_answer() {
     };
     let all: String = (0..n).map(window_keys_for).collect();
     let mut child = window(&all).spawn().unwrap();
-    let t0 = Instant::now();
-    loop {
-        let lines = std::fs::read_to_string(&log)
-            .map(|t| t.lines().count())
-            .unwrap_or(0);
-        if lines >= 4 {
-            break;
-        }
-        assert!(
-            t0.elapsed() < Duration::from_secs(240),
-            "the window logged no answers"
-        );
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "the window exited early"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_for_lines(&log, 4, &mut child, Duration::from_secs(240));
     // SIGKILL to the window and Xvfb together.
     let pgid = child.id();
     run_ok(Command::new("kill").args(["-s", "KILL", "--", &format!("-{pgid}")]));

@@ -113,6 +113,25 @@ pub fn is_nifti_path(p: &Path) -> bool {
     n.ends_with(".nii") || n.ends_with(".nii.gz")
 }
 
+/// True for `.json` names (settings files are JSON by this, TOML otherwise).
+pub fn is_json_path(p: &Path) -> bool {
+    p.extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("json"))
+}
+
+/// A settings file's `text` (read from `path`) as `T`: JSON for `.json`, else TOML. Errors
+/// name the file.
+pub fn parse_settings<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    text: &str,
+) -> Result<T, String> {
+    if is_json_path(path) {
+        serde_json::from_str(text).map_err(|e| format!("{}: {e}", path.display()))
+    } else {
+        toml::from_str(text).map_err(|e| format!("{}: {e}", path.display()))
+    }
+}
+
 /// Load everything found under `paths` (folders are scanned recursively).
 ///
 /// Each NIfTI file gives one volume; DICOM files are grouped into series. A file or series that

@@ -190,9 +190,7 @@ impl Study {
     pub fn read(path: &Path) -> Result<Study, String> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
-        let json = path
-            .extension()
-            .is_some_and(|e| e.eq_ignore_ascii_case("json"));
+        let json = crate::io::is_json_path(path);
         // The version first, so a newer file is refused for its version, not for a field.
         let version = if json {
             serde_json::from_str::<serde_json::Value>(&text)
@@ -221,11 +219,7 @@ impl Study {
                 ));
             }
         }
-        let s: Study = if json {
-            serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?
-        } else {
-            toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?
-        };
+        let s: Study = crate::io::parse_settings(path, &text)?;
         s.validate()
             .map_err(|e| format!("{}: {e}", path.display()))?;
         Ok(s)
@@ -234,9 +228,7 @@ impl Study {
     /// Write the study (TOML, or JSON by extension) atomically.
     pub fn write(&self, path: &Path) -> Result<(), String> {
         self.validate()?;
-        let json = path
-            .extension()
-            .is_some_and(|e| e.eq_ignore_ascii_case("json"));
+        let json = crate::io::is_json_path(path);
         let text = if json {
             serde_json::to_string_pretty(self).map_err(|e| e.to_string())?
         } else {

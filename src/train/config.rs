@@ -385,11 +385,7 @@ impl TrainConfig {
     pub fn read(path: &Path) -> Result<Self, String> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
-        let cfg: Self = if path.extension().is_some_and(|e| e == "json") {
-            serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?
-        } else {
-            toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?
-        };
+        let cfg: Self = crate::io::parse_settings(path, &text)?;
         cfg.validate()
             .map_err(|e| format!("{}: {e}", path.display()))?;
         Ok(cfg)

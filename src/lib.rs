@@ -10,8 +10,6 @@
 pub mod analysis;
 pub mod app;
 pub mod cli;
-pub mod cli_study;
-mod cli_train;
 pub mod gpu;
 pub mod io;
 pub mod model;

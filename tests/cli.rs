@@ -43,8 +43,8 @@ fn phantom_info_convert_end_to_end() {
             .arg(dir.path().join("ct"))
             .arg(&nii),
     );
-    let a = synthscope::io::nifti_io::read_nifti(&nii).unwrap();
-    let b = synthscope::io::nifti_io::read_nifti(&dir.path().join("ct.nii.gz")).unwrap();
+    let a = synthscope::io::nifti::read_nifti(&nii).unwrap();
+    let b = synthscope::io::nifti::read_nifti(&dir.path().join("ct.nii.gz")).unwrap();
     assert_eq!(a.data, b.data);
 }
 

@@ -4,7 +4,7 @@
 
 mod common;
 
-use synthscope::io::dicom_write::write_derived_series;
+use synthscope::io::dicom::write::write_derived_series;
 use synthscope::io::phantom::{MrContrast, PhantomConfig, phantom_ct, phantom_mr};
 use synthscope::io::{Progress, load_paths};
 

@@ -118,9 +118,9 @@ fn evaluate_cli_reports_regions_as_json_and_csv() {
         dir.path().join("mask.nii.gz"),
         dir.path().join("m.csv"),
     );
-    synthscope::io::nifti_io::write_nifti(&ct, &rp).unwrap();
-    synthscope::io::nifti_io::write_nifti(&pred, &pp).unwrap();
-    synthscope::io::nifti_io::write_nifti(&mask, &mp).unwrap();
+    synthscope::io::nifti::write_nifti(&ct, &rp).unwrap();
+    synthscope::io::nifti::write_nifti(&pred, &pp).unwrap();
+    synthscope::io::nifti::write_nifti(&mask, &mp).unwrap();
     let out = common::run_ok(
         common::synthscope()
             .args(["evaluate", "--json", "--pred"])

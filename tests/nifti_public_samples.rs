@@ -4,7 +4,7 @@
 mod common;
 
 use common::{expected, nibabel_file};
-use synthscope::io::nifti_io::{read_nifti, write_nifti};
+use synthscope::io::nifti::{read_nifti, write_nifti};
 use synthscope::io::phantom::{PhantomConfig, phantom_ct};
 use synthscope::volume::{Geometry, Volume, VolumeMeta};
 

@@ -1,7 +1,7 @@
 //! The demo phantom written as DICOM by our exporter and read back by our loader: geometry,
 //! values and the known MR displacement survive; the CLI's `info --json` prints the contract.
 
-use synthscope::io::dicom_write::{DicomWriteOptions, write_series};
+use synthscope::io::dicom::write::{DicomWriteOptions, write_series};
 use synthscope::io::phantom::{MrContrast, PhantomConfig, phantom_ct, phantom_mr};
 use synthscope::io::{Progress, load_paths};
 

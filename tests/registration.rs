@@ -159,7 +159,7 @@ fn tfm_written_by_the_cli_reads_back_and_resamples() {
     let ct = phantom_ct(&cfg);
     let (mean, _) = transform_error(&t, &truth(&cfg), &ct);
     assert!(mean < 1.5, "small phantom (2.2-2.8 mm voxels): TRE {mean}");
-    let v = synthscope::io::nifti_io::read_nifti(&res).unwrap();
+    let v = synthscope::io::nifti::read_nifti(&res).unwrap();
     assert_eq!(
         v.geometry.dims, ct.geometry.dims,
         "resampled onto the CT grid"
@@ -170,7 +170,7 @@ fn tfm_written_by_the_cli_reads_back_and_resamples() {
 /// image sits on an oblique grid so directions, RAS/LPS and the transform centre all matter.
 #[test]
 fn simpleitk_resamples_our_transform_like_we_do() {
-    use synthscope::io::nifti_io::{read_nifti, write_nifti};
+    use synthscope::io::nifti::{read_nifti, write_nifti};
     let py = common::sitk_python();
     let dir = tempfile::tempdir().unwrap();
     let cfg = PhantomConfig::small();

@@ -15,7 +15,7 @@ use synthscope::study::{Design, LogWriter, Study, Truth, log_path, read_log, tri
 use common::phantom_study as make_study;
 
 fn slices_of(study: &Study, file: &Path) -> Vec<Vec<usize>> {
-    synthscope::cli_study::resolve_slices(study, file, &Default::default()).unwrap()
+    synthscope::study::resolve_slices(study, file, &Default::default()).unwrap()
 }
 
 #[test]

@@ -52,7 +52,7 @@ fn mr_to_ct_keeps_the_grid_and_writes_nifti_and_dicom() {
     ));
     // The CLI: NIfTI and a DICOM folder.
     let input = dir.path().join("mr.nii.gz");
-    synthscope::io::nifti_io::write_nifti(&mr, &input).unwrap();
+    synthscope::io::nifti::write_nifti(&mr, &input).unwrap();
     for out in [dir.path().join("sct.nii.gz"), dir.path().join("sct_dicom")] {
         common::run_ok(
             common::synthscope()

@@ -304,7 +304,7 @@ fn stop_keeps_a_loadable_checkpoint_and_classifier_losses_train() {
 #[test]
 fn a_synthrad_style_folder_gives_one_case_per_patient() {
     let _serial = serial();
-    use synthscope::io::nifti_io::write_nifti;
+    use synthscope::io::nifti::write_nifti;
     use synthscope::io::phantom::{PhantomConfig, phantom_patient};
     use synthscope::model::Direction;
     let root = tempfile::tempdir().unwrap();

@@ -36,8 +36,8 @@ fn ct_mr_slices(app: &SynthScopeApp) -> (usize, usize) {
     let ct = app.ct_volume().unwrap();
     let mr = app.mr_volume().unwrap();
     (
-        app.view.slice_index(&ct.geometry).0,
-        app.view.slice_index(&mr.geometry).0,
+        app.viewer.view.slice_index(&ct.geometry).0,
+        app.viewer.view.slice_index(&mr.geometry).0,
     )
 }
 
@@ -96,7 +96,7 @@ fn window_presets_change_the_drawn_image() {
     h.get_by_label("Bone").click();
     h.run();
     let ct = h.state().ct_volume().unwrap().clone();
-    assert_eq!(h.state().display_of(&ct).window.width, 2800.0);
+    assert_eq!(h.state().viewer.display_of(&ct).window.width, 2800.0);
     let bone = h.render().expect("render");
     // Compare the CT pane (left third): the bone window must change many pixels there.
     let (w, hgt) = brain.dimensions();
@@ -119,12 +119,12 @@ fn window_presets_change_the_drawn_image() {
 #[test]
 fn reset_restores_the_view() {
     let mut h = harness();
-    let fitted = h.state().view.clone();
-    h.state_mut().view.zoom = 3.0;
-    h.state_mut().view.pan = [10.0, -5.0];
+    let fitted = h.state().viewer.view.clone();
+    h.state_mut().viewer.view.zoom = 3.0;
+    h.state_mut().viewer.view.pan = [10.0, -5.0];
     h.key_press(egui::Key::R);
     h.run();
-    assert_eq!(h.state().view, fitted);
+    assert_eq!(h.state().viewer.view, fitted);
 }
 
 #[test]
@@ -152,9 +152,9 @@ fn colormap_choice_changes_the_drawn_image() {
     let mut h = harness();
     let grey = h.render().expect("render");
     let mr = h.state().mr_volume().unwrap().clone();
-    let mut d = h.state().display_of(&mr);
+    let mut d = h.state().viewer.display_of(&mr);
     d.colormap = synthscope::volume::Colormap::Inferno;
-    h.state_mut().display.insert(mr.id, d);
+    h.state_mut().viewer.display.insert(mr.id, d);
     h.run();
     let inferno = h.render().expect("render");
     let (w, hgt) = grey.dimensions();
@@ -173,17 +173,17 @@ fn colormap_choice_changes_the_drawn_image() {
 fn registration_panel_aligns_the_mr_and_undo_restores_it() {
     // Tall enough for the whole registration panel.
     let mut h = harness_sized(1200.0, 800.0);
-    h.state_mut().show_registration = true;
+    h.state_mut().registration.show = true;
     h.run();
     h.get_by_label("Run").click();
     h.run();
-    assert!(h.state().register_job.is_some(), "Run starts a worker");
+    assert!(h.state().registration.job.is_some(), "Run starts a worker");
     h.state_mut().wait_for_jobs(Duration::from_secs(120));
     h.run();
     let app = h.state();
-    let t = app.mr_transform.expect("a transform after registration");
+    let t = app.pair.mr_from_ct.expect("a transform after registration");
     assert!(
-        app.register_curve.len() > 5,
+        app.registration.curve.len() > 5,
         "the metric curve was streamed"
     );
     // The small demo's MR is displaced by rotations (3, -2, 5) degrees: recovered within a degree.
@@ -191,19 +191,19 @@ fn registration_panel_aligns_the_mr_and_undo_restores_it() {
     for (got, want) in d.rotation_deg.iter().zip([3.0, -2.0, 5.0]) {
         assert!((got - want).abs() < 1.0, "{:?}", d.rotation_deg);
     }
-    h.state_mut().compare = synthscope::app::render::Combine::Difference;
-    h.state_mut().show_registration = false;
+    h.state_mut().viewer.compare = synthscope::app::viewer::render::Combine::Difference;
+    h.state_mut().registration.show = false;
     h.run();
     // Threaded floating-point sums may move the optimum by a hair: allow a few edge pixels.
     h.snapshot_options(
         "registered_difference",
         &egui_kittest::SnapshotOptions::new().max_failed_pixels(400),
     );
-    h.state_mut().show_registration = true;
+    h.state_mut().registration.show = true;
     h.run();
     h.get_by_label("Undo").click();
     h.run();
-    assert!(h.state().mr_transform.is_none());
+    assert!(h.state().pair.mr_from_ct.is_none());
 }
 
 #[test]
@@ -211,7 +211,7 @@ fn synthesis_panel_runs_a_checkpoint_and_reports_metrics() {
     use synthscope::model::checkpoint::{ModelSpec, save};
     use synthscope::model::{Direction, UnetConfig};
     let mut h = harness();
-    h.state_mut().show_synthesis = true;
+    h.state_mut().synthesis.show = true;
     h.run();
     // Without a model the panel says so, and Synthesise is disabled.
     let _ = h.get_by_label_contains("No trained model loaded");
@@ -238,6 +238,7 @@ fn synthesis_panel_runs_a_checkpoint_and_reports_metrics() {
     h.run();
     let app = h.state();
     let s = app
+        .synthesis
         .synthetic
         .and_then(|i| app.volumes.get(i))
         .expect("a synthetic volume");
@@ -246,15 +247,19 @@ fn synthesis_panel_runs_a_checkpoint_and_reports_metrics() {
         app.mr_volume().unwrap().geometry,
         "synthetic CT on the MR grid"
     );
-    assert!(app.third_shows_synthetic);
+    assert!(app.synthesis.third_shows_synthetic);
     let m = app
-        .synth_metrics
+        .synthesis
+        .metrics
         .as_ref()
         .expect("metrics")
         .as_ref()
         .expect("computed");
     assert_eq!(m[0].region, synthscope::analysis::Region::All);
-    assert!(app.model.is_some(), "the model came back from the worker");
+    assert!(
+        app.model.loaded.is_some(),
+        "the model came back from the worker"
+    );
     let _ = h.render().expect("renders real vs synthetic");
 }
 
@@ -268,9 +273,9 @@ fn error_map_shows_a_known_offset_in_the_right_colour() {
     fake.data.iter_mut().for_each(|v| *v += 100.0);
     let app = h.state_mut();
     app.volumes.push(std::sync::Arc::new(fake));
-    app.synthetic = Some(app.volumes.len() - 1);
-    app.third_shows_synthetic = true;
-    app.compare = synthscope::app::render::Combine::SignedError {
+    app.synthesis.synthetic = Some(app.volumes.len() - 1);
+    app.synthesis.third_shows_synthetic = true;
+    app.viewer.compare = synthscope::app::viewer::render::Combine::SignedError {
         range: 200.0,
         background: -500.0,
     };
@@ -315,8 +320,8 @@ fn feature_maps_of_a_chosen_layer_for_the_current_slice() {
     .unwrap();
     h.state_mut()
         .load_model(&dir.path().join("tiny_drunet.json"));
-    h.state_mut().show_features = true;
-    h.state_mut().feature_layer = 1;
+    h.state_mut().features.show = true;
+    h.state_mut().features.layer = 1;
     h.run();
     h.get_by_label("Compute for this slice").click();
     // A spinner repaints while the worker runs: step, don't wait for the UI to settle.
@@ -325,11 +330,11 @@ fn feature_maps_of_a_chosen_layer_for_the_current_slice() {
     h.state_mut()
         .wait_for_features(&ctx, Duration::from_secs(120));
     h.run();
-    let maps = h.state().feature_maps.clone().expect("feature maps");
+    let maps = h.state().features.maps.clone().expect("feature maps");
     // Encoder 1 of DRUNet-18 at base 8: 8 channels at a quarter of the padded 96 x 96 slice.
     assert_eq!(maps.layer, "encoder 1 (H/4)");
     assert_eq!((maps.total_channels, maps.width, maps.height), (8, 24, 24));
-    assert!(h.state().model.is_some(), "the model came back");
+    assert!(h.state().model.loaded.is_some(), "the model came back");
 }
 
 #[test]
@@ -390,8 +395,11 @@ fn training_panel_trains_shows_curves_and_loads_the_run() {
     assert_eq!(h.state().training.runs.len(), 1);
     h.get_by_label("Load into synthesis").click();
     h.run();
-    assert!(h.state().model.is_some(), "the run's checkpoint is loaded");
-    assert!(h.state().show_synthesis);
+    assert!(
+        h.state().model.loaded.is_some(),
+        "the run's checkpoint is loaded"
+    );
+    assert!(h.state().synthesis.show);
 }
 
 /// The reading view: answers by keyboard, nothing identifying on screen, every answer in the
@@ -499,7 +507,7 @@ fn study_setup_and_results_windows() {
     let dir = tempfile::tempdir().unwrap();
     let file = common::phantom_study(dir.path(), 1, synthscope::study::Design::Single);
     let s = synthscope::study::Study::read(&file).unwrap();
-    let slices = synthscope::cli_study::resolve_slices(&s, &file, &Default::default()).unwrap();
+    let slices = synthscope::study::resolve_slices(&s, &file, &Default::default()).unwrap();
     for (reader, verdict) in [("r1", StudyKey::Real), ("r2", StudyKey::Synthetic)] {
         let log = synthscope::study::log_path(&file, reader);
         let mut sess = Session::start(s.clone(), &file, &slices, reader, &log).unwrap();
@@ -544,7 +552,7 @@ fn view_png_export_crops_exactly() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("crop.png");
     assert_eq!(
-        synthscope::app::save_png_crop(&img, [2, 3, 5, 4], &p).unwrap(),
+        synthscope::app::viewer::export::save_png_crop(&img, [2, 3, 5, 4], &p).unwrap(),
         (5, 4)
     );
     let back = image::open(&p).unwrap().to_rgba8();
@@ -553,10 +561,10 @@ fn view_png_export_crops_exactly() {
     assert_eq!(back.get_pixel(4, 3).0, [120, 180, 7, 255]);
     // Clamped to the image; an empty region is an error naming the file.
     assert_eq!(
-        synthscope::app::save_png_crop(&img, [8, 6, 50, 50], &p).unwrap(),
+        synthscope::app::viewer::export::save_png_crop(&img, [8, 6, 50, 50], &p).unwrap(),
         (2, 2)
     );
-    let e = synthscope::app::save_png_crop(&img, [10, 0, 3, 3], &p).unwrap_err();
+    let e = synthscope::app::viewer::export::save_png_crop(&img, [10, 0, 3, 3], &p).unwrap_err();
     assert!(e.contains("crop.png") && e.contains("empty"), "{e}");
 }
 
@@ -581,7 +589,7 @@ fn gradcam_cancel_drops_the_result_and_returns_the_model() {
         h.state().gradcam.result.is_none(),
         "a cancelled result is dropped"
     );
-    assert!(h.state().model.is_some(), "the model came back");
+    assert!(h.state().model.loaded.is_some(), "the model came back");
     // And the next one runs to the end.
     h.get_by_label("Compute for this slice").click();
     h.step();

@@ -271,17 +271,19 @@ pub fn evaluate_volumes(
     reference: &Volume,
     head: Option<&Volume>,
     data_range: Option<f64>,
-) -> Result<Vec<MetricsReport>, String> {
+) -> Result<Vec<MetricsReport>, super::AnalysisError> {
     if pred.geometry.dims != reference.geometry.dims {
-        return Err(format!(
+        return Err(super::AnalysisError::Input(format!(
             "prediction {:?} and reference {:?} are on different grids: resample first",
             pred.geometry.dims, reference.geometry.dims
-        ));
+        )));
     }
     if let Some(m) = head
         && m.geometry.dims != reference.geometry.dims
     {
-        return Err("the mask is on a different grid from the reference".into());
+        return Err(super::AnalysisError::Input(
+            "the mask is on a different grid from the reference".into(),
+        ));
     }
     let (lo, hi) = reference.min_max();
     let range = data_range.unwrap_or((hi - lo) as f64).max(1e-9);

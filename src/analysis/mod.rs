@@ -1,8 +1,23 @@
 //! Image-quality analysis of a synthetic image against its reference: metrics (PSNR, SSIM, MAE,
-//! RMSE, Tenengrad, UQI), whole-volume and per slice, inside masks.
+//! RMSE, Tenengrad, UQI), whole-volume and per slice, inside masks; and what the networks look
+//! at: Grad-CAM of the classifier and of the synthesis network, feature maps.
 
+pub mod features;
 pub mod gradcam;
 pub mod metrics;
+
+use crate::model::ModelError;
+
+/// What can go wrong while explaining a network or measuring its output.
+#[derive(Debug, thiserror::Error)]
+pub enum AnalysisError {
+    /// The network failed or cannot do what was asked.
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    /// The inputs do not allow it (no bone on the slice, slices of different sizes, ...).
+    #[error("{0}")]
+    Input(String),
+}
 
 pub use gradcam::gradcam;
 pub use metrics::{

@@ -1,12 +1,204 @@
-//! Long work off the UI thread: loading files (or generating the demo pair) and the GPU self-test.
+//! Long work off the UI thread. One generic [`Job`]: a worker thread, its result on a channel,
+//! a progress and cancellation flag shared with it, and events it streams while it runs. Below
+//! it, the work each part of the app starts on one: loading, the GPU self-test, registration,
+//! model passes (synthesis, Grad-CAM, feature maps) and training.
 
-use super::render::{Quantized, quantise};
+use super::viewer::render::{Quantized, quantise};
 use crate::gpu::{self, SelfTest};
 use crate::io::{self, LoadError, LoadOutcome, Progress};
-use crossbeam_channel::{Receiver, TryRecvError, bounded};
+use crate::model::checkpoint::AnyModel;
+use crate::register::{IterationReport, RegisterError, RegistrationConfig, RegistrationResult};
+use crate::volume::{Affine, Volume};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError, bounded, unbounded};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// Why a job gave no result.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    /// The operating system refused a new thread.
+    #[error("cannot start a worker thread: {0}")]
+    Spawn(#[from] std::io::Error),
+    /// The worker ended without a result (it panicked).
+    #[error("the worker thread stopped unexpectedly")]
+    Stopped,
+}
+
+/// A job that could not start: why, and the input it was given back.
+pub struct NotStarted<I> {
+    /// Why.
+    pub error: JobError,
+    /// The input (a network, say) that did not travel.
+    pub input: Box<I>,
+}
+
+impl<I> std::fmt::Debug for NotStarted<I> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.error)
+    }
+}
+
+/// Called by a worker when the UI should look again.
+pub type Wake = Arc<dyn Fn() + Send + Sync>;
+
+/// A [`Wake`] that repaints `ctx`.
+pub fn repaint(ctx: &egui::Context) -> Wake {
+    let c = ctx.clone();
+    Arc::new(move || c.request_repaint())
+}
+
+/// Start a named worker thread: the one place the app spawns threads.
+pub fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> Result<(), JobError> {
+    std::thread::Builder::new().name(name.into()).spawn(f)?;
+    Ok(())
+}
+
+/// What a running job's worker sees: the shared progress and a way to stream events.
+pub struct Worker<E> {
+    /// Progress and cancellation, shared with the UI.
+    pub progress: Arc<Progress>,
+    events: Sender<E>,
+    wake: Wake,
+}
+
+impl<E> Worker<E> {
+    /// Send an event to the UI and wake it.
+    pub fn emit(&self, event: E) {
+        let _ = self.events.send(event);
+        (self.wake)();
+    }
+}
+
+/// Work on a worker thread: one result `T`, events `E` streamed while it runs, and a progress
+/// and cancellation flag shared with it.
+pub struct Job<T, E = ()> {
+    progress: Arc<Progress>,
+    result: Receiver<T>,
+    events: Receiver<E>,
+}
+
+impl<T: Send + 'static, E: Send + 'static> Job<T, E> {
+    /// Run `work` on `input` on a thread named `name`; `wake` is called when it has finished
+    /// (and on every event). When no thread starts, the input comes back with the error.
+    pub fn spawn<I: Send + 'static>(
+        name: &str,
+        input: I,
+        wake: Wake,
+        work: impl FnOnce(I, &Worker<E>) -> T + Send + 'static,
+    ) -> Result<Self, NotStarted<I>> {
+        let progress = Arc::new(Progress::default());
+        let (tx, result) = bounded(1);
+        let (etx, events) = unbounded();
+        // The input follows the thread once it runs, so a refused thread leaves it with us.
+        let (itx, irx) = bounded::<I>(1);
+        let worker = Worker {
+            progress: progress.clone(),
+            events: etx,
+            wake,
+        };
+        let spawned = spawn(name, move || {
+            let Ok(input) = irx.recv() else { return };
+            let r = work(input, &worker);
+            let _ = tx.send(r);
+            (worker.wake)();
+        });
+        match spawned {
+            Ok(()) => {
+                let _ = itx.send(input);
+                Ok(Self {
+                    progress,
+                    result,
+                    events,
+                })
+            }
+            Err(error) => Err(NotStarted {
+                error,
+                input: Box::new(input),
+            }),
+        }
+    }
+}
+
+impl<T, E> Job<T, E> {
+    /// The result once the worker has finished: waits up to `timeout`, or only looks (None).
+    pub fn take(&self, timeout: Option<Duration>) -> Option<Result<T, JobError>> {
+        match timeout {
+            None => match self.result.try_recv() {
+                Ok(r) => Some(Ok(r)),
+                Err(TryRecvError::Empty) => None,
+                Err(TryRecvError::Disconnected) => Some(Err(JobError::Stopped)),
+            },
+            Some(t) => match self.result.recv_timeout(t) {
+                Ok(r) => Some(Ok(r)),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => Some(Err(JobError::Stopped)),
+            },
+        }
+    }
+
+    /// Block until the result is there (it waits for [`Self::take`]); false on timeout.
+    pub fn wait_finished(&self, timeout: Duration) -> bool {
+        let t = Instant::now();
+        while self.result.is_empty() {
+            if t.elapsed() > timeout {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        true
+    }
+
+    /// Events streamed since the last call.
+    pub fn events(&self) -> Vec<E> {
+        self.events.try_iter().collect()
+    }
+
+    /// Progress (stage, fraction) of the work.
+    pub fn progress(&self) -> &Progress {
+        &self.progress
+    }
+
+    /// Ask the work to stop (work that cannot stop has its result dropped, see [`ModelJob`]).
+    pub fn cancel(&self) {
+        self.progress.cancel();
+    }
+
+    /// Whether [`Self::cancel`] was called.
+    pub fn is_cancelled(&self) -> bool {
+        self.progress.is_cancelled()
+    }
+}
+
+/// Work on a network on a worker thread: the network travels there and comes back with the
+/// result. Cancelling cannot stop a pass inside burn: [`Job::finish`] drops the result of a
+/// cancelled pass, and the network still comes back when the pass ends.
+pub type ModelJob<T> = Job<(T, AnyModel)>;
+
+impl<T: Send + 'static> Job<(T, AnyModel)> {
+    /// Run `work` on `model` (with the job's progress) off the UI thread.
+    pub fn with_model(
+        name: &str,
+        model: AnyModel,
+        wake: Wake,
+        work: impl FnOnce(&AnyModel, &Progress) -> T + Send + 'static,
+    ) -> Result<Self, NotStarted<AnyModel>> {
+        Self::spawn(name, model, wake, move |m, w: &Worker<()>| {
+            let r = work(&m, &w.progress);
+            (r, m)
+        })
+    }
+
+    /// Once finished: the result (None when cancelled) and the model. Waits up to `timeout`
+    /// (None: only looks).
+    pub fn finish(
+        &self,
+        timeout: Option<Duration>,
+    ) -> Option<Result<(Option<T>, AnyModel), JobError>> {
+        self.take(timeout)
+            .map(|r| r.map(|(r, model)| ((!self.is_cancelled()).then_some(r), model)))
+    }
+}
 
 /// What to load.
 #[derive(Clone, Debug)]
@@ -22,323 +214,140 @@ pub enum LoadRequest {
 /// A finished load: the outcome, and each new volume packed for the GPU (by volume id).
 pub type LoadResult = (Result<LoadOutcome, LoadError>, Vec<(u64, Arc<Quantized>)>);
 
-/// A running load.
+/// A running load and what it loads (for the progress window).
 pub struct LoadJob {
-    /// Progress and cancellation shared with the worker.
-    pub progress: Arc<Progress>,
-    /// What is being loaded, for the progress window.
+    /// The worker.
+    pub job: Job<LoadResult>,
+    /// What is being loaded.
     pub label: String,
-    /// When it started.
-    pub started: Instant,
-    rx: Receiver<LoadResult>,
 }
 
 impl LoadJob {
-    /// Start loading on a worker thread; `wake` is called when it finishes (to repaint the UI).
-    pub fn start(request: LoadRequest, wake: impl Fn() + Send + 'static) -> Self {
-        let progress = Arc::new(Progress::default());
-        let (tx, rx) = bounded(1);
+    /// Start loading on a worker thread.
+    pub fn start(request: LoadRequest, wake: Wake) -> Result<Self, JobError> {
         let label = match &request {
             LoadRequest::Paths(p) if p.len() == 1 => format!("Loading {}", p[0].display()),
             LoadRequest::Paths(p) => format!("Loading {} items", p.len()),
             LoadRequest::Demo | LoadRequest::SmallDemo => "Generating the demo pair".to_string(),
         };
-        let pr = progress.clone();
-        std::thread::Builder::new()
-            .name("load".into())
-            .spawn(move || {
-                let result = match request {
-                    LoadRequest::Paths(paths) => io::load_paths(&paths, &pr),
-                    LoadRequest::Demo | LoadRequest::SmallDemo => {
-                        pr.start("Generating the demo phantom", 1);
-                        let cfg = if matches!(request, LoadRequest::SmallDemo) {
-                            io::phantom::PhantomConfig::small()
-                        } else {
-                            io::phantom::PhantomConfig::default()
-                        };
-                        let (ct, mr) = rayon::join(
-                            || io::phantom::phantom_ct(&cfg),
-                            || io::phantom::phantom_mr(&cfg, io::phantom::MrContrast::T1),
-                        );
-                        pr.step();
-                        Ok(LoadOutcome {
-                            volumes: vec![ct, mr],
-                            errors: Vec::new(),
-                        })
-                    }
-                };
-                // Pack for the GPU here, so the UI thread only copies when it first draws.
-                let packed = match &result {
-                    Ok(out) => {
-                        pr.start("Preparing GPU upload", out.volumes.len());
-                        out.volumes
-                            .iter()
-                            .map(|v| {
-                                let q = Arc::new(quantise(v));
-                                pr.step();
-                                (v.id, q)
-                            })
-                            .collect()
-                    }
-                    Err(_) => Vec::new(),
-                };
-                let _ = tx.send((result, packed));
-                wake();
+        let job = Job::spawn("load", request, wake, |r, w: &Worker<()>| {
+            load(r, &w.progress)
+        })
+        .map_err(|n| n.error)?;
+        Ok(Self { job, label })
+    }
+}
+
+/// Load (or generate) and pack for the GPU here, so the UI thread only copies when it first draws.
+fn load(request: LoadRequest, pr: &Progress) -> LoadResult {
+    let result = match request {
+        LoadRequest::Paths(paths) => io::load_paths(&paths, pr),
+        LoadRequest::Demo | LoadRequest::SmallDemo => {
+            pr.start("Generating the demo phantom", 1);
+            let cfg = if matches!(request, LoadRequest::SmallDemo) {
+                io::phantom::PhantomConfig::small()
+            } else {
+                io::phantom::PhantomConfig::default()
+            };
+            let (ct, mr) = rayon::join(
+                || io::phantom::phantom_ct(&cfg),
+                || io::phantom::phantom_mr(&cfg, io::phantom::MrContrast::T1),
+            );
+            pr.step();
+            Ok(LoadOutcome {
+                volumes: vec![ct, mr],
+                errors: Vec::new(),
             })
-            .unwrap_or_else(|e| panic!("cannot start a worker thread: {e}"));
-        Self {
-            progress,
-            label,
-            started: Instant::now(),
-            rx,
         }
-    }
-
-    /// The result, once the worker has finished.
-    pub fn poll(&self) -> Option<LoadResult> {
-        match self.rx.try_recv() {
-            Ok(r) => Some(r),
-            Err(TryRecvError::Empty) => None,
-            Err(TryRecvError::Disconnected) => Some((
-                Err(LoadError::file(
-                    "(worker)",
-                    "the loading thread stopped unexpectedly",
-                )),
-                Vec::new(),
-            )),
+    };
+    let packed = match &result {
+        Ok(out) => {
+            pr.start("Preparing GPU upload", out.volumes.len());
+            out.volumes
+                .iter()
+                .map(|v| {
+                    let q = Arc::new(quantise(v));
+                    pr.step();
+                    (v.id, q)
+                })
+                .collect()
         }
-    }
-
-    /// Block until the worker finishes (tests and the command line).
-    pub fn wait(&self, timeout: Duration) -> Option<LoadResult> {
-        self.rx.recv_timeout(timeout).ok()
-    }
+        Err(_) => Vec::new(),
+    };
+    (result, packed)
 }
 
-/// The start-up GPU self-test, run on a worker (its first run compiles shaders).
-pub struct SelfTestJob {
-    rx: Receiver<Result<SelfTest, String>>,
+/// The start-up GPU self-test on the shared device (its first run compiles shaders).
+pub fn start_self_test(wake: Wake) -> Result<Job<Result<SelfTest, String>>, JobError> {
+    Job::spawn("gpu-self-test", (), wake, |(), _: &Worker<()>| {
+        gpu::shared()
+            .map_err(|e| e.to_string())
+            .and_then(|g| gpu::self_test(&g.device, 64).map_err(|e| e.to_string()))
+    })
+    .map_err(|n| n.error)
 }
 
-impl SelfTestJob {
-    /// Start the self-test on the shared device.
-    pub fn start(wake: impl Fn() + Send + 'static) -> Self {
-        let (tx, rx) = bounded(1);
-        std::thread::Builder::new()
-            .name("gpu-self-test".into())
-            .spawn(move || {
-                let r = gpu::shared()
-                    .map_err(|e| e.to_string())
-                    .and_then(|g| gpu::self_test(&g.device, 64).map_err(|e| e.to_string()));
-                let _ = tx.send(r);
-                wake();
-            })
-            .unwrap_or_else(|e| panic!("cannot start a worker thread: {e}"));
-        Self { rx }
-    }
+/// A registration on a worker thread, streaming its metric curve.
+pub type RegisterJob = Job<Result<RegistrationResult, RegisterError>, IterationReport>;
 
-    /// The result once finished.
-    pub fn poll(&self) -> Option<Result<SelfTest, String>> {
-        self.rx.try_recv().ok()
-    }
-
-    /// Block until finished.
-    pub fn wait(&self, timeout: Duration) -> Option<Result<SelfTest, String>> {
-        self.rx.recv_timeout(timeout).ok()
-    }
+/// Register `moving` to `fixed` (samples where `mask` is non-zero, if given) on a worker.
+pub fn start_registration(
+    fixed: Arc<Volume>,
+    moving: Arc<Volume>,
+    mask: Option<Arc<Volume>>,
+    cfg: RegistrationConfig,
+    wake: Wake,
+) -> Result<RegisterJob, JobError> {
+    Job::spawn("register", (), wake, move |(), w| {
+        crate::register::register(&fixed, &moving, mask.as_deref(), &cfg, &w.progress, |it| {
+            w.emit(it.clone())
+        })
+    })
+    .map_err(|n| n.error)
 }
 
-/// A registration running on a worker thread, streaming its metric curve.
-pub struct RegisterJob {
-    /// Progress and cancellation.
-    pub progress: Arc<Progress>,
-    /// Metric reports so far.
-    pub curve: Vec<crate::register::IterationReport>,
-    iter_rx: Receiver<crate::register::IterationReport>,
-    rx: Receiver<Result<crate::register::RegistrationResult, crate::register::RegisterError>>,
-}
-
-impl RegisterJob {
-    /// Register `moving` to `fixed` on a worker.
-    pub fn start(
-        fixed: Arc<crate::volume::Volume>,
-        moving: Arc<crate::volume::Volume>,
-        mask: Option<Arc<crate::volume::Volume>>,
-        cfg: crate::register::RegistrationConfig,
-        wake: impl Fn() + Send + Sync + 'static,
-    ) -> Self {
-        let progress = Arc::new(Progress::default());
-        let (tx, rx) = bounded(1);
-        let (itx, iter_rx) = crossbeam_channel::unbounded();
-        let pr = progress.clone();
-        let wake = Arc::new(wake);
-        let w2 = wake.clone();
-        std::thread::Builder::new()
-            .name("register".into())
-            .spawn(move || {
-                let r =
-                    crate::register::register(&fixed, &moving, mask.as_deref(), &cfg, &pr, |it| {
-                        let _ = itx.send(it.clone());
-                        w2();
-                    });
-                let _ = tx.send(r);
-                wake();
-            })
-            .unwrap_or_else(|e| panic!("cannot start a worker thread: {e}"));
-        Self {
-            progress,
-            curve: Vec::new(),
-            iter_rx,
-            rx,
-        }
-    }
-
-    /// Take new curve points; the result once finished.
-    pub fn poll(
-        &mut self,
-    ) -> Option<Result<crate::register::RegistrationResult, crate::register::RegisterError>> {
-        self.curve.extend(self.iter_rx.try_iter());
-        self.rx.try_recv().ok()
-    }
-
-    /// Block until finished.
-    pub fn wait(
-        &mut self,
-        timeout: Duration,
-    ) -> Option<Result<crate::register::RegistrationResult, crate::register::RegisterError>> {
-        let r = self.rx.recv_timeout(timeout).ok();
-        self.curve.extend(self.iter_rx.try_iter());
-        r
-    }
-}
-
-/// What a finished synthesis returns: the synthetic volume (or why not), its metrics against the
-/// reference when one was given, and the model back.
-pub type SynthResult = (
-    Result<crate::volume::Volume, LoadError>,
+/// What a finished synthesis returns: the synthetic volume (or why not), and its metrics
+/// against the reference when one was given.
+pub type SynthOutput = (
+    Result<Volume, crate::synth::SynthError>,
     Option<Result<Vec<crate::analysis::MetricsReport>, String>>,
-    crate::model::checkpoint::AnyModel,
 );
 
-/// A synthesis running on a worker thread (the model travels with it and comes back).
-pub struct SynthJob {
-    /// Progress and cancellation.
-    pub progress: Arc<Progress>,
-    rx: Receiver<SynthResult>,
-}
-
-impl SynthJob {
-    /// Synthesise from `input`; with `reference` (and the fixed-to-moving transform that puts the
-    /// input's grid on it), also compute metrics on the reference grid.
-    pub fn start(
-        model: crate::model::checkpoint::AnyModel,
-        direction: crate::model::Direction,
-        input: Arc<crate::volume::Volume>,
-        reference: Option<(Arc<crate::volume::Volume>, Option<crate::register::Affine>)>,
-        wake: impl Fn() + Send + 'static,
-    ) -> Self {
-        let progress = Arc::new(Progress::default());
-        let (tx, rx) = bounded(1);
-        let pr = progress.clone();
-        std::thread::Builder::new()
-            .name("synthesize".into())
-            .spawn(move || {
-                let device = crate::gpu::shared().map(|g| g.device.clone());
-                let r = match &device {
-                    Ok(d) => crate::synth::synthesize(&model, direction, &input, 4, d, &pr),
-                    Err(e) => Err(LoadError::file("(gpu)", e.to_string())),
-                };
-                let metrics = match (&r, &reference) {
-                    (Ok(s), Some((reference, t))) => {
-                        let on_ref = match t {
-                            Some(t) => {
-                                crate::register::resample(s, &reference.geometry, t, s.min_max().0)
-                            }
-                            None if s.geometry.dims == reference.geometry.dims => s.clone(),
-                            None => crate::register::resample(
-                                s,
-                                &reference.geometry,
-                                &crate::register::Affine::identity([0.0; 3]),
-                                s.min_max().0,
-                            ),
-                        };
-                        Some(crate::analysis::evaluate_volumes(
-                            &on_ref, reference, None, None,
-                        ))
-                    }
-                    _ => None,
-                };
-                let _ = tx.send((r, metrics, model));
-                wake();
-            })
-            .unwrap_or_else(|e| panic!("cannot start a worker thread: {e}"));
-        Self { progress, rx }
-    }
-
-    /// The result once finished.
-    pub fn poll(&self) -> Option<SynthResult> {
-        self.rx.try_recv().ok()
-    }
-
-    /// Block until finished.
-    pub fn wait(&self, timeout: Duration) -> Option<SynthResult> {
-        self.rx.recv_timeout(timeout).ok()
-    }
-}
-
-/// Work on the synthesis model on a worker thread: the model travels there and comes back.
-/// Cancelling cannot stop a pass inside burn; it marks the result to be dropped, and the model
-/// still comes back when the pass ends.
-pub struct ModelJob<T> {
-    rx: Receiver<(T, crate::model::checkpoint::AnyModel)>,
-    cancelled: std::sync::atomic::AtomicBool,
-}
-
-impl<T: Send + 'static> ModelJob<T> {
-    /// Run `work` on `model` off the UI thread.
-    pub fn start(
-        model: crate::model::checkpoint::AnyModel,
-        work: impl FnOnce(&crate::model::checkpoint::AnyModel) -> T + Send + 'static,
-        wake: impl Fn() + Send + 'static,
-    ) -> Self {
-        let (tx, rx) = bounded(1);
-        std::thread::Builder::new()
-            .name("model".into())
-            .spawn(move || {
-                let r = work(&model);
-                let _ = tx.send((r, model));
-                wake();
-            })
-            .unwrap_or_else(|e| panic!("cannot start a worker thread: {e}"));
-        Self {
-            rx,
-            cancelled: Default::default(),
+/// Synthesise from `input` with `model` (on the job's `progress`); with `reference` (and the
+/// transform that maps the reference's points to the input's), also compute metrics on the
+/// reference grid.
+pub fn synthesize_and_compare(
+    model: &AnyModel,
+    direction: crate::model::Direction,
+    input: &Volume,
+    reference: Option<(&Volume, Option<Affine>)>,
+    progress: &Progress,
+) -> SynthOutput {
+    use crate::volume::resample::resample;
+    let r = match gpu::shared() {
+        Ok(g) => crate::synth::synthesize(model, direction, input, 4, &g.device, progress),
+        Err(e) => Err(crate::synth::SynthError::Device(e.to_string())),
+    };
+    let metrics = match (&r, reference) {
+        (Ok(s), Some((reference, t))) => {
+            let on_ref = match t {
+                Some(t) => resample(s, &reference.geometry, &t, s.min_max().0),
+                None if s.geometry.dims == reference.geometry.dims => s.clone(),
+                None => resample(
+                    s,
+                    &reference.geometry,
+                    &Affine::identity([0.0; 3]),
+                    s.min_max().0,
+                ),
+            };
+            Some(
+                crate::analysis::evaluate_volumes(&on_ref, reference, None, None)
+                    .map_err(|e| e.to_string()),
+            )
         }
-    }
-
-    /// Drop the result when it arrives.
-    pub fn cancel(&self) {
-        self.cancelled
-            .store(true, std::sync::atomic::Ordering::Relaxed);
-    }
-
-    /// Whether [`Self::cancel`] was called.
-    pub fn is_cancelled(&self) -> bool {
-        self.cancelled.load(std::sync::atomic::Ordering::Relaxed)
-    }
-
-    /// Once finished: the result (None when cancelled) and the model. Waits up to `timeout`
-    /// (None: only looks).
-    pub fn finish(
-        &self,
-        timeout: Option<Duration>,
-    ) -> Option<(Option<T>, crate::model::checkpoint::AnyModel)> {
-        let done = match timeout {
-            Some(t) => self.rx.recv_timeout(t).ok(),
-            None => self.rx.try_recv().ok(),
-        };
-        done.map(|(r, model)| ((!self.is_cancelled()).then_some(r), model))
-    }
+        _ => None,
+    };
+    (r, metrics)
 }
 
 /// Where a run's training pairs come from, as the Training panel offers them.
@@ -347,11 +356,11 @@ pub enum TrainData {
     /// The CT and MR loaded in the app, with the registration (CT point -> MR point) if any.
     Loaded {
         /// CT role.
-        ct: Arc<crate::volume::Volume>,
+        ct: Arc<Volume>,
         /// MR role.
-        mr: Arc<crate::volume::Volume>,
+        mr: Arc<Volume>,
         /// Registration.
-        transform: Option<crate::register::Affine>,
+        transform: Option<Affine>,
     },
     /// What the config names (demo phantoms, a folder, a pair of files).
     FromConfig,
@@ -359,15 +368,15 @@ pub enum TrainData {
 
 /// The pair loaded in the app as one training case on the input modality's grid.
 fn loaded_case(
-    ct: &crate::volume::Volume,
-    mr: &crate::volume::Volume,
-    transform: Option<crate::register::Affine>,
+    ct: &Volume,
+    mr: &Volume,
+    transform: Option<Affine>,
     direction: crate::model::Direction,
 ) -> Result<crate::train::Case, String> {
     use crate::model::Direction;
-    use crate::register::{Affine, resample};
+    use crate::volume::resample::resample;
     let ct_to_mr = transform.unwrap_or_else(|| Affine::identity([0.0; 3]));
-    match direction {
+    let case = match direction {
         Direction::MrToCt => {
             let mr_to_ct = ct_to_mr
                 .inverse()
@@ -379,19 +388,18 @@ fn loaded_case(
             let mr_on_ct = resample(mr, &ct.geometry, &ct_to_mr, 0.0);
             crate::train::Case::from_pair("loaded pair", ct, &mr_on_ct, None, direction)
         }
-    }
+    };
+    case.map_err(|e| e.to_string())
 }
 
 /// A training run on a worker thread (on the shared device's autodiff twin).
 pub struct TrainJob {
+    /// The worker: the run's summary at the end, its events as it goes.
+    pub job: Job<Result<crate::train::RunSummary, String>, crate::train::TrainEvent>,
     /// Pause / resume / stop.
     pub control: Arc<crate::train::Control>,
-    /// Progress of data preparation (loading a folder, resampling).
-    pub progress: Arc<Progress>,
     /// The run folder.
     pub run_dir: PathBuf,
-    events: Receiver<crate::train::TrainEvent>,
-    rx: Receiver<Result<crate::train::RunSummary, String>>,
 }
 
 impl TrainJob {
@@ -400,66 +408,80 @@ impl TrainJob {
         cfg: crate::train::TrainConfig,
         data: TrainData,
         run_dir: PathBuf,
-        wake: impl Fn() + Send + Sync + 'static,
-    ) -> Self {
+        wake: Wake,
+    ) -> Result<Self, JobError> {
         let control = Arc::new(crate::train::Control::default());
-        let progress = Arc::new(Progress::default());
-        let (tx, rx) = bounded(1);
-        let (etx, events) = crossbeam_channel::unbounded();
-        let (c, pr, dir) = (control.clone(), progress.clone(), run_dir.clone());
-        std::thread::Builder::new()
-            .name("train".into())
-            .spawn(move || {
-                let r = (|| {
-                    let device = crate::gpu::shared()
-                        .map_err(|e| e.to_string())?
-                        .device
-                        .clone();
-                    let cases = match data {
-                        TrainData::Loaded { ct, mr, transform } => {
-                            pr.start("Resampling the loaded pair", 1);
-                            vec![loaded_case(&ct, &mr, transform, cfg.direction)?]
-                        }
-                        TrainData::FromConfig => crate::train::data::load_cases(&cfg, &pr)?,
-                    };
-                    let dataset = crate::train::Dataset::split(cases, cfg.validation_fraction);
-                    crate::train::train(&cfg, &dataset, &dir, &device, &c, &mut |e| {
-                        let _ = etx.send(e);
-                        wake();
-                    })
-                })();
-                let _ = tx.send(r);
-                wake();
-            })
-            .unwrap_or_else(|e| panic!("cannot start a worker thread: {e}"));
-        Self {
+        let (c, dir) = (control.clone(), run_dir.clone());
+        let job = Job::spawn("train", (), wake, move |(), w| {
+            let device = gpu::shared().map_err(|e| e.to_string())?.device.clone();
+            let cases = match data {
+                TrainData::Loaded { ct, mr, transform } => {
+                    w.progress.start("Resampling the loaded pair", 1);
+                    vec![loaded_case(&ct, &mr, transform, cfg.direction)?]
+                }
+                TrainData::FromConfig => {
+                    crate::train::data::load_cases(&cfg, &w.progress).map_err(|e| e.to_string())?
+                }
+            };
+            let dataset = crate::train::Dataset::split(cases, cfg.validation_fraction);
+            crate::train::train(&cfg, &dataset, &dir, &device, &c, &mut |e| w.emit(e))
+                .map_err(|e| e.to_string())
+        })
+        .map_err(|n| n.error)?;
+        Ok(Self {
+            job,
             control,
-            progress,
             run_dir,
-            events,
-            rx,
-        }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn no_wake() -> Wake {
+        Arc::new(|| {})
     }
 
-    /// Events so far.
-    pub fn events(&self) -> Vec<crate::train::TrainEvent> {
-        self.events.try_iter().collect()
-    }
-
-    /// The summary once finished.
-    pub fn poll(&self) -> Option<Result<crate::train::RunSummary, String>> {
-        self.rx.try_recv().ok()
-    }
-
-    /// Block until the run has finished (its result waits for [`Self::poll`]); false on timeout.
-    pub fn wait_finished(&self, timeout: Duration) -> bool {
-        let t = Instant::now();
-        while self.rx.is_empty() {
-            if t.elapsed() > timeout {
-                return false;
+    #[test]
+    fn a_job_streams_events_then_gives_its_result() {
+        let job: Job<u32, u32> = Job::spawn("test", 3, no_wake(), |n, w| {
+            for i in 0..n {
+                w.emit(i);
             }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        true
+            n * 10
+        })
+        .expect("a thread");
+        let r = job.take(Some(Duration::from_secs(10)));
+        assert!(matches!(r, Some(Ok(30))));
+        assert_eq!(job.events(), vec![0, 1, 2]);
+    }
+
+    #[test]
+    fn a_worker_that_panics_is_reported() {
+        let job: Job<()> =
+            Job::spawn("test", (), no_wake(), |(), _| panic!("boom")).expect("a thread");
+        assert!(matches!(
+            job.take(Some(Duration::from_secs(10))),
+            Some(Err(JobError::Stopped))
+        ));
+    }
+
+    #[test]
+    fn cancelling_sets_the_shared_flag() {
+        let (go, wait) = bounded::<()>(1);
+        let job: Job<bool> = Job::spawn("test", (), no_wake(), move |(), w| {
+            let _ = wait.recv();
+            w.progress.is_cancelled()
+        })
+        .expect("a thread");
+        job.cancel();
+        let _ = go.send(());
+        assert!(job.is_cancelled());
+        assert!(matches!(
+            job.take(Some(Duration::from_secs(10))),
+            Some(Ok(true))
+        ));
     }
 }

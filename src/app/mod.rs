@@ -1,32 +1,42 @@
-//! The eframe application: linked CT / MR / checkerboard views, series browser, loading,
-//! diagnostics. UI code collects commands; they run at the end of the frame.
+//! The eframe application: the loaded volumes, the CT/MR pair, the linked views and the job
+//! handles, with one state struct per panel. UI code only draws and collects [`Command`]s;
+//! they run at the end of the frame.
 
-mod chrome;
-mod dialogs;
-mod gradcam_panel;
-use dialogs::Dialog;
+mod autoscroll;
+mod command;
 pub mod jobs;
-mod registration_panel;
-pub mod render;
-pub mod study_panel;
-pub mod study_setup;
-mod synthesis_panel;
-pub mod training_panel;
-pub mod view;
-pub mod viewport;
+mod model_slot;
+mod pair;
+pub mod panels;
+pub mod viewer;
 
-use crate::gpu::{self, AdapterReport, SelfTest};
+pub use autoscroll::FrameStats;
+use command::Command;
+pub use model_slot::{Checkpoint, ModelSlot, Slot};
+pub use pair::{Pair, Role};
+/// The reading view's old path (`app::study_panel`), kept while callers move over.
+pub use panels::study_reading as study_panel;
+pub use panels::study_reading::StudyOptions;
+pub use viewer::Display;
+
+use crate::gpu::{self, AdapterReport};
 use crate::io::LoadError;
-use crate::volume::{CT_PRESETS, Colormap, Volume, WindowLevel};
-use jobs::{LoadJob, LoadRequest, ModelJob, RegisterJob, SelfTestJob, SynthJob};
-use render::Combine;
-use std::collections::HashMap;
+use crate::volume::Volume;
+use jobs::{LoadJob, LoadRequest, repaint};
+use panels::chrome::Diagnostics;
+use panels::dialogs::Dialogs;
+use panels::features::FeatureState;
+use panels::gradcam::GradcamState;
+use panels::registration::RegistrationState;
+use panels::study_reading::ReadingState;
+use panels::study_setup::StudyTools;
+use panels::synthesis::SynthesisState;
+use panels::training::TrainingState;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-pub use study_panel::StudyOptions;
-use view::{Orientation, ViewState};
-use viewport::{PaneLayer, pane_ui};
+use viewer::Viewer;
+use viewer::view::ViewState;
 
 /// How the app starts.
 #[derive(Clone, Debug)]
@@ -61,196 +71,53 @@ impl Default for AppOptions {
     }
 }
 
-/// Role of a series in the pair.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Role {
-    /// Shown in the CT pane.
-    Ct,
-    /// Shown in the MR pane.
-    Mr,
-}
-
-/// Display settings of one volume.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Display {
-    /// Window.
-    pub window: WindowLevel,
-    /// Colormap.
-    pub colormap: Colormap,
-}
-
-/// Commands collected during the frame.
-enum Command {
-    Open(LoadRequest),
-    PickFiles,
-    PickFolder,
-    Reset,
-    Quit,
-    Dialog(Dialog),
-}
-
-/// Crop `image` to `rect` (physical pixels, clamped to the image) and write it as PNG.
-pub fn save_png_crop(
-    image: &egui::ColorImage,
-    rect: [usize; 4],
-    path: &std::path::Path,
-) -> Result<(usize, usize), String> {
-    let [w, h] = image.size;
-    let (x0, y0) = (rect[0].min(w), rect[1].min(h));
-    let (x1, y1) = ((rect[0] + rect[2]).min(w), (rect[1] + rect[3]).min(h));
-    if x1 <= x0 || y1 <= y0 {
-        return Err(format!(
-            "{}: nothing to save (empty region)",
-            path.display()
-        ));
-    }
-    let mut buf = image::RgbaImage::new((x1 - x0) as u32, (y1 - y0) as u32);
-    for y in y0..y1 {
-        for x in x0..x1 {
-            let c = image.pixels[y * w + x];
-            buf.put_pixel(
-                (x - x0) as u32,
-                (y - y0) as u32,
-                image::Rgba([c.r(), c.g(), c.b(), 255]),
-            );
-        }
-    }
-    buf.save_with_format(path, image::ImageFormat::Png)
-        .map_err(|e| format!("{}: cannot write PNG: {e}", path.display()))?;
-    Ok((x1 - x0, y1 - y0))
-}
-
-/// What is under the mouse: pane name, LPS point, and the voxel index and value there.
-type Hover = (String, [f64; 3], Option<([usize; 3], f32)>);
-
-/// Frame-time statistics (ms) of the autoscroll benchmark.
-#[derive(Clone, Debug, Default)]
-pub struct FrameStats {
-    /// Milliseconds between consecutive frames.
-    pub frame_ms: Vec<f64>,
-}
-
 /// The SynthScope application.
 pub struct SynthScopeApp {
     /// Loaded volumes (series).
     pub volumes: Vec<Arc<Volume>>,
-    /// Index of the CT-role volume.
-    pub ct: Option<usize>,
-    /// Index of the MR-role volume.
-    pub mr: Option<usize>,
-    /// Per-volume display settings, by volume id.
-    pub display: HashMap<u64, Display>,
-    /// The linked views.
-    pub view: ViewState,
-    /// Left-drag changes window/level (otherwise it moves the crosshair).
-    pub wl_mode: bool,
-    /// Zoomed inset around the crosshair in every pane (key z).
-    pub show_inset: bool,
-    /// The inset's magnification.
-    pub inset_mag: f32,
-    /// Checkerboard square size (mm).
-    pub checker_mm: f32,
-    /// Load errors not yet dismissed.
+    /// Which volumes are the CT and the MR, and the registration between them.
+    pub pair: Pair,
+    /// The linked panes and their display settings.
+    pub viewer: Viewer,
+    /// Messages not yet dismissed (errors, and what finished outside a frame).
     pub errors: Vec<String>,
+    /// The synthesis network the Synthesis, Feature-map and Grad-CAM panels share.
+    pub model: ModelSlot,
+    /// The Registration panel.
+    pub registration: RegistrationState,
+    /// The Synthesis panel.
+    pub synthesis: SynthesisState,
+    /// The Feature-map window.
+    pub features: FeatureState,
+    /// The Training panel and Runs view.
+    pub training: TrainingState,
+    /// The Grad-CAM window.
+    pub gradcam: GradcamState,
+    /// The reader-study reading view, when the app runs a study.
+    pub reading: Option<ReadingState>,
+    /// Study setup and results windows.
+    pub study: StudyTools,
+    /// The running load, if any.
+    load_job: Option<LoadJob>,
+    /// The Diagnostics window: the adapter, the self-test, frame times.
+    diagnostics: Diagnostics,
+    /// Show the series browser.
+    show_browser: bool,
+    /// Native file dialogs waiting for an answer.
+    dialogs: Dialogs,
+    commands: Vec<Command>,
     /// Messages from work that finished outside a frame (a saved screenshot).
-    pub async_messages: Arc<std::sync::Mutex<Vec<String>>>,
+    async_messages: Arc<Mutex<Vec<String>>>,
     /// The egui context (for work started outside a frame, e.g. a screenshot after a dialog).
     ctx: Option<egui::Context>,
-    /// Where the panes were drawn last frame (points).
-    pub panes_rect: egui::Rect,
-    /// Warnings of loaded series.
-    pub show_browser: bool,
-    /// Show the diagnostics window.
-    pub show_diagnostics: bool,
-    /// The running load, if any.
-    pub load_job: Option<LoadJob>,
-    /// GPU adapter report.
-    pub adapter: Option<AdapterReport>,
-    /// Self-test result.
-    pub self_test: Option<Result<SelfTest, String>>,
-    self_test_job: Option<SelfTestJob>,
-    has_gpu_renderer: bool,
-    render_state: Option<eframe::egui_wgpu::RenderState>,
-    packed: HashMap<u64, Arc<render::Quantized>>,
-    hover: Option<Hover>,
-    commands: Vec<Command>,
-    file_dialog: Option<crossbeam_channel::Receiver<Option<Vec<PathBuf>>>>,
     autoscroll: Option<(usize, Instant, FrameStats)>,
     /// `--screenshot`: the file and the frames drawn since the data arrived.
     screenshot_at_start: Option<(PathBuf, u32)>,
-    last_frame: Option<Instant>,
-    /// Registration: maps CT (view) points to MR points; the MR is drawn through it.
-    pub mr_transform: Option<crate::register::Affine>,
-    /// Earlier transforms, for Undo.
-    pub transform_history: Vec<Option<crate::register::Affine>>,
-    /// The running registration.
-    pub register_job: Option<RegisterJob>,
-    /// The last registration's result (for its report and curve).
-    pub register_result: Option<crate::register::RegistrationResult>,
-    /// The last registration's metric curve.
-    pub register_curve: Vec<crate::register::IterationReport>,
-    /// Run the affine stage after the rigid one.
-    pub register_affine: bool,
-    /// Show the registration panel.
-    pub show_registration: bool,
-    /// Loaded volume used as the registration mask (samples where it is non-zero), if any.
-    pub register_mask: Option<usize>,
-    /// How the third pane compares CT and MR.
-    pub compare: Combine,
-    transform_dialog: Option<(Dialog, crossbeam_channel::Receiver<Option<PathBuf>>)>,
-    /// The loaded synthesis model, its checkpoint description and file.
-    pub model: Option<(
-        crate::model::checkpoint::AnyModel,
-        crate::model::checkpoint::CheckpointMeta,
-        PathBuf,
-    )>,
-    /// The running synthesis.
-    pub synth_job: Option<SynthJob>,
-    /// Index of the synthetic volume, once made.
-    pub synthetic: Option<usize>,
-    /// Metrics of the synthetic volume against the reference.
-    pub synth_metrics: Option<Result<Vec<crate::analysis::MetricsReport>, String>>,
-    /// The registration the running or last synthesis compared through (None: unregistered).
-    pub synth_registration: Option<crate::register::Affine>,
-    /// Show the synthesis panel.
-    pub show_synthesis: bool,
-    model_pending: Option<(crate::model::checkpoint::CheckpointMeta, PathBuf)>,
-    /// The third pane compares the synthetic volume with its reference (else CT with MR).
-    pub third_shows_synthetic: bool,
-    /// Show the feature-map window.
-    pub show_features: bool,
-    /// Layer whose activations the feature-map window shows.
-    pub feature_layer: usize,
-    /// Layer names of the loaded model.
-    pub model_layers: Vec<String>,
-    /// The running feature computation.
-    pub feature_job: Option<ModelJob<Result<crate::synth::FeatureMaps, String>>>,
-    /// The last computed feature maps.
-    pub feature_maps: Option<crate::synth::FeatureMaps>,
-    feature_textures: Vec<(egui::TextureHandle, f32, f32)>,
-    filter_textures: Vec<egui::TextureHandle>,
-    feature_enlarged: Option<usize>,
-    /// Recent frame times (ms), for the diagnostics window.
-    pub frame_ms: std::collections::VecDeque<f64>,
-    /// The Training panel and Runs view.
-    pub training: training_panel::TrainingState,
-    /// The Grad-CAM window.
-    pub gradcam: gradcam_panel::GradcamState,
-    /// The reader-study reading view, when the app runs a study.
-    pub reading: Option<study_panel::ReadingState>,
-    /// Study setup and results windows.
-    pub study: study_setup::StudyTools,
 }
 
 impl SynthScopeApp {
     /// Build the app from eframe's creation context.
     pub fn new(cc: &eframe::CreationContext<'_>, options: AppOptions) -> Self {
-        let has_gpu_renderer = if let Some(rs) = &cc.wgpu_render_state {
-            render::SliceRenderer::install(rs);
-            true
-        } else {
-            false
-        };
         let ctx = cc.egui_ctx.clone();
         let adapter = cc
             .wgpu_render_state
@@ -265,22 +132,24 @@ impl SynthScopeApp {
         } else {
             LoadRequest::Paths(options.paths.clone())
         };
-        let c1 = ctx.clone();
-        // A reader study loads its own cases; the viewer's data stays out of sight.
-        let load_job = options
-            .study
-            .is_none()
-            .then(|| LoadJob::start(request, move || c1.request_repaint()));
-        let reading = options
-            .study
-            .clone()
-            .map(|s| study_panel::ReadingState::new(s, &ctx));
-        let self_test_job = options.self_test.then(|| {
-            let c2 = ctx.clone();
-            SelfTestJob::start(move || c2.request_repaint())
-        });
-        let mut training = training_panel::TrainingState::default();
         let mut errors = Vec::new();
+        // A reader study loads its own cases; the viewer's data stays out of sight.
+        let load_job = if options.study.is_none() {
+            LoadJob::start(request, repaint(&ctx))
+                .map_err(|e| errors.push(format!("Loading: {e}")))
+                .ok()
+        } else {
+            None
+        };
+        let reading = options.study.clone().map(|s| ReadingState::new(s, &ctx));
+        let self_test_job = if options.self_test {
+            jobs::start_self_test(repaint(&ctx))
+                .map_err(|e| errors.push(format!("GPU self-test: {e}")))
+                .ok()
+        } else {
+            None
+        };
+        let mut training = TrainingState::default();
         if let Some(path) = &options.train_config {
             match crate::train::TrainConfig::read(path) {
                 Ok(cfg) => training.set_config(cfg, true),
@@ -290,66 +159,28 @@ impl SynthScopeApp {
         let demo = options.paths.is_empty() && !options.small_demo && options.study.is_none();
         let mut app = Self {
             volumes: Vec::new(),
-            ct: None,
-            mr: None,
-            display: HashMap::new(),
-            view: ViewState::default(),
-            wl_mode: false,
-            show_inset: false,
-            inset_mag: 3.0,
-            checker_mm: 16.0,
+            pair: Pair::default(),
+            viewer: Viewer::new(cc.wgpu_render_state.clone()),
             errors,
-            show_browser: false,
-            show_diagnostics: false,
+            model: ModelSlot::default(),
+            registration: RegistrationState::default(),
+            synthesis: SynthesisState::default(),
+            features: FeatureState::default(),
+            training,
+            gradcam: GradcamState::default(),
+            reading,
+            study: StudyTools::default(),
             load_job,
-            adapter,
-            self_test: None,
-            self_test_job,
-            has_gpu_renderer,
-            render_state: cc.wgpu_render_state.clone(),
-            packed: HashMap::new(),
-            hover: None,
+            diagnostics: Diagnostics::new(adapter, self_test_job),
+            show_browser: false,
+            dialogs: Dialogs::default(),
             commands: Vec::new(),
-            file_dialog: None,
-            screenshot_at_start: options.screenshot.clone().map(|p| (p, 0)),
+            async_messages: Default::default(),
+            ctx: Some(ctx),
             autoscroll: options
                 .autoscroll_frames
                 .map(|n| (n, Instant::now(), FrameStats::default())),
-            last_frame: None,
-            frame_ms: Default::default(),
-            mr_transform: None,
-            transform_history: Vec::new(),
-            register_job: None,
-            register_result: None,
-            register_curve: Vec::new(),
-            register_affine: true,
-            show_registration: false,
-            register_mask: None,
-            compare: Combine::Checker(16.0),
-            transform_dialog: None,
-            model: None,
-            synth_job: None,
-            synthetic: None,
-            synth_metrics: None,
-            synth_registration: None,
-            show_synthesis: false,
-            model_pending: None,
-            third_shows_synthetic: false,
-            show_features: false,
-            feature_layer: 1,
-            model_layers: Vec::new(),
-            feature_job: None,
-            feature_maps: None,
-            feature_textures: Vec::new(),
-            filter_textures: Vec::new(),
-            feature_enlarged: None,
-            training,
-            gradcam: Default::default(),
-            reading,
-            study: Default::default(),
-            async_messages: Default::default(),
-            ctx: Some(ctx.clone()),
-            panes_rect: egui::Rect::NOTHING,
+            screenshot_at_start: options.screenshot.clone().map(|p| (p, 0)),
         };
         if demo {
             // First-run synthesis shows a trained network's output, never an untrained one.
@@ -366,60 +197,35 @@ impl SynthScopeApp {
 
     /// Wait for running background jobs and take their results (tests, benchmarks).
     pub fn wait_for_jobs(&mut self, timeout: Duration) {
-        self.poll_gradcam(Some(timeout));
-        if let Some(job) = &self.training.job {
+        self.take_gradcam(Some(timeout));
+        if let Some(t) = &self.training.job {
             // Its result is taken by the next frame (which also turns the preview into textures).
-            job.wait_finished(timeout);
+            t.job.wait_finished(timeout);
         }
-        if let Some(job) = &self.load_job
-            && let Some((r, packed)) = job.wait(timeout)
-        {
-            self.load_job = None;
-            self.packed.extend(packed);
-            self.finish_load(r);
-        }
-        if let Some(job) = &self.synth_job
-            && let Some(r) = job.wait(timeout)
-        {
-            self.synth_job = None;
-            self.finish_synthesis(r);
-        }
-        if let Some(job) = &mut self.register_job
-            && let Some(r) = job.wait(timeout)
-        {
-            self.register_curve = std::mem::take(&mut job.curve);
-            self.register_job = None;
-            self.finish_registration(r);
-        }
-        if let Some(job) = &self.self_test_job
-            && let Some(r) = job.wait(timeout)
-        {
-            self.self_test_job = None;
-            self.self_test = Some(r);
-        }
+        self.take_load(Some(timeout));
+        self.take_synthesis(Some(timeout));
+        self.take_registration(Some(timeout));
+        self.diagnostics.take_self_test(Some(timeout));
     }
 
     /// Volumes uploaded to the GPU so far (each volume once; scrolling never re-uploads).
     pub fn gpu_uploads(&self) -> u64 {
-        self.render_state
-            .as_ref()
-            .map(render::upload_count)
-            .unwrap_or(0)
+        self.viewer.gpu_uploads()
     }
 
     /// The wgpu device the views draw with.
     pub fn render_device(&self) -> Option<&eframe::egui_wgpu::wgpu::Device> {
-        self.render_state.as_ref().map(|r| &r.device)
+        self.viewer.render_state.as_ref().map(|r| &r.device)
     }
 
     /// The CT-role volume.
     pub fn ct_volume(&self) -> Option<&Arc<Volume>> {
-        self.ct.and_then(|i| self.volumes.get(i))
+        self.pair.ct_volume(&self.volumes)
     }
 
     /// The MR-role volume.
     pub fn mr_volume(&self) -> Option<&Arc<Volume>> {
-        self.mr.and_then(|i| self.volumes.get(i))
+        self.pair.mr_volume(&self.volumes)
     }
 
     /// The reference volume that drives the view geometry (CT, else MR).
@@ -427,80 +233,46 @@ impl SynthScopeApp {
         self.ct_volume().or(self.mr_volume())
     }
 
-    fn default_display(v: &Volume) -> Display {
-        let window = if v.meta.modality == "CT" {
-            CT_PRESETS[0].window
-        } else {
-            let (lo, hi) = v.robust_range(2.0, 98.0);
-            WindowLevel::from_range(lo, hi)
-        };
-        Display {
-            window,
-            colormap: Colormap::Grey,
-        }
-    }
-
-    /// Display settings of volume `v` (defaults when not set yet).
-    pub fn display_of(&self, v: &Volume) -> Display {
-        self.display
-            .get(&v.id)
-            .copied()
-            .unwrap_or_else(|| Self::default_display(v))
-    }
-
-    /// Apply a CT window preset (by index into `CT_PRESETS`) to the CT volume.
-    pub fn apply_ct_preset(&mut self, i: usize) {
-        if let (Some(v), Some(p)) = (self.ct_volume().cloned(), CT_PRESETS.get(i)) {
-            let mut d = self.display_of(&v);
-            d.window = p.window;
-            self.display.insert(v.id, d);
-        }
-    }
-
-    /// Auto-window (robust 2-98% inside the head) the MR volume.
-    pub fn auto_window_mr(&mut self) {
-        if let Some(v) = self.mr_volume().cloned() {
-            let (lo, hi) = v.robust_range(2.0, 98.0);
-            let mut d = self.display_of(&v);
-            d.window = WindowLevel::from_range(lo, hi);
-            self.display.insert(v.id, d);
-        }
-    }
-
     /// Assign a role to volume `i` (replacing the previous holder of that role).
     pub fn set_role(&mut self, i: usize, role: Option<Role>) {
-        if self.ct == Some(i) {
-            self.ct = None;
-        }
-        if self.mr == Some(i) {
-            self.mr = None;
-        }
-        match role {
-            Some(Role::Ct) => self.ct = Some(i),
-            Some(Role::Mr) => self.mr = Some(i),
-            None => {}
-        }
+        self.pair.set_role(i, role);
         self.fit_view();
     }
 
     /// Fit the views to the reference volume, crosshair at its centre.
     pub fn fit_view(&mut self) {
-        let o = self.view.orientation;
+        let o = self.viewer.view.orientation;
         if let Some(r) = self.reference() {
-            self.view = ViewState::fit(&r.geometry, o);
+            self.viewer.view = ViewState::fit(&r.geometry, o);
         }
     }
 
     /// Scroll all views by `n` slices of the reference volume.
     pub fn scroll(&mut self, n: i32) {
         if let Some(r) = self.reference().cloned() {
-            self.view.scroll(&r.geometry, n);
+            self.viewer.view.scroll(&r.geometry, n);
         }
     }
 
     /// Slice index (0-based) and count of the reference volume at the crosshair.
     pub fn slice_index(&self) -> Option<(usize, usize)> {
-        self.reference().map(|r| self.view.slice_index(&r.geometry))
+        self.reference()
+            .map(|r| self.viewer.view.slice_index(&r.geometry))
+    }
+
+    /// Take a finished load (`timeout`: wait that long; None: only look).
+    fn take_load(&mut self, timeout: Option<Duration>) {
+        let Some(r) = self.load_job.as_ref().and_then(|j| j.job.take(timeout)) else {
+            return;
+        };
+        self.load_job = None;
+        match r {
+            Ok((r, packed)) => {
+                self.viewer.packed.extend(packed);
+                self.finish_load(r);
+            }
+            Err(e) => self.errors.push(format!("Loading: {e}")),
+        }
     }
 
     fn finish_load(&mut self, result: Result<crate::io::LoadOutcome, LoadError>) {
@@ -526,38 +298,12 @@ impl SynthScopeApp {
                         self.volumes.push(Arc::new(v));
                     }
                 }
-                let before = (self.ct, self.mr);
-                // The first CT and the first MR of what was just loaded take the panes (guessed
-                // from Modality); the series browser overrides.
-                let (mut got_ct, mut got_mr) = (false, false);
-                for i in first_new..self.volumes.len() {
-                    match self.volumes[i].meta.modality.as_str() {
-                        "CT" if !got_ct => {
-                            self.ct = Some(i);
-                            got_ct = true;
-                        }
-                        "MR" if !got_mr => {
-                            self.mr = Some(i);
-                            got_mr = true;
-                        }
-                        _ => {}
-                    }
-                }
-                // Anything else fills an empty pane.
-                for i in first_new..self.volumes.len() {
-                    if Some(i) == self.ct || Some(i) == self.mr {
-                        continue;
-                    }
-                    if self.ct.is_none() {
-                        self.ct = Some(i);
-                    } else if self.mr.is_none() {
-                        self.mr = Some(i);
-                    }
-                }
+                let before = (self.pair.ct, self.pair.mr);
+                self.pair.assign_new(&self.volumes, first_new);
                 if self.volumes.len() > 2 {
                     self.show_browser = true;
                 }
-                if (self.ct, self.mr) != before || first_new == 0 {
+                if (self.pair.ct, self.pair.mr) != before || first_new == 0 {
                     self.fit_view();
                 }
             }
@@ -568,234 +314,24 @@ impl SynthScopeApp {
         }
     }
 
-    fn poll_jobs(&mut self) {
-        if let Some(job) = &self.load_job
-            && let Some((r, packed)) = job.poll()
-        {
-            self.load_job = None;
-            self.packed.extend(packed);
-            self.finish_load(r);
+    /// Take what the workers have finished (every frame).
+    fn poll_jobs(&mut self, ctx: &egui::Context) {
+        self.take_load(None);
+        self.diagnostics.take_self_test(None);
+        self.take_synthesis(None);
+        self.take_registration(None);
+        self.viewer.forget_uploaded();
+        if let Ok(mut m) = self.async_messages.lock() {
+            self.errors.append(&mut m);
         }
-        if let Some(job) = &self.self_test_job
-            && let Some(r) = job.poll()
-        {
-            self.self_test_job = None;
-            self.self_test = Some(r);
+        self.poll_training(ctx);
+        if self.training.start_pending && self.load_job.is_none() {
+            self.training.start_pending = false;
+            self.start_training(ctx);
         }
-        if let Some(job) = &self.synth_job
-            && let Some(r) = job.poll()
-        {
-            self.synth_job = None;
-            self.finish_synthesis(r);
-        }
-        if let Some(job) = &mut self.register_job {
-            let done = job.poll();
-            self.register_curve.clone_from(&job.curve);
-            if let Some(r) = done {
-                self.register_job = None;
-                self.finish_registration(r);
-            }
-        }
-        // Packed copies are only needed until the renderer has the texture.
-        if let Some(rs) = &self.render_state {
-            self.packed.retain(|id, _| !render::is_uploaded(rs, *id));
-        }
-        if let Some(rx) = &self.file_dialog
-            && let Ok(r) = rx.try_recv()
-        {
-            self.file_dialog = None;
-            if let Some(paths) = r.filter(|p| !p.is_empty()) {
-                self.commands.push(Command::Open(LoadRequest::Paths(paths)));
-            }
-        }
-    }
-
-    fn run_commands(&mut self, ctx: &egui::Context) {
-        for cmd in std::mem::take(&mut self.commands) {
-            match cmd {
-                Command::Open(req) => {
-                    if self.load_job.is_none() {
-                        let c = ctx.clone();
-                        self.load_job = Some(LoadJob::start(req, move || c.request_repaint()));
-                    } else {
-                        self.errors
-                            .push("A load is already running; cancel it first.".into());
-                    }
-                }
-                Command::PickFiles | Command::PickFolder => {
-                    let folder = matches!(cmd, Command::PickFolder);
-                    let (tx, rx) = crossbeam_channel::bounded(1);
-                    let c = ctx.clone();
-                    // The native dialog blocks its thread; keep the UI thread free.
-                    let spawned = std::thread::Builder::new()
-                        .name("file-dialog".into())
-                        .spawn(move || {
-                            let d = rfd::FileDialog::new()
-                                .set_title("Open CT / MR (DICOM folder or files, NIfTI)");
-                            let r = if folder {
-                                d.pick_folder().map(|p| vec![p])
-                            } else {
-                                d.pick_files()
-                            };
-                            let _ = tx.send(r);
-                            c.request_repaint();
-                        });
-                    if spawned.is_ok() {
-                        self.file_dialog = Some(rx);
-                    }
-                }
-                Command::Reset => self.fit_view(),
-                Command::Quit => ctx.send_viewport_cmd(egui::ViewportCommand::Close),
-                Command::Dialog(d) => self.open_dialog(ctx, d),
-            }
-        }
-    }
-
-    fn panes_ui(&mut self, ui: &mut egui::Ui) {
-        let ct = self.ct_volume().cloned();
-        let mr = self.mr_volume().cloned();
-        let layer = |v: &Option<Arc<Volume>>, app: &Self| {
-            v.as_ref().map(|v| {
-                let d = app.display_of(v);
-                PaneLayer {
-                    volume: v.clone(),
-                    window: d.window,
-                    colormap: d.colormap,
-                    packed: app.packed.get(&v.id).cloned(),
-                    transform: None,
-                }
-            })
-        };
-        let ct_layer = layer(&ct, self);
-        let mut mr_layer = layer(&mr, self);
-        if let Some(l) = &mut mr_layer {
-            l.transform = self.mr_transform;
-        }
-        // The third pane: CT against MR, or the synthetic volume against its reference.
-        let synthetic = if self.third_shows_synthetic {
-            self.synthetic.and_then(|i| self.volumes.get(i).cloned())
-        } else {
-            None
-        };
-        let (third_layers, names) = match (&synthetic, self.model_direction()) {
-            (Some(sv), dir) => {
-                let mut sl = layer(&Some(sv.clone()), self);
-                let mr_to_ct = dir != Some(crate::model::Direction::CtToMr);
-                // Synthetic CT lives on the MR grid: drawn through the registration, windowed like the CT.
-                if let Some(l) = &mut sl {
-                    if mr_to_ct {
-                        l.transform = self.mr_transform;
-                        if let Some(c) = &ct {
-                            l.window = self.display_of(c).window;
-                        }
-                    } else if let Some(m) = &mr {
-                        l.window = self.display_of(m).window;
-                    }
-                }
-                let reference = if mr_to_ct {
-                    ct_layer.clone()
-                } else {
-                    mr_layer.clone()
-                };
-                ([reference, sl], ("real", "synthetic"))
-            }
-            (None, _) => ([ct_layer.clone(), mr_layer.clone()], ("CT", "MR")),
-        };
-        let third = match self.compare {
-            Combine::Blend(_) => format!("Fade {} → {}", names.0, names.1),
-            Combine::Difference => format!("Difference {} − {} (windowed)", names.0, names.1),
-            Combine::SignedError { .. } => format!("{} − {} (image units)", names.1, names.0),
-            Combine::AbsError { .. } => format!("|{} − {}| (image units)", names.1, names.0),
-            _ => format!("Checkerboard {} / {}", names.0, names.1),
-        };
-        let compare = match self.compare {
-            Combine::Checker(_) => Combine::Checker(self.checker_mm),
-            other => other,
-        };
-        let title = |role: &str, v: &Option<Arc<Volume>>| match v {
-            Some(v) => format!("{role}: {}", v.meta.description),
-            None => role.to_string(),
-        };
-        let panes = [
-            (
-                title("CT", &ct),
-                [ct_layer.clone(), None],
-                Combine::Single,
-                ct.clone(),
-                "CT",
-            ),
-            (
-                title("MR", &mr),
-                [mr_layer.clone(), None],
-                Combine::Single,
-                mr.clone(),
-                "MR",
-            ),
-            (
-                format!(
-                    "{third}{}",
-                    if self.mr_transform.is_some() {
-                        " (registered)"
-                    } else {
-                        ""
-                    }
-                ),
-                third_layers,
-                compare,
-                ct.clone().or(mr.clone()),
-                "CT",
-            ),
-        ];
-        let gap = 4.0;
-        let avail = ui.available_rect_before_wrap();
-        self.panes_rect = avail;
-        let w = ((avail.width() - 2.0 * gap) / 3.0).max(10.0);
-        let mut scroll = 0;
-        let mut hover = None;
-        for (k, (title, layers, combine, probe_vol, name)) in panes.into_iter().enumerate() {
-            let rect = egui::Rect::from_min_size(
-                egui::pos2(avail.min.x + k as f32 * (w + gap), avail.min.y),
-                egui::vec2(w, avail.height()),
-            );
-            let mut child =
-                ui.new_child(egui::UiBuilder::new().max_rect(rect).id_salt(("pane", k)));
-            let ev = pane_ui(
-                &mut child,
-                k as u64,
-                &title,
-                &mut self.view,
-                layers,
-                combine,
-                self.wl_mode,
-                self.has_gpu_renderer,
-                self.show_inset.then_some(self.inset_mag),
-                true,
-            );
-            scroll += ev.scroll;
-            if let Some(wpt) = ev.hover_world {
-                let t = if name == "MR" {
-                    self.mr_transform
-                } else {
-                    None
-                };
-                let probe = probe_vol
-                    .as_ref()
-                    .and_then(|v| view::probe(v, wpt, t.as_ref()));
-                hover = Some((name.to_string(), wpt, probe));
-            }
-            if let (Some((dw, dc)), Some(v)) = (ev.window_drag, probe_vol.as_ref()) {
-                let mut d = self.display_of(v);
-                let s = d.window.width.max(1.0) * 0.005;
-                d.window.width = (d.window.width + dw * s).max(1.0);
-                d.window.center += dc * s;
-                self.display.insert(v.id, d);
-            }
-        }
-        ui.allocate_rect(avail, egui::Sense::hover());
-        self.hover = hover;
-        if scroll != 0 {
-            self.scroll(scroll);
-        }
+        self.poll_features(ctx, None);
+        self.take_gradcam(None);
+        self.take_cam_pair(None);
     }
 }
 
@@ -803,28 +339,13 @@ impl eframe::App for SynthScopeApp {
     fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
         let ctx = ui.ctx().clone();
         let now = Instant::now();
-        if let Some(t) = self.last_frame {
-            self.frame_ms
-                .push_back(now.duration_since(t).as_secs_f64() * 1e3);
-            if self.frame_ms.len() > 240 {
-                self.frame_ms.pop_front();
-            }
-        }
-        self.last_frame = Some(now);
+        self.diagnostics.frame_at(now);
         if self.reading.is_some() {
             self.reading_ui(ui, &ctx);
             return;
         }
-        self.poll_jobs();
-        if let Ok(mut m) = self.async_messages.lock() {
-            self.errors.append(&mut m);
-        }
-        self.poll_training(&ctx);
-        if self.training.start_pending && self.load_job.is_none() {
-            self.training.start_pending = false;
-            self.start_training(&ctx);
-        }
-        self.poll_features(&ctx, None);
+        self.poll_pick_files();
+        self.poll_jobs(&ctx);
         // Files dropped on the window.
         let dropped: Vec<PathBuf> = ctx.input(|i| {
             i.raw
@@ -857,122 +378,6 @@ impl eframe::App for SynthScopeApp {
         self.run_commands(&ctx);
         self.autoscroll_step(&ctx, now);
         self.screenshot_step(&ctx);
-    }
-}
-
-impl SynthScopeApp {
-    /// Where the panes were drawn last frame, in physical pixels: [x, y, width, height].
-    pub(super) fn panes_px(&self, ctx: &egui::Context) -> [usize; 4] {
-        let ppp = ctx.pixels_per_point();
-        let r = self.panes_rect;
-        [
-            (r.min.x * ppp).round() as usize,
-            (r.min.y * ppp).round() as usize,
-            (r.width() * ppp).round() as usize,
-            (r.height() * ppp).round() as usize,
-        ]
-    }
-
-    /// `--screenshot`: once the data is shown (a few frames after loading), save the panes as
-    /// PNG through the real framebuffer, print where, and quit (exit status 1 on failure).
-    fn screenshot_step(&mut self, ctx: &egui::Context) {
-        let Some((path, frames)) = &mut self.screenshot_at_start else {
-            return;
-        };
-        ctx.request_repaint();
-        if self.load_job.is_some() || self.volumes.is_empty() {
-            return;
-        }
-        *frames += 1;
-        if *frames < 5 {
-            return;
-        }
-        let path = path.clone();
-        self.screenshot_at_start = None;
-        let rect = self.panes_px(ctx);
-        let c = ctx.clone();
-        ctx.request_screenshot(move |img| match save_png_crop(&img, rect, &path) {
-            Ok((w, h)) => {
-                println!(
-                    "screenshot: {} ({w} x {h} pixels, the three panes)",
-                    path.display()
-                );
-                c.send_viewport_cmd(egui::ViewportCommand::Close);
-                c.request_repaint();
-            }
-            Err(e) => {
-                eprintln!("error: {e}");
-                std::process::exit(1);
-            }
-        });
-    }
-
-    fn autoscroll_step(&mut self, ctx: &egui::Context, now: Instant) {
-        let Some((left, last, stats)) = &mut self.autoscroll else {
-            return;
-        };
-        if self.load_job.is_some() || self.volumes.is_empty() {
-            *last = now;
-            ctx.request_repaint();
-            return;
-        }
-        stats
-            .frame_ms
-            .push(now.duration_since(*last).as_secs_f64() * 1e3);
-        *last = now;
-        if *left == 0 {
-            // First half: repaint without moving (reference); second half: one slice per frame.
-            let all = &stats.frame_ms[1..];
-            let half = all.len() / 2;
-            let summary = |v: &[f64]| {
-                let mut v = v.to_vec();
-                v.sort_by(f64::total_cmp);
-                let mean = v.iter().sum::<f64>() / v.len().max(1) as f64;
-                (
-                    mean,
-                    v.get(v.len() / 2).copied().unwrap_or(0.0),
-                    v.get((v.len() * 95 / 100).min(v.len().saturating_sub(1)))
-                        .copied()
-                        .unwrap_or(0.0),
-                )
-            };
-            let (sm, smed, sp95) = summary(&all[..half]);
-            let (m, med, p95) = summary(&all[half..]);
-            println!(
-                "autoscroll: static repaint (reference): {half} frames, mean {sm:.2} ms, median {smed:.2} ms, p95 {sp95:.2} ms"
-            );
-            println!(
-                "autoscroll: scrolling one slice/frame:  {} frames, mean {m:.2} ms, median {med:.2} ms, p95 {p95:.2} ms",
-                all.len() - half
-            );
-            println!(
-                "autoscroll: scrolling/static mean frame time ratio {:.2}; volume uploads {}",
-                m / sm.max(1e-9),
-                self.gpu_uploads()
-            );
-            self.autoscroll = None;
-            ctx.send_viewport_cmd(egui::ViewportCommand::Close);
-            return;
-        }
-        *left -= 1;
-        let total = stats.frame_ms.len() + *left;
-        if *left > total / 2 {
-            ctx.request_repaint();
-            return;
-        }
-        // Bounce through the volume so every frame shows a new slice.
-        let left = *left;
-        let (i, n) = self.slice_index().unwrap_or((0, 1));
-        let dir = if (left / n.max(1)) % 2 == 0 { 1 } else { -1 };
-        let dir = if i + 1 >= n {
-            -1
-        } else if i == 0 {
-            1
-        } else {
-            dir
-        };
-        self.scroll(dir);
-        ctx.request_repaint();
     }
 }
 

@@ -1,8 +1,7 @@
 //! Decoding files into volumes (DICOM series, NIfTI) and writing them back, plus the demo phantom.
 
-pub mod dicom_read;
-pub mod dicom_write;
-pub mod nifti_io;
+pub mod dicom;
+pub mod nifti;
 pub mod phantom;
 
 use crate::volume::Volume;
@@ -124,11 +123,11 @@ pub fn is_json_path(p: &Path) -> bool {
 pub fn parse_settings<T: serde::de::DeserializeOwned>(
     path: &Path,
     text: &str,
-) -> Result<T, String> {
+) -> Result<T, LoadError> {
     if is_json_path(path) {
-        serde_json::from_str(text).map_err(|e| format!("{}: {e}", path.display()))
+        serde_json::from_str(text).map_err(|e| LoadError::file(path, e.to_string()))
     } else {
-        toml::from_str(text).map_err(|e| format!("{}: {e}", path.display()))
+        toml::from_str(text).map_err(|e| LoadError::file(path, e.to_string()))
     }
 }
 
@@ -165,20 +164,20 @@ pub fn load_paths(paths: &[PathBuf], progress: &Progress) -> Result<LoadOutcome,
     let mut out = LoadOutcome::default();
     for f in &nifti {
         progress.check()?;
-        match nifti_io::read_nifti(f) {
+        match nifti::read_nifti(f) {
             Ok(v) => out.volumes.push(v),
             Err(e) => out.errors.push(e),
         }
     }
     if !dicom.is_empty() {
-        let scan = dicom_read::scan(&dicom, progress)?;
+        let scan = dicom::scan(&dicom, progress)?;
         out.errors.extend(scan.errors);
         let series = scan.series;
         let total: usize = series.iter().map(|s| s.slices.len()).sum();
         progress.start("Decoding DICOM", total);
         for s in &series {
             progress.check()?;
-            match dicom_read::decode_series(s, progress) {
+            match dicom::decode_series(s, progress) {
                 Ok(v) => out.volumes.push(v),
                 Err(LoadError::Cancelled) => return Err(LoadError::Cancelled),
                 Err(e) => out.errors.push(e),

@@ -33,7 +33,7 @@ pub struct Rigid {
 impl Rigid {
     /// The rotation matrix R = Rz * Ry * Rx.
     pub fn matrix(&self) -> [[f64; 3]; 3] {
-        crate::register::transform::euler_matrix(self.rotation_deg.map(f64::to_radians))
+        crate::volume::transform::euler_matrix(self.rotation_deg.map(f64::to_radians))
     }
 
     /// Map point p: R (p - c) + c + t.

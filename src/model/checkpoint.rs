@@ -2,7 +2,7 @@
 //! rebuilds the exact network (`NAME.json`), so one file pair alone restores a model. Both are
 //! written to temporary names and renamed, so an interrupted save never leaves a torn checkpoint.
 
-use super::{Classifier, ClassifierConfig, Drunet, DrunetConfig, Unet, UnetConfig};
+use super::{Classifier, ClassifierConfig, Drunet, DrunetConfig, ModelError, Unet, UnetConfig};
 use burn::module::Module;
 use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
@@ -50,7 +50,7 @@ pub const CHECKPOINT_FORMAT: u32 = 1;
 
 impl ModelSpec {
     /// Build the network (fresh weights) on `device`.
-    pub fn init(&self, device: &Device) -> Result<AnyModel, String> {
+    pub fn init(&self, device: &Device) -> Result<AnyModel, ModelError> {
         Ok(match self {
             ModelSpec::Unet(c) => AnyModel::Unet(c.init(device)),
             ModelSpec::Drunet(c) => AnyModel::Drunet(c.init(device)?),
@@ -69,11 +69,11 @@ pub fn save(
     spec: &ModelSpec,
     notes: serde_json::Value,
     path: &Path,
-) -> Result<(), String> {
+) -> Result<(), ModelError> {
     let (bpk, json) = paths(path);
     let tmp_bpk = bpk.with_extension("bpk.partial");
     let tmp_json = json.with_extension("json.partial");
-    let err = |p: &Path, e: String| format!("{}: cannot save checkpoint: {e}", p.display());
+    let err = |p: &Path, e: String| ModelError::file(p, format!("cannot save checkpoint: {e}"));
     let r = match model {
         AnyModel::Unet(m) => m.clone().save_file(&tmp_bpk),
         AnyModel::Drunet(m) => m.clone().save_file(&tmp_bpk),
@@ -94,7 +94,7 @@ pub fn save(
 
 /// Copy the checkpoint pair at `from` to `to` (file copies, each written to a temporary name and
 /// renamed, as [`save`] does): a second name for saved weights without reading them back again.
-pub fn copy(from: &Path, to: &Path) -> Result<(), String> {
+pub fn copy(from: &Path, to: &Path) -> Result<(), ModelError> {
     let (src, dst) = (paths(from), paths(to));
     for (s, d) in [(&src.0, &dst.0), (&src.1, &dst.1)] {
         let tmp = d.with_extension(format!(
@@ -104,10 +104,9 @@ pub fn copy(from: &Path, to: &Path) -> Result<(), String> {
         std::fs::copy(s, &tmp)
             .and_then(|_| std::fs::rename(&tmp, d))
             .map_err(|e| {
-                format!(
-                    "{}: cannot copy the checkpoint to {}: {e}",
-                    s.display(),
-                    d.display()
+                ModelError::file(
+                    s,
+                    format!("cannot copy the checkpoint to {}: {e}", d.display()),
                 )
             })?;
     }
@@ -115,32 +114,29 @@ pub fn copy(from: &Path, to: &Path) -> Result<(), String> {
 }
 
 /// Load a checkpoint (either file of the pair, or their common stem) onto `device`.
-pub fn load(path: &Path, device: &Device) -> Result<(AnyModel, CheckpointMeta), String> {
+pub fn load(path: &Path, device: &Device) -> Result<(AnyModel, CheckpointMeta), ModelError> {
     let (bpk, json) = paths(path);
     let text = std::fs::read_to_string(&json)
-        .map_err(|e| format!("{}: cannot read the checkpoint config: {e}", json.display()))?;
-    let meta: CheckpointMeta = serde_json::from_str(&text).map_err(|e| {
-        format!(
-            "{}: not a SynthScope checkpoint config: {e}",
-            json.display()
-        )
-    })?;
+        .map_err(|e| ModelError::file(&json, format!("cannot read the checkpoint config: {e}")))?;
+    let meta: CheckpointMeta = serde_json::from_str(&text)
+        .map_err(|e| ModelError::file(&json, format!("not a SynthScope checkpoint config: {e}")))?;
     if meta.format != CHECKPOINT_FORMAT {
-        return Err(format!(
-            "{}: checkpoint format {} (this build reads {CHECKPOINT_FORMAT})",
-            json.display(),
-            meta.format
+        return Err(ModelError::file(
+            &json,
+            format!(
+                "checkpoint format {} (this build reads {CHECKPOINT_FORMAT})",
+                meta.format
+            ),
         ));
     }
     if !bpk.exists() {
-        return Err(format!("{}: weights file missing", bpk.display()));
+        return Err(ModelError::file(&bpk, "weights file missing"));
     }
     let model = meta.model.init(device)?;
     let e = |err: burn::store::RecordError| {
-        format!(
-            "{}: weights do not fit the {:?} config: {err:?}",
-            bpk.display(),
-            meta.model
+        ModelError::file(
+            &bpk,
+            format!("weights do not fit the {:?} config: {err:?}", meta.model),
         )
     };
     let model = match model {

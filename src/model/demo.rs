@@ -3,6 +3,7 @@
 //! patients (MR -> CT). It shows what synthesis looks like on the demo pair; it has never seen
 //! a real patient.
 
+use super::ModelError;
 use super::checkpoint::{self, AnyModel, CheckpointMeta};
 use burn::tensor::Device;
 use std::path::PathBuf;
@@ -21,7 +22,7 @@ pub const DEMO_CLASSIFIER_NAME: &str = "embedded demo MR/CT classifier (trained 
 
 /// Load the embedded demo model onto `device`. The pair is written once to the user's cache
 /// folder (burn reads checkpoints from files) and loaded from there.
-pub fn load_demo_model(device: &Device) -> Result<(AnyModel, CheckpointMeta, PathBuf), String> {
+pub fn load_demo_model(device: &Device) -> Result<(AnyModel, CheckpointMeta, PathBuf), ModelError> {
     let (model, meta) = load_embedded(BPK, JSON, "demo-model", device)?;
     Ok((model, meta, PathBuf::from(DEMO_MODEL_NAME)))
 }
@@ -31,7 +32,7 @@ pub fn load_demo_model(device: &Device) -> Result<(AnyModel, CheckpointMeta, Pat
 /// same phantom patients) onto `device`.
 pub fn load_demo_classifier(
     device: &Device,
-) -> Result<(AnyModel, CheckpointMeta, PathBuf), String> {
+) -> Result<(AnyModel, CheckpointMeta, PathBuf), ModelError> {
     let (model, meta) = load_embedded(CLASSIFIER_BPK, CLASSIFIER_JSON, "demo-classifier", device)?;
     Ok((model, meta, PathBuf::from(DEMO_CLASSIFIER_NAME)))
 }
@@ -43,7 +44,7 @@ fn load_embedded(
     json_text: &str,
     tag: &str,
     device: &Device,
-) -> Result<(AnyModel, CheckpointMeta), String> {
+) -> Result<(AnyModel, CheckpointMeta), ModelError> {
     let base = std::env::var_os("XDG_CACHE_HOME")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
@@ -59,12 +60,12 @@ fn load_embedded(
     let (bpk, json) = (stem.with_extension("bpk"), stem.with_extension("json"));
     if !bpk.exists() || !json.exists() {
         std::fs::create_dir_all(&base)
-            .map_err(|e| format!("{}: cannot create: {e}", base.display()))?;
+            .map_err(|e| ModelError::file(&base, format!("cannot create: {e}")))?;
         let write = |p: &PathBuf, data: &[u8]| {
             let tmp = p.with_extension("partial");
             std::fs::write(&tmp, data)
                 .and_then(|_| std::fs::rename(&tmp, p))
-                .map_err(|e| format!("{}: cannot write: {e}", p.display()))
+                .map_err(|e| ModelError::file(p, format!("cannot write: {e}")))
         };
         write(&bpk, bpk_bytes)?;
         write(&json, json_text.as_bytes())?;

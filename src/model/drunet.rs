@@ -1,6 +1,6 @@
 //! DRUNet: a U-Net whose encoder and decoder are ResNet stages (shared/METHODS.md, method 1).
 
-use super::Direction;
+use super::{Direction, ModelError};
 use super::blocks::{BlockKind, ConvBn, Stage, Up};
 use burn::config::Config;
 use burn::module::Module;
@@ -37,19 +37,23 @@ pub struct DrunetConfig {
 
 impl DrunetConfig {
     /// Block kind and stage depths of the encoder.
-    pub fn layout(&self) -> Result<(BlockKind, [usize; 4]), String> {
+    pub fn layout(&self) -> Result<(BlockKind, [usize; 4]), ModelError> {
         Ok(match self.depth {
             18 => (BlockKind::Basic, [2, 2, 2, 2]),
             34 => (BlockKind::Basic, [3, 4, 6, 3]),
             50 => (BlockKind::Bottleneck, [3, 4, 6, 3]),
             101 => (BlockKind::Bottleneck, [3, 4, 23, 3]),
-            d => return Err(format!("DRUNet depth {d} is not one of 18, 34, 50, 101")),
+            d => {
+                return Err(ModelError::Config(format!(
+                    "DRUNet depth {d} is not one of 18, 34, 50, 101"
+                )));
+            }
         })
     }
 
     /// Encoder activations for an `input_size` slice: (channels, side) of the stem and the four
     /// stages; the last is the centre. DRUNet-101 at 448: 64x224, 256x112, 512x56, 1024x28, 2048x14.
-    pub fn encoder_shapes(&self) -> Result<Vec<(usize, usize)>, String> {
+    pub fn encoder_shapes(&self) -> Result<Vec<(usize, usize)>, ModelError> {
         let (kind, _) = self.layout()?;
         let e = if kind == BlockKind::Bottleneck { 4 } else { 1 };
         let b = self.base_width;
@@ -65,7 +69,7 @@ impl DrunetConfig {
 
     /// Number of parameters from the layout alone, as burn's `num_params()` of `init` counts them
     /// (batch-norm running statistics included).
-    pub fn param_count(&self) -> Result<usize, String> {
+    pub fn param_count(&self) -> Result<usize, ModelError> {
         use super::blocks::{convbn_params, stage_params};
         let (kind, depths) = self.layout()?;
         let b = self.base_width;
@@ -88,7 +92,7 @@ impl DrunetConfig {
     }
 
     /// Build the network on `device`.
-    pub fn init(&self, device: &Device) -> Result<Drunet, String> {
+    pub fn init(&self, device: &Device) -> Result<Drunet, ModelError> {
         let (kind, depths) = self.layout()?;
         let b = self.base_width;
         let expand = if kind == BlockKind::Bottleneck { 4 } else { 1 };

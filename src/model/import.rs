@@ -9,6 +9,7 @@
 //! keys (the import test does so). A checkpoint with a `state_dict` entry (as
 //! `torch.save({"state_dict": ...})` writes) is read from there.
 
+use super::ModelError;
 use super::checkpoint::AnyModel;
 use burn::store::{ModuleSnapshot, PyTorchToBurnAdapter, PytorchStore, SafetensorsStore};
 use std::path::Path;
@@ -40,9 +41,9 @@ fn report(r: burn::store::ApplyResult) -> Result<ImportReport, String> {
 }
 
 /// Load PyTorch weights from `path` into `model` (in place). Every model tensor must be found.
-pub fn import_pytorch(model: &mut AnyModel, path: &Path) -> Result<ImportReport, String> {
+pub fn import_pytorch(model: &mut AnyModel, path: &Path) -> Result<ImportReport, ModelError> {
     let name = path.to_string_lossy().to_ascii_lowercase();
-    let e = |err: String| format!("{}: {err}", path.display());
+    let e = |err: String| ModelError::file(path, err);
     let result = if name.ends_with(".safetensors") {
         let mut store = SafetensorsStore::from_file(path)
             .with_from_adapter(PyTorchToBurnAdapter)

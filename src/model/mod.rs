@@ -7,6 +7,7 @@ pub mod checkpoint;
 pub mod demo;
 mod drunet;
 pub mod import;
+pub mod normalise;
 mod unet;
 pub mod vgg;
 
@@ -14,6 +15,46 @@ pub use drunet::{Drunet, DrunetConfig};
 pub use unet::{Classifier, ClassifierConfig, Unet, UnetConfig};
 
 use burn::config::Config;
+use std::path::{Path, PathBuf};
+
+/// What can go wrong building, saving, loading or importing a network.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    /// A file could not be read or written, or does not hold what it should.
+    #[error("{}: {problem}", path.display())]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// A configuration asks for a network this build cannot make.
+    #[error("{0}")]
+    Config(String),
+    /// The network cannot do what was asked of it (a classifier asked to synthesise, ...).
+    #[error("{0}")]
+    Unsupported(String),
+    /// A tensor could not be read back from the device.
+    #[error("reading a tensor from the device: {0}")]
+    Tensor(String),
+}
+
+impl ModelError {
+    /// A problem with `path`.
+    pub fn file(path: &Path, problem: impl Into<String>) -> Self {
+        ModelError::File {
+            path: path.to_path_buf(),
+            problem: problem.into(),
+        }
+    }
+}
+
+/// The values of a (small) tensor read back from its device.
+pub fn tensor_values<const D: usize>(t: burn::tensor::Tensor<D>) -> Result<Vec<f32>, ModelError> {
+    t.into_data()
+        .try_into_vec::<f32>()
+        .map_err(|e| ModelError::Tensor(format!("{e:?}")))
+}
 
 /// Which way a network translates.
 #[derive(Config, Debug, Copy, PartialEq, Eq)]

@@ -62,9 +62,9 @@ impl Vgg19 {
 
     /// Load torchvision weights (`features.N.weight`, `features.N.bias`; the classifier head is
     /// ignored). Every convolution must be found.
-    pub fn load_torchvision(path: &Path, device: &Device) -> Result<Self, String> {
+    pub fn load_torchvision(path: &Path, device: &Device) -> Result<Self, super::ModelError> {
         let mut model = Self::new(device);
-        let e = |err: String| format!("{}: {err}", path.display());
+        let e = |err: String| super::ModelError::file(path, err);
         let name = path.to_string_lossy().to_ascii_lowercase();
         // torchvision's `features.N.` (N skipping the ReLU and pool slots) -> our `convs.k.`.
         let remapper = TORCHVISION_INDEX

@@ -3,7 +3,7 @@
 //! sums into MI and its gradient ([`super::metric::finish`]).
 
 use super::metric::{MattesMi, MetricValue, finish};
-use super::transform::Affine;
+use crate::volume::transform::Affine;
 use burn::tensor::wgpu::wgpu;
 use std::sync::mpsc;
 

@@ -2,7 +2,7 @@
 //! histogram with a zero-order Parzen window on the fixed intensity and a cubic B-spline window
 //! on the moving intensity, so the metric has an analytic gradient in the transform parameters.
 
-use super::transform::Affine;
+use crate::volume::transform::Affine;
 use crate::volume::{Vec3, Volume, invert3};
 use rayon::prelude::*;
 
@@ -176,7 +176,7 @@ impl<'a> MattesMi<'a> {
                 - origin[2]
                 - (a[2][0] * ct[0] + a[2][1] * ct[1] + a[2][2] * ct[2]),
         ];
-        let ma = super::transform::mul3(&minv, &a);
+        let ma = crate::volume::transform::mul3(&minv, &a);
         let mut vox = [[0f64; 4]; 3];
         for r in 0..3 {
             vox[r] = [

@@ -2,16 +2,22 @@
 //! (shrink 4-2-1), centre-of-mass initialisation, analytic metric gradient, regular-step
 //! gradient descent. CPU (rayon) implementation; the same code serves the panel and the CLI.
 
+mod backend;
 mod gpu_metric;
 mod metric;
-pub mod transform;
+mod optimiser;
+mod params;
+mod pyramid;
 
 pub use gpu_metric::{GpuMattes, GpuMetricError};
 pub use metric::{MattesMi, MetricValue};
-pub use transform::{Affine, Decomposition};
+// Moved to `volume`; re-exported until every caller uses the new paths.
+pub use crate::volume::resample::{resample, shrink};
+pub use crate::volume::transform::{self as transform, Affine, Decomposition};
 
 use crate::io::{LoadError, Progress};
-use crate::volume::{Geometry, Vec3, Volume, VolumeMeta};
+use crate::volume::{Vec3, Volume};
+use params::Params;
 use rayon::prelude::*;
 use serde::Serialize;
 use std::time::Instant;
@@ -145,52 +151,6 @@ impl From<LoadError> for RegisterError {
     }
 }
 
-/// Shrink a volume by block-averaging `f`-cubed blocks (a box pre-filter), keeping its place in space.
-pub fn shrink(v: &Volume, f: usize) -> Volume {
-    if f <= 1 {
-        return v.clone();
-    }
-    let g = &v.geometry;
-    let d = [
-        g.dims[0].div_ceil(f),
-        g.dims[1].div_ceil(f),
-        g.dims[2].div_ceil(f),
-    ];
-    let mut data = vec![0f32; d[0] * d[1] * d[2]];
-    data.par_chunks_mut(d[0] * d[1])
-        .enumerate()
-        .for_each(|(z, slice)| {
-            for y in 0..d[1] {
-                for x in 0..d[0] {
-                    let mut acc = 0f64;
-                    let mut n = 0u32;
-                    for zz in z * f..((z + 1) * f).min(g.dims[2]) {
-                        for yy in y * f..((y + 1) * f).min(g.dims[1]) {
-                            for xx in x * f..((x + 1) * f).min(g.dims[0]) {
-                                acc += v.get(xx, yy, zz) as f64;
-                                n += 1;
-                            }
-                        }
-                    }
-                    slice[x + d[0] * y] = (acc / n.max(1) as f64) as f32;
-                }
-            }
-        });
-    let half = (f as f64 - 1.0) / 2.0;
-    let origin = g.world_from_voxel([half, half, half]);
-    let geometry = Geometry {
-        dims: d,
-        spacing: [
-            g.spacing[0] * f as f64,
-            g.spacing[1] * f as f64,
-            g.spacing[2] * f as f64,
-        ],
-        origin,
-        direction: g.direction,
-    };
-    Volume::new(geometry, data, v.meta.clone())
-}
-
 /// Intensity-weighted centre of mass of the part of `v` above a background threshold.
 pub fn center_of_mass(v: &Volume) -> Option<Vec3> {
     let (min, max) = v.min_max();
@@ -233,103 +193,6 @@ pub fn center_of_mass(v: &Volume) -> Option<Vec3> {
     Some(g.world_from_voxel([acc[0] / sum, acc[1] / sum, acc[2] / sum]))
 }
 
-/// Parameter vector of a stage, and the transform it gives.
-#[derive(Clone, Debug)]
-struct Params {
-    stage: Stage,
-    p: Vec<f64>,
-    center: Vec3,
-}
-
-impl Params {
-    fn transform(&self) -> Affine {
-        match self.stage {
-            Stage::Rigid => Affine::rigid(
-                [self.p[0], self.p[1], self.p[2]],
-                [self.p[3], self.p[4], self.p[5]],
-                self.center,
-            ),
-            Stage::Affine => Affine::from_itk_parameters(&self.p, self.center),
-        }
-    }
-
-    /// Millimetres of displacement per unit of each parameter (radius for rotations and matrix entries).
-    fn scales(&self, radius: f64) -> Vec<f64> {
-        match self.stage {
-            Stage::Rigid => vec![radius, radius, radius, 1.0, 1.0, 1.0],
-            Stage::Affine => {
-                let mut s = vec![radius; 9];
-                s.extend([1.0, 1.0, 1.0]);
-                s
-            }
-        }
-    }
-}
-
-/// Derivatives of the rotation matrix in each Euler angle (rigid stage), computed once per
-/// evaluation rather than per sample.
-fn rotation_derivatives(p: &[f64]) -> [[[f64; 3]; 3]; 3] {
-    let [rx, ry, rz] = transform::axis_rotations([p[0], p[1], p[2]]);
-    // d/da of each elementary rotation: the same matrix with cos -> -sin, sin -> cos, 1 -> 0.
-    let (sx, cx) = p[0].sin_cos();
-    let (sy, cy) = p[1].sin_cos();
-    let (sz, cz) = p[2].sin_cos();
-    let drx = [[0.0, 0.0, 0.0], [0.0, -sx, -cx], [0.0, cx, -sx]];
-    let dry = [[-sy, 0.0, cy], [0.0, 0.0, 0.0], [-cy, 0.0, -sy]];
-    let drz = [[-sz, -cz, 0.0], [cz, -sz, 0.0], [0.0, 0.0, 0.0]];
-    [
-        transform::mul3(&rz, &transform::mul3(&ry, &drx)),
-        transform::mul3(&rz, &transform::mul3(&dry, &rx)),
-        transform::mul3(&drz, &transform::mul3(&ry, &rx)),
-    ]
-}
-
-/// Jacobian dy/dp (one column per parameter) of the transform at fixed point `x`; `dr` holds
-/// [`rotation_derivatives`] for the rigid stage.
-fn jacobian(params: &Params, dr: &[[[f64; 3]; 3]; 3], x: Vec3, out: &mut [[f64; 3]]) {
-    let c = params.center;
-    let d = [x[0] - c[0], x[1] - c[1], x[2] - c[2]];
-    match params.stage {
-        Stage::Rigid => {
-            for (k, mk) in dr.iter().enumerate() {
-                for r in 0..3 {
-                    out[k][r] = mk[r][0] * d[0] + mk[r][1] * d[1] + mk[r][2] * d[2];
-                }
-            }
-            for k in 0..3 {
-                out[3 + k] = [0.0; 3];
-                out[3 + k][k] = 1.0;
-            }
-        }
-        Stage::Affine => {
-            for i in 0..3 {
-                for j in 0..3 {
-                    out[3 * i + j] = [0.0; 3];
-                    out[3 * i + j][i] = d[j];
-                }
-            }
-            for k in 0..3 {
-                out[9 + k] = [0.0; 3];
-                out[9 + k][k] = 1.0;
-            }
-        }
-    }
-}
-
-/// Metric value and gradient at `params`.
-fn evaluate(metric: &MattesMi, params: &Params) -> MetricValue {
-    let dr = if params.stage == Stage::Rigid {
-        rotation_derivatives(&params.p)
-    } else {
-        [[[0.0; 3]; 3]; 3]
-    };
-    metric.evaluate(
-        &params.transform(),
-        |x, j| jacobian(params, &dr, x, j),
-        params.p.len(),
-    )
-}
-
 /// Register `moving` to `fixed`: the returned transform maps fixed (CT) points to moving (MR) points.
 ///
 /// `mask`, when given, is a volume on the fixed grid: samples are drawn where it is non-zero.
@@ -356,95 +219,27 @@ pub fn register(
         .ok_or_else(|| RegisterError::BadInput("fixed image has no foreground".into()))?;
     let cm = center_of_mass(moving)
         .ok_or_else(|| RegisterError::BadInput("moving image has no foreground".into()))?;
-    let (lo, hi) = fixed.geometry.world_bounds();
-    let radius = (0..3)
-        .map(|a| (hi[a] - lo[a]) / 2.0)
-        .fold(0.0, f64::max)
-        .clamp(20.0, 150.0)
-        * 0.6;
-    // Pyramid levels that keep at least 24 voxels along every axis of the fixed image.
-    let min_dim = *fixed.geometry.dims.iter().min().unwrap_or(&1);
-    let mut shrinks: Vec<usize> = cfg
-        .shrink
-        .iter()
-        .copied()
-        .filter(|&f| f == 1 || min_dim / f >= 24)
-        .collect();
-    if shrinks.is_empty() {
-        shrinks.push(1);
-    }
-    // Rigid, centred on the fixed centre of mass. Start from whichever initial translation gives
-    // the best metric at the coarsest level: none (same frame of reference), centres of mass
-    // (large offsets), or geometric centres (partial coverage skews the centre of mass).
-    let gf = fixed.geometry.center();
-    let gm = moving.geometry.center();
-    let candidates = [
-        [0.0; 3],
-        [cm[0] - cf[0], cm[1] - cf[1], cm[2] - cf[2]],
-        [gm[0] - gf[0], gm[1] - gf[1], gm[2] - gf[2]],
-    ];
-    let coarse = shrinks[0];
-    let (fx0, mv0) = (shrink(fixed, coarse), shrink(moving, coarse));
-    let mk0 = mask.map(|m| shrink(m, coarse));
-    let probe = MattesMi::new(
-        &fx0,
-        &mv0,
-        mk0.as_ref(),
-        cfg.bins,
-        cfg.samples / 2,
-        cfg.seed,
-    );
-    let mut best = (f64::NEG_INFINITY, candidates[0]);
-    for t in candidates {
-        let a = Affine::rigid([0.0; 3], t, cf);
-        let v = probe.evaluate(&a, |_, _| {}, 0);
-        // MI over the samples that land inside the moving image, if enough of them do
-        // (an MR covering part of the CT leaves the rest outside).
-        let score = if v.valid * 4 >= probe.sample_count() {
-            v.mi
-        } else {
-            f64::NEG_INFINITY
-        };
-        if score > best.0 {
-            best = (score, t);
-        }
-    }
-    let t0v = best.1;
-    let mut params = Params {
-        stage: Stage::Rigid,
-        p: vec![0.0, 0.0, 0.0, t0v[0], t0v[1], t0v[2]],
-        center: cf,
-    };
+    let radius = pyramid::rotation_radius(fixed);
+    let shrinks = pyramid::levels(&cfg.shrink, fixed);
+    let start = pyramid::initial_translation(fixed, moving, mask, cfg, shrinks[0], cf, cm);
+    let mut params = Params::rigid(start, cf);
     let mut levels = Vec::new();
     let stages: Vec<Stage> = if cfg.affine {
         vec![Stage::Rigid, Stage::Affine]
     } else {
         vec![Stage::Rigid]
     };
-    let total_levels = shrinks.len() * stages.len();
-    progress.start("Registering", total_levels * cfg.iterations);
+    progress.start("Registering", shrinks.len() * stages.len() * cfg.iterations);
     let mut final_mi = 0.0;
     let mut gpu_lost = false;
     for stage in stages {
         if stage == Stage::Affine {
-            let t = params.transform();
-            params = Params {
-                stage: Stage::Affine,
-                p: t.itk_parameters().to_vec(),
-                center: t.center,
-            };
+            params = params.to_affine();
         }
-        // The affine stage refines at the finer levels (at shrink 4 its extra freedom fits noise).
-        let stage_shrinks: Vec<usize> = if stage == Stage::Affine && shrinks.len() > 1 {
-            shrinks.iter().copied().filter(|f| *f <= 2).collect()
-        } else {
-            shrinks.clone()
-        };
-        for (li, &f) in stage_shrinks.iter().enumerate() {
+        for (li, &f) in pyramid::stage_levels(stage, &shrinks).iter().enumerate() {
             progress.check()?;
             let lt = Instant::now();
-            let fx = shrink(fixed, f);
-            let mv = shrink(moving, f);
+            let (fx, mv) = (shrink(fixed, f), shrink(moving, f));
             let mk = mask.map(|m| shrink(m, f));
             let metric = MattesMi::new(
                 &fx,
@@ -460,158 +255,31 @@ pub fn register(
                     metric.sample_count()
                 )));
             }
-            let scales = params.scales(radius);
+            let home = backend::MetricHome::choose(cfg.backend, &metric, &params, &mut gpu_lost);
             let step = cfg.initial_step_mm / (1usize << li.min(3)) as f64
                 * if stage == Stage::Affine { 0.5 } else { 1.0 };
-            let min_step = cfg.min_step_mm;
-            // L-BFGS on -MI in scaled (mm) units, with a backtracking (Armijo) line search and
-            // steps capped at `step` mm; rotation/shear trade-offs make plain gradient ascent crawl.
-            let n = params.p.len();
-            // The metric's home: measured when Auto (one timed evaluation each, the GPU warmed first).
-            let gpu_metric = match cfg.backend {
-                MetricBackend::Cpu => None,
-                // A software adapter runs on the same cores as rayon, 7-18x slower per evaluation
-                // as measured on Mesa lavapipe (`synthscope bench register`): don't try it.
-                MetricBackend::Auto
-                    if gpu_lost
-                        || crate::gpu::shared()
-                            .map(|g| g.report.software)
-                            .unwrap_or(true) =>
-                {
-                    None
-                }
-                _ => crate::gpu::shared()
-                    .ok()
-                    .and_then(|g| GpuMattes::new(&g.setup.device, &g.setup.queue, &metric).ok()),
+            let level = optimiser::Level {
+                scales: params.scales(radius),
+                step,
+                min_step: cfg.min_step_mm,
+                iterations: cfg.iterations,
             };
-            let gpu_eval = |g: &GpuMattes, p: &Params| {
-                let dr = rotation_derivatives(&p.p);
-                g.evaluate(
-                    &metric,
-                    &p.transform(),
-                    (p.stage == Stage::Rigid).then_some(&dr),
-                )
-            };
-            let mut eval_ms = (None, None);
-            let use_gpu = match (&gpu_metric, cfg.backend) {
-                (Some(_), MetricBackend::Gpu) => true,
-                (Some(g), MetricBackend::Auto) => {
-                    let _ = gpu_eval(g, &params);
-                    let t = Instant::now();
-                    let ok = gpu_eval(g, &params).is_ok();
-                    let gpu_ms = t.elapsed().as_secs_f64() * 1e3;
-                    let t = Instant::now();
-                    let _ = evaluate(&metric, &params);
-                    let cpu_ms = t.elapsed().as_secs_f64() * 1e3;
-                    eval_ms = (Some(cpu_ms), ok.then_some(gpu_ms));
-                    // Far slower once: stop paying for the GPU upload at later levels.
-                    if !ok || gpu_ms > 3.0 * cpu_ms {
-                        gpu_lost = true;
-                    }
-                    ok && gpu_ms < cpu_ms
-                }
-                _ => false,
-            };
-            let backend = if use_gpu {
-                MetricBackend::Gpu
-            } else {
-                MetricBackend::Cpu
-            };
-            let eval = |p: &Params| match (&gpu_metric, use_gpu) {
-                (Some(g), true) => gpu_eval(g, p).unwrap_or_else(|_| evaluate(&metric, p)),
-                _ => evaluate(&metric, p),
-            };
-            let to_grad = |v: &MetricValue| -> Vec<f64> {
-                v.gradient
-                    .iter()
-                    .zip(&scales)
-                    .map(|(g, s)| -g / s)
-                    .collect()
-            };
-            let dot = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f64>();
-            let mut value = eval(&params);
-            let mut g = to_grad(&value);
-            let mut hist: std::collections::VecDeque<(Vec<f64>, Vec<f64>)> = Default::default();
-            let mut iterations = 0;
-            let mut prev_mi = value.mi;
-            for it in 0..cfg.iterations {
-                progress.check()?;
-                iterations = it + 1;
-                // Two-loop recursion: d = -H g.
-                let mut q = g.clone();
-                let mut alphas = Vec::with_capacity(hist.len());
-                for (sv, yv) in hist.iter().rev() {
-                    let rho = 1.0 / dot(yv, sv);
-                    let a = rho * dot(sv, &q);
-                    q.iter_mut().zip(yv).for_each(|(qi, yi)| *qi -= a * yi);
-                    alphas.push((a, rho));
-                }
-                if let Some((sv, yv)) = hist.back() {
-                    let gamma = dot(sv, yv) / dot(yv, yv);
-                    q.iter_mut().for_each(|x| *x *= gamma);
-                }
-                for ((sv, yv), (a, rho)) in hist.iter().zip(alphas.into_iter().rev()) {
-                    let b = rho * dot(yv, &q);
-                    q.iter_mut()
-                        .zip(sv)
-                        .for_each(|(qi, si)| *qi += (a - b) * si);
-                }
-                let mut d: Vec<f64> = q.iter().map(|x| -x).collect();
-                if dot(&g, &d) >= 0.0 || hist.is_empty() {
-                    hist.clear();
-                    d = g.iter().map(|x| -x).collect();
-                }
-                let dn = dot(&d, &d).sqrt();
-                if dn <= 1e-14 {
-                    break;
-                }
-                let mut alpha = if dn > step || hist.is_empty() {
-                    step / dn
-                } else {
-                    1.0
-                };
-                let slope = dot(&g, &d);
-                let mut accepted = None;
-                for _ in 0..8 {
-                    let mut trial = params.clone();
-                    for k in 0..n {
-                        trial.p[k] += alpha * d[k] / scales[k];
-                    }
-                    let v = eval(&trial);
-                    if -v.mi <= -value.mi + 1e-4 * alpha * slope {
-                        accepted = Some((trial, v));
-                        break;
-                    }
-                    alpha *= 0.5;
-                }
-                let Some((trial, v)) = accepted else { break };
-                let g_new = to_grad(&v);
-                let sv: Vec<f64> = d.iter().map(|x| alpha * x).collect();
-                let yv: Vec<f64> = g_new.iter().zip(&g).map(|(a, b)| a - b).collect();
-                let moved = dot(&sv, &sv).sqrt();
-                if dot(&sv, &yv) > 1e-12 {
-                    hist.push_back((sv, yv));
-                    if hist.len() > 6 {
-                        hist.pop_front();
-                    }
-                }
-                params = trial;
-                value = v;
-                g = g_new;
-                on_iteration(&IterationReport {
-                    stage,
-                    level: li,
-                    iteration: it,
-                    mi: value.mi,
-                    step_mm: moved,
-                });
-                progress.step();
-                // Converged when steps stay tiny and the metric stops improving.
-                if moved < min_step && (value.mi - prev_mi).abs() < 1e-7 {
-                    break;
-                }
-                prev_mi = value.mi;
-            }
+            let (p, value, iterations) = optimiser::lbfgs(
+                &|p: &Params| home.evaluate(&metric, p),
+                params,
+                &level,
+                progress,
+                &mut |iteration, mi, step_mm| {
+                    on_iteration(&IterationReport {
+                        stage,
+                        level: li,
+                        iteration,
+                        mi,
+                        step_mm,
+                    })
+                },
+            )?;
+            params = p;
             final_mi = value.mi;
             levels.push(LevelReport {
                 stage,
@@ -619,8 +287,8 @@ pub fn register(
                 iterations,
                 mi: value.mi,
                 seconds: lt.elapsed().as_secs_f64(),
-                backend,
-                eval_ms,
+                backend: home.backend(),
+                eval_ms: home.eval_ms,
             });
         }
     }
@@ -632,24 +300,6 @@ pub fn register(
         levels,
         seconds: t0.elapsed().as_secs_f64(),
     })
-}
-
-/// Resample `moving` onto `grid` through `fixed_to_moving` (trilinear; `background` outside).
-pub fn resample(
-    moving: &Volume,
-    grid: &Geometry,
-    fixed_to_moving: &Affine,
-    background: f32,
-) -> Volume {
-    let data = crate::volume::fill_grid(grid, |w| {
-        let p = moving.geometry.voxel_from_world(fixed_to_moving.apply(w));
-        moving.sample_linear(p).unwrap_or(background)
-    });
-    let meta = VolumeMeta {
-        description: format!("{} (resampled)", moving.meta.description),
-        ..moving.meta.clone()
-    };
-    Volume::new(grid.clone(), data, meta)
 }
 
 /// Mean and maximum distance (mm) between two transforms over the foreground voxels of `grid_volume`

@@ -12,20 +12,30 @@
 //!   trial. A log written by another format version, or for another study, is refused.
 //! - [`stats`] summarises logs: accuracy with exact binomial 95% intervals, Likert means by
 //!   truth and source, Cohen's and Fleiss' kappa.
+//!
+//! Here: the study file and the trial order. [`cases`] loads the cases and chooses their
+//! slices, [`session`] is the reading state machine, [`log`] the reader logs.
 
+pub mod cases;
+mod error;
+pub mod log;
 pub mod session;
 pub mod stats;
+
+pub use self::log::{
+    LOG_VERSION, LogLine, LogSet, LogWriter, ReaderLog, answers_csv, answers_dir, log_path,
+    read_log, read_logs,
+};
+pub use cases::{case_slices, head_slices, load_case, resolve_slices, sample_slices};
+pub use error::{LogStudy, StudyError};
 
 use crate::volume::WindowLevel;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// Study file format version this build reads and writes.
 pub const STUDY_VERSION: u32 = 1;
-/// Answer log format version this build reads and writes.
-pub const LOG_VERSION: u32 = 1;
 
 /// What a case really is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -187,95 +197,112 @@ pub fn fnv(bytes: &[u8]) -> u64 {
 
 impl Study {
     /// Read a study file (TOML, or JSON by extension), refusing other format versions.
-    pub fn read(path: &Path) -> Result<Study, String> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
-        let json = crate::io::is_json_path(path);
+    pub fn read(path: &Path) -> Result<Study, StudyError> {
+        let text = std::fs::read_to_string(path).map_err(|e| StudyError::io(path, "read", e))?;
+        let syntax = |format, problem: String| StudyError::Syntax {
+            path: path.to_path_buf(),
+            format,
+            problem,
+        };
         // The version first, so a newer file is refused for its version, not for a field.
-        let version = if json {
+        let version = if crate::io::is_json_path(path) {
             serde_json::from_str::<serde_json::Value>(&text)
-                .map_err(|e| format!("{}: not valid JSON: {e}", path.display()))?
+                .map_err(|e| syntax("JSON", e.to_string()))?
                 .get("version")
                 .and_then(|v| v.as_u64())
         } else {
             text.parse::<toml::Table>()
-                .map_err(|e| format!("{}: not valid TOML: {e}", path.display()))?
+                .map_err(|e| syntax("TOML", e.to_string()))?
                 .get("version")
                 .and_then(|v| v.as_integer())
                 .map(|v| v as u64)
         };
         match version {
             Some(v) if v == STUDY_VERSION as u64 => {}
-            Some(v) => {
-                return Err(format!(
-                    "{}: study format version {v}, but this SynthScope reads version {STUDY_VERSION}; open it with the SynthScope that wrote it",
-                    path.display()
-                ));
+            Some(found) => {
+                return Err(StudyError::StudyVersion {
+                    path: path.to_path_buf(),
+                    found,
+                });
             }
             None => {
-                return Err(format!(
-                    "{}: no `version` (this SynthScope writes version = {STUDY_VERSION})",
-                    path.display()
-                ));
+                return Err(StudyError::NoStudyVersion {
+                    path: path.to_path_buf(),
+                });
             }
         }
-        let s: Study = crate::io::parse_settings(path, &text)?;
-        s.validate()
-            .map_err(|e| format!("{}: {e}", path.display()))?;
+        let s: Study = crate::io::parse_settings(path, &text)
+            .map_err(|e| StudyError::Fields(e.to_string()))?;
+        if let Some(problem) = s.problem() {
+            return Err(StudyError::Invalid {
+                path: Some(path.to_path_buf()),
+                problem,
+            });
+        }
         Ok(s)
     }
 
     /// Write the study (TOML, or JSON by extension) atomically.
-    pub fn write(&self, path: &Path) -> Result<(), String> {
+    pub fn write(&self, path: &Path) -> Result<(), StudyError> {
         self.validate()?;
-        let json = crate::io::is_json_path(path);
-        let text = if json {
-            serde_json::to_string_pretty(self).map_err(|e| e.to_string())?
+        let text = if crate::io::is_json_path(path) {
+            serde_json::to_string_pretty(self)?
         } else {
-            toml::to_string_pretty(self).map_err(|e| e.to_string())?
+            toml::to_string_pretty(self)?
         };
         let tmp = path.with_extension("partial");
         std::fs::write(&tmp, text)
             .and_then(|_| std::fs::rename(&tmp, path))
-            .map_err(|e| format!("{}: cannot write: {e}", path.display()))
+            .map_err(|e| StudyError::io(path, "write", e))
     }
 
     /// Problems that make the study unusable.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), StudyError> {
+        match self.problem() {
+            Some(problem) => Err(StudyError::Invalid {
+                path: None,
+                problem,
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// The first problem that makes the study unusable.
+    fn problem(&self) -> Option<String> {
         if self.version != STUDY_VERSION {
-            return Err(format!(
+            return Some(format!(
                 "study format version {}, expected {STUDY_VERSION}",
                 self.version
             ));
         }
         if self.name.trim().is_empty() {
-            return Err("the study has no name".into());
+            return Some("the study has no name".into());
         }
         if self.cases.is_empty() {
-            return Err("the study has no cases".into());
+            return Some("the study has no cases".into());
         }
         let mut ids = std::collections::BTreeSet::new();
         for c in &self.cases {
             if c.id.trim().is_empty() {
-                return Err(format!("a case ({}) has no id", c.path.display()));
+                return Some(format!("a case ({}) has no id", c.path.display()));
             }
             if !ids.insert(c.id.as_str()) {
-                return Err(format!("two cases share the id {:?}", c.id));
+                return Some(format!("two cases share the id {:?}", c.id));
             }
         }
         if self.slices_per_case == 0 && self.cases.iter().any(|c| c.slices.is_empty()) {
-            return Err("slices_per_case is 0 and a case has no fixed slices".into());
+            return Some("slices_per_case is 0 and a case has no fixed slices".into());
         }
         if let Some(t) = self.time_limit_s
             && (t.is_nan() || t <= 0.0)
         {
-            return Err(format!("time_limit_s must be positive, got {t}"));
+            return Some(format!("time_limit_s must be positive, got {t}"));
         }
         if self.design == Design::Pair {
             let mut any = false;
             for c in self.cases.iter().filter(|c| c.truth == Truth::Synthetic) {
                 let Some(p) = &c.pair else {
-                    return Err(format!(
+                    return Some(format!(
                         "pair design: synthetic case {:?} names no real case (`pair = \"ID\"`)",
                         c.id
                     ));
@@ -283,21 +310,21 @@ impl Study {
                 match self.cases.iter().find(|r| &r.id == p) {
                     Some(r) if r.truth == Truth::Real => any = true,
                     Some(_) => {
-                        return Err(format!("case {:?}: its pair {p:?} is not real", c.id));
+                        return Some(format!("case {:?}: its pair {p:?} is not real", c.id));
                     }
-                    None => return Err(format!("case {:?}: no case has the id {p:?}", c.id)),
+                    None => return Some(format!("case {:?}: no case has the id {p:?}", c.id)),
                 }
             }
             if !any {
-                return Err("pair design: no synthetic case is paired with a real one".into());
+                return Some("pair design: no synthetic case is paired with a real one".into());
             }
         }
         for (i, q) in self.questions.likert.iter().enumerate() {
             if q.trim().is_empty() {
-                return Err(format!("Likert question {} has no text", i + 1));
+                return Some(format!("Likert question {} has no text", i + 1));
             }
         }
-        Ok(())
+        None
     }
 
     /// A digest of what readers answer about (cases, slices and questions), so a log is never
@@ -326,6 +353,12 @@ impl Study {
         }
     }
 
+    /// The index of the case that `case` is paired with (pair design), if it names one that exists.
+    pub fn partner(&self, case: &StudyCase) -> Option<usize> {
+        let id = case.pair.as_ref()?;
+        self.cases.iter().position(|r| &r.id == id)
+    }
+
     /// The seed of reader `reader`'s order.
     pub fn reader_seed(&self, reader: &str) -> u64 {
         fnv(format!("{}\u{0}{}", self.name, reader.trim()).as_bytes())
@@ -345,35 +378,6 @@ pub struct Trial {
     pub slice: usize,
     /// Pair design: the real image is on the left (side A).
     pub real_on_left: bool,
-}
-
-/// Slices of a volume inside the head: those where more than 5% of the voxels are above
-/// `threshold`, in order.
-pub fn head_slices(data: &[f32], dims: [usize; 3], threshold: f32) -> Vec<usize> {
-    let [nx, ny, nz] = dims;
-    let plane = nx * ny;
-    (0..nz)
-        .filter(|z| {
-            let s = &data[z * plane..(z + 1) * plane];
-            s.iter().filter(|v| **v > threshold).count() * 20 > plane
-        })
-        .collect()
-}
-
-/// `n` slices sampled from `candidates` with `seed`: spread over the middle 80% (the ends of
-/// the head are mostly skull), sorted.
-pub fn sample_slices(candidates: &[usize], n: usize, seed: u64) -> Vec<usize> {
-    if candidates.is_empty() || n == 0 {
-        return Vec::new();
-    }
-    let lo = candidates.len() / 10;
-    let hi = (candidates.len() - candidates.len() / 10).max(lo + 1);
-    let mut pool: Vec<usize> = candidates[lo..hi].to_vec();
-    let mut rng = crate::train::data::Rng::new(seed);
-    rng.shuffle(&mut pool);
-    pool.truncate(n);
-    pool.sort_unstable();
-    pool
 }
 
 /// The study's trials in reader `reader`'s order. `slices[i]` are case `i`'s slices (fixed, or
@@ -397,11 +401,7 @@ pub fn trials(study: &Study, slices: &[Vec<usize>], reader: &str) -> Vec<Trial> 
         }
         Design::Pair => {
             for (i, c) in study.cases.iter().enumerate() {
-                let Some(p) = c
-                    .pair
-                    .as_ref()
-                    .and_then(|p| study.cases.iter().position(|r| &r.id == p))
-                else {
+                let Some(p) = study.partner(c) else {
                     continue;
                 };
                 if c.truth != Truth::Synthetic {
@@ -468,310 +468,10 @@ impl Answer {
     }
 }
 
-/// A line of a reader's log.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum LogLine {
-    /// First line: who reads which study.
-    Header {
-        /// Log format version.
-        version: u32,
-        /// Study name.
-        study: String,
-        /// [`Study::digest`].
-        digest: String,
-        /// Reader ID.
-        reader: String,
-        /// SynthScope version that wrote it.
-        app: String,
-        /// When the session began.
-        started_unix: f64,
-        /// The Likert questions in the study's order (results list them so).
-        #[serde(default)]
-        likert: Vec<String>,
-    },
-    /// An answer (a later answer to the same trial replaces an earlier one).
-    Answer(Answer),
-}
-
-/// A reader's log read back: its header fields and the answers (the latest per trial, in the
-/// order first given).
-#[derive(Clone, Debug)]
-pub struct ReaderLog {
-    /// The file.
-    pub path: PathBuf,
-    /// Reader ID.
-    pub reader: String,
-    /// Study name.
-    pub study: String,
-    /// Study digest.
-    pub digest: String,
-    /// The study's Likert questions, in order.
-    pub likert: Vec<String>,
-    /// Answers.
-    pub answers: Vec<Answer>,
-    /// A torn last line (a crash mid-write) was found and ignored.
-    pub torn_tail: bool,
-}
-
 /// Seconds since the Unix epoch.
 pub fn now_unix() -> f64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs_f64())
         .unwrap_or(0.0)
-}
-
-/// Read a reader's log, refusing another format version.
-pub fn read_log(path: &Path) -> Result<ReaderLog, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
-    let mut lines: Vec<&str> = text.split('\n').collect();
-    // A complete file ends with a newline; anything after the last one is a torn write.
-    let tail = lines.pop().unwrap_or("");
-    let torn_tail = !tail.trim().is_empty();
-    let mut header = None;
-    let mut likert: Vec<String> = Vec::new();
-    let mut answers: Vec<Answer> = Vec::new();
-    for (i, line) in lines.iter().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        let v: serde_json::Value = serde_json::from_str(line)
-            .map_err(|e| format!("{}: line {}: not JSON: {e}", path.display(), i + 1))?;
-        if i == 0 || header.is_none() {
-            let version = v.get("version").and_then(|x| x.as_u64());
-            if v.get("kind").and_then(|k| k.as_str()) != Some("header") {
-                return Err(format!(
-                    "{}: line {}: not a SynthScope reader log (no header line)",
-                    path.display(),
-                    i + 1
-                ));
-            }
-            if version != Some(LOG_VERSION as u64) {
-                return Err(format!(
-                    "{}: answers written by log format version {}, but this SynthScope reads version {LOG_VERSION}; they were not read, to avoid misreading them",
-                    path.display(),
-                    version.map_or("(none)".to_string(), |v| v.to_string())
-                ));
-            }
-        }
-        let l: LogLine = serde_json::from_value(v)
-            .map_err(|e| format!("{}: line {}: {e}", path.display(), i + 1))?;
-        match l {
-            LogLine::Header {
-                study,
-                digest,
-                reader,
-                likert: questions,
-                ..
-            } => {
-                if likert.is_empty() {
-                    likert = questions;
-                }
-                if let Some((s, d, r)) = &header
-                    && (s != &study || d != &digest || r != &reader)
-                {
-                    return Err(format!(
-                        "{}: line {}: a second header for another study or reader",
-                        path.display(),
-                        i + 1
-                    ));
-                }
-                header = Some((study, digest, reader));
-            }
-            LogLine::Answer(a) => match answers.iter_mut().find(|x| x.trial == a.trial) {
-                Some(x) => *x = a,
-                None => answers.push(a),
-            },
-        }
-    }
-    let Some((study, digest, reader)) = header else {
-        return Err(format!("{}: empty log (no header line)", path.display()));
-    };
-    Ok(ReaderLog {
-        path: path.to_path_buf(),
-        reader,
-        study,
-        digest,
-        likert,
-        answers,
-        torn_tail,
-    })
-}
-
-/// The log file of `reader` for a study file: `STUDY.answers/READER.jsonl` beside it (the
-/// reader ID made safe for a file name).
-pub fn log_path(study_file: &Path, reader: &str) -> PathBuf {
-    let safe: String = reader
-        .trim()
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    let stem = study_file
-        .file_stem()
-        .map(|s| s.to_string_lossy().to_string())
-        .unwrap_or_else(|| "study".into());
-    study_file
-        .with_file_name(format!("{stem}.answers"))
-        .join(format!("{safe}.jsonl"))
-}
-
-/// Appends answers to a reader's log, each written, flushed and fsynced before it returns.
-pub struct LogWriter {
-    file: std::fs::File,
-    path: PathBuf,
-}
-
-impl LogWriter {
-    /// Open (or create) `path` for `reader` of `study`. An existing log must be for the same
-    /// study (digest) and reader and in this format version; its answers are returned. A torn
-    /// last line from a crash is cut off before appending.
-    pub fn open(
-        path: &Path,
-        study: &Study,
-        reader: &str,
-    ) -> Result<(LogWriter, Vec<Answer>), String> {
-        let reader = reader.trim();
-        if reader.is_empty() {
-            return Err("a reader ID is needed".into());
-        }
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| format!("{}: cannot create: {e}", dir.display()))?;
-        }
-        let existing = path.exists() && std::fs::metadata(path).is_ok_and(|m| m.len() > 0);
-        let answers = if existing {
-            let log = read_log(path)?;
-            if log.digest != study.digest() || log.study != study.name {
-                return Err(format!(
-                    "{}: these answers are for another version of the study (\"{}\", digest {}; this study: \"{}\", digest {}); they are kept as they are: use another reader ID or log",
-                    path.display(),
-                    log.study,
-                    log.digest,
-                    study.name,
-                    study.digest()
-                ));
-            }
-            if log.reader != reader {
-                return Err(format!(
-                    "{}: the log belongs to reader {:?}, not {reader:?}",
-                    path.display(),
-                    log.reader
-                ));
-            }
-            if log.torn_tail {
-                // Cut the torn line so the next answer starts on a line of its own.
-                let text = std::fs::read(path)
-                    .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
-                let keep = text.iter().rposition(|b| *b == b'\n').map_or(0, |p| p + 1);
-                let f = std::fs::OpenOptions::new()
-                    .write(true)
-                    .open(path)
-                    .map_err(|e| format!("{}: cannot open: {e}", path.display()))?;
-                f.set_len(keep as u64)
-                    .and_then(|_| f.sync_all())
-                    .map_err(|e| format!("{}: cannot repair: {e}", path.display()))?;
-            }
-            log.answers
-        } else {
-            Vec::new()
-        };
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .map_err(|e| format!("{}: cannot open for appending: {e}", path.display()))?;
-        let mut w = LogWriter {
-            file,
-            path: path.to_path_buf(),
-        };
-        if !existing {
-            w.append(&LogLine::Header {
-                version: LOG_VERSION,
-                study: study.name.clone(),
-                digest: study.digest(),
-                reader: reader.to_string(),
-                app: env!("CARGO_PKG_VERSION").into(),
-                started_unix: now_unix(),
-                likert: study.questions.likert.clone(),
-            })?;
-            if let Some(dir) = path.parent()
-                && let Ok(d) = std::fs::File::open(dir)
-            {
-                // The new file's directory entry is durable too.
-                let _ = d.sync_all();
-            }
-        }
-        Ok((w, answers))
-    }
-
-    /// Append one line: written whole, flushed and fsynced before returning.
-    pub fn append(&mut self, line: &LogLine) -> Result<(), String> {
-        let mut s = serde_json::to_string(line).map_err(|e| e.to_string())?;
-        s.push('\n');
-        self.file
-            .write_all(s.as_bytes())
-            .and_then(|_| self.file.flush())
-            .and_then(|_| self.file.sync_data())
-            .map_err(|e| format!("{}: cannot save the answer: {e}", self.path.display()))
-    }
-
-    /// The log file.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-}
-
-/// CSV of answers (one row per answer: reader, case, slice, truth, answer, confidence, Likert,
-/// time taken), Likert columns in `questions`' order.
-pub fn answers_csv(logs: &[ReaderLog], questions: &[String]) -> String {
-    let esc = |s: &str| {
-        if s.contains([',', '"', '\n']) {
-            format!("\"{}\"", s.replace('"', "\"\""))
-        } else {
-            s.to_string()
-        }
-    };
-    let mut out = String::from(
-        "reader,trial,position,case,partner,slice,source,truth,answer,correct,confidence",
-    );
-    for q in questions {
-        out.push(',');
-        out.push_str(&esc(&format!("likert: {q}")));
-    }
-    out.push_str(",time_s,text,at_unix\n");
-    for l in logs {
-        for a in &l.answers {
-            let mut row = vec![
-                esc(&l.reader),
-                esc(&a.trial),
-                a.position.to_string(),
-                esc(&a.case),
-                esc(a.partner.as_deref().unwrap_or("")),
-                a.slice.to_string(),
-                esc(&a.source),
-                esc(&a.truth),
-                esc(a.answer.as_deref().unwrap_or("timeout")),
-                a.correct()
-                    .map_or(String::new(), |c| u8::from(c).to_string()),
-                a.confidence.map_or(String::new(), |c| c.to_string()),
-            ];
-            for q in questions {
-                row.push(a.likert.get(q).map_or(String::new(), |v| v.to_string()));
-            }
-            row.push(format!("{:.3}", a.time_s));
-            row.push(esc(&a.text));
-            row.push(format!("{:.3}", a.at_unix));
-            out.push_str(&row.join(","));
-            out.push('\n');
-        }
-    }
-    out
 }

@@ -2,7 +2,7 @@
 //! The reading view and `synthscope study answer` both drive this one state machine with the
 //! same keys, so what the tests press is what a radiologist presses.
 
-use super::{Answer, Design, LogLine, LogWriter, Study, Trial, Truth, now_unix};
+use super::{Answer, Design, LogLine, LogWriter, Study, StudyError, Trial, Truth, now_unix};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -90,7 +90,7 @@ impl Session {
         slices: &[Vec<usize>],
         reader: &str,
         log: &Path,
-    ) -> Result<Session, String> {
+    ) -> Result<Session, StudyError> {
         let (log, answers) = LogWriter::open(log, &study, reader)?;
         let trials = super::trials(&study, slices, reader);
         let resumed = answers.len();
@@ -227,7 +227,7 @@ impl Session {
     }
 
     /// Apply a key. Returns Ok(true) when an answer was saved.
-    pub fn key(&mut self, k: StudyKey) -> Result<bool, String> {
+    pub fn key(&mut self, k: StudyKey) -> Result<bool, StudyError> {
         if self.done() {
             return Ok(false);
         }
@@ -263,7 +263,7 @@ impl Session {
     }
 
     /// Save the current answer (if complete) and show the next image. Ok(false): incomplete.
-    pub fn advance(&mut self) -> Result<bool, String> {
+    pub fn advance(&mut self) -> Result<bool, StudyError> {
         if self.done() || !self.missing().is_empty() {
             return Ok(false);
         }
@@ -273,7 +273,7 @@ impl Session {
 
     /// Called every frame: when the time limit has run out, saves what was given (a timed-out
     /// answer if no verdict) and moves on. Returns true when it did.
-    pub fn tick(&mut self) -> Result<bool, String> {
+    pub fn tick(&mut self) -> Result<bool, StudyError> {
         if self.done() || self.remaining().is_none_or(|r| r > 0.0) {
             return Ok(false);
         }
@@ -285,7 +285,7 @@ impl Session {
         Ok(true)
     }
 
-    fn save(&mut self, timed_out: bool) -> Result<(), String> {
+    fn save(&mut self, timed_out: bool) -> Result<(), StudyError> {
         let Some(t) = self.current().cloned() else {
             return Ok(());
         };

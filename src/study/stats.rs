@@ -2,7 +2,7 @@
 //! (Clopper-Pearson) 95% intervals, mean Likert scores by truth and by source model, and
 //! inter-reader agreement (Cohen's kappa per pair of readers, Fleiss' kappa over all).
 
-use super::ReaderLog;
+use super::{LogStudy, ReaderLog, StudyError};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -262,31 +262,25 @@ fn truth_group(a: &super::Answer) -> String {
 }
 
 /// Summarise logs of one study. Logs of different studies are refused.
-pub fn summarise(logs: &[ReaderLog]) -> Result<Summary, String> {
+pub fn summarise(logs: &[ReaderLog]) -> Result<Summary, StudyError> {
     let Some(first) = logs.first() else {
-        return Err("no logs to summarise".into());
+        return Err(StudyError::NoLogs);
     };
     for l in logs {
         if l.digest != first.digest {
-            return Err(format!(
-                "{} is for study \"{}\" (digest {}), {} for \"{}\" (digest {}): summarise one study at a time",
-                l.path.display(),
-                l.study,
-                l.digest,
-                first.path.display(),
-                first.study,
-                first.digest
-            ));
+            return Err(StudyError::MixedStudies {
+                log: LogStudy::of(l),
+                first: LogStudy::of(first),
+            });
         }
     }
     let mut readers = BTreeSet::new();
     for l in logs {
         if !readers.insert(l.reader.clone()) {
-            return Err(format!(
-                "{}: reader {:?} appears in two logs",
-                l.path.display(),
-                l.reader
-            ));
+            return Err(StudyError::DuplicateReader {
+                path: l.path.clone(),
+                reader: l.reader.clone(),
+            });
         }
     }
     let mut accuracy: Vec<Accuracy> = logs

@@ -13,6 +13,7 @@
 //! losses = [{ kind = "mse", weight = 1.0 }, { kind = "contextual", weight = 0.05 }]
 //! ```
 
+use super::TrainError;
 use crate::model::checkpoint::ModelSpec;
 use crate::model::{Direction, DrunetConfig, UnetConfig};
 use serde::{Deserialize, Serialize};
@@ -382,12 +383,12 @@ impl Default for TrainConfig {
 
 impl TrainConfig {
     /// Read a TOML (`.toml`) or JSON file.
-    pub fn read(path: &Path) -> Result<Self, String> {
+    pub fn read(path: &Path) -> Result<Self, TrainError> {
         let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
+            .map_err(|e| TrainError::file(path, format!("cannot read: {e}")))?;
         let cfg: Self = crate::io::parse_settings(path, &text)?;
         cfg.validate()
-            .map_err(|e| format!("{}: {e}", path.display()))?;
+            .map_err(|e| TrainError::file(path, e.to_string()))?;
         Ok(cfg)
     }
 
@@ -397,34 +398,34 @@ impl TrainConfig {
     }
 
     /// Refuse settings that cannot train.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), TrainError> {
         if self.epochs == 0 || self.batch_size == 0 {
-            return Err("epochs and batch_size must be at least 1".into());
+            return Err(TrainError::Config("epochs and batch_size must be at least 1".into()));
         }
         if !(self.learning_rate > 0.0 && self.learning_rate < 1.0) {
-            return Err(format!(
+            return Err(TrainError::Config(format!(
                 "learning_rate {} is outside (0, 1)",
                 self.learning_rate
-            ));
+            )));
         }
         if self.losses.is_empty() {
-            return Err("no loss terms".into());
+            return Err(TrainError::Config("no loss terms".into()));
         }
         if !(0.0..1.0).contains(&self.validation_fraction) || self.validation_fraction == 0.0 {
-            return Err("validation_fraction must be in (0, 1)".into());
+            return Err(TrainError::Config("validation_fraction must be in (0, 1)".into()));
         }
         let m = self.multiple();
         if self.patch != 0 && !self.patch.is_multiple_of(m) {
-            return Err(format!(
+            return Err(TrainError::Config(format!(
                 "patch {} must be a multiple of {m} for {}",
                 self.patch,
                 self.model.label()
-            ));
+            )));
         }
         if let ModelChoice::Drunet { depth, .. } = self.model
             && ![18, 34, 50, 101].contains(&depth)
         {
-            return Err(format!("DRUNet depth {depth} is not 18, 34, 50 or 101"));
+            return Err(TrainError::Config(format!("DRUNet depth {depth} is not 18, 34, 50 or 101")));
         }
         Ok(())
     }

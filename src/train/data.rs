@@ -2,12 +2,13 @@
 //! synthesis contract (src/synth) and cut into axial slices; seeded patch sampling with
 //! rotations by 90/180/270 degrees and flips.
 
+use super::TrainError;
 use super::config::{DataSource, TrainConfig};
 use crate::io::phantom::{PhantomConfig, phantom_patient};
 use crate::io::{Progress, load_paths};
 use crate::model::Direction;
 use crate::register::{Affine, resample};
-use crate::synth::Normalisation;
+use crate::model::normalise::Normalisation;
 use crate::volume::Volume;
 use std::path::{Path, PathBuf};
 
@@ -65,12 +66,12 @@ impl Case {
         mr: &Volume,
         mask: Option<&Volume>,
         direction: Direction,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, TrainError> {
         if ct.geometry.dims != mr.geometry.dims {
-            return Err(format!(
+            return Err(TrainError::Config(format!(
                 "{name}: CT {:?} and MR {:?} are on different grids",
                 ct.geometry.dims, mr.geometry.dims
-            ));
+            )));
         }
         let [nx, ny, nz] = ct.geometry.dims;
         let (input, target, in_norm, target_norm) = match direction {
@@ -92,9 +93,9 @@ impl Case {
             })
             .collect();
         if slices.is_empty() {
-            return Err(format!(
+            return Err(TrainError::Config(format!(
                 "{name}: no slice has at least 10% head (CT above -500 HU or the mask)"
-            ));
+            )));
         }
         Ok(Self {
             name: name.to_string(),
@@ -145,15 +146,15 @@ fn find_entry(dir: &Path, stem: &str) -> Option<PathBuf> {
 }
 
 /// The first volume under `path` (a NIfTI file or a DICOM file/folder).
-fn load_one(path: &Path) -> Result<Volume, String> {
-    let out = load_paths(&[path.to_path_buf()], &Progress::default()).map_err(|e| e.to_string())?;
+fn load_one(path: &Path) -> Result<Volume, TrainError> {
+    let out = load_paths(&[path.to_path_buf()], &Progress::default())?;
     out.volumes.into_iter().next().ok_or_else(|| {
         let why = out
             .errors
             .first()
             .map(|e| e.to_string())
             .unwrap_or_else(|| "no image found".into());
-        format!("{}: {why}", path.display())
+        TrainError::file(&path, format!("{why}"))
     })
 }
 
@@ -165,7 +166,7 @@ pub fn case_from_files(
     mr: &Path,
     mask: Option<&Path>,
     direction: Direction,
-) -> Result<Case, String> {
+) -> Result<Case, TrainError> {
     let ct = load_one(ct)?;
     let mr = load_one(mr)?;
     let id = Affine::identity([0.0; 3]);
@@ -192,9 +193,9 @@ pub fn cases_from_folder(
     root: &Path,
     direction: Direction,
     progress: &Progress,
-) -> Result<Vec<Case>, String> {
+) -> Result<Vec<Case>, TrainError> {
     let mut dirs: Vec<PathBuf> = std::fs::read_dir(root)
-        .map_err(|e| format!("{}: cannot list the folder: {e}", root.display()))?
+        .map_err(|e| TrainError::file(&root, format!("cannot list the folder: {e}")))?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.is_dir())
         .collect();
@@ -204,15 +205,12 @@ pub fn cases_from_folder(
         .filter_map(|d| Some((d.clone(), find_entry(d, "ct")?, find_entry(d, "mr")?)))
         .collect();
     if patients.is_empty() {
-        return Err(format!(
-            "{}: no patient sub-folder holds both a `ct` and an `mr` (e.g. ct.nii.gz, mr.nii.gz)",
-            root.display()
-        ));
+        return Err(TrainError::file(&root, format!("no patient sub-folder holds both a `ct` and an `mr` (e.g. ct.nii.gz, mr.nii.gz)")));
     }
     progress.start("Loading patients", patients.len());
     let mut cases = Vec::new();
     for (dir, ct, mr) in patients {
-        progress.check().map_err(|e| e.to_string())?;
+        progress.check()?;
         let name = dir
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
@@ -231,7 +229,7 @@ pub fn cases_from_folder(
 }
 
 /// Phantom patients 0..n (see [`phantom_patient`]); `small` uses the test grids.
-pub fn phantom_cases(n: usize, small: bool, direction: Direction) -> Result<Vec<Case>, String> {
+pub fn phantom_cases(n: usize, small: bool, direction: Direction) -> Result<Vec<Case>, TrainError> {
     let base = if small {
         PhantomConfig::small()
     } else {
@@ -246,7 +244,7 @@ pub fn phantom_cases(n: usize, small: bool, direction: Direction) -> Result<Vec<
 }
 
 /// Cases named by the config's data source (not `Loaded`, which the app supplies itself).
-pub fn load_cases(cfg: &TrainConfig, progress: &Progress) -> Result<Vec<Case>, String> {
+pub fn load_cases(cfg: &TrainConfig, progress: &Progress) -> Result<Vec<Case>, TrainError> {
     match &cfg.data {
         DataSource::Demo { patients, small } => phantom_cases(*patients, *small, cfg.direction),
         DataSource::Folder { path } => cases_from_folder(path, cfg.direction, progress),
@@ -257,10 +255,10 @@ pub fn load_cases(cfg: &TrainConfig, progress: &Progress) -> Result<Vec<Case>, S
             mask.as_deref(),
             cfg.direction,
         )?]),
-        DataSource::Loaded { description } => Err(format!(
+        DataSource::Loaded { description } => Err(TrainError::Config(format!(
             "this run trained on a pair loaded in the app ({description}); to repeat it, \
              save the pair and name it with data = {{ kind = \"pair\", ct = …, mr = … }}"
-        )),
+        ))),
     }
 }
 

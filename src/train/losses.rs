@@ -4,7 +4,9 @@
 //! Images are [B, 1, H, W] in the network's 0..1 units. Feature maps are [B, C, h, w].
 
 use crate::analysis::gradcam::{cam_from, gradcam_weights};
+use super::config::{LossKind, LossTerm};
 use crate::model::Classifier;
+use burn::tensor::activation::sigmoid;
 use burn::tensor::Tensor;
 use burn::tensor::activation::log_sigmoid;
 use burn::tensor::module::{conv2d, interpolate};
@@ -152,4 +154,84 @@ pub fn activation_weighted(pred: Tensor<4>, target: Tensor<4>, weights: Tensor<4
     let w2 = weights.powi_scalar(2);
     let num = ((pred - target).powi_scalar(2) * w2.clone()).mean();
     num / (w2.mean() + 1e-6)
+}
+
+/// Everything the loss needs besides prediction and target.
+pub(super) struct LossContext<'a> {
+    pub(super) terms: &'a [LossTerm],
+    pub(super) classifier: Option<&'a Classifier>,
+    pub(super) vgg: Option<&'a crate::model::vgg::Vgg19>,
+    pub(super) class: usize,
+}
+
+impl LossContext<'_> {
+    /// Weighted sum and each term's value (for logging, when `values`).
+    pub(super) fn loss(
+        &self,
+        logits: Tensor<4>,
+        target: Tensor<4>,
+        values: bool,
+    ) -> (Tensor<1>, Vec<(String, f64)>) {
+        let pred = sigmoid(logits.clone());
+        let mut total: Option<Tensor<1>> = None;
+        let mut parts = Vec::new();
+        for t in self.terms {
+            let v = match t.kind {
+                LossKind::Mse => mse(pred.clone(), target.clone()),
+                LossKind::L1 => l1(pred.clone(), target.clone()),
+                LossKind::Bce => bce_with_logits(logits.clone(), target.clone()),
+                LossKind::Ssim => ssim_loss(pred.clone(), target.clone()),
+                LossKind::Contextual if self.vgg.is_some() => {
+                    let vgg = self.vgg.unwrap_or_else(|| unreachable!());
+                    let layer = t.layer.unwrap_or(15).min(15);
+                    contextual(
+                        vgg.features(pred.clone(), layer),
+                        vgg.features(target.clone(), layer).detach(),
+                        t.h.unwrap_or(0.5),
+                    )
+                }
+                LossKind::Contextual | LossKind::GradcamGuided | LossKind::ActivationWeighted => {
+                    let c = self.classifier.unwrap_or_else(|| unreachable!("checked"));
+                    match t.kind {
+                        LossKind::Contextual => contextual(
+                            c.features_at(pred.clone(), t.layer()),
+                            c.features_at(target.clone(), t.layer()).detach(),
+                            t.h.unwrap_or(0.5),
+                        ),
+                        LossKind::GradcamGuided => gradcam_guided(
+                            c,
+                            pred.clone(),
+                            target.clone(),
+                            self.class,
+                            t.layer(),
+                        ),
+                        _ => {
+                            let w = activation_weights(
+                                c,
+                                target.clone(),
+                                self.class,
+                                t.layer(),
+                            );
+                            activation_weighted(pred.clone(), target.clone(), w)
+                        }
+                    }
+                }
+            };
+            if values {
+                parts.push((
+                    t.kind.label().to_string(),
+                    v.clone().into_scalar::<f32>() as f64,
+                ));
+            }
+            let w = v * t.weight;
+            total = Some(match total {
+                Some(s) => s + w,
+                None => w,
+            });
+        }
+        (
+            total.unwrap_or_else(|| unreachable!("validated: terms not empty")),
+            parts,
+        )
+    }
 }

@@ -1,7 +1,8 @@
 //! Reading run folders back: their curves (metrics.jsonl), final rows (summary.json) and the
 //! comparison table `synthscope runs compare` prints and the Runs view shows.
 
-use super::{EpochReport, LogLine, RunSummary, StepReport, TrainConfig};
+use super::{EpochReport, LogLine, RunSummary, StepReport, TrainConfig, TrainError};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// A run folder, read back.
@@ -22,14 +23,11 @@ pub struct Run {
 impl Run {
     /// Read `dir`. A run without `metrics.jsonl` is an error; a torn last line (a crash while
     /// writing) is skipped.
-    pub fn read(dir: &Path) -> Result<Self, String> {
+    pub fn read(dir: &Path) -> Result<Self, TrainError> {
         let log = dir.join("metrics.jsonl");
         let text = std::fs::read_to_string(&log).map_err(|e| {
-            format!(
-                "{}: not a run folder ({}: {e})",
-                dir.display(),
-                log.display()
-            )
+            TrainError::file(&dir, format!("not a run folder ({}: {e})", log.display()
+            ))
         })?;
         let mut steps = Vec::new();
         let mut epochs = Vec::new();
@@ -43,7 +41,7 @@ impl Run {
                 Err(e) if i + 1 == text.lines().count() => {
                     log::warn!("{}: last line unreadable ({e}); skipped", log.display());
                 }
-                Err(e) => return Err(format!("{}: line {}: {e}", log.display(), i + 1)),
+                Err(e) => return Err(TrainError::file(&log, format!("line {}: {e}", i + 1))),
             }
         }
         let summary = std::fs::read_to_string(dir.join("summary.json"))
@@ -181,4 +179,35 @@ pub fn compare_table(runs: &[Run]) -> String {
         ));
     }
     out
+}
+
+/// Write `text` to `path` atomically (temporary file, then rename).
+pub fn write_atomic(path: &Path, text: &str) -> Result<(), TrainError> {
+    let tmp = path.with_extension("partial");
+    std::fs::write(&tmp, text)
+        .and_then(|_| std::fs::rename(&tmp, path))
+        .map_err(|e| TrainError::file(&path, format!("cannot write: {e}")))
+}
+
+/// Appends log lines, flushed as they come.
+pub(super) struct Log(std::fs::File, PathBuf);
+
+impl Log {
+    /// Open `path` for appending.
+    pub(super) fn open(path: &Path) -> Result<Self, TrainError> {
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(|e| TrainError::file(&path, format!("cannot open: {e}")))?;
+        Ok(Self(f, path.to_path_buf()))
+    }
+
+    /// Append one line and flush it.
+    pub(super) fn write(&mut self, line: &LogLine) -> Result<(), TrainError> {
+        let text = serde_json::to_string(line).map_err(|e| TrainError::Config(e.to_string()))?;
+        writeln!(self.0, "{text}")
+            .and_then(|_| self.0.flush())
+            .map_err(|e| TrainError::file(&self.1, format!("cannot append: {e}")))
+    }
 }

@@ -1,7 +1,10 @@
 //! Volumes: f32 voxels on a grid placed in patient space (LPS), plus the geometry maths.
 
+pub mod resample;
+pub mod transform;
 mod window;
 
+pub use transform::Affine;
 pub use window::{CT_PRESETS, Colormap, WindowLevel, WindowPreset};
 
 use serde::Serialize;
@@ -234,6 +237,12 @@ impl Modality {
             Modality::Mr => "MR",
             Modality::Other(s) => s,
         }
+    }
+}
+
+impl std::fmt::Display for Modality {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.code())
     }
 }
 

@@ -144,7 +144,7 @@ pub fn synthscope() -> Command {
 /// A study over phantom patients written by our own NIfTI exporter: each patient's CT (real)
 /// and a blurred copy (standing in for a synthetic CT), 3 head slices per case.
 pub fn phantom_study(dir: &Path, patients: usize, design: synthscope::study::Design) -> PathBuf {
-    use synthscope::io::nifti_io::write_nifti;
+    use synthscope::io::nifti::write_nifti;
     use synthscope::io::phantom::{PhantomConfig, phantom_patient};
     use synthscope::study::{self, Study, StudyCase, Truth};
     let mut cases = Vec::new();

@@ -2,10 +2,14 @@
 //! reading session, and the Results view (accuracy with 95% intervals, Likert means,
 //! agreement, a chart, CSV export).
 
-use super::dialogs::Dialog;
-use super::*;
+use crate::app::SynthScopeApp;
+use crate::app::command::Command;
+use crate::app::panels::dialogs::Dialog;
+use crate::app::panels::study_reading::{ReadingState, StudyOptions};
 use crate::study::stats::Summary;
 use crate::study::{Design, ReaderLog, Study, StudyCase, Truth};
+use crate::volume::WindowLevel;
+use std::path::PathBuf;
 
 /// Reader logs, their Likert questions and their summary.
 pub type Results = (Vec<ReaderLog>, Vec<String>, Result<Summary, String>);
@@ -90,7 +94,7 @@ impl SynthScopeApp {
                 self.study.path = Some(path.to_path_buf());
                 self.study.message = Some((false, format!("Saved {}", path.display())));
             }
-            Err(e) => self.study.message = Some((true, e)),
+            Err(e) => self.study.message = Some((true, e.into())),
         }
     }
 
@@ -132,9 +136,15 @@ impl SynthScopeApp {
         } else {
             path.to_path_buf()
         };
-        match crate::cli_study::read_logs(&[p]) {
-            Ok((logs, questions)) => {
-                let s = crate::study::stats::summarise(&logs);
+        match crate::study::read_logs(&[p]) {
+            Ok(crate::study::LogSet {
+                logs,
+                questions,
+                warnings,
+            }) => {
+                self.errors
+                    .extend(warnings.into_iter().map(|w| format!("Study results: {w}")));
+                let s = crate::study::stats::summarise(&logs).map_err(String::from);
                 self.study.results = Some((logs, questions, s));
                 self.study.show_results = true;
             }
@@ -153,7 +163,7 @@ impl SynthScopeApp {
     }
 
     /// Switch the window to the reading view of the edited study (saved first).
-    fn start_reading(&mut self, ctx: &egui::Context) {
+    pub(crate) fn start_reading(&mut self, ctx: &egui::Context) {
         let Some(path) = self.study.path.clone() else {
             self.study.message = Some((true, "Save the study first.".into()));
             return;
@@ -163,8 +173,8 @@ impl SynthScopeApp {
             return;
         }
         let reader = self.study.reader.trim().to_string();
-        self.reading = Some(super::study_panel::ReadingState::new(
-            super::study_panel::StudyOptions {
+        self.reading = Some(ReadingState::new(
+            StudyOptions {
                 file: path,
                 reader: (!reader.is_empty()).then_some(reader),
                 fullscreen: true,
@@ -174,7 +184,7 @@ impl SynthScopeApp {
         ));
     }
 
-    pub(super) fn study_setup_ui(&mut self, ctx: &egui::Context) {
+    pub(crate) fn study_setup_ui(&mut self, ctx: &egui::Context) {
         let mut open = self.study.show_setup;
         if !open {
             return;
@@ -376,20 +386,20 @@ impl SynthScopeApp {
             });
         self.study.show_setup = open;
         if let Some(p) = save_to {
-            self.save_study(&p);
+            self.commands.push(Command::SaveStudy(p));
         }
         if let Some(p) = results_of {
-            self.open_results(&p);
+            self.commands.push(Command::OpenResults(p));
         }
         if let Some(d) = dialog {
-            self.open_dialog(ctx, d);
+            self.commands.push(Command::Dialog(d));
         }
         if read {
-            self.start_reading(ctx);
+            self.commands.push(Command::StartReading);
         }
     }
 
-    pub(super) fn study_results_ui(&mut self, ctx: &egui::Context) {
+    pub(crate) fn study_results_ui(&mut self, ctx: &egui::Context) {
         let mut open = self.study.show_results;
         if !open {
             return;
@@ -429,7 +439,7 @@ impl SynthScopeApp {
             });
         self.study.show_results = open;
         if let Some(d) = dialog {
-            self.open_dialog(ctx, d);
+            self.commands.push(Command::Dialog(d));
         }
     }
 }

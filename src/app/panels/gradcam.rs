@@ -4,11 +4,18 @@
 //! - the MR/CT classifier (method 2, the Grad-CAM-guided U-Net): its class map for the real and
 //!   the synthetic slice at the crosshair side by side, on one scale, and their difference.
 
-use super::jobs::ModelJob;
-use super::*;
+use crate::analysis::gradcam::{CamPair, CamSlice, CamTarget, cam_pair, slice_gradcam};
+use crate::app::SynthScopeApp;
+use crate::app::command::{Command, Task};
+use crate::app::jobs::{ModelJob, repaint};
+use crate::app::model_slot::Slot;
+use crate::app::panels::dialogs::Dialog;
+use crate::app::panels::run_button;
+use crate::gpu;
 use crate::model::checkpoint::AnyModel;
-use crate::synth::{CamPair, CamSlice, CamTarget};
-use std::path::PathBuf;
+use crate::volume::Colormap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// Grad-CAM window state.
 pub struct GradcamState {
@@ -31,9 +38,8 @@ pub struct GradcamState {
     texture: Option<(egui::TextureHandle, f32, Colormap)>,
     /// Show the classifier view (else the synthesis network's).
     pub classifier_view: bool,
-    /// The MR/CT classifier and where it came from (None while on a worker).
-    pub classifier: Option<(AnyModel, PathBuf)>,
-    classifier_pending: Option<PathBuf>,
+    /// The MR/CT classifier and where it came from.
+    pub classifier: Slot<PathBuf>,
     /// Classifier layer (index into `Classifier::LAYERS`).
     pub classifier_layer: usize,
     /// The running classifier computation.
@@ -56,8 +62,7 @@ impl Default for GradcamState {
             result: None,
             texture: None,
             classifier_view: false,
-            classifier: None,
-            classifier_pending: None,
+            classifier: Slot::default(),
             classifier_layer: 2,
             pair_job: None,
             pair: None,
@@ -120,29 +125,6 @@ fn blend(
 /// A real and a synthetic slice on one grid, the grid's size and the synthetic modality.
 type SlicePair = (Vec<f32>, Vec<f32>, (usize, usize), String);
 
-/// The button that starts a model job (`label`, `enabled`), or while `job` runs a spinner with
-/// Cancel (or that it was cancelled). True when the button was clicked.
-pub(super) fn run_button<T: Send + 'static>(
-    ui: &mut egui::Ui,
-    job: Option<&ModelJob<T>>,
-    enabled: bool,
-    label: &str,
-) -> bool {
-    let Some(job) = job else {
-        return ui.add_enabled(enabled, egui::Button::new(label)).clicked();
-    };
-    ui.spinner();
-    if job.is_cancelled() {
-        ui.label("cancelled: the pass under way ends in the background");
-    } else {
-        ui.label("computing…");
-        if ui.button("Cancel").clicked() {
-            job.cancel();
-        }
-    }
-    false
-}
-
 /// A signed map (-1..1) in the diverging colormap, 0 in its middle.
 fn diverging(d: &[f32], (w, h): (usize, usize)) -> egui::ColorImage {
     let table = Colormap::Diverging.table();
@@ -158,7 +140,7 @@ fn diverging(d: &[f32], (w, h): (usize, usize)) -> egui::ColorImage {
 
 impl SynthScopeApp {
     /// Load an MR/CT classifier checkpoint for the classifier Grad-CAM view.
-    pub fn load_classifier(&mut self, path: &std::path::Path) {
+    pub fn load_classifier(&mut self, path: &Path) {
         let device = match gpu::shared() {
             Ok(g) => g.device.clone(),
             Err(e) => {
@@ -168,25 +150,25 @@ impl SynthScopeApp {
         };
         match crate::model::checkpoint::load(path, &device) {
             Ok((m @ AnyModel::Classifier(_), _)) => {
-                self.gradcam.classifier = Some((m, path.to_path_buf()));
+                self.gradcam.classifier.set(m, path.to_path_buf());
                 self.gradcam.pair = None;
             }
             Ok(_) => self.errors.push(format!(
                 "{}: not a classifier (a synthesis network); load it in the Synthesis panel",
                 path.display()
             )),
-            Err(e) => self.errors.push(e),
+            Err(e) => self.errors.push(e.to_string()),
         }
     }
 
     /// Load the embedded demo MR/CT classifier.
     pub fn load_demo_classifier(&mut self) {
-        let r = gpu::shared()
-            .map_err(|e| e.to_string())
-            .and_then(|g| crate::model::demo::load_demo_classifier(&g.device));
+        let r = gpu::shared().map_err(|e| e.to_string()).and_then(|g| {
+            crate::model::demo::load_demo_classifier(&g.device).map_err(|e| e.to_string())
+        });
         match r {
             Ok((m, _, name)) => {
-                self.gradcam.classifier = Some((m, name));
+                self.gradcam.classifier.set(m, name);
                 self.gradcam.pair = None;
             }
             Err(e) => self.errors.push(format!("Demo classifier: {e}")),
@@ -197,30 +179,32 @@ impl SynthScopeApp {
     /// real one resampled through the registration), with the synthetic modality.
     fn real_and_synthetic_slices(&self) -> Result<SlicePair, String> {
         use crate::model::Direction;
-        use crate::register::{Affine, resample};
+        use crate::volume::{Affine, resample::resample};
         let synth = self
+            .synthesis
             .synthetic
             .and_then(|i| self.volumes.get(i))
             .ok_or("synthesise first: the view compares the real and the synthetic image")?;
         let modality = synth.meta.modality.clone();
-        let (real, to_real) = match self.model_direction() {
-            Some(Direction::CtToMr) => (self.mr_volume(), self.mr_transform),
+        let mr_from_ct = self.pair.mr_from_ct;
+        let crosshair = self.viewer.view.crosshair;
+        let (real, to_real) = match self.model.direction() {
+            Some(Direction::CtToMr) => (self.mr_volume(), mr_from_ct),
             _ => (
                 self.ct_volume(),
-                match self.mr_transform {
+                match mr_from_ct {
                     Some(t) => Some(t.inverse().ok_or("the registration cannot be inverted")?),
                     None => None,
                 },
             ),
         };
         let real = real.ok_or(format!("no real {modality} loaded to compare with"))?;
-        let w = match (self.model_direction(), self.mr_transform) {
-            (Some(Direction::MrToCt), Some(t)) => t.apply(self.view.crosshair),
-            (Some(Direction::CtToMr), Some(t)) => t
-                .inverse()
-                .map(|i| i.apply(self.view.crosshair))
-                .unwrap_or(self.view.crosshair),
-            _ => self.view.crosshair,
+        let w = match (self.model.direction(), mr_from_ct) {
+            (Some(Direction::MrToCt), Some(t)) => t.apply(crosshair),
+            (Some(Direction::CtToMr), Some(t)) => {
+                t.inverse().map(|i| i.apply(crosshair)).unwrap_or(crosshair)
+            }
+            _ => crosshair,
         };
         let g = &synth.geometry;
         let [nx, ny, nz] = g.dims;
@@ -237,7 +221,7 @@ impl SynthScopeApp {
     }
 
     /// Compute the classifier's Grad-CAM for the real and synthetic slices at the crosshair.
-    pub fn start_cam_pair(&mut self, ctx: &egui::Context) {
+    pub(crate) fn start_cam_pair(&mut self, ctx: &egui::Context) {
         if self.gradcam.pair_job.is_some() {
             return;
         }
@@ -248,64 +232,54 @@ impl SynthScopeApp {
                 return;
             }
         };
-        let Some((classifier, path)) = self.gradcam.classifier.take() else {
-            self.errors
-                .push("Classifier Grad-CAM: load a classifier first.".into());
-            return;
-        };
-        self.gradcam.classifier_pending = Some(path);
         let layer = self.gradcam.classifier_layer;
-        let c = ctx.clone();
-        self.gradcam.pair_job = Some(ModelJob::start(
-            classifier,
-            move |m| {
+        let job = self
+            .gradcam
+            .classifier
+            .run("model", repaint(ctx), move |m, _| {
                 let AnyModel::Classifier(cls) = m else {
                     return Err("not a classifier".into());
                 };
                 let device = gpu::shared().map_err(|e| e.to_string())?.device.clone();
-                crate::synth::cam_pair(cls, &modality, &real, &synth, size, layer, &device)
-            },
-            move || c.request_repaint(),
-        ));
+                cam_pair(cls, &modality, &real, &synth, size, layer, &device)
+                    .map_err(|e| e.to_string())
+            });
+        match job {
+            Some(Ok(j)) => self.gradcam.pair_job = Some(j),
+            Some(Err(e)) => self.errors.push(format!("Classifier Grad-CAM: {e}")),
+            None => self
+                .errors
+                .push("Classifier Grad-CAM: load a classifier first.".into()),
+        }
     }
 
     /// Collect a finished classifier computation (`timeout`: wait that long; None: poll).
-    pub fn poll_cam_pair(&mut self, timeout: Option<Duration>) {
-        let Some((r, model)) = self
-            .gradcam
-            .pair_job
-            .as_ref()
-            .and_then(|j| j.finish(timeout))
-        else {
+    pub(crate) fn take_cam_pair(&mut self, timeout: Option<Duration>) {
+        let g = &mut self.gradcam;
+        let Some(r) = g.pair_job.as_ref().and_then(|j| j.finish(timeout)) else {
             return;
         };
-        self.gradcam.pair_job = None;
-        if let Some(path) = self.gradcam.classifier_pending.take() {
-            self.gradcam.classifier = Some((model, path));
-        }
-        match r {
-            Some(Ok(p)) => {
-                self.gradcam.pair = Some(p);
-                self.gradcam.pair_textures = None;
+        g.pair_job = None;
+        match g.classifier.returned(r) {
+            Ok(Some(Ok(p))) => {
+                g.pair = Some(p);
+                g.pair_textures = None;
             }
-            Some(Err(e)) => self.errors.push(format!("Classifier Grad-CAM: {e}")),
-            None => {}
+            Ok(Some(Err(e))) => self.errors.push(format!("Classifier Grad-CAM: {e}")),
+            Ok(None) => {}
+            Err(e) => self.errors.push(format!("Classifier Grad-CAM: {e}")),
         }
     }
 
     /// The classifier half of the Grad-CAM window.
-    fn classifier_cam_ui(
-        &mut self,
-        ctx: &egui::Context,
-        ui: &mut egui::Ui,
-    ) -> (bool, Option<Dialog>, bool) {
-        let (mut run, mut dialog, mut demo) = (false, None, false);
+    fn classifier_cam_ui(&mut self, ctx: &egui::Context, ui: &mut egui::Ui) {
         let g = &mut self.gradcam;
-        match (&g.classifier, &g.classifier_pending) {
-            (Some((_, p)), _) | (None, Some(p)) => {
+        let commands = &mut self.commands;
+        match g.classifier.info() {
+            Some((p, _)) => {
                 ui.label(format!("Classifier: {}", p.display()));
             }
-            (None, None) => {
+            None => {
                 ui.colored_label(
                     egui::Color32::YELLOW,
                     "No classifier loaded: load one (a run's classifier.json, or `synthscope train --classifier-only`) or the demo classifier.",
@@ -314,14 +288,14 @@ impl SynthScopeApp {
         }
         ui.horizontal(|ui| {
             if ui.button("Load classifier…").clicked() {
-                dialog = Some(Dialog::LoadClassifier);
+                commands.push(Command::Dialog(Dialog::LoadClassifier));
             }
             if ui
                 .button("Demo classifier")
                 .on_hover_text(crate::model::demo::DEMO_CLASSIFIER_NAME)
                 .clicked()
             {
-                demo = true;
+                commands.push(Command::LoadDemoClassifier);
             }
         });
         egui::ComboBox::from_label("Classifier layer")
@@ -333,12 +307,15 @@ impl SynthScopeApp {
             });
         ui.add(egui::Slider::new(&mut g.opacity, 0.0..=1.0).text("opacity"));
         ui.horizontal(|ui| {
-            run = run_button(
+            let click = run_button(
                 ui,
                 g.pair_job.as_ref(),
-                g.classifier.is_some(),
+                g.classifier.loaded.is_some(),
                 "Compare real and synthetic at the crosshair",
             );
+            if let Some(c) = click {
+                commands.push(c.command(Command::StartCamPair, Task::CamPair));
+            }
         });
         if let Some(p) = &g.pair {
             let stale = g
@@ -401,12 +378,11 @@ impl SynthScopeApp {
                 ui.small("Difference: red where the synthetic image draws more of the classifier's attention, blue where less.");
             }
         }
-        (run, dialog, demo)
     }
 
     /// Compute Grad-CAM for the input slice under the crosshair.
-    pub fn start_gradcam(&mut self, ctx: &egui::Context) {
-        if self.gradcam.job.is_some() || self.model.is_none() {
+    pub(crate) fn start_gradcam(&mut self, ctx: &egui::Context) {
+        if self.gradcam.job.is_some() || self.model.loaded.is_none() {
             return;
         }
         let Some((direction, input, v)) = self.model_input_at_crosshair("Grad-CAM") else {
@@ -422,50 +398,41 @@ impl SynthScopeApp {
                 radius: self.gradcam.radius,
             }
         };
-        let Some((model, meta, path)) = self.model.take() else {
-            return;
-        };
-        self.model_pending = Some((meta, path));
         let layer = self.gradcam.layer;
-        let c = ctx.clone();
-        self.gradcam.job = Some(ModelJob::start(
-            model,
-            move |m| {
-                let device = gpu::shared().map_err(|e| e.to_string())?.device.clone();
-                crate::synth::slice_gradcam(m, direction, &input, z, layer, target, &device)
-            },
-            move || c.request_repaint(),
-        ));
-    }
-
-    /// Collect a finished synthesis-network Grad-CAM (`timeout`: wait that long; None: poll).
-    pub(super) fn poll_gradcam(&mut self, timeout: Option<Duration>) {
-        let Some((r, model)) = self.gradcam.job.as_ref().and_then(|j| j.finish(timeout)) else {
-            return;
-        };
-        self.gradcam.job = None;
-        if let Some((meta, path)) = self.model_pending.take() {
-            self.model = Some((model, meta, path));
-        }
-        match r {
-            Some(Ok(c)) => {
-                self.gradcam.result = Some(c);
-                self.gradcam.texture = None;
-            }
+        let job = self.model.run("model", repaint(ctx), move |m, _| {
+            let device = gpu::shared().map_err(|e| e.to_string())?.device.clone();
+            slice_gradcam(m, direction, &input, z, layer, target, &device)
+                .map_err(|e| e.to_string())
+        });
+        match job {
+            Some(Ok(j)) => self.gradcam.job = Some(j),
             Some(Err(e)) => self.errors.push(format!("Grad-CAM: {e}")),
             None => {}
         }
     }
 
-    pub(super) fn gradcam_ui(&mut self, ctx: &egui::Context) {
-        self.poll_gradcam(None);
-        self.poll_cam_pair(None);
+    /// Collect a finished synthesis-network Grad-CAM (`timeout`: wait that long; None: poll).
+    pub(crate) fn take_gradcam(&mut self, timeout: Option<Duration>) {
+        let Some(r) = self.gradcam.job.as_ref().and_then(|j| j.finish(timeout)) else {
+            return;
+        };
+        self.gradcam.job = None;
+        match self.model.returned(r) {
+            Ok(Some(Ok(c))) => {
+                self.gradcam.result = Some(c);
+                self.gradcam.texture = None;
+            }
+            Ok(Some(Err(e))) => self.errors.push(format!("Grad-CAM: {e}")),
+            Ok(None) => {}
+            Err(e) => self.errors.push(format!("Grad-CAM: {e}")),
+        }
+    }
+
+    pub(crate) fn gradcam_ui(&mut self, ctx: &egui::Context) {
         let mut open = self.gradcam.show;
         if !open {
             return;
         }
-        let mut run = false;
-        let (mut run_pair, mut dialog, mut demo) = (false, None, false);
         egui::Window::new("Grad-CAM")
             .open(&mut open)
             .default_width(420.0)
@@ -484,16 +451,18 @@ impl SynthScopeApp {
                 });
                 ui.separator();
                 if self.gradcam.classifier_view {
-                    (run_pair, dialog, demo) = self.classifier_cam_ui(ctx, ui);
+                    self.classifier_cam_ui(ctx, ui);
                     return;
                 }
-                if self.no_model_notice(ui) {
+                if self.model.notice_ui(ui) {
                     return;
                 }
                 let names: Vec<String> = self
-                    .model_layers_now()
-                    .into_iter()
-                    .filter(|n| n != "output")
+                    .model
+                    .layers()
+                    .iter()
+                    .filter(|n| *n != "output")
+                    .cloned()
                     .collect();
                 let g = &mut self.gradcam;
                 g.layer = g.layer.min(names.len().saturating_sub(1));
@@ -521,7 +490,11 @@ impl SynthScopeApp {
                         }
                     });
                 ui.horizontal(|ui| {
-                    run = run_button(ui, g.job.as_ref(), true, "Compute for this slice");
+                    let click = run_button(ui, g.job.as_ref(), true, "Compute for this slice");
+                    if let Some(c) = click {
+                        self.commands
+                            .push(c.command(Command::StartGradcam, Task::Gradcam));
+                    }
                 });
                 if let Some(c) = &g.result {
                     let stale = g
@@ -553,25 +526,5 @@ impl SynthScopeApp {
                 }
             });
         self.gradcam.show = open;
-        if run {
-            self.start_gradcam(ctx);
-        }
-        if demo {
-            self.load_demo_classifier();
-        }
-        if run_pair {
-            self.start_cam_pair(ctx);
-        }
-        if let Some(d) = dialog {
-            self.open_dialog(ctx, d);
-        }
-    }
-
-    /// Layer names of the model (loaded or on a worker).
-    fn model_layers_now(&self) -> Vec<String> {
-        match &self.model {
-            Some((m, _, _)) => m.layer_names(),
-            None => self.model_layers.clone(),
-        }
     }
 }

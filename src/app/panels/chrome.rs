@@ -1,10 +1,69 @@
-//! The window chrome: menu and toolbar, keyboard, status bar, series browser, diagnostics,
-//! progress and messages.
+//! The window chrome: menu and toolbar, keyboard, status bar, diagnostics, progress and
+//! messages.
 
-use super::*;
+use crate::app::SynthScopeApp;
+use crate::app::command::{Command, Task};
+use crate::app::jobs::{Job, LoadRequest};
+use crate::app::panels::dialogs::Dialog;
+use crate::app::viewer::view::Orientation;
+use crate::gpu::{AdapterReport, SelfTest};
+use crate::volume::{CT_PRESETS, Colormap};
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+/// The Diagnostics window: the GPU adapter, the burn self-test, recent frame times.
+pub struct Diagnostics {
+    /// Show the window.
+    pub show: bool,
+    adapter: Option<AdapterReport>,
+    self_test: Option<Result<SelfTest, String>>,
+    job: Option<Job<Result<SelfTest, String>>>,
+    /// Recent frame times (ms).
+    frame_ms: VecDeque<f64>,
+    last_frame: Option<Instant>,
+}
+
+impl Diagnostics {
+    /// For `adapter`, with the self-test running in `job` if started.
+    pub fn new(adapter: Option<AdapterReport>, job: Option<Job<Result<SelfTest, String>>>) -> Self {
+        Self {
+            show: false,
+            adapter,
+            self_test: None,
+            job,
+            frame_ms: VecDeque::new(),
+            last_frame: None,
+        }
+    }
+
+    /// A frame starts at `now`: record the time since the last one.
+    pub fn frame_at(&mut self, now: Instant) {
+        if let Some(t) = self.last_frame {
+            self.frame_ms
+                .push_back(now.duration_since(t).as_secs_f64() * 1e3);
+            if self.frame_ms.len() > 240 {
+                self.frame_ms.pop_front();
+            }
+        }
+        self.last_frame = Some(now);
+    }
+
+    /// The last frame time (ms).
+    pub fn last_frame_ms(&self) -> Option<f64> {
+        self.frame_ms.back().copied()
+    }
+
+    /// Take the self-test's result once finished (`timeout`: wait that long; None: only look).
+    pub fn take_self_test(&mut self, timeout: Option<Duration>) {
+        if let Some(r) = self.job.as_ref().and_then(|j| j.take(timeout)) {
+            self.job = None;
+            self.self_test = Some(r.unwrap_or_else(|e| Err(e.to_string())));
+        }
+    }
+}
 
 impl SynthScopeApp {
-    pub(super) fn menu_ui(&mut self, ui: &mut egui::Ui) {
+    pub(crate) fn menu_ui(&mut self, ui: &mut egui::Ui) {
         egui::MenuBar::new().ui(ui, |ui| {
             ui.menu_button("File", |ui| {
                 if ui.button("Open files…").clicked() {
@@ -41,14 +100,14 @@ impl SynthScopeApp {
             });
             ui.menu_button("View", |ui| {
                 for o in Orientation::ALL {
-                    ui.radio_value(&mut self.view.orientation, o, o.name());
+                    ui.radio_value(&mut self.viewer.view.orientation, o, o.name());
                 }
                 ui.separator();
                 ui.checkbox(&mut self.show_browser, "Series browser");
-                ui.checkbox(&mut self.show_diagnostics, "Diagnostics");
-                ui.checkbox(&mut self.show_registration, "Registration");
-                ui.checkbox(&mut self.show_synthesis, "Synthesis");
-                ui.checkbox(&mut self.show_features, "Feature maps");
+                ui.checkbox(&mut self.diagnostics.show, "Diagnostics");
+                ui.checkbox(&mut self.registration.show, "Registration");
+                ui.checkbox(&mut self.synthesis.show, "Synthesis");
+                ui.checkbox(&mut self.features.show, "Feature maps");
                 ui.checkbox(&mut self.gradcam.show, "Grad-CAM");
                 ui.checkbox(&mut self.training.show, "Training");
                 ui.checkbox(&mut self.training.show_runs, "Runs");
@@ -58,22 +117,22 @@ impl SynthScopeApp {
             });
             ui.separator();
             for o in Orientation::ALL {
-                ui.selectable_value(&mut self.view.orientation, o, o.name());
+                ui.selectable_value(&mut self.viewer.view.orientation, o, o.name());
             }
             ui.separator();
-            ui.toggle_value(&mut self.wl_mode, "W/L drag (w)");
-            ui.toggle_value(&mut self.show_inset, "Zoom inset (z)")
+            ui.toggle_value(&mut self.viewer.wl_mode, "W/L drag (w)");
+            ui.toggle_value(&mut self.viewer.show_inset, "Zoom inset (z)")
                 .on_hover_text("A magnified view of the region around the crosshair in each pane");
-            if self.show_inset {
+            if self.viewer.show_inset {
                 ui.add(
-                    egui::DragValue::new(&mut self.inset_mag)
+                    egui::DragValue::new(&mut self.viewer.inset_mag)
                         .range(1.5..=8.0)
                         .speed(0.1)
                         .prefix("x"),
                 );
             }
-            ui.toggle_value(&mut self.show_registration, "Register…");
-            ui.toggle_value(&mut self.show_synthesis, "Synthesise…");
+            ui.toggle_value(&mut self.registration.show, "Register…");
+            ui.toggle_value(&mut self.synthesis.show, "Synthesise…");
             ui.toggle_value(&mut self.training.show, "Train…");
             ui.separator();
             ui.label("CT:");
@@ -83,7 +142,7 @@ impl SynthScopeApp {
                     .on_hover_text(format!("W {} / L {}", p.window.width, p.window.center))
                     .clicked()
                 {
-                    self.apply_ct_preset(i);
+                    self.commands.push(Command::CtPreset(i));
                 }
             }
             ui.separator();
@@ -92,7 +151,7 @@ impl SynthScopeApp {
                 .on_hover_text("robust 2-98% window inside the head")
                 .clicked()
             {
-                self.auto_window_mr();
+                self.commands.push(Command::AutoWindowMr);
             }
             ui.separator();
             for (label, vol) in [
@@ -100,7 +159,7 @@ impl SynthScopeApp {
                 ("MR map", self.mr_volume().cloned()),
             ] {
                 if let Some(v) = vol {
-                    let mut d = self.display_of(&v);
+                    let mut d = self.viewer.display_of(&v);
                     let before = d.colormap;
                     egui::ComboBox::from_label(label)
                         .selected_text(d.colormap.name())
@@ -110,18 +169,18 @@ impl SynthScopeApp {
                             }
                         });
                     if d.colormap != before {
-                        self.display.insert(v.id, d);
+                        self.viewer.display.insert(v.id, d);
                     }
                 }
             }
             ui.separator();
-            ui.add(egui::Slider::new(&mut self.checker_mm, 2.0..=64.0).text("checker mm"));
+            ui.add(egui::Slider::new(&mut self.viewer.checker_mm, 2.0..=64.0).text("checker mm"));
         });
     }
 
-    pub(super) fn status_ui(&mut self, ui: &mut egui::Ui) {
+    pub(crate) fn status_ui(&mut self, ui: &mut egui::Ui) {
         ui.horizontal(|ui| {
-            match &self.hover {
+            match &self.viewer.hover {
                 Some((name, w, probe)) => {
                     ui.monospace(format!("LPS ({:.1}, {:.1}, {:.1}) mm", w[0], w[1], w[2]));
                     match probe {
@@ -142,7 +201,7 @@ impl SynthScopeApp {
                 }
             }
             ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
-                match &self.adapter {
+                match &self.diagnostics.adapter {
                     Some(a) => ui.label(format!("GPU: {}", a.summary())),
                     None => ui.colored_label(egui::Color32::LIGHT_RED, "GPU: none"),
                 };
@@ -154,81 +213,11 @@ impl SynthScopeApp {
         });
     }
 
-    pub(super) fn browser_ui(&mut self, ctx: &egui::Context) {
-        let mut open = self.show_browser;
-        let mut role_changes = Vec::new();
-        egui::Window::new("Series browser")
-            .open(&mut open)
-            .default_width(720.0)
-            .show(ctx, |ui| {
-                egui::Grid::new("series")
-                    .striped(true)
-                    .num_columns(8)
-                    .show(ui, |ui| {
-                        for h in [
-                            "Role", "Patient", "Study", "Series", "Modality", "Slices", "Size",
-                            "Warnings",
-                        ] {
-                            ui.strong(h);
-                        }
-                        ui.end_row();
-                        for (i, v) in self.volumes.iter().enumerate() {
-                            let mut role = if self.ct == Some(i) {
-                                Some(Role::Ct)
-                            } else if self.mr == Some(i) {
-                                Some(Role::Mr)
-                            } else {
-                                None
-                            };
-                            let before = role;
-                            ui.horizontal(|ui| {
-                                ui.radio_value(&mut role, Some(Role::Ct), "CT");
-                                ui.radio_value(&mut role, Some(Role::Mr), "MR");
-                                ui.radio_value(&mut role, None, "–");
-                            });
-                            if role != before {
-                                role_changes.push((i, role));
-                            }
-                            let m = &v.meta;
-                            ui.label(format!("{} {}", m.patient_name, m.patient_id));
-                            ui.label(&m.study_description);
-                            ui.label(&m.description).on_hover_text(&m.series_uid);
-                            ui.label(&m.modality);
-                            let d = v.geometry.dims;
-                            ui.label(d[2].to_string());
-                            ui.label(format!(
-                                "{}x{}x{} ({:.2}x{:.2}x{:.2} mm), {:.1} MB",
-                                d[0],
-                                d[1],
-                                d[2],
-                                v.geometry.spacing[0],
-                                v.geometry.spacing[1],
-                                v.geometry.spacing[2],
-                                v.size_bytes() as f64 / 1e6
-                            ));
-                            if m.warnings.is_empty() {
-                                ui.label("");
-                            } else {
-                                ui.colored_label(
-                                    egui::Color32::YELLOW,
-                                    format!("{} ⚠", m.warnings.len()),
-                                )
-                                .on_hover_text(m.warnings.join("\n"));
-                            }
-                            ui.end_row();
-                        }
-                    });
-            });
-        self.show_browser = open;
-        for (i, r) in role_changes {
-            self.set_role(i, r);
-        }
-    }
-
-    pub(super) fn diagnostics_ui(&mut self, ctx: &egui::Context) {
-        let mut open = self.show_diagnostics;
+    pub(crate) fn diagnostics_ui(&mut self, ctx: &egui::Context) {
+        let d = &mut self.diagnostics;
+        let mut open = d.show;
         egui::Window::new("Diagnostics").open(&mut open).show(ctx, |ui| {
-            match &self.adapter {
+            match &d.adapter {
                 Some(a) => {
                     ui.label(format!("Adapter: {}", a.name));
                     ui.label(format!("Type: {}  Backend: {}  Driver: {}", a.device_type, a.backend, a.driver));
@@ -242,8 +231,8 @@ impl SynthScopeApp {
             }
             ui.separator();
             ui.label("One device: the views and burn share one wgpu device and queue.");
-            match &self.self_test {
-                None if self.self_test_job.is_some() => {
+            match &d.self_test {
+                None if d.job.is_some() => {
                     ui.horizontal(|ui| {
                         ui.spinner();
                         ui.label("burn self-test running (first run compiles shaders)…");
@@ -267,41 +256,37 @@ impl SynthScopeApp {
                     ui.colored_label(egui::Color32::LIGHT_RED, format!("burn self-test failed: {e}"));
                 }
             }
-            if !self.frame_ms.is_empty() {
-                let mut v: Vec<f64> = self.frame_ms.iter().copied().collect();
+            if !d.frame_ms.is_empty() {
+                let mut v: Vec<f64> = d.frame_ms.iter().copied().collect();
                 v.sort_by(f64::total_cmp);
                 ui.label(format!("Frame time: median {:.1} ms, p95 {:.1} ms", v[v.len() / 2], v[(v.len() * 95 / 100).min(v.len() - 1)]));
             }
         });
-        self.show_diagnostics = open;
+        d.show = open;
     }
 
-    pub(super) fn progress_ui(&mut self, ctx: &egui::Context) {
-        let Some(job) = &self.load_job else { return };
-        let mut cancel = false;
+    pub(crate) fn progress_ui(&mut self, ctx: &egui::Context) {
+        let Some(load) = &self.load_job else { return };
         egui::Window::new("Loading")
             .collapsible(false)
             .resizable(false)
             .anchor(egui::Align2::CENTER_CENTER, [0.0, 0.0])
             .show(ctx, |ui| {
-                ui.label(&job.label);
-                ui.label(job.progress.stage());
+                ui.label(&load.label);
+                ui.label(load.job.progress().stage());
                 ui.add(
-                    egui::ProgressBar::new(job.progress.fraction())
+                    egui::ProgressBar::new(load.job.progress().fraction())
                         .show_percentage()
                         .desired_width(320.0),
                 );
                 if ui.button("Cancel").clicked() {
-                    cancel = true;
+                    self.commands.push(Command::Cancel(Task::Load));
                 }
             });
-        if cancel {
-            job.progress.cancel();
-        }
         ctx.request_repaint_after(Duration::from_millis(100));
     }
 
-    pub(super) fn errors_ui(&mut self, ctx: &egui::Context) {
+    pub(crate) fn errors_ui(&mut self, ctx: &egui::Context) {
         if self.errors.is_empty() {
             return;
         }
@@ -326,7 +311,7 @@ impl SynthScopeApp {
         }
     }
 
-    pub(super) fn keyboard(&mut self, ctx: &egui::Context) {
+    pub(crate) fn keyboard(&mut self, ctx: &egui::Context) {
         if ctx.egui_wants_keyboard_input() {
             return;
         }
@@ -365,10 +350,10 @@ impl SynthScopeApp {
             self.commands.push(Command::Reset);
         }
         if w {
-            self.wl_mode = !self.wl_mode;
+            self.viewer.wl_mode = !self.viewer.wl_mode;
         }
         if z {
-            self.show_inset = !self.show_inset;
+            self.viewer.show_inset = !self.viewer.show_inset;
         }
         for (pressed, o) in [
             (a, Orientation::Axial),
@@ -376,7 +361,7 @@ impl SynthScopeApp {
             (s, Orientation::Sagittal),
         ] {
             if pressed {
-                self.view.orientation = o;
+                self.viewer.view.orientation = o;
             }
         }
     }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 /// The WGSL source of the slice shader.
-pub const SLICE_WGSL: &str = include_str!("../../shaders/slice.wgsl");
+pub const SLICE_WGSL: &str = include_str!("../../../shaders/slice.wgsl");
 
 #[repr(C)]
 #[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]

@@ -1,8 +1,25 @@
 //! Transforms that map fixed-image points to moving-image points (ITK's convention), in LPS mm:
 //! `moving = A (fixed - center) + center + translation`.
 
-use crate::volume::{Vec3, invert3};
+use super::{Vec3, invert3};
 use std::path::Path;
+
+/// An ITK transform file that could not be read, naming the file and the problem.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{}: {problem}", path.display())]
+pub struct TransformFileError {
+    /// The file.
+    pub path: std::path::PathBuf,
+    /// What is wrong with it.
+    pub problem: String,
+}
+
+fn bad(path: &Path, problem: impl Into<String>) -> TransformFileError {
+    TransformFileError {
+        path: path.to_path_buf(),
+        problem: problem.into(),
+    }
+}
 
 /// A 3D affine transform `y = A (x - c) + c + t` (fixed to moving), as ITK's AffineTransform.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -197,9 +214,9 @@ impl Affine {
     }
 
     /// Read an ITK transform file holding one affine-family 3D transform.
-    pub fn read_tfm(path: &Path) -> Result<Affine, String> {
+    pub fn read_tfm(path: &Path) -> Result<Affine, TransformFileError> {
         let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
+            .map_err(|e| bad(path, format!("cannot read: {e}")))?;
         let mut kind = None;
         let mut params = None;
         let mut fixed = None;
@@ -213,30 +230,23 @@ impl Affine {
                 kind = Some(k.trim().to_string());
             } else if let Some(p) = line.strip_prefix("Parameters:") {
                 params =
-                    Some(nums(p).map_err(|e| format!("{}: bad Parameters: {e}", path.display()))?);
+                    Some(nums(p).map_err(|e| bad(path, format!("bad Parameters: {e}")))?);
             } else if let Some(p) = line.strip_prefix("FixedParameters:") {
                 fixed = Some(
-                    nums(p).map_err(|e| format!("{}: bad FixedParameters: {e}", path.display()))?,
+                    nums(p).map_err(|e| bad(path, format!("bad FixedParameters: {e}")))?,
                 );
             }
         }
-        let kind = kind.ok_or_else(|| format!("{}: no Transform: line", path.display()))?;
-        let p = params.ok_or_else(|| format!("{}: no Parameters: line", path.display()))?;
+        let kind = kind.ok_or_else(|| bad(path, "no Transform: line"))?;
+        let p = params.ok_or_else(|| bad(path, "no Parameters: line"))?;
         let c = fixed.unwrap_or_else(|| vec![0.0; 3]);
         if c.len() < 3 {
-            return Err(format!(
-                "{}: FixedParameters needs 3 numbers",
-                path.display()
-            ));
+            return Err(bad(path, "FixedParameters needs 3 numbers"));
         }
         let center = [c[0], c[1], c[2]];
         if kind.starts_with("AffineTransform") || kind.starts_with("MatrixOffsetTransformBase") {
             if p.len() != 12 {
-                return Err(format!(
-                    "{}: {kind} needs 12 parameters, found {}",
-                    path.display(),
-                    p.len()
-                ));
+                return Err(bad(path, format!("{kind} needs 12 parameters, found {}", p.len())));
             }
             return Ok(Affine::from_itk_parameters(&p, center));
         }
@@ -249,10 +259,7 @@ impl Affine {
                 center,
             });
         }
-        Err(format!(
-            "{}: unsupported transform type {kind}",
-            path.display()
-        ))
+        Err(bad(path, format!("unsupported transform type {kind}")))
     }
 }
 

@@ -1,15 +1,46 @@
-//! `synthscope train`, `synthscope runs compare` and `synthscope bench train`.
+//! `train` (headless training with a progress bar) and `runs compare`.
 
 use crate::io::Progress;
 use crate::train::runs::{Run, compare_table};
 use crate::train::{Control, Dataset, TrainConfig, TrainEvent, data};
 use anyhow::{anyhow, bail};
+use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
-/// Train from a config file, headless, with a progress bar.
-pub fn train_cmd(config: &Path, out: Option<PathBuf>, classifier_only: bool) -> anyhow::Result<()> {
+/// `train` arguments.
+#[derive(Args, Debug)]
+pub struct TrainArgs {
+    /// Run config (TOML or JSON; see README).
+    #[arg(long)]
+    pub config: PathBuf,
+    /// Run folder (default: runs/NAME).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Train only the MR/CT classifier (config's data, seed and classifier_steps) and write
+    /// OUT/classifier.{bpk,json}: the classifier Grad-CAM view and classifier losses load it.
+    #[arg(long)]
+    pub classifier_only: bool,
+}
+
+/// Run-folder subcommands.
+#[derive(Subcommand, Debug)]
+pub enum RunsCmd {
+    /// Table of the final validation metrics of RUNDIRs side by side.
+    Compare {
+        /// Run folders.
+        #[arg(required = true)]
+        dirs: Vec<PathBuf>,
+        /// Print JSON instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `train`: train from a config file, headless, with a progress bar.
+pub(super) fn train(a: &TrainArgs) -> anyhow::Result<()> {
+    let (config, out, classifier_only) = (a.config.as_path(), a.out.clone(), a.classifier_only);
     let cfg = TrainConfig::read(config).map_err(|e| anyhow!(e))?;
     let out = out.unwrap_or_else(|| PathBuf::from("runs").join(&cfg.name));
     if out.join("metrics.jsonl").exists() || out.join("classifier.bpk").exists() {
@@ -118,8 +149,15 @@ pub fn train_cmd(config: &Path, out: Option<PathBuf>, classifier_only: bool) -> 
     Ok(())
 }
 
-/// Print the comparison table of run folders.
-pub fn runs_compare(dirs: &[PathBuf], json: bool) -> anyhow::Result<()> {
+/// `runs ...`.
+pub(super) fn runs(what: RunsCmd) -> anyhow::Result<()> {
+    match what {
+        RunsCmd::Compare { dirs, json } => runs_compare(&dirs, json),
+    }
+}
+
+/// `runs compare`: the comparison table of run folders.
+fn runs_compare(dirs: &[PathBuf], json: bool) -> anyhow::Result<()> {
     let runs: Vec<Run> = dirs
         .iter()
         .map(|d| Run::read(d))
@@ -142,71 +180,5 @@ pub fn runs_compare(dirs: &[PathBuf], json: bool) -> anyhow::Result<()> {
     } else {
         print!("{}", compare_table(&runs));
     }
-    Ok(())
-}
-
-/// Training throughput on the shared device.
-pub fn bench_train(size: usize, batch: usize, steps: usize) -> anyhow::Result<()> {
-    use crate::model::{DrunetConfig, UnetConfig};
-    use burn::module::Module;
-    use burn::optim::{AdamConfig, GradientsParams};
-    use burn::tensor::{Distribution, Tensor};
-    let g = crate::gpu::shared()?;
-    let ad = g.device.clone().autodiff();
-    println!(
-        "device: {}; batch {batch} x {size}x{size}, MSE, Adam",
-        g.report.summary()
-    );
-    fn time<M: Module>(
-        name: &str,
-        mut model: M,
-        cin: usize,
-        forward: &dyn Fn(&M, Tensor<4>) -> Tensor<4>,
-        (batch, size, steps): (usize, usize, usize),
-        ad: &burn::tensor::Device,
-    ) {
-        let x = Tensor::<4>::random([batch, cin, size, size], Distribution::Default, ad);
-        let y = Tensor::<4>::random([batch, 1, size, size], Distribution::Default, ad);
-        let mut optim = AdamConfig::new().init();
-        let mut step = |m: M| -> (M, f32) {
-            let loss = (forward(&m, x.clone()) - y.clone()).powi_scalar(2).mean();
-            let v = loss.clone().into_scalar::<f32>();
-            let grads = GradientsParams::from_grads(loss.backward(), &m);
-            (optim.step(1e-3, m, grads), v)
-        };
-        let t = Instant::now();
-        let (m, _) = step(model);
-        model = m;
-        let warm = t.elapsed().as_secs_f64();
-        let t = Instant::now();
-        for _ in 0..steps.max(1) {
-            let (m, _) = step(model);
-            model = m;
-        }
-        let s = t.elapsed().as_secs_f64() / steps.max(1) as f64;
-        println!(
-            "{name:<12} {:7.3} steps/s  {:7.2} images/s  ({:.0} ms per step; first step incl. kernel compilation {:.1} s; {} parameters)",
-            1.0 / s,
-            batch as f64 / s,
-            s * 1e3,
-            warm,
-            model.num_params()
-        );
-    }
-    let args = (batch, size, steps);
-    let small = UnetConfig::new()
-        .with_base_width(16)
-        .with_levels(4)
-        .with_input_size(size)
-        .init(&ad);
-    time("U-Net 16/4", small, 1, &|m, x| m.forward(x), args, &ad);
-    let unet = UnetConfig::new().with_input_size(size).init(&ad);
-    time("U-Net 32/4", unet, 1, &|m, x| m.forward(x), args, &ad);
-    let d34 = DrunetConfig::new()
-        .with_depth(34)
-        .with_input_size(size)
-        .init(&ad)
-        .map_err(|e| anyhow!(e))?;
-    time("DRUNet-34", d34, 3, &|m, x| m.forward(x), args, &ad);
     Ok(())
 }

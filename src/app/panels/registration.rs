@@ -1,9 +1,46 @@
 //! The registration panel: run, watch, inspect and undo the MR-to-CT alignment.
 
-use super::*;
+use crate::app::SynthScopeApp;
+use crate::app::command::{Command, Task};
+use crate::app::jobs::{RegisterJob, repaint};
+use crate::app::panels::dialogs::Dialog;
+use crate::app::viewer::render::Combine;
+use crate::register::{IterationReport, RegisterError, RegistrationResult};
+use crate::volume::Volume;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The Registration panel's state.
+pub struct RegistrationState {
+    /// Show the panel.
+    pub show: bool,
+    /// Run the affine stage after the rigid one.
+    pub affine: bool,
+    /// Loaded volume used as the registration mask (samples where it is non-zero), if any.
+    pub mask: Option<usize>,
+    /// The running registration.
+    pub job: Option<RegisterJob>,
+    /// The last registration's result (for its report).
+    pub result: Option<RegistrationResult>,
+    /// The running or last registration's metric curve.
+    pub curve: Vec<IterationReport>,
+}
+
+impl Default for RegistrationState {
+    fn default() -> Self {
+        Self {
+            show: false,
+            affine: true,
+            mask: None,
+            job: None,
+            result: None,
+            curve: Vec::new(),
+        }
+    }
+}
 
 /// The metric curve (MI per accepted step; one line per stage and level, drawn one after another).
-pub(super) fn curve_ui(ui: &mut egui::Ui, curve: &[crate::register::IterationReport]) {
+fn curve_ui(ui: &mut egui::Ui, curve: &[IterationReport]) {
     use egui_plot::{Line, Plot, PlotPoints};
     let mut segments: Vec<(String, Vec<[f64; 2]>)> = Vec::new();
     for (i, c) in curve.iter().enumerate() {
@@ -28,8 +65,8 @@ pub(super) fn curve_ui(ui: &mut egui::Ui, curve: &[crate::register::IterationRep
 }
 
 impl SynthScopeApp {
-    /// Start registering the MR to the CT (rigid, then affine when `register_affine`).
-    pub fn start_registration(&mut self, ctx: &egui::Context) {
+    /// Start registering the MR to the CT (rigid, then affine when chosen).
+    pub(crate) fn start_registration(&mut self, ctx: &egui::Context) {
         let (Some(ct), Some(mr)) = (self.ct_volume().cloned(), self.mr_volume().cloned()) else {
             self.errors.push(
                 "Registration needs a CT and an MR: assign both roles in the series browser."
@@ -37,53 +74,51 @@ impl SynthScopeApp {
             );
             return;
         };
-        if self.register_job.is_some() {
+        let r = &mut self.registration;
+        if r.job.is_some() {
             return;
         }
         let cfg = crate::register::RegistrationConfig {
-            affine: self.register_affine,
+            affine: r.affine,
             ..Default::default()
         };
-        let c = ctx.clone();
-        self.register_curve.clear();
-        let mask = self
-            .register_mask
-            .and_then(|i| self.volumes.get(i).cloned());
-        self.register_job = Some(RegisterJob::start(ct, mr, mask, cfg, move || {
-            c.request_repaint()
-        }));
-    }
-
-    /// Set the MR transform, remembering the previous one for Undo.
-    pub fn set_transform(&mut self, t: Option<crate::register::Affine>) {
-        self.transform_history.push(self.mr_transform);
-        self.mr_transform = t;
-    }
-
-    /// Go back to the previous transform.
-    pub fn undo_transform(&mut self) {
-        if let Some(t) = self.transform_history.pop() {
-            self.mr_transform = t;
+        r.curve.clear();
+        let mask = r.mask.and_then(|i| self.volumes.get(i).cloned());
+        match crate::app::jobs::start_registration(ct, mr, mask, cfg, repaint(ctx)) {
+            Ok(j) => r.job = Some(j),
+            Err(e) => self.errors.push(format!("Registration: {e}")),
         }
     }
 
-    pub(super) fn finish_registration(
-        &mut self,
-        r: Result<crate::register::RegistrationResult, crate::register::RegisterError>,
-    ) {
+    /// Take the curve so far, and the result once finished (`timeout`: wait that long; None:
+    /// only look).
+    pub(crate) fn take_registration(&mut self, timeout: Option<Duration>) {
+        let Some(job) = &self.registration.job else {
+            return;
+        };
+        let done = job.take(timeout);
+        self.registration.curve.extend(job.events());
+        if let Some(r) = done {
+            self.registration.job = None;
+            match r {
+                Ok(r) => self.finish_registration(r),
+                Err(e) => self.errors.push(format!("Registration: {e}")),
+            }
+        }
+    }
+
+    fn finish_registration(&mut self, r: Result<RegistrationResult, RegisterError>) {
         match r {
             Ok(res) => {
-                self.set_transform(Some(res.transform));
-                self.register_result = Some(res);
+                self.pair.set_transform(Some(res.transform));
+                self.registration.result = Some(res);
             }
             Err(e) => self.errors.push(format!("Registration: {e}")),
         }
     }
 
-    pub(super) fn registration_ui(&mut self, ctx: &egui::Context) {
-        let mut open = self.show_registration;
-        let mut run = false;
-        let mut cancel = false;
+    pub(crate) fn registration_ui(&mut self, ctx: &egui::Context) {
+        let mut open = self.registration.show;
         let mut dialog = None;
         egui::Window::new("Registration")
             .open(&mut open)
@@ -95,49 +130,39 @@ impl SynthScopeApp {
                 };
                 ui.label(format!("Fixed (CT): {}", name(self.ct_volume())));
                 ui.label(format!("Moving (MR): {}", name(self.mr_volume())));
-                ui.checkbox(
-                    &mut self.register_affine,
-                    "Affine after rigid (12 degrees of freedom)",
-                );
+                let r = &mut self.registration;
+                ui.checkbox(&mut r.affine, "Affine after rigid (12 degrees of freedom)");
                 let mask_name = |i: Option<usize>, vols: &[Arc<Volume>]| {
                     i.and_then(|i| vols.get(i))
                         .map(|v| v.meta.description.clone())
                         .unwrap_or_else(|| "none (whole field of view)".into())
                 };
                 egui::ComboBox::from_label("Mask")
-                    .selected_text(mask_name(self.register_mask, &self.volumes))
+                    .selected_text(mask_name(r.mask, &self.volumes))
                     .show_ui(ui, |ui| {
-                        ui.selectable_value(
-                            &mut self.register_mask,
-                            None,
-                            "none (whole field of view)",
-                        );
+                        ui.selectable_value(&mut r.mask, None, "none (whole field of view)");
                         for (i, v) in self.volumes.iter().enumerate() {
-                            ui.selectable_value(
-                                &mut self.register_mask,
-                                Some(i),
-                                v.meta.description.clone(),
-                            );
+                            ui.selectable_value(&mut r.mask, Some(i), v.meta.description.clone());
                         }
                     });
                 ui.label(
                     "Mattes mutual information, 32 bins, pyramid 4-2-1, centre-of-mass start.",
                 );
                 ui.horizontal(|ui| {
-                    if let Some(job) = &self.register_job {
+                    if let Some(job) = &r.job {
                         ui.add(
-                            egui::ProgressBar::new(job.progress.fraction())
+                            egui::ProgressBar::new(job.progress().fraction())
                                 .desired_width(220.0)
                                 .show_percentage(),
                         );
                         if ui.button("Cancel").clicked() {
-                            cancel = true;
+                            self.commands.push(Command::Cancel(Task::Registration));
                         }
                     } else if ui.button("Run").clicked() {
-                        run = true;
+                        self.commands.push(Command::StartRegistration);
                     }
                 });
-                if let Some(last) = self.register_curve.last() {
+                if let Some(last) = r.curve.last() {
                     ui.label(format!(
                         "{:?} level {} iteration {}: MI {:.4}",
                         last.stage,
@@ -146,8 +171,8 @@ impl SynthScopeApp {
                         last.mi
                     ));
                 }
-                curve_ui(ui, &self.register_curve);
-                if let Some(r) = &self.register_result {
+                curve_ui(ui, &r.curve);
+                if let Some(r) = &r.result {
                     let d = &r.decomposition;
                     egui::Grid::new("reg-result").show(ui, |ui| {
                         ui.label("rotation (°)");
@@ -188,49 +213,50 @@ impl SynthScopeApp {
                 ui.separator();
                 ui.horizontal(|ui| {
                     ui.label("Third pane:");
-                    let checker = matches!(self.compare, Combine::Checker(_));
+                    let v = &mut self.viewer;
+                    let checker = matches!(v.compare, Combine::Checker(_));
                     if ui.selectable_label(checker, "Checkerboard").clicked() {
-                        self.compare = Combine::Checker(self.checker_mm);
+                        v.compare = Combine::Checker(v.checker_mm);
                     }
                     if ui
-                        .selectable_label(matches!(self.compare, Combine::Blend(_)), "Fade")
+                        .selectable_label(matches!(v.compare, Combine::Blend(_)), "Fade")
                         .clicked()
                     {
-                        self.compare = Combine::Blend(0.5);
+                        v.compare = Combine::Blend(0.5);
                     }
                     if ui
-                        .selectable_label(self.compare == Combine::Difference, "Difference")
+                        .selectable_label(v.compare == Combine::Difference, "Difference")
                         .clicked()
                     {
-                        self.compare = Combine::Difference;
+                        v.compare = Combine::Difference;
                     }
                 });
-                if let Combine::Blend(w) = &mut self.compare {
+                if let Combine::Blend(w) = &mut self.viewer.compare {
                     ui.add(egui::Slider::new(w, 0.0..=1.0).text("CT → MR"));
                 }
                 ui.horizontal(|ui| {
                     if ui
-                        .add_enabled(
-                            !self.transform_history.is_empty(),
-                            egui::Button::new("Undo"),
-                        )
+                        .add_enabled(self.pair.can_undo(), egui::Button::new("Undo"))
                         .clicked()
                     {
-                        self.undo_transform();
+                        self.commands.push(Command::UndoTransform);
                     }
                     if ui
                         .add_enabled(
-                            self.mr_transform.is_some(),
+                            self.pair.mr_from_ct.is_some(),
                             egui::Button::new("Reset to identity"),
                         )
                         .clicked()
                     {
-                        self.set_transform(None);
+                        self.commands.push(Command::ResetTransform);
                     }
                 });
                 ui.horizontal(|ui| {
                     if ui
-                        .add_enabled(self.mr_transform.is_some(), egui::Button::new("Save .tfm…"))
+                        .add_enabled(
+                            self.pair.mr_from_ct.is_some(),
+                            egui::Button::new("Save .tfm…"),
+                        )
                         .clicked()
                     {
                         dialog = Some(Dialog::SaveTfm);
@@ -240,7 +266,7 @@ impl SynthScopeApp {
                     }
                     if ui
                         .add_enabled(
-                            self.mr_transform.is_some(),
+                            self.pair.mr_from_ct.is_some(),
                             egui::Button::new("Save MR on CT grid…"),
                         )
                         .clicked()
@@ -249,7 +275,7 @@ impl SynthScopeApp {
                     }
                     if ui
                         .add_enabled(
-                            self.mr_transform.is_some(),
+                            self.pair.mr_from_ct.is_some(),
                             egui::Button::new("Save CT on MR grid…"),
                         )
                         .clicked()
@@ -258,15 +284,9 @@ impl SynthScopeApp {
                     }
                 });
             });
-        self.show_registration = open;
-        if run {
-            self.start_registration(ctx);
-        }
-        if cancel && let Some(job) = &self.register_job {
-            job.progress.cancel();
-        }
+        self.registration.show = open;
         if let Some(d) = dialog {
-            self.open_dialog(ctx, d);
+            self.commands.push(Command::Dialog(d));
         }
     }
 }

@@ -1,6 +1,6 @@
 //! Writing a volume as a DICOM series (one file per slice, explicit VR little endian).
 
-use super::LoadError;
+use crate::io::LoadError;
 use crate::volume::Volume;
 use dicom::core::{DataElement, PrimitiveValue, Tag, VR};
 use dicom::dictionary_std::{tags, uids};

@@ -1,0 +1,499 @@
+//! The Training panel (configure, start / pause / resume / stop, live curves, a validation
+//! preview) and the Runs view (overlay curves of run folders, their final table, load a run's
+//! checkpoint for synthesis). Training runs on a worker thread on the shared device.
+
+mod runs;
+mod settings;
+
+use crate::app::SynthScopeApp;
+use crate::app::command::{Command, TrainControl};
+use crate::app::jobs::{TrainData, TrainJob, repaint};
+use crate::model::Direction;
+use crate::train::runs::Run;
+use crate::train::{
+    DataSource, EpochReport, ModelChoice, Preview, RunSummary, StepReport, TrainConfig, TrainEvent,
+};
+use crate::volume::Colormap;
+use std::path::PathBuf;
+
+/// Where the Training panel takes its data from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DataChoice {
+    /// The CT and MR loaded (and registered) in the viewer.
+    Loaded,
+    /// Phantom patients.
+    Demo,
+    /// A SynthRAD-style folder.
+    Folder,
+    /// As the run config file says (a pair of files).
+    Config,
+}
+
+/// State of the Training panel and the Runs view.
+pub struct TrainingState {
+    /// Show the Training panel.
+    pub show: bool,
+    /// The run being configured (or running).
+    pub cfg: TrainConfig,
+    /// Data choice.
+    pub data: DataChoice,
+    /// Folder of patients (for `DataChoice::Folder`).
+    pub folder: String,
+    /// Where run folders go.
+    pub runs_root: PathBuf,
+    /// The running job.
+    pub job: Option<TrainJob>,
+    /// Steps of the current (or last) run.
+    pub steps: Vec<StepReport>,
+    /// Epochs of the current (or last) run.
+    pub epochs: Vec<EpochReport>,
+    /// Current stage.
+    pub stage: String,
+    /// Notes from the run (split, classifier accuracy).
+    pub notes: Vec<String>,
+    /// The last finished run.
+    pub finished: Option<(PathBuf, Result<RunSummary, String>)>,
+    preview: Option<(Preview, Vec<egui::TextureHandle>)>,
+    /// UI frame times (ms) while the current run trains.
+    pub frame_ms: Vec<f64>,
+    /// Show the Runs view.
+    pub show_runs: bool,
+    /// Runs found under `runs_root`, and whether each is overlaid.
+    pub runs: Vec<(Run, bool)>,
+    runs_scanned: bool,
+    /// Start training once the viewer's data has loaded (`--train`).
+    pub start_pending: bool,
+}
+
+impl Default for TrainingState {
+    fn default() -> Self {
+        Self {
+            show: false,
+            cfg: TrainConfig {
+                name: "mse-unet".into(),
+                epochs: 4,
+                patch: 96,
+                model: ModelChoice::Unet {
+                    base_width: 8,
+                    levels: 4,
+                },
+                ..TrainConfig::default()
+            },
+            data: DataChoice::Demo,
+            folder: String::new(),
+            runs_root: PathBuf::from("runs"),
+            job: None,
+            steps: Vec::new(),
+            epochs: Vec::new(),
+            stage: String::new(),
+            notes: Vec::new(),
+            finished: None,
+            preview: None,
+            frame_ms: Vec::new(),
+            show_runs: false,
+            runs: Vec::new(),
+            runs_scanned: false,
+            start_pending: false,
+        }
+    }
+}
+
+/// A 0..1 image as grey, or a signed difference as the diverging map (-0.5..0.5).
+fn preview_image(v: &[f32], w: usize, h: usize, signed: bool) -> egui::ColorImage {
+    let table = if signed {
+        Colormap::Diverging.table()
+    } else {
+        Colormap::Grey.table()
+    };
+    let rgba: Vec<u8> = v
+        .iter()
+        .flat_map(|x| {
+            let t = if signed { x + 0.5 } else { *x };
+            table[(t * 255.0).round().clamp(0.0, 255.0) as usize]
+        })
+        .collect();
+    egui::ColorImage::from_rgba_unmultiplied([w, h], &rgba)
+}
+
+impl TrainingState {
+    /// Take a run config (from a file); `start`: open the panel and start it once loaded.
+    pub fn set_config(&mut self, cfg: TrainConfig, start: bool) {
+        self.data = match &cfg.data {
+            DataSource::Demo { .. } => DataChoice::Demo,
+            DataSource::Folder { path } => {
+                self.folder = path.display().to_string();
+                DataChoice::Folder
+            }
+            DataSource::Loaded { .. } => DataChoice::Loaded,
+            DataSource::Pair { .. } => DataChoice::Config,
+        };
+        self.cfg = cfg;
+        self.show = true;
+        self.start_pending = start;
+    }
+}
+
+impl TrainingState {
+    /// A unique run folder for the configured name under the runs root.
+    fn next_run_dir(&self) -> PathBuf {
+        let t = self;
+        let base = t.runs_root.join(&t.cfg.name);
+        if !base.exists() {
+            return base;
+        }
+        (2..)
+            .map(|i| t.runs_root.join(format!("{}-{i}", t.cfg.name)))
+            .find(|p| !p.exists())
+            .unwrap_or(base)
+    }
+}
+
+impl SynthScopeApp {
+    /// Start training with the panel's settings.
+    pub(crate) fn start_training(&mut self, ctx: &egui::Context) {
+        if self.training.job.is_some() {
+            return;
+        }
+        let mut cfg = self.training.cfg.clone();
+        let data = match self.training.data {
+            DataChoice::Loaded => {
+                let (Some(ct), Some(mr)) = (self.ct_volume().cloned(), self.mr_volume().cloned())
+                else {
+                    self.errors.push(
+                        "Training on the loaded pair needs a CT and an MR (series browser roles)."
+                            .into(),
+                    );
+                    return;
+                };
+                cfg.data = DataSource::Loaded {
+                    description: format!(
+                        "CT \"{}\" and MR \"{}\"{}",
+                        ct.meta.description,
+                        mr.meta.description,
+                        if self.pair.mr_from_ct.is_some() {
+                            ", registered"
+                        } else {
+                            ", unregistered"
+                        }
+                    ),
+                };
+                TrainData::Loaded {
+                    ct,
+                    mr,
+                    transform: self.pair.mr_from_ct,
+                }
+            }
+            DataChoice::Config => TrainData::FromConfig,
+            DataChoice::Demo => {
+                if !matches!(cfg.data, DataSource::Demo { .. }) {
+                    cfg.data = DataSource::Demo {
+                        patients: 3,
+                        small: false,
+                    };
+                }
+                TrainData::FromConfig
+            }
+            DataChoice::Folder => {
+                cfg.data = DataSource::Folder {
+                    path: PathBuf::from(self.training.folder.trim()),
+                };
+                TrainData::FromConfig
+            }
+        };
+        if let Err(e) = cfg.validate() {
+            self.errors.push(format!("Training: {e}"));
+            return;
+        }
+        let t = &mut self.training;
+        let dir = t.next_run_dir();
+        t.steps.clear();
+        t.epochs.clear();
+        t.notes.clear();
+        t.frame_ms.clear();
+        t.preview = None;
+        t.finished = None;
+        t.stage = "Preparing data".into();
+        match TrainJob::start(cfg, data, dir, repaint(ctx)) {
+            Ok(j) => t.job = Some(j),
+            Err(e) => self.errors.push(format!("Training: {e}")),
+        }
+    }
+
+    /// Take the training thread's events and result (called every frame).
+    pub(crate) fn poll_training(&mut self, ctx: &egui::Context) {
+        let Some(job) = &self.training.job else {
+            return;
+        };
+        // The result first: every event sent before it is then in the channel.
+        let done = job.job.take(None);
+        let events = job.job.events();
+        let dir = job.run_dir.clone();
+        if let Some(ms) = self.diagnostics.last_frame_ms() {
+            self.training.frame_ms.push(ms);
+        }
+        for e in events {
+            match e {
+                TrainEvent::Stage(s) => self.training.stage = s,
+                TrainEvent::Note(n) => self.training.notes.push(n),
+                TrainEvent::Step(s) => self.training.steps.push(s),
+                TrainEvent::Epoch(e) => self.training.epochs.push(e),
+                TrainEvent::Preview(p) => {
+                    let diff: Vec<f32> = p
+                        .synthetic
+                        .iter()
+                        .zip(&p.reference)
+                        .map(|(a, b)| a - b)
+                        .collect();
+                    let tex = [
+                        (&p.input, false),
+                        (&p.synthetic, false),
+                        (&p.reference, false),
+                        (&diff, true),
+                    ]
+                    .iter()
+                    .enumerate()
+                    .map(|(k, (v, signed))| {
+                        ctx.load_texture(
+                            format!("train-preview-{k}"),
+                            preview_image(v, p.nx, p.ny, *signed),
+                            egui::TextureOptions::LINEAR,
+                        )
+                    })
+                    .collect();
+                    self.training.preview = Some((p, tex));
+                }
+            }
+        }
+        if let Some(r) = done {
+            let r = r.unwrap_or_else(|e| Err(e.to_string()));
+            if let Err(e) = &r {
+                self.errors.push(format!("Training: {e}"));
+            }
+            self.training.stage = match &r {
+                Ok(s) if s.stopped => "Stopped".into(),
+                Ok(_) => "Finished".into(),
+                Err(_) => "Failed".into(),
+            };
+            self.training.finished = Some((dir, r));
+            self.training.job = None;
+            self.training.scan_runs();
+        }
+    }
+
+    pub(crate) fn training_ui(&mut self, ctx: &egui::Context) {
+        self.runs_ui(ctx);
+        let mut open = self.training.show;
+        if !open {
+            return;
+        }
+        egui::Window::new("Training")
+            .open(&mut open)
+            .default_width(560.0)
+            .vscroll(true)
+            .show(ctx, |ui| {
+                let running = self.training.job.is_some();
+                let t = &self.training;
+                ui.label(format!(
+                    "{} · {} · {} · {} epochs × batch {} · lr {} · patch {}",
+                    match t.cfg.direction {
+                        Direction::MrToCt => "MR to CT",
+                        Direction::CtToMr => "CT to MR",
+                    },
+                    t.cfg.model.label(),
+                    t.cfg.loss_label(),
+                    t.cfg.epochs,
+                    t.cfg.batch_size,
+                    t.cfg.learning_rate,
+                    if t.cfg.patch == 0 {
+                        "whole slice".to_string()
+                    } else {
+                        t.cfg.patch.to_string()
+                    }
+                ));
+                let id = ui.make_persistent_id("train-settings-header");
+                let mut state = egui::collapsing_header::CollapsingState::load_with_default_open(
+                    ui.ctx(),
+                    id,
+                    !running,
+                );
+                if running && self.training.steps.len() == 1 {
+                    // Make room for the curves once the run is under way.
+                    state.set_open(false);
+                }
+                state
+                    .show_header(ui, |ui| ui.strong("Settings"))
+                    .body(|ui| ui.add_enabled_ui(!running, |ui| self.training.settings_ui(ui)));
+                ui.separator();
+                ui.horizontal(|ui| {
+                    match &self.training.job {
+                        None => {
+                            if ui.button("Start").clicked() {
+                                self.commands.push(Command::StartTraining);
+                            }
+                        }
+                        Some(job) => {
+                            if job.control.is_paused() {
+                                if ui.button("Resume").clicked() {
+                                    self.commands.push(Command::Training(TrainControl::Resume));
+                                }
+                            } else if ui.button("Pause").clicked() {
+                                self.commands.push(Command::Training(TrainControl::Pause));
+                            }
+                            if ui.button("Stop").clicked() {
+                                self.commands.push(Command::Training(TrainControl::Stop));
+                            }
+                        }
+                    }
+                    let dir = self
+                        .training
+                        .job
+                        .as_ref()
+                        .map(|j| j.run_dir.clone())
+                        .or_else(|| self.training.finished.as_ref().map(|(d, _)| d.clone()));
+                    if let Some(d) = dir {
+                        ui.label(format!("run folder: {}", d.display()));
+                        if d.join("checkpoints/last.bpk").exists()
+                            && ui.button("Load into synthesis").clicked()
+                        {
+                            self.commands.push(Command::LoadRun(d));
+                        }
+                    }
+                });
+                self.training_progress_ui(ui);
+                self.training_curves_ui(ui);
+                if let Some((p, tex)) = &self.training.preview {
+                    ui.label(format!(
+                        "Validation slice after epoch {}: input · synthetic · reference · synthetic − reference",
+                        p.epoch
+                    ));
+                    ui.horizontal(|ui| {
+                        for t in tex {
+                            ui.add(egui::Image::new(t).fit_to_exact_size(egui::vec2(128.0, 128.0)));
+                        }
+                    });
+                }
+                ui.separator();
+                if ui.button("Runs…").clicked() {
+                    self.training.show_runs = true;
+                    self.commands.push(Command::ScanRuns);
+                }
+            });
+        self.training.show = open;
+    }
+
+    fn training_progress_ui(&mut self, ui: &mut egui::Ui) {
+        let t = &self.training;
+        if t.job.is_none() && t.steps.is_empty() && t.finished.is_none() {
+            return;
+        }
+        let paused = t.job.as_ref().is_some_and(|j| j.control.is_paused());
+        match t.steps.last() {
+            Some(s) => {
+                ui.add(
+                    egui::ProgressBar::new(s.step as f32 / s.total_steps.max(1) as f32).text(
+                        format!(
+                            "{}{} · epoch {} · step {}/{} · loss {:.4} · {:.2} images/s · ETA {}",
+                            if paused { "paused · " } else { "" },
+                            t.stage,
+                            s.epoch,
+                            s.step,
+                            s.total_steps,
+                            s.loss,
+                            s.images_per_s,
+                            fmt_secs(s.eta_s)
+                        ),
+                    ),
+                );
+            }
+            None => {
+                ui.horizontal(|ui| {
+                    if t.job.is_some() {
+                        ui.spinner();
+                    }
+                    ui.label(&t.stage);
+                });
+            }
+        }
+        if !t.frame_ms.is_empty() {
+            let mean = t.frame_ms.iter().sum::<f64>() / t.frame_ms.len() as f64;
+            ui.small(format!(
+                "UI frame time while training: mean {mean:.1} ms over {} frames",
+                t.frame_ms.len()
+            ));
+        }
+        for n in &t.notes {
+            ui.small(n);
+        }
+        if let Some((_, Ok(s))) = &t.finished {
+            ui.label(format!(
+                "{} after {} epochs ({} steps, {}, {:.2} images/s)",
+                if s.stopped { "Stopped" } else { "Finished" },
+                s.epochs_done,
+                s.steps,
+                fmt_secs(s.seconds),
+                s.images_per_s
+            ));
+        }
+    }
+
+    fn training_curves_ui(&self, ui: &mut egui::Ui) {
+        use egui_plot::{Legend, Line, Plot, PlotPoints, Points};
+        let t = &self.training;
+        if t.steps.is_empty() {
+            return;
+        }
+        ui.columns(2, |cols| {
+            let train: Vec<[f64; 2]> = t.steps.iter().map(|s| [s.step as f64, s.loss]).collect();
+            let val: Vec<[f64; 2]> = t
+                .epochs
+                .iter()
+                .map(|e| [e.step as f64, e.val_loss])
+                .collect();
+            Plot::new("train-loss")
+                .height(150.0)
+                .legend(Legend::default())
+                .x_axis_label("step")
+                .y_axis_label("loss")
+                .show(&mut cols[0], |plot| {
+                    plot.line(Line::new("training", PlotPoints::from(train)));
+                    plot.line(Line::new("validation", PlotPoints::from(val.clone())));
+                    plot.points(
+                        Points::new("validation epochs", PlotPoints::from(val)).radius(3.0),
+                    );
+                });
+            let psnr: Vec<[f64; 2]> = t
+                .epochs
+                .iter()
+                .map(|e| [e.epoch as f64, e.val_psnr])
+                .collect();
+            let ssim: Vec<[f64; 2]> = t
+                .epochs
+                .iter()
+                .map(|e| [e.epoch as f64, 100.0 * e.val_ssim])
+                .collect();
+            Plot::new("train-val")
+                .height(150.0)
+                .legend(Legend::default())
+                .x_axis_label("epoch")
+                .show(&mut cols[1], |plot| {
+                    plot.line(Line::new("PSNR (dB)", PlotPoints::from(psnr)));
+                    plot.line(Line::new("SSIM × 100", PlotPoints::from(ssim)));
+                });
+        });
+    }
+}
+
+/// "3 min 20 s", "45 s".
+fn fmt_secs(s: f64) -> String {
+    if !s.is_finite() {
+        return "–".into();
+    }
+    let s = s.round() as u64;
+    if s >= 3600 {
+        format!("{} h {} min", s / 3600, (s % 3600) / 60)
+    } else if s >= 60 {
+        format!("{} min {} s", s / 60, s % 60)
+    } else {
+        format!("{s} s")
+    }
+}

@@ -1,0 +1,162 @@
+//! The Runs view: overlay the curves of run folders, their final table, and load a run's
+//! checkpoint for synthesis.
+
+use super::TrainingState;
+use crate::app::SynthScopeApp;
+use crate::app::command::Command;
+use crate::train::runs::Run;
+use std::path::{Path, PathBuf};
+
+impl TrainingState {
+    /// Read every run folder under the runs root (keeping overlay choices).
+    pub fn scan_runs(&mut self) {
+        let root = &self.runs_root;
+        let mut dirs: Vec<PathBuf> = std::fs::read_dir(root)
+            .map(|rd| {
+                rd.filter_map(|e| e.ok().map(|e| e.path()))
+                    .filter(|p| p.join("metrics.jsonl").exists())
+                    .collect()
+            })
+            .unwrap_or_default();
+        dirs.sort();
+        let old: Vec<(PathBuf, bool)> =
+            self.runs.iter().map(|(r, s)| (r.dir.clone(), *s)).collect();
+        self.runs = dirs
+            .iter()
+            .filter_map(|d| Run::read(d).ok())
+            .map(|r| {
+                let sel = old
+                    .iter()
+                    .find(|(d, _)| *d == r.dir)
+                    .is_none_or(|(_, s)| *s);
+                (r, sel)
+            })
+            .collect();
+    }
+}
+
+impl SynthScopeApp {
+    /// Load a run's best (else last) checkpoint into the synthesis panel.
+    pub(crate) fn load_run_checkpoint(&mut self, dir: &Path) {
+        match Run::read(dir).ok().and_then(|r| r.checkpoint()) {
+            Some(p) => {
+                self.load_model(&p);
+                self.synthesis.show = true;
+            }
+            None => self
+                .errors
+                .push(format!("{}: no checkpoint saved yet", dir.display())),
+        }
+    }
+
+    pub(super) fn runs_ui(&mut self, ctx: &egui::Context) {
+        use egui_plot::{Legend, Line, Plot, PlotPoints};
+        let mut open = self.training.show_runs;
+        if !open {
+            return;
+        }
+        let mut rescan = !self.training.runs_scanned;
+        self.training.runs_scanned = true;
+        egui::Window::new("Runs")
+            .open(&mut open)
+            .default_width(640.0)
+            .show(ctx, |ui| {
+                ui.horizontal(|ui| {
+                    ui.label(format!(
+                        "Run folders under {}",
+                        self.training.runs_root.display()
+                    ));
+                    if ui.button("Rescan").clicked() {
+                        rescan = true;
+                    }
+                });
+                if self.training.runs.is_empty() {
+                    ui.label(
+                        "No runs yet: train one in the Training panel or with `synthscope train`.",
+                    );
+                    return;
+                }
+                ui.columns(2, |cols| {
+                    Plot::new("runs-loss")
+                        .height(170.0)
+                        .legend(Legend::default())
+                        .x_axis_label("step")
+                        .y_axis_label("training loss")
+                        .show(&mut cols[0], |plot| {
+                            for (r, on) in &self.training.runs {
+                                if *on {
+                                    let pts: Vec<[f64; 2]> =
+                                        r.steps.iter().map(|s| [s.step as f64, s.loss]).collect();
+                                    plot.line(Line::new(r.name(), PlotPoints::from(pts)));
+                                }
+                            }
+                        });
+                    Plot::new("runs-psnr")
+                        .height(170.0)
+                        .legend(Legend::default())
+                        .x_axis_label("epoch")
+                        .y_axis_label("validation PSNR (dB)")
+                        .show(&mut cols[1], |plot| {
+                            for (r, on) in &self.training.runs {
+                                if *on {
+                                    let pts: Vec<[f64; 2]> = r
+                                        .epochs
+                                        .iter()
+                                        .map(|e| [e.epoch as f64, e.val_psnr])
+                                        .collect();
+                                    plot.line(Line::new(r.name(), PlotPoints::from(pts)));
+                                }
+                            }
+                        });
+                });
+                egui::Grid::new("runs-table")
+                    .striped(true)
+                    .num_columns(9)
+                    .show(ui, |ui| {
+                        for h in [
+                            "run (overlaid)",
+                            "model",
+                            "loss",
+                            "epochs",
+                            "PSNR",
+                            "SSIM",
+                            "MAE",
+                            "Tenengrad",
+                            "",
+                        ] {
+                            ui.strong(h);
+                        }
+                        ui.end_row();
+                        for (r, on) in &mut self.training.runs {
+                            let row = r.row();
+                            ui.checkbox(on, &row.name);
+                            ui.label(&row.model);
+                            ui.label(&row.loss);
+                            ui.label(format!(
+                                "{}{}",
+                                row.epochs,
+                                if row.finished { "" } else { " (unfinished)" }
+                            ));
+                            ui.label(format!("{:.2} dB", row.psnr));
+                            ui.label(format!("{:.3}", row.ssim));
+                            ui.label(format!("{:.1}", row.mae));
+                            ui.label(format!(
+                                "{:.4} (real {:.4})",
+                                row.tenengrad, row.ref_tenengrad
+                            ));
+                            if r.checkpoint().is_some() && ui.button("Load").clicked() {
+                                self.commands.push(Command::LoadRun(r.dir.clone()));
+                            }
+                            ui.end_row();
+                        }
+                    });
+            });
+        self.training.show_runs = open;
+        if !open {
+            self.training.runs_scanned = false;
+        }
+        if rescan {
+            self.commands.push(Command::ScanRuns);
+        }
+    }
+}

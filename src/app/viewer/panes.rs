@@ -1,0 +1,159 @@
+//! The three panes side by side: CT, MR, and the third that compares CT with MR (or the
+//! synthetic volume with its reference).
+
+use super::render::Combine;
+use super::view;
+use super::viewport::{PaneLayer, pane_ui};
+use crate::app::SynthScopeApp;
+use crate::volume::Volume;
+use std::sync::Arc;
+
+impl SynthScopeApp {
+    /// Draw the panes and apply what happened in them (hover, window drags, scrolling).
+    pub(in crate::app) fn panes_ui(&mut self, ui: &mut egui::Ui) {
+        let ct = self.ct_volume().cloned();
+        let mr = self.mr_volume().cloned();
+        let mr_from_ct = self.pair.mr_from_ct;
+        let layer = |v: &Option<Arc<Volume>>, app: &Self| {
+            v.as_ref().map(|v| {
+                let d = app.viewer.display_of(v);
+                PaneLayer {
+                    volume: v.clone(),
+                    window: d.window,
+                    colormap: d.colormap,
+                    packed: app.viewer.packed.get(&v.id).cloned(),
+                    transform: None,
+                }
+            })
+        };
+        let ct_layer = layer(&ct, self);
+        let mut mr_layer = layer(&mr, self);
+        if let Some(l) = &mut mr_layer {
+            l.transform = mr_from_ct;
+        }
+        // The third pane: CT against MR, or the synthetic volume against its reference.
+        let synthetic = if self.synthesis.third_shows_synthetic {
+            self.synthesis
+                .synthetic
+                .and_then(|i| self.volumes.get(i).cloned())
+        } else {
+            None
+        };
+        let (third_layers, names) = match (&synthetic, self.model.direction()) {
+            (Some(sv), dir) => {
+                let mut sl = layer(&Some(sv.clone()), self);
+                let mr_to_ct = dir != Some(crate::model::Direction::CtToMr);
+                // Synthetic CT lives on the MR grid: drawn through the registration, windowed like the CT.
+                if let Some(l) = &mut sl {
+                    if mr_to_ct {
+                        l.transform = mr_from_ct;
+                        if let Some(c) = &ct {
+                            l.window = self.viewer.display_of(c).window;
+                        }
+                    } else if let Some(m) = &mr {
+                        l.window = self.viewer.display_of(m).window;
+                    }
+                }
+                let reference = if mr_to_ct {
+                    ct_layer.clone()
+                } else {
+                    mr_layer.clone()
+                };
+                ([reference, sl], ("real", "synthetic"))
+            }
+            (None, _) => ([ct_layer.clone(), mr_layer.clone()], ("CT", "MR")),
+        };
+        let v = &mut self.viewer;
+        let third = match v.compare {
+            Combine::Blend(_) => format!("Fade {} → {}", names.0, names.1),
+            Combine::Difference => format!("Difference {} − {} (windowed)", names.0, names.1),
+            Combine::SignedError { .. } => format!("{} − {} (image units)", names.1, names.0),
+            Combine::AbsError { .. } => format!("|{} − {}| (image units)", names.1, names.0),
+            _ => format!("Checkerboard {} / {}", names.0, names.1),
+        };
+        let compare = match v.compare {
+            Combine::Checker(_) => Combine::Checker(v.checker_mm),
+            other => other,
+        };
+        let title = |role: &str, v: &Option<Arc<Volume>>| match v {
+            Some(v) => format!("{role}: {}", v.meta.description),
+            None => role.to_string(),
+        };
+        let panes = [
+            (
+                title("CT", &ct),
+                [ct_layer.clone(), None],
+                Combine::Single,
+                ct.clone(),
+                "CT",
+            ),
+            (
+                title("MR", &mr),
+                [mr_layer.clone(), None],
+                Combine::Single,
+                mr.clone(),
+                "MR",
+            ),
+            (
+                format!(
+                    "{third}{}",
+                    if mr_from_ct.is_some() {
+                        " (registered)"
+                    } else {
+                        ""
+                    }
+                ),
+                third_layers,
+                compare,
+                ct.clone().or(mr.clone()),
+                "CT",
+            ),
+        ];
+        let gap = 4.0;
+        let avail = ui.available_rect_before_wrap();
+        v.panes_rect = avail;
+        let w = ((avail.width() - 2.0 * gap) / 3.0).max(10.0);
+        let mut scroll = 0;
+        let mut hover = None;
+        for (k, (title, layers, combine, probe_vol, name)) in panes.into_iter().enumerate() {
+            let rect = egui::Rect::from_min_size(
+                egui::pos2(avail.min.x + k as f32 * (w + gap), avail.min.y),
+                egui::vec2(w, avail.height()),
+            );
+            let mut child =
+                ui.new_child(egui::UiBuilder::new().max_rect(rect).id_salt(("pane", k)));
+            let ev = pane_ui(
+                &mut child,
+                k as u64,
+                &title,
+                &mut v.view,
+                layers,
+                combine,
+                v.wl_mode,
+                v.has_gpu_renderer,
+                v.show_inset.then_some(v.inset_mag),
+                true,
+            );
+            scroll += ev.scroll;
+            if let Some(wpt) = ev.hover_world {
+                let t = if name == "MR" { mr_from_ct } else { None };
+                let probe = probe_vol
+                    .as_ref()
+                    .and_then(|vol| view::probe(vol, wpt, t.as_ref()));
+                hover = Some((name.to_string(), wpt, probe));
+            }
+            if let (Some((dw, dc)), Some(vol)) = (ev.window_drag, probe_vol.as_ref()) {
+                let mut d = v.display_of(vol);
+                let s = d.window.width.max(1.0) * 0.005;
+                d.window.width = (d.window.width + dw * s).max(1.0);
+                d.window.center += dc * s;
+                v.display.insert(vol.id, d);
+            }
+        }
+        ui.allocate_rect(avail, egui::Sense::hover());
+        v.hover = hover;
+        if scroll != 0 {
+            self.scroll(scroll);
+        }
+    }
+}

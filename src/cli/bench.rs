@@ -1,0 +1,472 @@
+//! `bench ...`: throughput of loading, registration, networks, synthesis and training.
+
+use super::data::{load, middle_slab, slab};
+use crate::io::{Progress, nifti, phantom};
+use anyhow::{Context, bail};
+use clap::Subcommand;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// Benchmarks.
+#[derive(Subcommand, Debug)]
+pub enum Bench {
+    /// Whole-pipeline synthesis of demo MR slices (176 x 176) with U-Net and DRUNet-34 (untrained
+    /// weights: timing only): slices/s and the time per stage.
+    Synthesize {
+        /// Slices to synthesise.
+        #[arg(long, default_value_t = 8)]
+        slices: usize,
+        /// Slices per batch.
+        #[arg(long, default_value_t = 4)]
+        batch: usize,
+    },
+    /// Forward-pass throughput (slices/s) of U-Net and DRUNet on the shared device, untrained
+    /// weights (timing only; synthesis needs a trained checkpoint).
+    Models {
+        /// Slice size.
+        #[arg(long, default_value_t = 256)]
+        size: usize,
+        /// Slices per batch.
+        #[arg(long, default_value_t = 4)]
+        batch: usize,
+        /// Timed batches per model (after one warm-up batch).
+        #[arg(long, default_value_t = 3)]
+        repeat: usize,
+    },
+    /// Registration of the demo pair: ours against SimpleITK (same metric and levels), with errors against the known answer.
+    Register {
+        /// MR contrast of the moving image.
+        #[arg(long, default_value = "t1")]
+        contrast: String,
+        /// Python with SimpleITK (default: target/py-sitk/bin/python, else python3).
+        #[arg(long)]
+        python: Option<PathBuf>,
+        /// Rigid only.
+        #[arg(long)]
+        rigid_only: bool,
+    },
+    /// Training steps/s (forward + backward + Adam, MSE) of U-Net and DRUNet-34 on the shared
+    /// device, on random data.
+    Train {
+        /// Patch size.
+        #[arg(long, default_value_t = 128)]
+        size: usize,
+        /// Patches per step.
+        #[arg(long, default_value_t = 4)]
+        batch: usize,
+        /// Timed steps per model (after one warm-up step).
+        #[arg(long, default_value_t = 3)]
+        steps: usize,
+    },
+    /// Load throughput (MB/s, slices/s) of PATH, against plain file reading of the same bytes.
+    Load {
+        /// Folder or files.
+        path: PathBuf,
+        /// Repetitions (the best is reported).
+        #[arg(long, default_value_t = 3)]
+        repeat: usize,
+    },
+}
+
+/// `bench ...`.
+pub(super) fn run(what: Bench) -> anyhow::Result<()> {
+    match what {
+        Bench::Synthesize { slices, batch } => bench_synthesize(slices, batch),
+        Bench::Models {
+            size,
+            batch,
+            repeat,
+        } => bench_models(size, batch, repeat),
+        Bench::Register {
+            contrast,
+            python,
+            rigid_only,
+        } => bench_register(&contrast, python, rigid_only),
+        Bench::Train { size, batch, steps } => bench_train(size, batch, steps),
+        Bench::Load { path, repeat } => bench_load(&path, repeat),
+    }
+}
+
+/// `bench load`: load throughput of PATH against plain reading of the same bytes.
+fn bench_load(path: &Path, repeat: usize) -> anyhow::Result<()> {
+    let mut files = Vec::new();
+    if path.is_dir() {
+        let mut stack = vec![path.to_path_buf()];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d)? {
+                let p = e?.path();
+                if p.is_dir() {
+                    stack.push(p)
+                } else {
+                    files.push(p)
+                }
+            }
+        }
+    } else {
+        files.push(path.to_path_buf());
+    }
+    let bytes: u64 = files
+        .iter()
+        .filter_map(|f| std::fs::metadata(f).ok())
+        .map(|m| m.len())
+        .sum();
+    let mut best_read = f64::INFINITY;
+    let mut best_load = f64::INFINITY;
+    let mut slices = 0usize;
+    let mut voxels = 0usize;
+    for _ in 0..repeat.max(1) {
+        let t = Instant::now();
+        let mut n = 0usize;
+        for f in &files {
+            n += std::fs::read(f)?.len();
+        }
+        std::hint::black_box(n);
+        best_read = best_read.min(t.elapsed().as_secs_f64());
+        let t = Instant::now();
+        let out = load(&[path.to_path_buf()])?;
+        best_load = best_load.min(t.elapsed().as_secs_f64());
+        slices = out.volumes.iter().map(|v| v.geometry.dims[2]).sum();
+        voxels = out.volumes.iter().map(|v| v.data.len()).sum();
+    }
+    let mb = bytes as f64 / 1e6;
+    println!(
+        "files: {} ({:.1} MB), slices: {slices}, voxels: {voxels}",
+        files.len(),
+        mb
+    );
+    println!(
+        "reference (plain read of the same files): {:.1} MB/s, {:.3} s",
+        mb / best_read,
+        best_read
+    );
+    println!(
+        "load (scan + sort + decode + rescale):     {:.1} MB/s, {:.0} slices/s, {:.3} s",
+        mb / best_load,
+        slices as f64 / best_load,
+        best_load
+    );
+    println!("ratio load/read time: {:.2}x", best_load / best_read);
+    Ok(())
+}
+
+/// `bench register`: ours (CPU, GPU, auto) against SimpleITK on the demo pair, with TREs.
+fn bench_register(contrast: &str, python: Option<PathBuf>, rigid_only: bool) -> anyhow::Result<()> {
+    use crate::register::{Affine, RegistrationConfig, register, transform_error};
+    let cfg = phantom::PhantomConfig::default();
+    let contrast = match contrast.to_ascii_lowercase().as_str() {
+        "t1" => phantom::MrContrast::T1,
+        "t2" => phantom::MrContrast::T2,
+        other => bail!("unknown contrast {other}: t1 or t2"),
+    };
+    let ct = phantom::phantom_ct(&cfg);
+    let mr = phantom::phantom_mr(&cfg, contrast);
+    let r = cfg.moving_from_fixed;
+    let truth = Affine::rigid(r.rotation_deg.map(f64::to_radians), r.translation, r.center);
+    let dir = std::env::temp_dir().join(format!("synthscope-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let (fp, mp, tp) = (
+        dir.join("ct.nii.gz"),
+        dir.join("mr.nii.gz"),
+        dir.join("sitk.tfm"),
+    );
+    nifti::write_nifti(&ct, &fp)?;
+    nifti::write_nifti(&mr, &mp)?;
+    use crate::register::MetricBackend;
+    let mut ours_seconds = f64::NAN;
+    for backend in [MetricBackend::Cpu, MetricBackend::Gpu, MetricBackend::Auto] {
+        let rc = RegistrationConfig {
+            affine: !rigid_only,
+            backend,
+            ..Default::default()
+        };
+        let ours = register(&ct, &mr, None, &rc, &Progress::default(), |_| {})?;
+        let (tre, max) = transform_error(&ours.transform, &truth, &ct);
+        let label = match backend {
+            MetricBackend::Cpu => format!("CPU, rayon, {} threads", rayon::current_num_threads()),
+            MetricBackend::Gpu => format!(
+                "GPU, {}",
+                crate::gpu::shared()
+                    .map(|g| g.report.summary())
+                    .unwrap_or_else(|e| e.to_string())
+            ),
+            MetricBackend::Auto => "auto: the faster per level, measured".to_string(),
+        };
+        println!(
+            "SynthScope ({label}): {:.2} s, TRE mean {tre:.3} mm (max {max:.3})",
+            ours.seconds
+        );
+        for l in &ours.levels {
+            let ms = |v: Option<f64>| {
+                v.map(|x| format!("{x:.1} ms"))
+                    .unwrap_or_else(|| "-".into())
+            };
+            println!(
+                "  {:?} shrink {}: {:.2} s ({:.0}%), {} iterations on {:?} (one evaluation: CPU {}, GPU {})",
+                l.stage,
+                l.shrink,
+                l.seconds,
+                100.0 * l.seconds / ours.seconds,
+                l.iterations,
+                l.backend,
+                ms(l.eval_ms.0),
+                ms(l.eval_ms.1)
+            );
+        }
+        if backend == MetricBackend::Auto {
+            ours_seconds = ours.seconds;
+        }
+    }
+    let python = python.unwrap_or_else(|| {
+        let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/py-sitk/bin/python");
+        if venv.exists() {
+            venv
+        } else {
+            PathBuf::from("python3")
+        }
+    });
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/sitk_reference.py");
+    let mut cmd = std::process::Command::new(&python);
+    cmd.arg(&script).arg("register").arg(&fp).arg(&mp).arg(&tp);
+    if rigid_only {
+        cmd.arg("--rigid-only");
+    }
+    let out = cmd
+        .output()
+        .with_context(|| format!("cannot run {}", python.display()))?;
+    if !out.status.success() {
+        bail!(
+            "SimpleITK reference failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+                .lines()
+                .last()
+                .unwrap_or("")
+        );
+    }
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    let sitk_s = v["seconds"].as_f64().unwrap_or(f64::NAN);
+    let t = Affine::read_tfm(&tp).map_err(|e| anyhow::anyhow!(e))?;
+    let (sitk_tre, sitk_max) = transform_error(&t, &truth, &ct);
+    println!(
+        "SimpleITK (same metric, bins, levels): {:.2} s, TRE mean {:.3} mm (max {:.3}); level times {}",
+        sitk_s, sitk_tre, sitk_max, v["level_seconds"]
+    );
+    println!(
+        "speed-up: {:.2}x (SimpleITK time / ours, auto backend)",
+        sitk_s / ours_seconds
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+/// `bench models`: forward-pass throughput of U-Net and DRUNet-34.
+fn bench_models(size: usize, batch: usize, repeat: usize) -> anyhow::Result<()> {
+    use crate::model::{DrunetConfig, UnetConfig};
+    use burn::tensor::{Distribution, Tensor};
+    let g = crate::gpu::shared()?;
+    let d = &g.device;
+    println!(
+        "device: {}; batch {batch} x {size}x{size}",
+        g.report.summary()
+    );
+    let time = |name: &str, cin: usize, f: &dyn Fn(Tensor<4>) -> Tensor<4>| -> anyhow::Result<()> {
+        let x = Tensor::<4>::random([batch, cin, size, size], Distribution::Normal(0.0, 1.0), d);
+        let t = Instant::now();
+        let _ = f(x.clone()).into_data();
+        let warm = t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        for _ in 0..repeat.max(1) {
+            let _ = f(x.clone()).into_data();
+        }
+        let s = t.elapsed().as_secs_f64() / repeat.max(1) as f64;
+        println!(
+            "{name:<10} {:8.2} slices/s  ({:.1} ms per batch of {batch}; first batch incl. kernel compilation {:.1} s)",
+            batch as f64 / s,
+            s * 1e3,
+            warm
+        );
+        Ok(())
+    };
+    let unet = UnetConfig::new().with_input_size(size).init(d);
+    time("U-Net", 1, &|x| unet.forward(x))?;
+    {
+        let depth = 34;
+        let net = DrunetConfig::new()
+            .with_depth(depth)
+            .with_input_size(size)
+            .init(d)
+            .map_err(|e| anyhow::anyhow!(e))?;
+        time(&format!("DRUNet-{depth}"), 3, &|x| net.forward(x))?;
+    }
+    Ok(())
+}
+
+/// `bench synthesize`: whole-pipeline synthesis and Grad-CAM timings with untrained networks.
+fn bench_synthesize(slices: usize, batch: usize) -> anyhow::Result<()> {
+    use crate::model::checkpoint::ModelSpec;
+    use crate::model::{Direction, DrunetConfig, UnetConfig};
+    let g = crate::gpu::shared()?;
+    let mr = phantom::phantom_mr(&phantom::PhantomConfig::default(), phantom::MrContrast::T1);
+    let input = middle_slab(&mr, slices);
+    let [nx, ny, n] = input.geometry.dims;
+    println!(
+        "device: {}; {n} slices of {nx}x{ny}, batch {batch}",
+        g.report.summary()
+    );
+    for (name, spec) in [
+        (
+            "U-Net",
+            ModelSpec::Unet(UnetConfig::new().with_direction(Direction::MrToCt)),
+        ),
+        (
+            "DRUNet-34",
+            ModelSpec::Drunet(
+                DrunetConfig::new()
+                    .with_depth(34)
+                    .with_direction(Direction::MrToCt),
+            ),
+        ),
+    ] {
+        let model = spec.init(&g.device).map_err(|e| anyhow::anyhow!(e))?;
+        // One warm-up batch compiles the kernels.
+        let warm = Instant::now();
+        let one = slab(&input, 0, 1);
+        crate::synth::synthesize(
+            &model,
+            Direction::MrToCt,
+            &one,
+            1,
+            &g.device,
+            &Progress::default(),
+        )?;
+        let warm = warm.elapsed().as_secs_f64();
+        let t = Instant::now();
+        let (_, st) = crate::synth::synthesize_timed(
+            &model,
+            Direction::MrToCt,
+            &input,
+            batch,
+            &g.device,
+            &Progress::default(),
+        )?;
+        let total = t.elapsed().as_secs_f64();
+        println!(
+            "{name:<10} {:7.2} slices/s; prepare {:.0}%, network (incl. read-back) {:.0}%, assemble {:.0}%; warm-up {:.1} s",
+            n as f64 / total,
+            100.0 * st.prepare / total,
+            100.0 * st.network / total,
+            100.0 * st.assemble / total,
+            warm
+        );
+        // Grad-CAM of the middle slice (a disc target; one forward and one backward pass):
+        // first call (compiles the backward kernels), then warm.
+        let cam_once = || {
+            let t = Instant::now();
+            let r = crate::synth::slice_gradcam(
+                &model,
+                Direction::MrToCt,
+                &input,
+                n / 2,
+                1,
+                crate::synth::CamTarget::Disc {
+                    x: nx / 2,
+                    y: ny / 2,
+                    radius: 16.0,
+                },
+                &g.device,
+            );
+            (t.elapsed().as_secs_f64(), r)
+        };
+        let (cold_s, _) = cam_once();
+        let (cam_s, cam) = cam_once();
+        let (rss, peak) = process_memory_mib();
+        println!(
+            "{name:<10} Grad-CAM of one slice {:.2} s warm ({cold_s:.1} s first){}; process memory {rss:.0} MiB (peak {peak:.0} MiB; on a software adapter this includes the \"GPU\" buffers)",
+            cam_s,
+            match cam {
+                Ok(_) => String::new(),
+                Err(e) => format!(" (failed: {e})"),
+            }
+        );
+    }
+    Ok(())
+}
+
+/// Resident and peak resident memory of this process (MiB), from /proc/self/status (0 where
+/// there is none).
+fn process_memory_mib() -> (f64, f64) {
+    let text = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<f64>().ok())
+            .map_or(0.0, |kb| kb / 1024.0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// `bench train`: training steps/s on the shared device, on random data.
+fn bench_train(size: usize, batch: usize, steps: usize) -> anyhow::Result<()> {
+    use crate::model::{DrunetConfig, UnetConfig};
+    use burn::module::Module;
+    use burn::optim::{AdamConfig, GradientsParams};
+    use burn::tensor::{Distribution, Tensor};
+    let g = crate::gpu::shared()?;
+    let ad = g.device.clone().autodiff();
+    println!(
+        "device: {}; batch {batch} x {size}x{size}, MSE, Adam",
+        g.report.summary()
+    );
+    fn time<M: Module>(
+        name: &str,
+        mut model: M,
+        cin: usize,
+        forward: &dyn Fn(&M, Tensor<4>) -> Tensor<4>,
+        (batch, size, steps): (usize, usize, usize),
+        ad: &burn::tensor::Device,
+    ) {
+        let x = Tensor::<4>::random([batch, cin, size, size], Distribution::Default, ad);
+        let y = Tensor::<4>::random([batch, 1, size, size], Distribution::Default, ad);
+        let mut optim = AdamConfig::new().init();
+        let mut step = |m: M| -> (M, f32) {
+            let loss = (forward(&m, x.clone()) - y.clone()).powi_scalar(2).mean();
+            let v = loss.clone().into_scalar::<f32>();
+            let grads = GradientsParams::from_grads(loss.backward(), &m);
+            (optim.step(1e-3, m, grads), v)
+        };
+        let t = Instant::now();
+        let (m, _) = step(model);
+        model = m;
+        let warm = t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        for _ in 0..steps.max(1) {
+            let (m, _) = step(model);
+            model = m;
+        }
+        let s = t.elapsed().as_secs_f64() / steps.max(1) as f64;
+        println!(
+            "{name:<12} {:7.3} steps/s  {:7.2} images/s  ({:.0} ms per step; first step incl. kernel compilation {:.1} s; {} parameters)",
+            1.0 / s,
+            batch as f64 / s,
+            s * 1e3,
+            warm,
+            model.num_params()
+        );
+    }
+    let args = (batch, size, steps);
+    let small = UnetConfig::new()
+        .with_base_width(16)
+        .with_levels(4)
+        .with_input_size(size)
+        .init(&ad);
+    time("U-Net 16/4", small, 1, &|m, x| m.forward(x), args, &ad);
+    let unet = UnetConfig::new().with_input_size(size).init(&ad);
+    time("U-Net 32/4", unet, 1, &|m, x| m.forward(x), args, &ad);
+    let d34 = DrunetConfig::new()
+        .with_depth(34)
+        .with_input_size(size)
+        .init(&ad)
+        .map_err(|e| anyhow::anyhow!(e))?;
+    time("DRUNet-34", d34, 3, &|m, x| m.forward(x), args, &ad);
+    Ok(())
+}

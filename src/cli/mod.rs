@@ -1,0 +1,130 @@
+//! The command line: `synthscope [PATH...]` opens the GUI; subcommands run the same code headless.
+//!
+//! One file per command family, each holding its arguments and its commands: [`data`] (info,
+//! convert, phantom), [`register`], [`model`] (synthesize, evaluate, model, self-test),
+//! [`train`] (train, runs), [`study`] and [`bench`].
+
+pub mod bench;
+pub mod data;
+pub mod model;
+pub mod register;
+pub mod study;
+pub mod train;
+
+use crate::app::{self, AppOptions};
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+/// SynthScope: cross-modality MR <-> CT synthesis viewer.
+#[derive(Parser, Debug)]
+#[command(name = "synthscope", version, args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    /// DICOM folders or files, or NIfTI files, to open in the viewer (default: the demo pair).
+    pub paths: Vec<PathBuf>,
+    /// Open the demo pair on small grids (quick start, tests).
+    #[arg(long, hide = true)]
+    pub small_demo: bool,
+    /// Benchmark: scroll one slice per frame for N frames, print frame times and exit.
+    #[arg(long, value_name = "N")]
+    pub autoscroll: Option<usize>,
+    /// Open the Training panel with this run config (TOML/JSON) and start it.
+    #[arg(long, value_name = "CONFIG")]
+    pub train: Option<PathBuf>,
+    /// Save the three panes as PNG once the data is shown, then quit.
+    #[arg(long, value_name = "PNG", conflicts_with = "autoscroll")]
+    pub screenshot: Option<PathBuf>,
+    /// Subcommand.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Subcommands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// List the series found under PATHs (dims, spacing, geometry, value range, warnings).
+    Info {
+        /// Files or folders.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Convert the series found in IN (folders or files) to NIfTI (OUT.nii or OUT.nii.gz).
+    Convert {
+        /// Inputs, then the output file last.
+        #[arg(required = true, num_args = 2..)]
+        args: Vec<PathBuf>,
+    },
+    /// Write the demo phantom (CT, T1 and T2 MR) as DICOM series and NIfTI files.
+    Phantom(data::PhantomArgs),
+    /// Align MOVING (e.g. MR) to FIXED (e.g. CT): rigid then affine, Mattes mutual information.
+    Register(register::RegisterArgs),
+    /// Metrics of a prediction against a reference (same grid): MAE, RMSE, PSNR, SSIM, Tenengrad,
+    /// UQI over all voxels, inside the mask, and in bone (CT > 300 HU).
+    Evaluate(model::EvaluateArgs),
+    /// Synthesise the other modality of INPUT with a checkpoint (OUT: .nii/.nii.gz, or a folder for a DICOM series).
+    Synthesize(model::SynthesizeArgs),
+    /// Networks: parameter counts and encoder shapes.
+    Model {
+        /// What to show.
+        #[command(subcommand)]
+        what: model::ModelCmd,
+    },
+    /// Run the burn self-test on the shared GPU device and print the adapter.
+    SelfTest {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Benchmarks.
+    Bench {
+        /// Which benchmark.
+        #[command(subcommand)]
+        what: bench::Bench,
+    },
+    /// Train a synthesis network headless (the Training panel's loop) and write a run folder.
+    Train(train::TrainArgs),
+    /// Training runs.
+    Runs {
+        /// What to do.
+        #[command(subcommand)]
+        what: train::RunsCmd,
+    },
+    /// Reader studies: blinded, randomised scoring of real against synthetic images.
+    Study {
+        /// What to do.
+        #[command(subcommand)]
+        what: study::StudyCmd,
+    },
+}
+
+/// Entry point of the binary.
+pub fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let Some(command) = cli.command else {
+        return app::run(AppOptions {
+            paths: cli.paths,
+            small_demo: cli.small_demo,
+            self_test: true,
+            autoscroll_frames: cli.autoscroll,
+            train_config: cli.train,
+            study: None,
+            screenshot: cli.screenshot,
+        });
+    };
+    match command {
+        Command::Info { paths, json } => data::info(&paths, json),
+        Command::Convert { args } => data::convert(args),
+        Command::Phantom(a) => data::phantom(&a),
+        Command::Register(a) => register::run(&a),
+        Command::Evaluate(a) => model::evaluate(&a),
+        Command::Synthesize(a) => model::synthesize(&a),
+        Command::Model { what } => model::model_cmd(what),
+        Command::SelfTest { json } => model::self_test(json),
+        Command::Bench { what } => bench::run(what),
+        Command::Train(a) => train::train(&a),
+        Command::Runs { what } => train::runs(what),
+        Command::Study { what } => study::run(what),
+    }
+}

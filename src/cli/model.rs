@@ -1,0 +1,286 @@
+//! Model commands: `synthesize`, `evaluate`, `model summary|import`, `self-test`.
+
+use super::data::first_volume;
+use crate::io::dicom::write as dicom_write;
+use crate::io::{self, Progress, nifti};
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// `evaluate` arguments.
+#[derive(Args, Debug)]
+pub struct EvaluateArgs {
+    /// Predicted (synthetic) image.
+    #[arg(long)]
+    pub pred: PathBuf,
+    /// Reference (real) image.
+    #[arg(long = "ref")]
+    pub reference: PathBuf,
+    /// Head mask on the same grid.
+    #[arg(long)]
+    pub mask: Option<PathBuf>,
+    /// Data range for PSNR/SSIM (default: the reference's max - min).
+    #[arg(long)]
+    pub data_range: Option<f64>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Also write the table as CSV.
+    #[arg(long)]
+    pub csv: Option<PathBuf>,
+}
+
+/// `synthesize` arguments.
+#[derive(Args, Debug)]
+pub struct SynthesizeArgs {
+    /// Checkpoint (.json or .bpk of the pair).
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Input volume (folder or file).
+    #[arg(long)]
+    pub input: PathBuf,
+    /// Output NIfTI file, or a folder for a derived DICOM series.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Slices per batch.
+    #[arg(long, default_value_t = 4)]
+    pub batch: usize,
+}
+
+/// Model subcommands.
+#[derive(Subcommand, Debug)]
+pub enum ModelCmd {
+    /// Turn PyTorch weights (.safetensors, .pt, .pth) of one of our architectures into a checkpoint.
+    Import {
+        /// The PyTorch state dict.
+        #[arg(long)]
+        weights: PathBuf,
+        /// Architecture: unet, drunet18, drunet34, drunet50, drunet101, classifier.
+        #[arg(long)]
+        arch: String,
+        /// Direction: mr-to-ct or ct-to-mr.
+        #[arg(long, default_value = "mr-to-ct")]
+        direction: String,
+        /// Output checkpoint (writes NAME.bpk and NAME.json).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Parameter counts and activation shapes of U-Net, DRUNet-18/34/50/101 and the classifier.
+    Summary {
+        /// Slice size.
+        #[arg(long, default_value_t = 256)]
+        size: usize,
+    },
+}
+
+/// `model ...`.
+pub(super) fn model_cmd(what: ModelCmd) -> anyhow::Result<()> {
+    match what {
+        ModelCmd::Summary { size } => model_summary(size),
+        ModelCmd::Import {
+            weights,
+            arch,
+            direction,
+            out,
+        } => model_import(&weights, &arch, &direction, &out),
+    }
+}
+
+/// `self-test`: the burn self-test on the shared GPU device, and the adapter.
+pub(super) fn self_test(json: bool) -> anyhow::Result<()> {
+    let g = crate::gpu::shared()?;
+    let t0 = Instant::now();
+    let t = crate::gpu::self_test(&g.device, 64)?;
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({"adapter": g.report, "self_test": t, "first_run_ms": t0.elapsed().as_secs_f64() * 1e3})
+        );
+    } else {
+        println!("adapter: {}", g.report.summary());
+        println!(
+            "self-test: gpu {:.5} cpu {:.5} rel.err {:.2e} in {:.1} ms",
+            t.gpu_value, t.cpu_value, t.rel_error, t.gpu_ms
+        );
+    }
+    if !t.passed() {
+        bail!("GPU self-test failed: relative error {:.2e}", t.rel_error);
+    }
+    Ok(())
+}
+
+/// `synthesize`: the other modality of the input with a checkpoint, as NIfTI or DICOM.
+pub(super) fn synthesize(a: &SynthesizeArgs) -> anyhow::Result<()> {
+    let (model, input, out, batch) = (
+        a.model.as_path(),
+        a.input.as_path(),
+        a.out.as_path(),
+        a.batch,
+    );
+    use crate::model::checkpoint::{ModelSpec, load};
+    let g = crate::gpu::shared()?;
+    let (net, meta) = load(model, &g.device).map_err(|e| anyhow::anyhow!(e))?;
+    let direction = match &meta.model {
+        ModelSpec::Unet(c) => c.direction,
+        ModelSpec::Drunet(c) => c.direction,
+        ModelSpec::Classifier(_) => bail!(
+            "{}: a classifier checkpoint cannot synthesise",
+            model.display()
+        ),
+    };
+    let v = first_volume(input)?;
+    let t = Instant::now();
+    let s = crate::synth::synthesize(&net, direction, &v, batch, &g.device, &Progress::default())?;
+    let secs = t.elapsed().as_secs_f64();
+    if io::is_nifti_path(out) {
+        nifti::write_nifti(&s, out)?;
+    } else {
+        dicom_write::write_derived_series(&s, &v.meta, &s.meta.description, out)?;
+    }
+    println!(
+        "{} -> {} ({} slices in {:.2} s, {:.2} slices/s on {})",
+        v.meta.description,
+        out.display(),
+        v.geometry.dims[2],
+        secs,
+        v.geometry.dims[2] as f64 / secs,
+        g.report.summary()
+    );
+    Ok(())
+}
+
+/// `evaluate`: metrics of a prediction against a reference, as a table, JSON and CSV.
+pub(super) fn evaluate(a: &EvaluateArgs) -> anyhow::Result<()> {
+    let (pred, reference, mask) = (a.pred.as_path(), a.reference.as_path(), a.mask.as_deref());
+    let (data_range, json, csv) = (a.data_range, a.json, a.csv.as_deref());
+    let p = first_volume(pred)?;
+    let r = first_volume(reference)?;
+    let m = mask.map(first_volume).transpose()?;
+    let reports = crate::analysis::evaluate_volumes(&p, &r, m.as_ref(), data_range)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", pred.display()))?;
+    if let Some(c) = csv {
+        std::fs::write(c, crate::analysis::to_csv(&reports))
+            .with_context(|| format!("cannot write {}", c.display()))?;
+    }
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({ "pred": pred, "ref": reference, "metrics": reports })
+        );
+    } else {
+        println!(
+            "{:<6} {:>10} {:>10} {:>10} {:>9} {:>8} {:>9} {:>9} {:>7}",
+            "region", "voxels", "MAE", "RMSE", "PSNR dB", "SSIM", "Ten pred", "Ten ref", "UQI"
+        );
+        for m in &reports {
+            println!(
+                "{:<6} {:>10} {:>10.3} {:>10.3} {:>9.3} {:>8.4} {:>9.4} {:>9.4} {:>7.4}",
+                format!("{:?}", m.region),
+                m.voxels,
+                m.mae,
+                m.rmse,
+                m.psnr,
+                m.ssim,
+                m.tenengrad_pred,
+                m.tenengrad_ref,
+                m.uqi
+            );
+        }
+        println!(
+            "(PSNR/SSIM data range {:.1})",
+            reports.first().map(|m| m.data_range).unwrap_or(0.0)
+        );
+    }
+    Ok(())
+}
+
+/// `model summary`: parameter counts and encoder shapes of our networks.
+fn model_summary(size: usize) -> anyhow::Result<()> {
+    use crate::model::{ClassifierConfig, DrunetConfig, UnetConfig};
+    let unet = UnetConfig::new().with_input_size(size);
+    println!(
+        "{:<14} {:>12}  input 1x{size}x{size}",
+        "U-Net",
+        fmt_count(unet.param_count())
+    );
+    for depth in [18, 34, 50, 101] {
+        let c = DrunetConfig::new().with_depth(depth).with_input_size(size);
+        let shapes = c.encoder_shapes().map_err(|e| anyhow::anyhow!(e))?;
+        let s: Vec<String> = shapes
+            .iter()
+            .map(|(ch, side)| format!("{ch}x{side}"))
+            .collect();
+        println!(
+            "{:<14} {:>12}  input 3x{size}x{size}, encoder {}",
+            format!("DRUNet-{depth}"),
+            fmt_count(c.param_count().map_err(|e| anyhow::anyhow!(e))?),
+            s.join(" -> ")
+        );
+    }
+    println!(
+        "{:<14} {:>12}  MR vs CT, 2 classes",
+        "Classifier",
+        fmt_count(ClassifierConfig::new().param_count())
+    );
+    println!("(parameters as burn counts them: batch-norm running statistics included)");
+    Ok(())
+}
+
+fn fmt_count(n: usize) -> String {
+    if n >= 1_000_000 {
+        format!("{:.2} M", n as f64 / 1e6)
+    } else {
+        format!("{:.1} k", n as f64 / 1e3)
+    }
+}
+
+/// `model import`: PyTorch weights of one of our architectures as a checkpoint.
+fn model_import(weights: &Path, arch: &str, direction: &str, out: &Path) -> anyhow::Result<()> {
+    use crate::model::checkpoint::{ModelSpec, save};
+    use crate::model::{ClassifierConfig, Direction, DrunetConfig, UnetConfig};
+    let direction = match direction {
+        "mr-to-ct" => Direction::MrToCt,
+        "ct-to-mr" => Direction::CtToMr,
+        other => bail!("unknown direction {other}: mr-to-ct or ct-to-mr"),
+    };
+    let spec = match arch {
+        "unet" => ModelSpec::Unet(UnetConfig::new().with_direction(direction)),
+        "classifier" => ModelSpec::Classifier(ClassifierConfig::new()),
+        d if d.starts_with("drunet") => {
+            let depth: usize = d
+                .trim_start_matches("drunet")
+                .parse()
+                .map_err(|_| anyhow::anyhow!("unknown architecture {d}"))?;
+            ModelSpec::Drunet(
+                DrunetConfig::new()
+                    .with_depth(depth)
+                    .with_direction(direction),
+            )
+        }
+        other => bail!("unknown architecture {other}: unet, drunet18/34/50/101, classifier"),
+    };
+    let g = crate::gpu::shared()?;
+    let mut model = spec.init(&g.device).map_err(|e| anyhow::anyhow!(e))?;
+    let r = crate::model::import::import_pytorch(&mut model, weights)
+        .map_err(|e| anyhow::anyhow!(e))?;
+    save(
+        &model,
+        &spec,
+        serde_json::json!({ "imported_from": weights, "tensors": r.applied }),
+        out,
+    )
+    .map_err(|e| anyhow::anyhow!(e))?;
+    println!(
+        "{} tensors imported from {} -> {}.json/.bpk{}",
+        r.applied,
+        weights.display(),
+        out.display(),
+        if r.unused.is_empty() {
+            String::new()
+        } else {
+            format!(" ({} unused keys ignored)", r.unused.len())
+        }
+    );
+    Ok(())
+}

@@ -1,0 +1,416 @@
+//! Decoding: the pixels of a scanned series into a volume (values after rescale), every native
+//! and encapsulated transfer syntax dicom-pixeldata decodes, plus 1-bit, 32-bit and 32-bit RLE
+//! samples that it does not.
+
+use super::attributes::{int, transfer_syntax_name};
+use super::scan::{SeriesScan, series_geometry};
+use crate::io::{LoadError, Progress};
+use crate::volume::Volume;
+use dicom::dictionary_std::{tags, uids};
+use dicom::pixeldata::{ConvertOptions, ModalityLutOption, PixelDecoder, Rescale};
+use dicom::transfer_syntax::{TransferSyntaxIndex, TransferSyntaxRegistry};
+use rayon::prelude::*;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// Decode the pixels of one file's frames (values after rescale), one Vec per requested frame.
+fn decode_file(
+    path: &Path,
+    frames: &[(u32, (f64, f64))],
+    rows: usize,
+    cols: usize,
+) -> Result<Vec<Vec<f32>>, LoadError> {
+    let obj = dicom::object::open_file(path)
+        .map_err(|e| LoadError::file(path, format!("cannot read the data set (file truncated or corrupt: the data ends before an element's declared length): {e}")))?;
+    let ts = obj.meta().transfer_syntax().to_string();
+    if obj.get(tags::PIXEL_DATA).is_none() {
+        return Err(LoadError::file(path, "no Pixel Data (7FE0,0010)"));
+    }
+    let spp = int(&obj, tags::SAMPLES_PER_PIXEL).unwrap_or(1);
+    if spp != 1 {
+        return Err(LoadError::file(
+            path,
+            format!(
+                "{spp} samples per pixel (colour image): only greyscale CT/MR images form volumes"
+            ),
+        ));
+    }
+    let registry_ts = TransferSyntaxRegistry.get(ts.trim_end_matches('\0'));
+    match registry_ts {
+        None => {
+            return Err(LoadError::file(
+                path,
+                format!("cannot decode {}", transfer_syntax_name(&ts)),
+            ));
+        }
+        Some(t)
+            if !t.can_decode_all() && t.is_encapsulated_pixel_data() && !t.can_decode_dataset() =>
+        {
+            return Err(LoadError::file(
+                path,
+                format!(
+                    "cannot decode pixel data in {}: no decoder built in",
+                    transfer_syntax_name(&ts)
+                ),
+            ));
+        }
+        _ => {}
+    }
+    // Native pixel data: check the byte count before decoding, so a truncated file gets a clear message.
+    if let Some(t) = registry_ts
+        && !t.is_encapsulated_pixel_data()
+    {
+        let bits = int(&obj, tags::BITS_ALLOCATED).unwrap_or(16) as usize;
+        let nframes = int(&obj, tags::NUMBER_OF_FRAMES).unwrap_or(1).max(1) as usize;
+        let need = rows * cols * nframes * bits / 8;
+        let have = obj
+            .get(tags::PIXEL_DATA)
+            .and_then(|e| e.value().to_bytes().ok())
+            .map(|b| b.len())
+            .unwrap_or(0);
+        if have < need {
+            return Err(LoadError::file(
+                path,
+                format!(
+                    "pixel data holds {have} bytes but {cols}x{rows}x{nframes} frames at {bits} bits need {need}: file truncated or dimensions wrong"
+                ),
+            ));
+        }
+    }
+    // RLE with 32-bit samples (dose grids): dicom-rs's RLE decoder stops at 16 bits; ours covers it.
+    let bits_allocated = int(&obj, tags::BITS_ALLOCATED).unwrap_or(16);
+    if ts.trim_end_matches('\0') == uids::RLE_LOSSLESS && bits_allocated == 32 {
+        let signed = int(&obj, tags::PIXEL_REPRESENTATION).unwrap_or(0) == 1;
+        let fragments = obj
+            .get(tags::PIXEL_DATA)
+            .and_then(|e| e.value().fragments())
+            .ok_or_else(|| LoadError::file(path, "RLE pixel data is not encapsulated"))?;
+        let mut out = Vec::with_capacity(frames.len());
+        for &(frame, (slope, intercept)) in frames {
+            let frag = fragments.get(frame as usize).ok_or_else(|| {
+                LoadError::file(path, format!("no RLE fragment for frame {frame}"))
+            })?;
+            let raw = rle_decode_frame(frag, rows * cols, 4)
+                .map_err(|m| LoadError::file(path, format!("RLE frame {frame}: {m}")))?;
+            out.push(
+                raw.into_iter()
+                    .map(|r| {
+                        ((if signed { r as i32 as f64 } else { r as f64 }) * slope + intercept)
+                            as f32
+                    })
+                    .collect(),
+            );
+        }
+        return Ok(out);
+    }
+    let decoded =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| obj.decode_pixel_data()))
+            .map_err(|_| {
+                LoadError::file(
+                    path,
+                    format!(
+                        "the decoder for {} failed on this file",
+                        transfer_syntax_name(&ts)
+                    ),
+                )
+            })?
+            .map_err(|e| {
+                LoadError::file(
+                    path,
+                    format!(
+                        "cannot decode pixel data ({}): {e}",
+                        transfer_syntax_name(&ts)
+                    ),
+                )
+            })?;
+    if decoded.rows() as usize != rows || decoded.columns() as usize != cols {
+        return Err(LoadError::file(
+            path,
+            "decoded size differs from Rows/Columns",
+        ));
+    }
+    let mut out = Vec::with_capacity(frames.len());
+    let bits = decoded.bits_allocated();
+    let signed = decoded.pixel_representation() == dicom::pixeldata::PixelRepresentation::Signed;
+    let plane = rows * cols;
+    let big_endian = ts.trim_end_matches('\0') == "1.2.840.10008.1.2.2";
+    for &(frame, (slope, intercept)) in frames {
+        // 1-bit (segmentations) and 32-bit (dose grids) samples: converted here, as
+        // dicom-pixeldata's conversion covers 8 and 16 bits.
+        if bits == 1 {
+            let data = decoded.data();
+            let start = frame as usize * plane;
+            let frames_total = decoded.number_of_frames() as usize;
+            if data.len() >= frames_total * plane {
+                // Already unpacked by the decoder: one byte per pixel.
+                out.push(
+                    data[start..start + plane]
+                        .iter()
+                        .map(|v| ((*v != 0) as u8 as f64 * slope + intercept) as f32)
+                        .collect(),
+                );
+                continue;
+            }
+            if data.len() * 8 < start + plane {
+                return Err(LoadError::file(
+                    path,
+                    format!("1-bit pixel data too short for frame {frame}"),
+                ));
+            }
+            out.push(
+                (start..start + plane)
+                    .map(|b| (((data[b / 8] >> (b % 8)) & 1) as f64 * slope + intercept) as f32)
+                    .collect(),
+            );
+            continue;
+        }
+        if bits == 32 && big_endian {
+            // Big-endian native data: rebuild 32-bit samples from the parsed element value,
+            // whose words the parser already put in machine order.
+            use dicom::core::PrimitiveValue as P;
+            let value = obj.get(tags::PIXEL_DATA).map(|e| e.value());
+            let start = frame as usize * plane;
+            let samples: Option<Vec<u32>> = match value.and_then(|v| v.primitive()) {
+                Some(P::U32(w)) => w.get(start..start + plane).map(|w| w.to_vec()),
+                Some(P::U16(w)) => w.get(2 * start..2 * (start + plane)).map(|w| {
+                    w.chunks_exact(2)
+                        .map(|p| ((p[0] as u32) << 16) | p[1] as u32)
+                        .collect()
+                }),
+                Some(P::U8(b)) => b.get(4 * start..4 * (start + plane)).map(|b| {
+                    b.chunks_exact(4)
+                        .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]))
+                        .collect()
+                }),
+                _ => None,
+            };
+            let samples = samples.ok_or_else(|| {
+                LoadError::file(
+                    path,
+                    format!("32-bit big-endian pixel data too short for frame {frame}"),
+                )
+            })?;
+            out.push(
+                samples
+                    .into_iter()
+                    .map(|raw| {
+                        ((if signed {
+                            raw as i32 as f64
+                        } else {
+                            raw as f64
+                        }) * slope
+                            + intercept) as f32
+                    })
+                    .collect(),
+            );
+            continue;
+        }
+        if bits == 32 {
+            let data = decoded
+                .frame_data(frame)
+                .map_err(|e| LoadError::file(path, format!("cannot read frame {frame}: {e}")))?;
+            if data.len() < plane * 4 {
+                return Err(LoadError::file(
+                    path,
+                    format!(
+                        "frame {frame} holds {} bytes, {} needed",
+                        data.len(),
+                        plane * 4
+                    ),
+                ));
+            }
+            out.push(
+                data.chunks_exact(4)
+                    .take(plane)
+                    .map(|c| {
+                        let b = [c[0], c[1], c[2], c[3]];
+                        let raw = if big_endian {
+                            u32::from_be_bytes(b)
+                        } else {
+                            u32::from_le_bytes(b)
+                        };
+                        let v = if signed {
+                            raw as i32 as f64
+                        } else {
+                            raw as f64
+                        };
+                        (v * slope + intercept) as f32
+                    })
+                    .collect(),
+            );
+            continue;
+        }
+        let opts = ConvertOptions::new()
+            .with_modality_lut(ModalityLutOption::Override(Rescale::new(slope, intercept)));
+        let v: Vec<f32> = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            decoded.to_vec_frame_with_options::<f32>(frame, &opts)
+        }))
+        .map_err(|_| LoadError::file(path, format!("pixel conversion failed on frame {frame}")))?
+        .map_err(|e| LoadError::file(path, format!("cannot convert frame {frame}: {e}")))?;
+        if v.len() != rows * cols {
+            return Err(LoadError::file(
+                path,
+                format!(
+                    "frame {frame} has {} values, expected {}",
+                    v.len(),
+                    rows * cols
+                ),
+            ));
+        }
+        out.push(v);
+    }
+    Ok(out)
+}
+
+/// Decode one RLE Lossless frame (PS3.5 Annex G) of single-sample pixels with `bytes` bytes each:
+/// one PackBits segment per byte plane, most significant first.
+fn rle_decode_frame(frag: &[u8], pixels: usize, bytes: usize) -> Result<Vec<u32>, String> {
+    if frag.len() < 64 {
+        return Err("header shorter than 64 bytes".into());
+    }
+    let word = |i: usize| {
+        u32::from_le_bytes([
+            frag[4 * i],
+            frag[4 * i + 1],
+            frag[4 * i + 2],
+            frag[4 * i + 3],
+        ]) as usize
+    };
+    let nseg = word(0);
+    if nseg != bytes {
+        return Err(format!("{nseg} segments, expected {bytes}"));
+    }
+    let mut out = vec![0u32; pixels];
+    for s in 0..nseg {
+        let start = word(1 + s);
+        let end = if s + 1 < nseg {
+            word(2 + s)
+        } else {
+            frag.len()
+        };
+        if start > end || end > frag.len() {
+            return Err(format!("segment {s} offsets out of range"));
+        }
+        let seg = &frag[start..end];
+        let mut plane = Vec::with_capacity(pixels);
+        let mut i = 0;
+        while i < seg.len() && plane.len() < pixels {
+            let n = seg[i] as i8;
+            i += 1;
+            if n >= 0 {
+                let len = n as usize + 1;
+                let chunk = seg
+                    .get(i..i + len)
+                    .ok_or("literal run past the segment end")?;
+                plane.extend_from_slice(chunk);
+                i += len;
+            } else if n != -128 {
+                let b = *seg.get(i).ok_or("repeat run past the segment end")?;
+                plane.extend(std::iter::repeat_n(b, (-(n as i32)) as usize + 1));
+                i += 1;
+            }
+        }
+        if plane.len() < pixels {
+            return Err(format!(
+                "segment {s} decodes to {} bytes, {pixels} needed",
+                plane.len()
+            ));
+        }
+        let shift = 8 * (bytes - 1 - s);
+        for (o, b) in out.iter_mut().zip(plane) {
+            *o |= (b as u32) << shift;
+        }
+    }
+    Ok(out)
+}
+
+/// A frame to decode: (slice index in the volume, frame number in its file, rescale).
+type FrameJob = (usize, u32, (f64, f64));
+/// A decoded frame: (slice index in the volume, values).
+type DecodedPlane = (usize, Vec<f32>);
+
+/// Decode a scanned series into a volume (values after rescale, HU for CT).
+pub fn decode_series(s: &SeriesScan, progress: &Progress) -> Result<Volume, LoadError> {
+    let (geometry, warnings) = series_geometry(s);
+    let plane = s.rows * s.cols;
+    // Group frames by file so each file is opened and decoded once.
+    let mut by_file: BTreeMap<&Path, Vec<FrameJob>> = BTreeMap::new();
+    for (z, sl) in s.slices.iter().enumerate() {
+        by_file
+            .entry(sl.path.as_path())
+            .or_default()
+            .push((z, sl.frame, sl.rescale));
+    }
+    let jobs: Vec<_> = by_file.into_iter().collect();
+    let decoded: Vec<Result<Vec<DecodedPlane>, LoadError>> = jobs
+        .par_iter()
+        .map(|(path, frames)| {
+            progress.check()?;
+            let req: Vec<(u32, (f64, f64))> = frames.iter().map(|f| (f.1, f.2)).collect();
+            let planes = decode_file(path, &req, s.rows, s.cols)?;
+            for _ in 0..frames.len() {
+                progress.step();
+            }
+            Ok(frames.iter().map(|f| f.0).zip(planes).collect())
+        })
+        .collect();
+    let mut data = vec![0f32; plane * s.slices.len()];
+    for r in decoded {
+        for (z, p) in r? {
+            data[z * plane..(z + 1) * plane].copy_from_slice(&p);
+        }
+    }
+    let mut meta = s.meta.clone();
+    meta.warnings = warnings;
+    Ok(Volume::new(geometry, data, meta))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn series(positions: &[f64]) -> SeriesScan {
+        SeriesScan {
+            meta: VolumeMeta::default(),
+            rows: 2,
+            cols: 2,
+            iop: Some([1.0, 0.0, 0.0, 0.0, 1.0, 0.0]),
+            pixel_spacing: Some([0.5, 0.5]),
+            nominal_slice_spacing: Some(5.0),
+            transfer_syntax: String::new(),
+            slices: positions
+                .iter()
+                .enumerate()
+                .map(|(i, z)| SliceRef {
+                    path: PathBuf::from(format!("f{i}")),
+                    frame: 0,
+                    position: Some([0.0, 0.0, *z]),
+                    instance: (positions.len() - i) as i64,
+                    rescale: (1.0, 0.0),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn sorts_by_position_not_instance_and_uses_position_spacing() {
+        let mut s = series(&[4.0, 0.0, 2.0, 6.0]);
+        sort_slices(&mut s);
+        let z: Vec<f64> = s.slices.iter().map(|x| x.position.unwrap()[2]).collect();
+        assert_eq!(z, vec![0.0, 2.0, 4.0, 6.0]);
+        let (g, w) = series_geometry(&s);
+        assert!(
+            (g.spacing[2] - 2.0).abs() < 1e-9,
+            "spacing from positions, not SliceThickness"
+        );
+        assert!(w.is_empty(), "{w:?}");
+    }
+
+    #[test]
+    fn reports_missing_slices() {
+        let mut s = series(&[0.0, 2.0, 4.0, 10.0, 12.0]);
+        sort_slices(&mut s);
+        let (_, w) = series_geometry(&s);
+        assert!(w.iter().any(|m| m.contains("missing")), "{w:?}");
+    }
+}

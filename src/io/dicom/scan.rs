@@ -1,0 +1,415 @@
+//! Scanning: read each file's header (up to the pixel data), group files into series, sort each
+//! series along its slice normal, and derive its geometry.
+
+use super::attributes::{
+    first_float, floats, has_dicm_magic, in_group, int, items, required_int, text,
+};
+use crate::io::{LoadError, Progress};
+use crate::volume::{Geometry, Vec3, VolumeMeta};
+use dicom::dictionary_std::{tags, uids};
+use dicom::object::OpenFileOptions;
+use rayon::prelude::*;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// One frame of one file, placed in space.
+#[derive(Clone, Debug)]
+pub struct SliceRef {
+    /// File holding the frame.
+    pub path: PathBuf,
+    /// Frame number within the file (0 for single-frame files).
+    pub frame: u32,
+    /// ImagePositionPatient of the frame (LPS mm), when present.
+    pub position: Option<Vec3>,
+    /// InstanceNumber, the fallback sort key when positions are missing.
+    pub instance: i64,
+    /// Rescale of this frame.
+    pub rescale: (f64, f64),
+}
+
+/// A series found by [`scan`]: its header facts and its slices, not yet decoded.
+#[derive(Clone, Debug)]
+pub struct SeriesScan {
+    /// Descriptive data shared by all slices.
+    pub meta: VolumeMeta,
+    /// Rows (y) and columns (x) of each frame.
+    pub rows: usize,
+    /// Columns of each frame.
+    pub cols: usize,
+    /// ImageOrientationPatient (row direction, column direction).
+    pub iop: Option<[f64; 6]>,
+    /// PixelSpacing (row spacing, column spacing) in mm.
+    pub pixel_spacing: Option<[f64; 2]>,
+    /// SpacingBetweenSlices or SliceThickness, used for single-slice series only.
+    pub nominal_slice_spacing: Option<f64>,
+    /// Transfer syntax UID of the first file.
+    pub transfer_syntax: String,
+    /// Slices, sorted along the slice normal by [`scan`].
+    pub slices: Vec<SliceRef>,
+}
+
+/// What [`scan`] found: series and the files it could not read.
+#[derive(Debug, Default)]
+pub struct ScanResult {
+    /// Series with at least one image.
+    pub series: Vec<SeriesScan>,
+    /// Files that looked like DICOM but could not be read, or were given explicitly and are not images.
+    pub errors: Vec<LoadError>,
+}
+
+/// Read one file's header (up to the pixel data) and return its slices and series facts.
+fn scan_file(path: &Path) -> Result<(SeriesScan, String), LoadError> {
+    let obj = OpenFileOptions::new()
+        .read_until(tags::PIXEL_DATA)
+        .open_file(path)
+        .map_err(|e| LoadError::file(path, format!("not a readable DICOM file: {e}")))?;
+    let sop_class = obj
+        .meta()
+        .media_storage_sop_class_uid()
+        .trim_end_matches('\0')
+        .to_string();
+    if sop_class == uids::MEDIA_STORAGE_DIRECTORY_STORAGE {
+        return Err(LoadError::file(path, "a DICOMDIR index, not an image"));
+    }
+    let ts = obj
+        .meta()
+        .transfer_syntax()
+        .trim_end_matches('\0')
+        .to_string();
+    let rows = required_int(&obj, path, tags::ROWS, "Rows", "not an image")?;
+    let cols = required_int(&obj, path, tags::COLUMNS, "Columns", "not an image")?;
+    if rows <= 0 || cols <= 0 {
+        return Err(LoadError::file(
+            path,
+            format!("invalid image size {cols}x{rows}"),
+        ));
+    }
+    let frames = int(&obj, tags::NUMBER_OF_FRAMES).unwrap_or(1).max(1) as u32;
+    let shared = items(&obj, tags::SHARED_FUNCTIONAL_GROUPS_SEQUENCE).and_then(|i| i.first());
+    let per_frame = items(&obj, tags::PER_FRAME_FUNCTIONAL_GROUPS_SEQUENCE);
+
+    let iop = floats(&obj, tags::IMAGE_ORIENTATION_PATIENT)
+        .or_else(|| {
+            in_group(
+                shared,
+                tags::PLANE_ORIENTATION_SEQUENCE,
+                tags::IMAGE_ORIENTATION_PATIENT,
+            )
+        })
+        .or_else(|| {
+            in_group(
+                per_frame.and_then(|p| p.first()),
+                tags::PLANE_ORIENTATION_SEQUENCE,
+                tags::IMAGE_ORIENTATION_PATIENT,
+            )
+        })
+        .filter(|v| v.len() == 6)
+        .map(|v| [v[0], v[1], v[2], v[3], v[4], v[5]]);
+    let pixel_spacing = floats(&obj, tags::PIXEL_SPACING)
+        .or_else(|| in_group(shared, tags::PIXEL_MEASURES_SEQUENCE, tags::PIXEL_SPACING))
+        .or_else(|| {
+            in_group(
+                per_frame.and_then(|p| p.first()),
+                tags::PIXEL_MEASURES_SEQUENCE,
+                tags::PIXEL_SPACING,
+            )
+        })
+        .or_else(|| floats(&obj, tags::IMAGER_PIXEL_SPACING))
+        .filter(|v| v.len() == 2 && v[0] > 0.0 && v[1] > 0.0)
+        .map(|v| [v[0], v[1]]);
+    let nominal = floats(&obj, tags::SPACING_BETWEEN_SLICES)
+        .or_else(|| {
+            in_group(
+                shared,
+                tags::PIXEL_MEASURES_SEQUENCE,
+                tags::SPACING_BETWEEN_SLICES,
+            )
+        })
+        .or_else(|| floats(&obj, tags::SLICE_THICKNESS))
+        .or_else(|| in_group(shared, tags::PIXEL_MEASURES_SEQUENCE, tags::SLICE_THICKNESS))
+        .and_then(|v| v.first().copied())
+        .filter(|v| *v > 0.0);
+    let top_rescale = (
+        first_float(&obj, tags::RESCALE_SLOPE).unwrap_or(1.0),
+        first_float(&obj, tags::RESCALE_INTERCEPT).unwrap_or(0.0),
+    );
+    let shared_rescale = in_group(
+        shared,
+        tags::PIXEL_VALUE_TRANSFORMATION_SEQUENCE,
+        tags::RESCALE_SLOPE,
+    )
+    .zip(in_group(
+        shared,
+        tags::PIXEL_VALUE_TRANSFORMATION_SEQUENCE,
+        tags::RESCALE_INTERCEPT,
+    ))
+    .map(|(s, i)| (s[0], i[0]));
+    let instance = int(&obj, tags::INSTANCE_NUMBER).unwrap_or(0);
+    let top_pos = floats(&obj, tags::IMAGE_POSITION_PATIENT)
+        .filter(|v| v.len() == 3)
+        .map(|v| [v[0], v[1], v[2]]);
+
+    let mut slices = Vec::with_capacity(frames as usize);
+    for f in 0..frames {
+        let group = per_frame.and_then(|p| p.get(f as usize));
+        let position = in_group(
+            group,
+            tags::PLANE_POSITION_SEQUENCE,
+            tags::IMAGE_POSITION_PATIENT,
+        )
+        .filter(|v| v.len() == 3)
+        .map(|v| [v[0], v[1], v[2]])
+        .or(if frames == 1 { top_pos } else { None });
+        let rescale = in_group(
+            group,
+            tags::PIXEL_VALUE_TRANSFORMATION_SEQUENCE,
+            tags::RESCALE_SLOPE,
+        )
+        .zip(in_group(
+            group,
+            tags::PIXEL_VALUE_TRANSFORMATION_SEQUENCE,
+            tags::RESCALE_INTERCEPT,
+        ))
+        .map(|(s, i)| (s[0], i[0]))
+        .or(shared_rescale)
+        .unwrap_or(top_rescale);
+        slices.push(SliceRef {
+            path: path.to_path_buf(),
+            frame: f,
+            position,
+            instance: instance * 100_000 + f as i64,
+            rescale,
+        });
+    }
+    // A legacy multi-frame file without per-frame positions: stack frames from the top-level
+    // position along the normal at the nominal spacing.
+    if frames > 1
+        && slices.iter().all(|s| s.position.is_none())
+        && let (Some(p0), Some(o)) = (top_pos, iop)
+    {
+        let n = cross([o[0], o[1], o[2]], [o[3], o[4], o[5]]);
+        let dz = nominal.unwrap_or(1.0);
+        // RT dose grids give each frame's offset along the normal explicitly.
+        let offsets =
+            floats(&obj, tags::GRID_FRAME_OFFSET_VECTOR).filter(|v| v.len() == frames as usize);
+        for s in &mut slices {
+            let k = offsets
+                .as_ref()
+                .map(|o| o[s.frame as usize])
+                .unwrap_or(s.frame as f64 * dz);
+            s.position = Some([p0[0] + n[0] * k, p0[1] + n[1] * k, p0[2] + n[2] * k]);
+        }
+    }
+    let photometric = text(&obj, tags::PHOTOMETRIC_INTERPRETATION).unwrap_or_default();
+    let series_uid = text(&obj, tags::SERIES_INSTANCE_UID)
+        .unwrap_or_else(|| format!("(no SeriesInstanceUID) {}", path.display()));
+    let meta = VolumeMeta {
+        modality: text(&obj, tags::MODALITY).unwrap_or_default(),
+        series_uid,
+        description: text(&obj, tags::SERIES_DESCRIPTION).unwrap_or_default(),
+        patient_name: text(&obj, tags::PATIENT_NAME).unwrap_or_default(),
+        patient_id: text(&obj, tags::PATIENT_ID).unwrap_or_default(),
+        study_uid: text(&obj, tags::STUDY_INSTANCE_UID).unwrap_or_default(),
+        study_description: text(&obj, tags::STUDY_DESCRIPTION).unwrap_or_default(),
+        frame_of_reference_uid: text(&obj, tags::FRAME_OF_REFERENCE_UID).unwrap_or_default(),
+        source: path.display().to_string(),
+        monochrome1: photometric == "MONOCHROME1",
+        warnings: Vec::new(),
+    };
+    let scan = SeriesScan {
+        meta,
+        rows: rows as usize,
+        cols: cols as usize,
+        iop,
+        pixel_spacing,
+        nominal_slice_spacing: nominal,
+        transfer_syntax: ts,
+        slices,
+    };
+    // Group key: series plus everything that must agree within one volume.
+    let key = format!(
+        "{}|{}x{}|{}",
+        scan.meta.series_uid,
+        cols,
+        rows,
+        iop.map(|o| o
+            .iter()
+            .map(|v| format!("{:.3}", v))
+            .collect::<Vec<_>>()
+            .join(","))
+            .unwrap_or_default()
+    );
+    Ok((scan, key))
+}
+
+/// Scan DICOM files (`(path, given_explicitly)`), group them into series and sort each series.
+///
+/// Files inside scanned folders that are not DICOM at all are skipped silently; files that
+/// carry the DICOM magic but cannot be read, or files the user named, are reported.
+pub fn scan(files: &[(PathBuf, bool)], progress: &Progress) -> Result<ScanResult, LoadError> {
+    progress.start("Scanning DICOM headers", files.len());
+    let results: Vec<_> = files
+        .par_iter()
+        .map(|(path, explicit)| {
+            if progress.is_cancelled() {
+                return None;
+            }
+            let r = std::panic::catch_unwind(|| scan_file(path)).unwrap_or_else(|_| {
+                Err(LoadError::file(
+                    path,
+                    "the DICOM parser failed on this file",
+                ))
+            });
+            progress.step();
+            match r {
+                Ok(v) => Some(Ok(v)),
+                Err(e) => {
+                    let name = path
+                        .file_name()
+                        .map(|n| n.to_string_lossy().to_string())
+                        .unwrap_or_default();
+                    if *explicit || (has_dicm_magic(path) && name != "DICOMDIR") {
+                        Some(Err(e))
+                    } else {
+                        None
+                    }
+                }
+            }
+        })
+        .collect();
+    progress.check()?;
+    let mut groups: BTreeMap<String, SeriesScan> = BTreeMap::new();
+    let mut out = ScanResult::default();
+    for r in results.into_iter().flatten() {
+        match r {
+            Ok((scan, key)) => match groups.get_mut(&key) {
+                Some(g) => g.slices.extend(scan.slices),
+                None => {
+                    groups.insert(key, scan);
+                }
+            },
+            Err(e) => out.errors.push(e),
+        }
+    }
+    for (_, mut s) in groups {
+        sort_slices(&mut s);
+        out.series.push(s);
+    }
+    Ok(out)
+}
+
+fn cross(a: Vec3, b: Vec3) -> Vec3 {
+    [
+        a[1] * b[2] - a[2] * b[1],
+        a[2] * b[0] - a[0] * b[2],
+        a[0] * b[1] - a[1] * b[0],
+    ]
+}
+
+fn dot(a: Vec3, b: Vec3) -> f64 {
+    a[0] * b[0] + a[1] * b[1] + a[2] * b[2]
+}
+
+fn normalise(a: Vec3) -> Vec3 {
+    let n = dot(a, a).sqrt();
+    if n > 0.0 {
+        [a[0] / n, a[1] / n, a[2] / n]
+    } else {
+        a
+    }
+}
+
+/// Sort slices by position projected on the slice normal (InstanceNumber when positions are missing).
+fn sort_slices(s: &mut SeriesScan) {
+    let with_pos = s.slices.iter().all(|x| x.position.is_some());
+    match (s.iop, with_pos) {
+        (Some(o), true) => {
+            let n = cross([o[0], o[1], o[2]], [o[3], o[4], o[5]]);
+            s.slices.sort_by(|a, b| {
+                let da = dot(a.position.unwrap_or_default(), n);
+                let db = dot(b.position.unwrap_or_default(), n);
+                da.total_cmp(&db).then(a.instance.cmp(&b.instance))
+            });
+        }
+        _ => s.slices.sort_by_key(|x| x.instance),
+    }
+}
+
+/// Geometry of a sorted series, and the warnings its slice positions raise.
+pub fn series_geometry(s: &SeriesScan) -> (Geometry, Vec<String>) {
+    let mut warnings = Vec::new();
+    let n = s.slices.len();
+    let ps = s.pixel_spacing.unwrap_or_else(|| {
+        warnings.push("no PixelSpacing: assuming 1 mm pixels".into());
+        [1.0, 1.0]
+    });
+    let positions: Option<Vec<Vec3>> = s.slices.iter().map(|x| x.position).collect();
+    let (Some(o), Some(pos)) = (s.iop, positions) else {
+        warnings.push(
+            "no ImagePositionPatient/ImageOrientationPatient: geometry unknown, identity used"
+                .into(),
+        );
+        let dz = s.nominal_slice_spacing.unwrap_or(1.0);
+        return (
+            Geometry::axis_aligned([s.cols, s.rows, n], [ps[1], ps[0], dz], [0.0; 3]),
+            warnings,
+        );
+    };
+    let r = normalise([o[0], o[1], o[2]]);
+    let c = normalise([o[3], o[4], o[5]]);
+    let normal = normalise(cross(r, c));
+    let proj: Vec<f64> = pos.iter().map(|p| dot(*p, normal)).collect();
+    let mut axis = normal;
+    let mut dz = s.nominal_slice_spacing.unwrap_or(1.0);
+    if n > 1 {
+        let mut diffs: Vec<f64> = proj.windows(2).map(|w| w[1] - w[0]).collect();
+        let dups = diffs.iter().filter(|d| d.abs() < 1e-3).count();
+        if dups > 0 {
+            warnings.push(format!("{dups} slices share a position with another slice"));
+        }
+        diffs.retain(|d| d.abs() >= 1e-3);
+        if !diffs.is_empty() {
+            let mut sorted = diffs.clone();
+            sorted.sort_by(f64::total_cmp);
+            let median = sorted[sorted.len() / 2];
+            let (lo, hi) = (sorted[0], sorted[sorted.len() - 1]);
+            let missing: usize = diffs
+                .iter()
+                .filter(|d| **d > 1.5 * median)
+                .map(|d| (d / median).round() as usize - 1)
+                .sum();
+            if missing > 0 {
+                warnings.push(format!(
+                    "about {missing} missing slices (gaps up to {hi:.2} mm, spacing {median:.2} mm)"
+                ));
+            } else if hi - lo > 0.01 * median + 1e-3 {
+                warnings.push(format!("non-uniform slice spacing: {lo:.3} to {hi:.3} mm"));
+            }
+            // The step between first and last slice, which also captures gantry tilt (shear).
+            let first = pos[0];
+            let last = pos[n - 1];
+            let span = [last[0] - first[0], last[1] - first[1], last[2] - first[2]];
+            let steps = (proj[n - 1] - proj[0]) / median;
+            let step = [span[0] / steps, span[1] / steps, span[2] / steps];
+            dz = dot(step, step).sqrt();
+            axis = normalise(step);
+            if dot(axis, normal) < 0.9999 {
+                warnings.push(format!(
+                    "slices are sheared (gantry tilt {:.1} deg); geometry keeps the shear",
+                    dot(axis, normal).clamp(-1.0, 1.0).acos().to_degrees()
+                ));
+            }
+        }
+    }
+    let g = Geometry {
+        dims: [s.cols, s.rows, n],
+        spacing: [ps[1], ps[0], dz],
+        origin: pos[0],
+        direction: [
+            [r[0], c[0], axis[0]],
+            [r[1], c[1], axis[1]],
+            [r[2], c[2], axis[2]],
+        ],
+    };
+    (g, warnings)
+}

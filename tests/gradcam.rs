@@ -161,7 +161,8 @@ fn synthesis_gradcam_maps_a_region_and_follows_it() {
         },
         &d,
     )
-    .unwrap_err();
+    .unwrap_err()
+    .to_string();
     assert!(err.contains("outside"), "{err}");
 }
 
@@ -228,7 +229,9 @@ fn classifier_gradcam_compares_real_and_synthetic_ct() {
     );
 
     // Mismatched slices are refused, naming the sizes.
-    let e = cam_pair(&cls, "CT", &real, &real[1..], size, 2, &d).unwrap_err();
+    let e = cam_pair(&cls, "CT", &real, &real[1..], size, 2, &d)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("do not match"), "{e}");
     let _ = mr;
 }

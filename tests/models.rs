@@ -99,12 +99,14 @@ fn checkpoints_rebuild_the_exact_model_from_the_file_pair() {
     std::fs::write(path.with_extension("json"), text).unwrap();
     let err = std::panic::catch_unwind(|| load(&path, &d).map(|_| ()))
         .expect("no panic")
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("unet_epoch1.bpk"), "{err}");
     std::fs::write(path.with_extension("json"), "{").unwrap();
     assert!(
         load(&path, &d)
             .unwrap_err()
+            .to_string()
             .contains("not a SynthScope checkpoint")
     );
 }

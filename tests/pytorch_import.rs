@@ -84,7 +84,8 @@ print(len(sd))
     let mut u = ModelSpec::Unet(UnetConfig::new().with_base_width(8).with_levels(2))
         .init(&d)
         .unwrap();
-    let err =
-        import_pytorch(&mut u, &dir.path().join("classifier_scaled.safetensors")).unwrap_err();
+    let err = import_pytorch(&mut u, &dir.path().join("classifier_scaled.safetensors"))
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("classifier_scaled.safetensors"), "{err}");
 }

@@ -5,10 +5,10 @@
 mod common;
 
 use synthscope::io::phantom::{MrContrast, PhantomConfig, phantom_mr};
-use synthscope::io::{LoadError, Progress, load_paths};
+use synthscope::io::{Progress, load_paths};
 use synthscope::model::checkpoint::{ModelSpec, save};
 use synthscope::model::{Direction, UnetConfig};
-use synthscope::synth::{CT_RANGE, synthesize};
+use synthscope::synth::{CT_RANGE, SynthError, synthesize};
 
 #[test]
 fn mr_to_ct_keeps_the_grid_and_writes_nifti_and_dicom() {
@@ -48,7 +48,7 @@ fn mr_to_ct_keeps_the_grid_and_writes_nifti_and_dicom() {
     p.cancel();
     assert!(matches!(
         synthesize(&model, Direction::MrToCt, &mr, 4, &g.device, &p),
-        Err(LoadError::Cancelled)
+        Err(SynthError::Cancelled)
     ));
     // The CLI: NIfTI and a DICOM folder.
     let input = dir.path().join("mr.nii.gz");

@@ -336,6 +336,7 @@ fn a_synthrad_style_folder_gives_one_case_per_patient() {
         Direction::MrToCt,
         &p,
     )
-    .unwrap_err();
+    .unwrap_err()
+    .to_string();
     assert!(err.contains("overview") && err.contains("ct"), "{err}");
 }

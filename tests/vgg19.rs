@@ -65,7 +65,7 @@ print(float(t["features.0.weight"][5, 1, 2, 0]), float(t["features.34.bias"][0])
             bad.display()
         ),
     ]));
-    let err = Vgg19::load_torchvision(&bad, &d).unwrap_err();
+    let err = Vgg19::load_torchvision(&bad, &d).unwrap_err().to_string();
     assert!(
         err.contains("other.safetensors") && err.contains("missing"),
         "{err}"

@@ -332,7 +332,9 @@ pub fn transform_error(a: &Affine, b: &Affine, grid_volume: &Volume) -> (f64, f6
 
 #[cfg(test)]
 mod tests {
+    use super::params::{evaluate, rotation_derivatives};
     use super::*;
+    use crate::volume::VolumeMeta;
     use crate::io::phantom::{MrContrast, PhantomConfig, phantom_ct, phantom_mr};
 
     #[test]

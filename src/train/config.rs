@@ -515,6 +515,11 @@ mod tests {
             patch: 100,
             ..TrainConfig::default()
         };
-        assert!(bad.validate().unwrap_err().contains("multiple of 16"));
+        assert!(
+            bad.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("multiple of 16")
+        );
     }
 }

@@ -413,3 +413,53 @@ pub fn series_geometry(s: &SeriesScan) -> (Geometry, Vec<String>) {
     };
     (g, warnings)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn series(positions: &[f64]) -> SeriesScan {
+        SeriesScan {
+            meta: VolumeMeta::default(),
+            rows: 2,
+            cols: 2,
+            iop: Some([1.0, 0.0, 0.0, 0.0, 1.0, 0.0]),
+            pixel_spacing: Some([0.5, 0.5]),
+            nominal_slice_spacing: Some(5.0),
+            transfer_syntax: String::new(),
+            slices: positions
+                .iter()
+                .enumerate()
+                .map(|(i, z)| SliceRef {
+                    path: PathBuf::from(format!("f{i}")),
+                    frame: 0,
+                    position: Some([0.0, 0.0, *z]),
+                    instance: (positions.len() - i) as i64,
+                    rescale: (1.0, 0.0),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn sorts_by_position_not_instance_and_uses_position_spacing() {
+        let mut s = series(&[4.0, 0.0, 2.0, 6.0]);
+        sort_slices(&mut s);
+        let z: Vec<f64> = s.slices.iter().map(|x| x.position.unwrap()[2]).collect();
+        assert_eq!(z, vec![0.0, 2.0, 4.0, 6.0]);
+        let (g, w) = series_geometry(&s);
+        assert!(
+            (g.spacing[2] - 2.0).abs() < 1e-9,
+            "spacing from positions, not SliceThickness"
+        );
+        assert!(w.is_empty(), "{w:?}");
+    }
+
+    #[test]
+    fn reports_missing_slices() {
+        let mut s = series(&[0.0, 2.0, 4.0, 10.0, 12.0]);
+        sort_slices(&mut s);
+        let (_, w) = series_geometry(&s);
+        assert!(w.iter().any(|m| m.contains("missing")), "{w:?}");
+    }
+}

@@ -123,7 +123,7 @@ fn other_versions_and_other_studies_are_refused() {
     let text = std::fs::read_to_string(&file).unwrap();
     let v2 = dir.path().join("v2.toml");
     std::fs::write(&v2, text.replace("version = 1", "version = 2")).unwrap();
-    let e = Study::read(&v2).unwrap_err();
+    let e = Study::read(&v2).unwrap_err().to_string();
     assert!(
         e.contains("version 2") && e.contains("reads version 1"),
         "{e}"
@@ -137,16 +137,22 @@ fn other_versions_and_other_studies_are_refused() {
     let other = dir.path().join("other.jsonl");
     let t = std::fs::read_to_string(&log).unwrap();
     std::fs::write(&other, t.replace("\"version\":1", "\"version\":7")).unwrap();
-    let e = read_log(&other).unwrap_err();
+    let e = read_log(&other).unwrap_err().to_string();
     assert!(e.contains("version 7") && e.contains("misread"), "{e}");
     assert!(LogWriter::open(&other, &s, "r").is_err());
     // The same log against an edited study (another case list).
     let mut edited = s.clone();
     edited.cases[0].slices = vec![1];
-    let e = LogWriter::open(&log, &edited, "r").err().unwrap();
+    let e = LogWriter::open(&log, &edited, "r")
+        .err()
+        .unwrap()
+        .to_string();
     assert!(e.contains("another version of the study"), "{e}");
     // ...and another reader's log.
-    let e = LogWriter::open(&log, &s, "someone-else").err().unwrap();
+    let e = LogWriter::open(&log, &s, "someone-else")
+        .err()
+        .unwrap()
+        .to_string();
     assert!(e.contains("belongs to reader"), "{e}");
 }
 
@@ -438,7 +444,12 @@ fn pair_design_shows_real_on_shuffled_sides() {
     // A pair whose synthetic case names no real case is refused.
     let mut bad = Study::read(&file).unwrap();
     bad.cases[1].pair = None;
-    assert!(bad.validate().unwrap_err().contains("names no real case"));
+    assert!(
+        bad.validate()
+            .unwrap_err()
+            .to_string()
+            .contains("names no real case")
+    );
 }
 
 /// With a time limit, an image left unanswered is logged as timed out (no verdict) and the next

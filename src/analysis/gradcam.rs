@@ -9,10 +9,10 @@ use crate::model::normalise::{Normalisation, class_of_modality, network_slice, n
 use crate::model::{Classifier, Direction, ModelError, tensor_values};
 use crate::volume::{Modality, Volume};
 use burn::module::Module;
-use burn::tensor::{Device, Tensor, TensorData};
 use burn::tensor::activation::relu;
 use burn::tensor::module::interpolate;
 use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
+use burn::tensor::{Device, Tensor, TensorData};
 
 /// Grad-CAM heatmaps of `class` at layer `layer` (see [`Classifier::LAYERS`]) for a batch:
 /// x: [B, 1, H, W] -> [B, H, W] in 0..1. Deeper layers see more but localise coarser.
@@ -98,8 +98,8 @@ pub fn gradcam_synthesis(
             leaf
         })
         .ok_or_else(|| ModelError::Unsupported("a classifier is not a synthesis network".into()))?;
-    let (features, leaf) = kept
-        .ok_or_else(|| ModelError::Unsupported("the model has no feature layers".into()))?;
+    let (features, leaf) =
+        kept.ok_or_else(|| ModelError::Unsupported("the model has no feature layers".into()))?;
     let inside = region.clone().sum().into_scalar::<f32>().max(1.0);
     let score = (out.slice([0..1, 0..1, 0..h, 0..w]) * region.autodiff()).sum() / inside;
     let grads = score.backward();

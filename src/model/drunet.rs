@@ -1,7 +1,7 @@
 //! DRUNet: a U-Net whose encoder and decoder are ResNet stages (shared/METHODS.md, method 1).
 
-use super::{Direction, ModelError};
 use super::blocks::{BlockKind, ConvBn, Stage, Up};
+use super::{Direction, ModelError};
 use burn::config::Config;
 use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};

@@ -334,8 +334,8 @@ pub fn transform_error(a: &Affine, b: &Affine, grid_volume: &Volume) -> (f64, f6
 mod tests {
     use super::params::{evaluate, rotation_derivatives};
     use super::*;
-    use crate::volume::VolumeMeta;
     use crate::io::phantom::{MrContrast, PhantomConfig, phantom_ct, phantom_mr};
+    use crate::volume::VolumeMeta;
 
     #[test]
     fn analytic_gradient_matches_finite_differences() {

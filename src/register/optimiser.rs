@@ -30,11 +30,7 @@ pub(super) fn lbfgs(
     let scales = &level.scales;
     let n = params.p.len();
     let to_grad = |v: &MetricValue| -> Vec<f64> {
-        v.gradient
-            .iter()
-            .zip(scales)
-            .map(|(g, s)| -g / s)
-            .collect()
+        v.gradient.iter().zip(scales).map(|(g, s)| -g / s).collect()
     };
     let dot = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f64>();
     let mut value = eval(&params);

@@ -232,11 +232,6 @@ impl LogStudy {
 }
 
 impl StudyError {
-    /// Whether the message contains `text` (as the plain-text errors this replaced could be asked).
-    pub fn contains(&self, text: &str) -> bool {
-        self.to_string().contains(text)
-    }
-
     /// An I/O failure of `action` on `path`.
     pub(crate) fn io(path: &Path, action: &'static str, cause: std::io::Error) -> Self {
         StudyError::Io {

@@ -400,7 +400,9 @@ impl TrainConfig {
     /// Refuse settings that cannot train.
     pub fn validate(&self) -> Result<(), TrainError> {
         if self.epochs == 0 || self.batch_size == 0 {
-            return Err(TrainError::Config("epochs and batch_size must be at least 1".into()));
+            return Err(TrainError::Config(
+                "epochs and batch_size must be at least 1".into(),
+            ));
         }
         if !(self.learning_rate > 0.0 && self.learning_rate < 1.0) {
             return Err(TrainError::Config(format!(
@@ -412,7 +414,9 @@ impl TrainConfig {
             return Err(TrainError::Config("no loss terms".into()));
         }
         if !(0.0..1.0).contains(&self.validation_fraction) || self.validation_fraction == 0.0 {
-            return Err(TrainError::Config("validation_fraction must be in (0, 1)".into()));
+            return Err(TrainError::Config(
+                "validation_fraction must be in (0, 1)".into(),
+            ));
         }
         let m = self.multiple();
         if self.patch != 0 && !self.patch.is_multiple_of(m) {
@@ -425,7 +429,9 @@ impl TrainConfig {
         if let ModelChoice::Drunet { depth, .. } = self.model
             && ![18, 34, 50, 101].contains(&depth)
         {
-            return Err(TrainError::Config(format!("DRUNet depth {depth} is not 18, 34, 50 or 101")));
+            return Err(TrainError::Config(format!(
+                "DRUNet depth {depth} is not 18, 34, 50 or 101"
+            )));
         }
         Ok(())
     }

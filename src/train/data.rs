@@ -7,8 +7,8 @@ use super::config::{DataSource, TrainConfig};
 use crate::io::phantom::{PhantomConfig, phantom_patient};
 use crate::io::{Progress, load_paths};
 use crate::model::Direction;
-use crate::register::{Affine, resample};
 use crate::model::normalise::Normalisation;
+use crate::register::{Affine, resample};
 use crate::volume::Volume;
 use std::path::{Path, PathBuf};
 
@@ -205,7 +205,12 @@ pub fn cases_from_folder(
         .filter_map(|d| Some((d.clone(), find_entry(d, "ct")?, find_entry(d, "mr")?)))
         .collect();
     if patients.is_empty() {
-        return Err(TrainError::file(&root, format!("no patient sub-folder holds both a `ct` and an `mr` (e.g. ct.nii.gz, mr.nii.gz)")));
+        return Err(TrainError::file(
+            &root,
+            format!(
+                "no patient sub-folder holds both a `ct` and an `mr` (e.g. ct.nii.gz, mr.nii.gz)"
+            ),
+        ));
     }
     progress.start("Loading patients", patients.len());
     let mut cases = Vec::new();

@@ -9,12 +9,12 @@ use super::{
     TrainError, TrainEvent, classifier_for_run, config,
 };
 use crate::analysis::{psnr, ssim, tenengrad};
-use burn::tensor::activation::sigmoid;
 use crate::model::checkpoint::{self, AnyModel, ModelSpec};
 use crate::model::normalise::class_of_target;
 use crate::model::{Classifier, Direction, Drunet, Unet};
 use burn::module::Module;
 use burn::optim::{AdamConfig, GradientsParams};
+use burn::tensor::activation::sigmoid;
 use burn::tensor::{Device, Tensor, TensorData};
 use std::path::Path;
 use std::time::Instant;
@@ -103,7 +103,9 @@ pub fn train(
 ) -> Result<RunSummary, TrainError> {
     cfg.validate()?;
     if dataset.train.is_empty() || dataset.val.is_empty() {
-        return Err(TrainError::Config("the data gave no training or no validation slices".into()));
+        return Err(TrainError::Config(
+            "the data gave no training or no validation slices".into(),
+        ));
     }
     std::fs::create_dir_all(run_dir.join("checkpoints"))
         .map_err(|e| TrainError::file(&run_dir, format!("cannot create the run folder: {e}")))?;
@@ -129,7 +131,12 @@ pub fn train(
     } else if let Some(path) = &cfg.classifier {
         match checkpoint::load(path, device)? {
             (AnyModel::Classifier(c), _) => Some(c),
-            _ => return Err(TrainError::file(&path, format!("not a classifier checkpoint"))),
+            _ => {
+                return Err(TrainError::file(
+                    &path,
+                    format!("not a classifier checkpoint"),
+                ));
+            }
         }
     } else {
         Some(classifier_for_run(
@@ -174,9 +181,9 @@ pub fn train(
     match model {
         AnyModel::Unet(m) => run_loop(m, args, on_event),
         AnyModel::Drunet(m) => run_loop(m, args, on_event),
-        AnyModel::Classifier(_) => {
-            Err(TrainError::Config("a classifier cannot be trained as a synthesis network".into()))
-        }
+        AnyModel::Classifier(_) => Err(TrainError::Config(
+            "a classifier cannot be trained as a synthesis network".into(),
+        )),
     }
 }
 
@@ -345,8 +352,8 @@ fn run_loop<M: SynthNet>(
             .map(|g| g.report.summary())
             .unwrap_or_else(|e| e.to_string()),
     };
-    let text = serde_json::to_string_pretty(&summary)
-        .map_err(|e| TrainError::Config(e.to_string()))?;
+    let text =
+        serde_json::to_string_pretty(&summary).map_err(|e| TrainError::Config(e.to_string()))?;
     write_atomic(&a.run_dir.join("summary.json"), &text)?;
     Ok(summary)
 }

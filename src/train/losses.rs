@@ -3,12 +3,12 @@
 //!
 //! Images are [B, 1, H, W] in the network's 0..1 units. Feature maps are [B, C, h, w].
 
-use crate::analysis::gradcam::{cam_from, gradcam_weights};
 use super::config::{LossKind, LossTerm};
+use crate::analysis::gradcam::{cam_from, gradcam_weights};
 use crate::model::Classifier;
-use burn::tensor::activation::sigmoid;
 use burn::tensor::Tensor;
 use burn::tensor::activation::log_sigmoid;
+use burn::tensor::activation::sigmoid;
 use burn::tensor::module::{conv2d, interpolate};
 use burn::tensor::ops::{ConvOptions, InterpolateMode, InterpolateOptions};
 use burn::tensor::{Device, TensorData};
@@ -198,20 +198,11 @@ impl LossContext<'_> {
                             c.features_at(target.clone(), t.layer()).detach(),
                             t.h.unwrap_or(0.5),
                         ),
-                        LossKind::GradcamGuided => gradcam_guided(
-                            c,
-                            pred.clone(),
-                            target.clone(),
-                            self.class,
-                            t.layer(),
-                        ),
+                        LossKind::GradcamGuided => {
+                            gradcam_guided(c, pred.clone(), target.clone(), self.class, t.layer())
+                        }
                         _ => {
-                            let w = activation_weights(
-                                c,
-                                target.clone(),
-                                self.class,
-                                t.layer(),
-                            );
+                            let w = activation_weights(c, target.clone(), self.class, t.layer());
                             activation_weighted(pred.clone(), target.clone(), w)
                         }
                     }

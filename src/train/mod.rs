@@ -13,8 +13,8 @@ mod fit;
 pub mod losses;
 pub mod runs;
 
-pub use config::{DataSource, LossKind, LossTerm, ModelChoice, TrainConfig};
 pub use classifier::{classifier_for_run, train_classifier};
+pub use config::{DataSource, LossKind, LossTerm, ModelChoice, TrainConfig};
 pub use data::{Case, Dataset};
 pub use fit::{SynthNet, patch_size, train};
 pub use runs::write_atomic;
@@ -55,7 +55,6 @@ impl TrainError {
         }
     }
 }
-
 
 /// Start / pause / stop, shared between the UI and the training thread.
 #[derive(Debug, Default)]

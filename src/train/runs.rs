@@ -26,8 +26,7 @@ impl Run {
     pub fn read(dir: &Path) -> Result<Self, TrainError> {
         let log = dir.join("metrics.jsonl");
         let text = std::fs::read_to_string(&log).map_err(|e| {
-            TrainError::file(&dir, format!("not a run folder ({}: {e})", log.display()
-            ))
+            TrainError::file(&dir, format!("not a run folder ({}: {e})", log.display()))
         })?;
         let mut steps = Vec::new();
         let mut epochs = Vec::new();

@@ -215,8 +215,8 @@ impl Affine {
 
     /// Read an ITK transform file holding one affine-family 3D transform.
     pub fn read_tfm(path: &Path) -> Result<Affine, TransformFileError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| bad(path, format!("cannot read: {e}")))?;
+        let text =
+            std::fs::read_to_string(path).map_err(|e| bad(path, format!("cannot read: {e}")))?;
         let mut kind = None;
         let mut params = None;
         let mut fixed = None;
@@ -229,12 +229,9 @@ impl Affine {
             if let Some(k) = line.strip_prefix("Transform:") {
                 kind = Some(k.trim().to_string());
             } else if let Some(p) = line.strip_prefix("Parameters:") {
-                params =
-                    Some(nums(p).map_err(|e| bad(path, format!("bad Parameters: {e}")))?);
+                params = Some(nums(p).map_err(|e| bad(path, format!("bad Parameters: {e}")))?);
             } else if let Some(p) = line.strip_prefix("FixedParameters:") {
-                fixed = Some(
-                    nums(p).map_err(|e| bad(path, format!("bad FixedParameters: {e}")))?,
-                );
+                fixed = Some(nums(p).map_err(|e| bad(path, format!("bad FixedParameters: {e}")))?);
             }
         }
         let kind = kind.ok_or_else(|| bad(path, "no Transform: line"))?;
@@ -246,7 +243,10 @@ impl Affine {
         let center = [c[0], c[1], c[2]];
         if kind.starts_with("AffineTransform") || kind.starts_with("MatrixOffsetTransformBase") {
             if p.len() != 12 {
-                return Err(bad(path, format!("{kind} needs 12 parameters, found {}", p.len())));
+                return Err(bad(
+                    path,
+                    format!("{kind} needs 12 parameters, found {}", p.len()),
+                ));
             }
             return Ok(Affine::from_itk_parameters(&p, center));
         }

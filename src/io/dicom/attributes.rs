@@ -89,7 +89,6 @@ pub(super) fn has_dicm_magic(path: &Path) -> bool {
         .unwrap_or(false)
 }
 
-
 /// A required integer attribute: its value, or an error naming the file and the attribute.
 pub(super) fn required_int(
     obj: &InMemDicomObject,
@@ -101,7 +100,11 @@ pub(super) fn required_int(
     int(obj, tag).ok_or_else(|| {
         LoadError::file(
             path,
-            format!("no {name} ({:04X},{:04X}): {why}", tag.group(), tag.element()),
+            format!(
+                "no {name} ({:04X},{:04X}): {why}",
+                tag.group(),
+                tag.element()
+            ),
         )
     })
 }

@@ -23,6 +23,63 @@ fn decode_file(
     let obj = dicom::object::open_file(path)
         .map_err(|e| LoadError::file(path, format!("cannot read the data set (file truncated or corrupt: the data ends before an element's declared length): {e}")))?;
     let ts = obj.meta().transfer_syntax().to_string();
+    check_decodable(&obj, path, &ts, rows, cols)?;
+    // RLE with 32-bit samples (dose grids): dicom-rs's RLE decoder stops at 16 bits; ours covers it.
+    if ts.trim_end_matches('\0') == uids::RLE_LOSSLESS
+        && int(&obj, tags::BITS_ALLOCATED).unwrap_or(16) == 32
+    {
+        return decode_rle32(&obj, path, frames, rows * cols);
+    }
+    let decoded =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| obj.decode_pixel_data()))
+            .map_err(|_| {
+                LoadError::file(
+                    path,
+                    format!(
+                        "the decoder for {} failed on this file",
+                        transfer_syntax_name(&ts)
+                    ),
+                )
+            })?
+            .map_err(|e| {
+                LoadError::file(
+                    path,
+                    format!(
+                        "cannot decode pixel data ({}): {e}",
+                        transfer_syntax_name(&ts)
+                    ),
+                )
+            })?;
+    if decoded.rows() as usize != rows || decoded.columns() as usize != cols {
+        return Err(LoadError::file(
+            path,
+            "decoded size differs from Rows/Columns",
+        ));
+    }
+    let frame_of = Frames {
+        obj: &obj,
+        decoded: &decoded,
+        path,
+        plane: rows * cols,
+        big_endian: ts.trim_end_matches('\0') == "1.2.840.10008.1.2.2",
+        signed: decoded.pixel_representation() == dicom::pixeldata::PixelRepresentation::Signed,
+    };
+    frames
+        .iter()
+        .map(|&(frame, rescale)| frame_of.values(frame, rescale))
+        .collect()
+}
+
+/// Refuse, with a message naming the file, what cannot be decoded: no pixel data, colour
+/// images, unknown transfer syntaxes or ones without a decoder, native pixel data shorter than
+/// its declared size.
+fn check_decodable(
+    obj: &dicom::object::DefaultDicomObject,
+    path: &Path,
+    ts: &str,
+    rows: usize,
+    cols: usize,
+) -> Result<(), LoadError> {
     if obj.get(tags::PIXEL_DATA).is_none() {
         return Err(LoadError::file(path, "no Pixel Data (7FE0,0010)"));
     }
@@ -77,169 +134,164 @@ fn decode_file(
             ));
         }
     }
-    // RLE with 32-bit samples (dose grids): dicom-rs's RLE decoder stops at 16 bits; ours covers it.
-    let bits_allocated = int(&obj, tags::BITS_ALLOCATED).unwrap_or(16);
-    if ts.trim_end_matches('\0') == uids::RLE_LOSSLESS && bits_allocated == 32 {
-        let signed = int(&obj, tags::PIXEL_REPRESENTATION).unwrap_or(0) == 1;
-        let fragments = obj
-            .get(tags::PIXEL_DATA)
-            .and_then(|e| e.value().fragments())
-            .ok_or_else(|| LoadError::file(path, "RLE pixel data is not encapsulated"))?;
-        let mut out = Vec::with_capacity(frames.len());
-        for &(frame, (slope, intercept)) in frames {
-            let frag = fragments.get(frame as usize).ok_or_else(|| {
-                LoadError::file(path, format!("no RLE fragment for frame {frame}"))
-            })?;
-            let raw = rle_decode_frame(frag, rows * cols, 4)
-                .map_err(|m| LoadError::file(path, format!("RLE frame {frame}: {m}")))?;
-            out.push(
-                raw.into_iter()
-                    .map(|r| {
-                        ((if signed { r as i32 as f64 } else { r as f64 }) * slope + intercept)
-                            as f32
-                    })
-                    .collect(),
-            );
-        }
-        return Ok(out);
-    }
-    let decoded =
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| obj.decode_pixel_data()))
-            .map_err(|_| {
-                LoadError::file(
-                    path,
-                    format!(
-                        "the decoder for {} failed on this file",
-                        transfer_syntax_name(&ts)
-                    ),
-                )
-            })?
-            .map_err(|e| {
-                LoadError::file(
-                    path,
-                    format!(
-                        "cannot decode pixel data ({}): {e}",
-                        transfer_syntax_name(&ts)
-                    ),
-                )
-            })?;
-    if decoded.rows() as usize != rows || decoded.columns() as usize != cols {
-        return Err(LoadError::file(
-            path,
-            "decoded size differs from Rows/Columns",
-        ));
-    }
+    Ok(())
+}
+
+/// RLE Lossless frames of 32-bit samples, decoded by [`rle_decode_frame`].
+fn decode_rle32(
+    obj: &dicom::object::DefaultDicomObject,
+    path: &Path,
+    frames: &[(u32, (f64, f64))],
+    plane: usize,
+) -> Result<Vec<Vec<f32>>, LoadError> {
+    let signed = int(&obj, tags::PIXEL_REPRESENTATION).unwrap_or(0) == 1;
+    let fragments = obj
+        .get(tags::PIXEL_DATA)
+        .and_then(|e| e.value().fragments())
+        .ok_or_else(|| LoadError::file(path, "RLE pixel data is not encapsulated"))?;
     let mut out = Vec::with_capacity(frames.len());
-    let bits = decoded.bits_allocated();
-    let signed = decoded.pixel_representation() == dicom::pixeldata::PixelRepresentation::Signed;
-    let plane = rows * cols;
-    let big_endian = ts.trim_end_matches('\0') == "1.2.840.10008.1.2.2";
     for &(frame, (slope, intercept)) in frames {
-        // 1-bit (segmentations) and 32-bit (dose grids) samples: converted here, as
-        // dicom-pixeldata's conversion covers 8 and 16 bits.
-        if bits == 1 {
-            let data = decoded.data();
-            let start = frame as usize * plane;
-            let frames_total = decoded.number_of_frames() as usize;
-            if data.len() >= frames_total * plane {
-                // Already unpacked by the decoder: one byte per pixel.
-                out.push(
-                    data[start..start + plane]
-                        .iter()
-                        .map(|v| ((*v != 0) as u8 as f64 * slope + intercept) as f32)
-                        .collect(),
-                );
-                continue;
-            }
-            if data.len() * 8 < start + plane {
-                return Err(LoadError::file(
-                    path,
-                    format!("1-bit pixel data too short for frame {frame}"),
-                ));
-            }
-            out.push(
-                (start..start + plane)
-                    .map(|b| (((data[b / 8] >> (b % 8)) & 1) as f64 * slope + intercept) as f32)
-                    .collect(),
-            );
-            continue;
+        let frag = fragments
+            .get(frame as usize)
+            .ok_or_else(|| LoadError::file(path, format!("no RLE fragment for frame {frame}")))?;
+        let raw = rle_decode_frame(frag, plane, 4)
+            .map_err(|m| LoadError::file(path, format!("RLE frame {frame}: {m}")))?;
+        out.push(
+            raw.into_iter()
+                .map(|r| {
+                    ((if signed { r as i32 as f64 } else { r as f64 }) * slope + intercept) as f32
+                })
+                .collect(),
+        );
+    }
+    Ok(out)
+}
+
+/// What converting one frame of a decoded file needs.
+struct Frames<'a> {
+    obj: &'a dicom::object::DefaultDicomObject,
+    decoded: &'a dicom::pixeldata::DecodedPixelData<'a>,
+    path: &'a Path,
+    plane: usize,
+    big_endian: bool,
+    signed: bool,
+}
+
+impl Frames<'_> {
+    /// Frame `frame`'s values after `(slope, intercept)`. 1-bit (segmentations) and 32-bit
+    /// (dose grids) samples are converted here, as dicom-pixeldata's conversion covers 8 and 16.
+    fn values(&self, frame: u32, (slope, intercept): (f64, f64)) -> Result<Vec<f32>, LoadError> {
+        match self.decoded.bits_allocated() {
+            1 => self.one_bit(frame, slope, intercept),
+            32 if self.big_endian => self.big_endian_32(frame, slope, intercept),
+            32 => self.native_32(frame, slope, intercept),
+            _ => self.converted(frame, slope, intercept),
         }
-        if bits == 32 && big_endian {
-            // Big-endian native data: rebuild 32-bit samples from the parsed element value,
-            // whose words the parser already put in machine order.
-            use dicom::core::PrimitiveValue as P;
-            let value = obj.get(tags::PIXEL_DATA).map(|e| e.value());
-            let start = frame as usize * plane;
-            let samples: Option<Vec<u32>> = match value.and_then(|v| v.primitive()) {
-                Some(P::U32(w)) => w.get(start..start + plane).map(|w| w.to_vec()),
-                Some(P::U16(w)) => w.get(2 * start..2 * (start + plane)).map(|w| {
-                    w.chunks_exact(2)
-                        .map(|p| ((p[0] as u32) << 16) | p[1] as u32)
-                        .collect()
-                }),
-                Some(P::U8(b)) => b.get(4 * start..4 * (start + plane)).map(|b| {
-                    b.chunks_exact(4)
-                        .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]))
-                        .collect()
-                }),
-                _ => None,
-            };
-            let samples = samples.ok_or_else(|| {
-                LoadError::file(
-                    path,
-                    format!("32-bit big-endian pixel data too short for frame {frame}"),
-                )
-            })?;
-            out.push(
-                samples
-                    .into_iter()
-                    .map(|raw| {
-                        ((if signed {
-                            raw as i32 as f64
-                        } else {
-                            raw as f64
-                        }) * slope
-                            + intercept) as f32
-                    })
-                    .collect(),
-            );
-            continue;
+    }
+
+    fn one_bit(&self, frame: u32, slope: f64, intercept: f64) -> Result<Vec<f32>, LoadError> {
+        let (decoded, path, plane) = (self.decoded, self.path, self.plane);
+        let data = decoded.data();
+        let start = frame as usize * plane;
+        let frames_total = decoded.number_of_frames() as usize;
+        if data.len() >= frames_total * plane {
+            // Already unpacked by the decoder: one byte per pixel.
+            return Ok(data[start..start + plane]
+                .iter()
+                .map(|v| ((*v != 0) as u8 as f64 * slope + intercept) as f32)
+                .collect());
         }
-        if bits == 32 {
-            let data = decoded
-                .frame_data(frame)
-                .map_err(|e| LoadError::file(path, format!("cannot read frame {frame}: {e}")))?;
-            if data.len() < plane * 4 {
-                return Err(LoadError::file(
-                    path,
-                    format!(
-                        "frame {frame} holds {} bytes, {} needed",
-                        data.len(),
-                        plane * 4
-                    ),
-                ));
-            }
-            out.push(
-                data.chunks_exact(4)
-                    .take(plane)
-                    .map(|c| {
-                        let b = [c[0], c[1], c[2], c[3]];
-                        let raw = if big_endian {
-                            u32::from_be_bytes(b)
-                        } else {
-                            u32::from_le_bytes(b)
-                        };
-                        let v = if signed {
-                            raw as i32 as f64
-                        } else {
-                            raw as f64
-                        };
-                        (v * slope + intercept) as f32
-                    })
-                    .collect(),
-            );
-            continue;
+        if data.len() * 8 < start + plane {
+            return Err(LoadError::file(
+                path,
+                format!("1-bit pixel data too short for frame {frame}"),
+            ));
         }
+        Ok((start..start + plane)
+            .map(|b| (((data[b / 8] >> (b % 8)) & 1) as f64 * slope + intercept) as f32)
+            .collect())
+    }
+
+    /// Big-endian native data: 32-bit samples rebuilt from the parsed element value, whose words
+    /// the parser already put in machine order.
+    fn big_endian_32(&self, frame: u32, slope: f64, intercept: f64) -> Result<Vec<f32>, LoadError> {
+        let (obj, path, plane, signed) = (self.obj, self.path, self.plane, self.signed);
+        // Big-endian native data: rebuild 32-bit samples from the parsed element value,
+        // whose words the parser already put in machine order.
+        use dicom::core::PrimitiveValue as P;
+        let value = obj.get(tags::PIXEL_DATA).map(|e| e.value());
+        let start = frame as usize * plane;
+        let samples: Option<Vec<u32>> = match value.and_then(|v| v.primitive()) {
+            Some(P::U32(w)) => w.get(start..start + plane).map(|w| w.to_vec()),
+            Some(P::U16(w)) => w.get(2 * start..2 * (start + plane)).map(|w| {
+                w.chunks_exact(2)
+                    .map(|p| ((p[0] as u32) << 16) | p[1] as u32)
+                    .collect()
+            }),
+            Some(P::U8(b)) => b.get(4 * start..4 * (start + plane)).map(|b| {
+                b.chunks_exact(4)
+                    .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]))
+                    .collect()
+            }),
+            _ => None,
+        };
+        let samples = samples.ok_or_else(|| {
+            LoadError::file(
+                path,
+                format!("32-bit big-endian pixel data too short for frame {frame}"),
+            )
+        })?;
+        Ok(samples
+            .into_iter()
+            .map(|raw| {
+                ((if signed {
+                    raw as i32 as f64
+                } else {
+                    raw as f64
+                }) * slope
+                    + intercept) as f32
+            })
+            .collect())
+    }
+
+    fn native_32(&self, frame: u32, slope: f64, intercept: f64) -> Result<Vec<f32>, LoadError> {
+        let (decoded, path, plane) = (self.decoded, self.path, self.plane);
+        let (big_endian, signed) = (self.big_endian, self.signed);
+        let data = decoded
+            .frame_data(frame)
+            .map_err(|e| LoadError::file(path, format!("cannot read frame {frame}: {e}")))?;
+        if data.len() < plane * 4 {
+            return Err(LoadError::file(
+                path,
+                format!(
+                    "frame {frame} holds {} bytes, {} needed",
+                    data.len(),
+                    plane * 4
+                ),
+            ));
+        }
+        Ok(data
+            .chunks_exact(4)
+            .take(plane)
+            .map(|c| {
+                let b = [c[0], c[1], c[2], c[3]];
+                let raw = if big_endian {
+                    u32::from_be_bytes(b)
+                } else {
+                    u32::from_le_bytes(b)
+                };
+                let v = if signed {
+                    raw as i32 as f64
+                } else {
+                    raw as f64
+                };
+                (v * slope + intercept) as f32
+            })
+            .collect())
+    }
+
+    fn converted(&self, frame: u32, slope: f64, intercept: f64) -> Result<Vec<f32>, LoadError> {
+        let (decoded, path, plane) = (self.decoded, self.path, self.plane);
         let opts = ConvertOptions::new()
             .with_modality_lut(ModalityLutOption::Override(Rescale::new(slope, intercept)));
         let v: Vec<f32> = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -247,19 +299,14 @@ fn decode_file(
         }))
         .map_err(|_| LoadError::file(path, format!("pixel conversion failed on frame {frame}")))?
         .map_err(|e| LoadError::file(path, format!("cannot convert frame {frame}: {e}")))?;
-        if v.len() != rows * cols {
+        if v.len() != plane {
             return Err(LoadError::file(
                 path,
-                format!(
-                    "frame {frame} has {} values, expected {}",
-                    v.len(),
-                    rows * cols
-                ),
+                format!("frame {frame} has {} values, expected {}", v.len(), plane),
             ));
         }
-        out.push(v);
+        Ok(v)
     }
-    Ok(out)
 }
 
 /// Decode one RLE Lossless frame (PS3.5 Annex G) of single-sample pixels with `bytes` bytes each:

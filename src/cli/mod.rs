@@ -2,7 +2,7 @@
 //!
 //! One file per command family, each holding its arguments and its commands: [`data`] (info,
 //! convert, phantom), [`register`], [`model`] (synthesize, evaluate, model, self-test),
-//! [`train`] (train, runs), [`study`] and [`bench`].
+//! [`train`] (train, runs), [`study`] and [`bench`](mod@bench).
 
 pub mod bench;
 pub mod data;

@@ -1,6 +1,6 @@
-//! The panels around the views, one file each with its own state. Their `*_ui` functions only
-//! draw (editing their own settings) and push [`Command`](super::command::Command)s; the work
-//! a command starts lives next to the panel that asks for it.
+//! The panels around the views, one file each with its own state struct. A panel's `ui` only
+//! draws (editing its own settings) and pushes [`Command`]s through a [`Cx`]; the work a command
+//! starts is a method of the panel's state that takes what it needs and returns what happened.
 
 mod browser;
 pub mod chrome;
@@ -15,6 +15,39 @@ pub mod training;
 
 use super::command::{Command, Task};
 use super::jobs::Job;
+use super::model_slot::ModelSlot;
+use super::pair::Pair;
+use crate::volume::Volume;
+use std::sync::Arc;
+
+/// What a panel reads of the app while it draws, and where its commands go.
+pub(crate) struct Cx<'a> {
+    /// The loaded volumes.
+    pub volumes: &'a [Arc<Volume>],
+    /// The CT/MR pair and its registration.
+    pub pair: &'a Pair,
+    /// The shared synthesis network.
+    pub model: &'a ModelSlot,
+    /// Commands, run at the end of the frame.
+    pub commands: &'a mut Vec<Command>,
+}
+
+impl Cx<'_> {
+    /// Ask for `c` at the end of the frame.
+    pub fn push(&mut self, c: Command) {
+        self.commands.push(c);
+    }
+
+    /// The CT-role volume.
+    pub fn ct(&self) -> Option<&Arc<Volume>> {
+        self.pair.ct_volume(self.volumes)
+    }
+
+    /// The MR-role volume.
+    pub fn mr(&self) -> Option<&Arc<Volume>> {
+        self.pair.mr_volume(self.volumes)
+    }
+}
 
 /// What a [`run_button`] was clicked for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

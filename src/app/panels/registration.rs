@@ -1,12 +1,14 @@
 //! The registration panel: run, watch, inspect and undo the MR-to-CT alignment.
 
-use crate::app::SynthScopeApp;
+use super::Cx;
 use crate::app::command::{Command, Task};
-use crate::app::jobs::{RegisterJob, repaint};
+use crate::app::jobs::{RegisterJob, Wake, start_registration};
+use crate::app::pair::Pair;
 use crate::app::panels::dialogs::Dialog;
+use crate::app::viewer::Viewer;
 use crate::app::viewer::render::Combine;
-use crate::register::{IterationReport, RegisterError, RegistrationResult};
-use crate::volume::Volume;
+use crate::register::{IterationReport, RegistrationResult};
+use crate::volume::{Affine, Volume};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -64,61 +66,60 @@ fn curve_ui(ui: &mut egui::Ui, curve: &[IterationReport]) {
         });
 }
 
-impl SynthScopeApp {
-    /// Start registering the MR to the CT (rigid, then affine when chosen).
-    pub(crate) fn start_registration(&mut self, ctx: &egui::Context) {
-        let (Some(ct), Some(mr)) = (self.ct_volume().cloned(), self.mr_volume().cloned()) else {
-            self.errors.push(
+impl RegistrationState {
+    /// Start registering the pair's MR to its CT (rigid, then affine when chosen).
+    pub(crate) fn start(
+        &mut self,
+        pair: &Pair,
+        volumes: &[Arc<Volume>],
+        wake: Wake,
+    ) -> Result<(), String> {
+        let (Some(ct), Some(mr)) = (
+            pair.ct_volume(volumes).cloned(),
+            pair.mr_volume(volumes).cloned(),
+        ) else {
+            return Err(
                 "Registration needs a CT and an MR: assign both roles in the series browser."
                     .into(),
             );
-            return;
         };
-        let r = &mut self.registration;
-        if r.job.is_some() {
-            return;
+        if self.job.is_some() {
+            return Ok(());
         }
         let cfg = crate::register::RegistrationConfig {
-            affine: r.affine,
+            affine: self.affine,
             ..Default::default()
         };
-        r.curve.clear();
-        let mask = r.mask.and_then(|i| self.volumes.get(i).cloned());
-        match crate::app::jobs::start_registration(ct, mr, mask, cfg, repaint(ctx)) {
-            Ok(j) => r.job = Some(j),
-            Err(e) => self.errors.push(format!("Registration: {e}")),
-        }
+        self.curve.clear();
+        let mask = self.mask.and_then(|i| volumes.get(i).cloned());
+        let job = start_registration(ct, mr, mask, cfg, wake)
+            .map_err(|e| format!("Registration: {e}"))?;
+        self.job = Some(job);
+        Ok(())
     }
 
-    /// Take the curve so far, and the result once finished (`timeout`: wait that long; None:
-    /// only look).
-    pub(crate) fn take_registration(&mut self, timeout: Option<Duration>) {
-        let Some(job) = &self.registration.job else {
-            return;
-        };
+    /// Take the curve so far; once finished, the transform found (its report kept here) or
+    /// why not (`timeout`: wait that long; None: only look).
+    pub(crate) fn take(&mut self, timeout: Option<Duration>) -> Option<Result<Affine, String>> {
+        let job = self.job.as_ref()?;
         let done = job.take(timeout);
-        self.registration.curve.extend(job.events());
-        if let Some(r) = done {
-            self.registration.job = None;
-            match r {
-                Ok(r) => self.finish_registration(r),
-                Err(e) => self.errors.push(format!("Registration: {e}")),
+        self.curve.extend(job.events());
+        let r = done?;
+        self.job = None;
+        Some(match r {
+            Ok(Ok(res)) => {
+                let t = res.transform;
+                self.result = Some(res);
+                Ok(t)
             }
-        }
+            Ok(Err(e)) => Err(format!("Registration: {e}")),
+            Err(e) => Err(format!("Registration: {e}")),
+        })
     }
 
-    fn finish_registration(&mut self, r: Result<RegistrationResult, RegisterError>) {
-        match r {
-            Ok(res) => {
-                self.pair.set_transform(Some(res.transform));
-                self.registration.result = Some(res);
-            }
-            Err(e) => self.errors.push(format!("Registration: {e}")),
-        }
-    }
-
-    pub(crate) fn registration_ui(&mut self, ctx: &egui::Context) {
-        let mut open = self.registration.show;
+    /// The panel's window.
+    pub(crate) fn ui(&mut self, ctx: &egui::Context, cx: &mut Cx, viewer: &mut Viewer) {
+        let mut open = self.show;
         let mut dialog = None;
         egui::Window::new("Registration")
             .open(&mut open)
@@ -128,41 +129,40 @@ impl SynthScopeApp {
                     v.map(|v| v.meta.description.clone())
                         .unwrap_or_else(|| "(none)".into())
                 };
-                ui.label(format!("Fixed (CT): {}", name(self.ct_volume())));
-                ui.label(format!("Moving (MR): {}", name(self.mr_volume())));
-                let r = &mut self.registration;
-                ui.checkbox(&mut r.affine, "Affine after rigid (12 degrees of freedom)");
+                ui.label(format!("Fixed (CT): {}", name(cx.ct())));
+                ui.label(format!("Moving (MR): {}", name(cx.mr())));
+                ui.checkbox(&mut self.affine, "Affine after rigid (12 degrees of freedom)");
                 let mask_name = |i: Option<usize>, vols: &[Arc<Volume>]| {
                     i.and_then(|i| vols.get(i))
                         .map(|v| v.meta.description.clone())
                         .unwrap_or_else(|| "none (whole field of view)".into())
                 };
                 egui::ComboBox::from_label("Mask")
-                    .selected_text(mask_name(r.mask, &self.volumes))
+                    .selected_text(mask_name(self.mask, cx.volumes))
                     .show_ui(ui, |ui| {
-                        ui.selectable_value(&mut r.mask, None, "none (whole field of view)");
-                        for (i, v) in self.volumes.iter().enumerate() {
-                            ui.selectable_value(&mut r.mask, Some(i), v.meta.description.clone());
+                        ui.selectable_value(&mut self.mask, None, "none (whole field of view)");
+                        for (i, v) in cx.volumes.iter().enumerate() {
+                            ui.selectable_value(&mut self.mask, Some(i), v.meta.description.clone());
                         }
                     });
                 ui.label(
                     "Mattes mutual information, 32 bins, pyramid 4-2-1, centre-of-mass start.",
                 );
                 ui.horizontal(|ui| {
-                    if let Some(job) = &r.job {
+                    if let Some(job) = &self.job {
                         ui.add(
                             egui::ProgressBar::new(job.progress().fraction())
                                 .desired_width(220.0)
                                 .show_percentage(),
                         );
                         if ui.button("Cancel").clicked() {
-                            self.commands.push(Command::Cancel(Task::Registration));
+                            cx.push(Command::Cancel(Task::Registration));
                         }
                     } else if ui.button("Run").clicked() {
-                        self.commands.push(Command::StartRegistration);
+                        cx.push(Command::StartRegistration);
                     }
                 });
-                if let Some(last) = r.curve.last() {
+                if let Some(last) = self.curve.last() {
                     ui.label(format!(
                         "{:?} level {} iteration {}: MI {:.4}",
                         last.stage,
@@ -171,8 +171,8 @@ impl SynthScopeApp {
                         last.mi
                     ));
                 }
-                curve_ui(ui, &r.curve);
-                if let Some(r) = &r.result {
+                curve_ui(ui, &self.curve);
+                if let Some(r) = &self.result {
                     let d = &r.decomposition;
                     egui::Grid::new("reg-result").show(ui, |ui| {
                         ui.label("rotation (°)");
@@ -213,7 +213,7 @@ impl SynthScopeApp {
                 ui.separator();
                 ui.horizontal(|ui| {
                     ui.label("Third pane:");
-                    let v = &mut self.viewer;
+                    let v = &mut *viewer;
                     let checker = matches!(v.compare, Combine::Checker(_));
                     if ui.selectable_label(checker, "Checkerboard").clicked() {
                         v.compare = Combine::Checker(v.checker_mm);
@@ -231,30 +231,30 @@ impl SynthScopeApp {
                         v.compare = Combine::Difference;
                     }
                 });
-                if let Combine::Blend(w) = &mut self.viewer.compare {
+                if let Combine::Blend(w) = &mut viewer.compare {
                     ui.add(egui::Slider::new(w, 0.0..=1.0).text("CT → MR"));
                 }
                 ui.horizontal(|ui| {
                     if ui
-                        .add_enabled(self.pair.can_undo(), egui::Button::new("Undo"))
+                        .add_enabled(cx.pair.can_undo(), egui::Button::new("Undo"))
                         .clicked()
                     {
-                        self.commands.push(Command::UndoTransform);
+                        cx.push(Command::UndoTransform);
                     }
                     if ui
                         .add_enabled(
-                            self.pair.mr_from_ct.is_some(),
+                            cx.pair.mr_from_ct.is_some(),
                             egui::Button::new("Reset to identity"),
                         )
                         .clicked()
                     {
-                        self.commands.push(Command::ResetTransform);
+                        cx.push(Command::ResetTransform);
                     }
                 });
                 ui.horizontal(|ui| {
                     if ui
                         .add_enabled(
-                            self.pair.mr_from_ct.is_some(),
+                            cx.pair.mr_from_ct.is_some(),
                             egui::Button::new("Save .tfm…"),
                         )
                         .clicked()
@@ -266,7 +266,7 @@ impl SynthScopeApp {
                     }
                     if ui
                         .add_enabled(
-                            self.pair.mr_from_ct.is_some(),
+                            cx.pair.mr_from_ct.is_some(),
                             egui::Button::new("Save MR on CT grid…"),
                         )
                         .clicked()
@@ -275,7 +275,7 @@ impl SynthScopeApp {
                     }
                     if ui
                         .add_enabled(
-                            self.pair.mr_from_ct.is_some(),
+                            cx.pair.mr_from_ct.is_some(),
                             egui::Button::new("Save CT on MR grid…"),
                         )
                         .clicked()
@@ -284,9 +284,9 @@ impl SynthScopeApp {
                     }
                 });
             });
-        self.registration.show = open;
+        self.show = open;
         if let Some(d) = dialog {
-            self.commands.push(Command::Dialog(d));
+            cx.push(Command::Dialog(d));
         }
     }
 }

@@ -7,7 +7,7 @@ use super::attributes::{
 use crate::io::{LoadError, Progress};
 use crate::volume::{Geometry, Vec3, VolumeMeta};
 use dicom::dictionary_std::{tags, uids};
-use dicom::object::OpenFileOptions;
+use dicom::object::{InMemDicomObject, OpenFileOptions};
 use rayon::prelude::*;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -88,7 +88,43 @@ fn scan_file(path: &Path) -> Result<(SeriesScan, String), LoadError> {
     let shared = items(&obj, tags::SHARED_FUNCTIONAL_GROUPS_SEQUENCE).and_then(|i| i.first());
     let per_frame = items(&obj, tags::PER_FRAME_FUNCTIONAL_GROUPS_SEQUENCE);
 
-    let iop = floats(&obj, tags::IMAGE_ORIENTATION_PATIENT)
+    let (iop, pixel_spacing, nominal) = plane_geometry(&obj, shared, per_frame);
+    let slices = frame_slices(&obj, path, frames, shared, per_frame, iop, nominal);
+    let meta = series_meta(&obj, path);
+    let scan = SeriesScan {
+        meta,
+        rows: rows as usize,
+        cols: cols as usize,
+        iop,
+        pixel_spacing,
+        nominal_slice_spacing: nominal,
+        transfer_syntax: ts,
+        slices,
+    };
+    // Group key: series plus everything that must agree within one volume.
+    let key = format!(
+        "{}|{}x{}|{}",
+        scan.meta.series_uid,
+        cols,
+        rows,
+        iop.map(|o| o
+            .iter()
+            .map(|v| format!("{:.3}", v))
+            .collect::<Vec<_>>()
+            .join(","))
+            .unwrap_or_default()
+    );
+    Ok((scan, key))
+}
+
+/// ImageOrientationPatient, PixelSpacing and the nominal slice spacing, from the top level or
+/// the shared or first per-frame functional group (enhanced multi-frame files).
+fn plane_geometry(
+    obj: &InMemDicomObject,
+    shared: Option<&InMemDicomObject>,
+    per_frame: Option<&[InMemDicomObject]>,
+) -> (Option<[f64; 6]>, Option<[f64; 2]>, Option<f64>) {
+    let iop = floats(obj, tags::IMAGE_ORIENTATION_PATIENT)
         .or_else(|| {
             in_group(
                 shared,
@@ -105,7 +141,7 @@ fn scan_file(path: &Path) -> Result<(SeriesScan, String), LoadError> {
         })
         .filter(|v| v.len() == 6)
         .map(|v| [v[0], v[1], v[2], v[3], v[4], v[5]]);
-    let pixel_spacing = floats(&obj, tags::PIXEL_SPACING)
+    let pixel_spacing = floats(obj, tags::PIXEL_SPACING)
         .or_else(|| in_group(shared, tags::PIXEL_MEASURES_SEQUENCE, tags::PIXEL_SPACING))
         .or_else(|| {
             in_group(
@@ -114,10 +150,10 @@ fn scan_file(path: &Path) -> Result<(SeriesScan, String), LoadError> {
                 tags::PIXEL_SPACING,
             )
         })
-        .or_else(|| floats(&obj, tags::IMAGER_PIXEL_SPACING))
+        .or_else(|| floats(obj, tags::IMAGER_PIXEL_SPACING))
         .filter(|v| v.len() == 2 && v[0] > 0.0 && v[1] > 0.0)
         .map(|v| [v[0], v[1]]);
-    let nominal = floats(&obj, tags::SPACING_BETWEEN_SLICES)
+    let nominal = floats(obj, tags::SPACING_BETWEEN_SLICES)
         .or_else(|| {
             in_group(
                 shared,
@@ -125,13 +161,28 @@ fn scan_file(path: &Path) -> Result<(SeriesScan, String), LoadError> {
                 tags::SPACING_BETWEEN_SLICES,
             )
         })
-        .or_else(|| floats(&obj, tags::SLICE_THICKNESS))
+        .or_else(|| floats(obj, tags::SLICE_THICKNESS))
         .or_else(|| in_group(shared, tags::PIXEL_MEASURES_SEQUENCE, tags::SLICE_THICKNESS))
         .and_then(|v| v.first().copied())
         .filter(|v| *v > 0.0);
+    (iop, pixel_spacing, nominal)
+}
+
+/// One [`SliceRef`] per frame: its position and rescale from the per-frame group, the shared
+/// group or the top level; a legacy multi-frame file without per-frame positions is stacked
+/// along the normal from the top-level position.
+fn frame_slices(
+    obj: &InMemDicomObject,
+    path: &Path,
+    frames: u32,
+    shared: Option<&InMemDicomObject>,
+    per_frame: Option<&[InMemDicomObject]>,
+    iop: Option<[f64; 6]>,
+    nominal: Option<f64>,
+) -> Vec<SliceRef> {
     let top_rescale = (
-        first_float(&obj, tags::RESCALE_SLOPE).unwrap_or(1.0),
-        first_float(&obj, tags::RESCALE_INTERCEPT).unwrap_or(0.0),
+        first_float(obj, tags::RESCALE_SLOPE).unwrap_or(1.0),
+        first_float(obj, tags::RESCALE_INTERCEPT).unwrap_or(0.0),
     );
     let shared_rescale = in_group(
         shared,
@@ -144,8 +195,8 @@ fn scan_file(path: &Path) -> Result<(SeriesScan, String), LoadError> {
         tags::RESCALE_INTERCEPT,
     ))
     .map(|(s, i)| (s[0], i[0]));
-    let instance = int(&obj, tags::INSTANCE_NUMBER).unwrap_or(0);
-    let top_pos = floats(&obj, tags::IMAGE_POSITION_PATIENT)
+    let instance = int(obj, tags::INSTANCE_NUMBER).unwrap_or(0);
+    let top_pos = floats(obj, tags::IMAGE_POSITION_PATIENT)
         .filter(|v| v.len() == 3)
         .map(|v| [v[0], v[1], v[2]]);
 
@@ -191,7 +242,7 @@ fn scan_file(path: &Path) -> Result<(SeriesScan, String), LoadError> {
         let dz = nominal.unwrap_or(1.0);
         // RT dose grids give each frame's offset along the normal explicitly.
         let offsets =
-            floats(&obj, tags::GRID_FRAME_OFFSET_VECTOR).filter(|v| v.len() == frames as usize);
+            floats(obj, tags::GRID_FRAME_OFFSET_VECTOR).filter(|v| v.len() == frames as usize);
         for s in &mut slices {
             let k = offsets
                 .as_ref()
@@ -200,46 +251,27 @@ fn scan_file(path: &Path) -> Result<(SeriesScan, String), LoadError> {
             s.position = Some([p0[0] + n[0] * k, p0[1] + n[1] * k, p0[2] + n[2] * k]);
         }
     }
-    let photometric = text(&obj, tags::PHOTOMETRIC_INTERPRETATION).unwrap_or_default();
-    let series_uid = text(&obj, tags::SERIES_INSTANCE_UID)
+    slices
+}
+
+/// The series' descriptive data (never used for geometry).
+fn series_meta(obj: &InMemDicomObject, path: &Path) -> VolumeMeta {
+    let photometric = text(obj, tags::PHOTOMETRIC_INTERPRETATION).unwrap_or_default();
+    let series_uid = text(obj, tags::SERIES_INSTANCE_UID)
         .unwrap_or_else(|| format!("(no SeriesInstanceUID) {}", path.display()));
-    let meta = VolumeMeta {
-        modality: text(&obj, tags::MODALITY).unwrap_or_default(),
+    VolumeMeta {
+        modality: text(obj, tags::MODALITY).unwrap_or_default(),
         series_uid,
-        description: text(&obj, tags::SERIES_DESCRIPTION).unwrap_or_default(),
-        patient_name: text(&obj, tags::PATIENT_NAME).unwrap_or_default(),
-        patient_id: text(&obj, tags::PATIENT_ID).unwrap_or_default(),
-        study_uid: text(&obj, tags::STUDY_INSTANCE_UID).unwrap_or_default(),
-        study_description: text(&obj, tags::STUDY_DESCRIPTION).unwrap_or_default(),
-        frame_of_reference_uid: text(&obj, tags::FRAME_OF_REFERENCE_UID).unwrap_or_default(),
+        description: text(obj, tags::SERIES_DESCRIPTION).unwrap_or_default(),
+        patient_name: text(obj, tags::PATIENT_NAME).unwrap_or_default(),
+        patient_id: text(obj, tags::PATIENT_ID).unwrap_or_default(),
+        study_uid: text(obj, tags::STUDY_INSTANCE_UID).unwrap_or_default(),
+        study_description: text(obj, tags::STUDY_DESCRIPTION).unwrap_or_default(),
+        frame_of_reference_uid: text(obj, tags::FRAME_OF_REFERENCE_UID).unwrap_or_default(),
         source: path.display().to_string(),
         monochrome1: photometric == "MONOCHROME1",
         warnings: Vec::new(),
-    };
-    let scan = SeriesScan {
-        meta,
-        rows: rows as usize,
-        cols: cols as usize,
-        iop,
-        pixel_spacing,
-        nominal_slice_spacing: nominal,
-        transfer_syntax: ts,
-        slices,
-    };
-    // Group key: series plus everything that must agree within one volume.
-    let key = format!(
-        "{}|{}x{}|{}",
-        scan.meta.series_uid,
-        cols,
-        rows,
-        iop.map(|o| o
-            .iter()
-            .map(|v| format!("{:.3}", v))
-            .collect::<Vec<_>>()
-            .join(","))
-            .unwrap_or_default()
-    );
-    Ok((scan, key))
+    }
 }
 
 /// Scan DICOM files (`(path, given_explicitly)`), group them into series and sort each series.

@@ -1,13 +1,16 @@
 //! The Synthesis panel: load a checkpoint, synthesise the other modality, compare it with the
 //! real one (error maps in the third pane, metrics), save it.
 
-use crate::app::SynthScopeApp;
+use super::Cx;
 use crate::app::command::{Command, Task};
-use crate::app::jobs::{ModelJob, SynthOutput, repaint};
+use crate::app::jobs::{ModelJob, SynthOutput, Wake, synthesize_and_compare};
+use crate::app::model_slot::ModelSlot;
+use crate::app::pair::Pair;
 use crate::app::panels::dialogs::Dialog;
+use crate::app::viewer::Viewer;
 use crate::app::viewer::render::Combine;
+use crate::model::Direction;
 use crate::volume::{Affine, Volume};
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,132 +31,115 @@ pub struct SynthesisState {
     pub third_shows_synthetic: bool,
 }
 
-impl SynthScopeApp {
-    /// Load the demo model embedded in the binary (see `assets/demo-model`).
-    pub fn load_demo_model(&mut self) {
-        if let Err(e) = self.model.load_demo() {
-            self.errors.push(e);
-        }
-    }
+/// The network's input at the crosshair: its direction, the input volume, and the crosshair
+/// as a voxel of that volume.
+pub(crate) type ModelInput = (Direction, Arc<Volume>, [f64; 3]);
 
-    /// Load a synthesis checkpoint (either file of the .json/.bpk pair) onto the shared device.
-    pub fn load_model(&mut self, path: &Path) {
-        if let Err(e) = self.model.load(path) {
-            self.errors.push(e);
-        }
-    }
+/// The loaded network's direction, its input volume (MR for MR to CT, CT for CT to MR) and the
+/// `crosshair` as a voxel of that volume (through the registration for the MR). None without a
+/// network at home; an error, naming `what`, when the input is missing.
+pub(crate) fn model_input_at(
+    model: &ModelSlot,
+    pair: &Pair,
+    volumes: &[Arc<Volume>],
+    crosshair: [f64; 3],
+    what: &str,
+) -> Result<Option<ModelInput>, String> {
+    let Some(direction) = model.direction() else {
+        return Ok(None);
+    };
+    let input = match direction {
+        Direction::MrToCt => pair.mr_volume(volumes),
+        Direction::CtToMr => pair.ct_volume(volumes),
+    };
+    let Some(input) = input.cloned() else {
+        return Err(format!(
+            "{what} needs the model's input volume (MR for MR to CT, CT for CT to MR)."
+        ));
+    };
+    let w = match (direction, pair.mr_from_ct) {
+        (Direction::MrToCt, Some(t)) => t.apply(crosshair),
+        _ => crosshair,
+    };
+    let v = input.geometry.voxel_from_world(w);
+    Ok(Some((direction, input, v)))
+}
 
-    /// Synthesise with the loaded model: MR -> CT from the MR role (metrics against the CT,
-    /// through the registration when there is one), CT -> MR from the CT role.
-    pub(crate) fn start_synthesis(&mut self, ctx: &egui::Context) {
-        use crate::model::Direction;
-        if self.synthesis.job.is_some() {
-            return;
+impl SynthesisState {
+    /// Synthesise with the network: MR -> CT from the MR role (metrics against the CT, through
+    /// the registration when there is one), CT -> MR from the CT role.
+    pub(crate) fn start(
+        &mut self,
+        model: &mut ModelSlot,
+        pair: &Pair,
+        volumes: &[Arc<Volume>],
+        wake: Wake,
+    ) -> Result<(), String> {
+        if self.job.is_some() {
+            return Ok(());
         }
-        let Some(direction) = self.model.direction() else {
-            self.errors
-                .push("No trained model loaded: load a checkpoint first.".into());
-            return;
+        let Some(direction) = model.direction() else {
+            return Err("No trained model loaded: load a checkpoint first.".into());
         };
-        let mr_from_ct = self.pair.mr_from_ct;
+        let mr_from_ct = pair.mr_from_ct;
+        let (ct, mr) = (pair.ct_volume(volumes).cloned(), pair.mr_volume(volumes).cloned());
         let (input, reference) = match direction {
-            Direction::MrToCt => (
-                self.mr_volume().cloned(),
-                self.ct_volume().cloned().map(|c| (c, mr_from_ct)),
-            ),
-            Direction::CtToMr => (
-                self.ct_volume().cloned(),
-                self.mr_volume()
-                    .cloned()
-                    .map(|m| (m, mr_from_ct.and_then(|t| t.inverse()))),
-            ),
+            Direction::MrToCt => (mr, ct.map(|c| (c, mr_from_ct))),
+            Direction::CtToMr => (ct, mr.map(|m| (m, mr_from_ct.and_then(|t| t.inverse())))),
         };
         let Some(input) = input else {
-            self.errors.push("Synthesis needs an input volume in the matching role (MR for MR → CT, CT for CT → MR).".into());
-            return;
+            return Err("Synthesis needs an input volume in the matching role (MR for MR → CT, CT for CT → MR).".into());
         };
-        let job = self.model.run("synthesize", repaint(ctx), move |m, pr| {
+        let job = model.run("synthesize", wake, move |m, pr| {
             let reference = reference.as_ref().map(|(v, t)| (&**v, *t));
-            crate::app::jobs::synthesize_and_compare(m, direction, &input, reference, pr)
+            synthesize_and_compare(m, direction, &input, reference, pr)
         });
-        match job {
-            Some(Ok(j)) => {
-                self.synthesis.registration = mr_from_ct;
-                self.synthesis.job = Some(j);
-            }
-            Some(Err(e)) => self.errors.push(format!("Synthesis: {e}")),
-            None => {}
+        if let Some(j) = job {
+            self.job = Some(j.map_err(|e| format!("Synthesis: {e}"))?);
+            self.registration = mr_from_ct;
         }
+        Ok(())
     }
 
-    /// Take a finished synthesis (`timeout`: wait that long; None: only look).
-    pub(crate) fn take_synthesis(&mut self, timeout: Option<Duration>) {
-        let Some(r) = self.synthesis.job.as_ref().and_then(|j| j.take(timeout)) else {
-            return;
+    /// Once finished, the synthetic volume joins `volumes` (replacing the one made before) and
+    /// the network comes back (`timeout`: wait that long; None: only look).
+    pub(crate) fn take(
+        &mut self,
+        model: &mut ModelSlot,
+        volumes: &mut Vec<Arc<Volume>>,
+        timeout: Option<Duration>,
+    ) -> Result<(), String> {
+        let Some(r) = self.job.as_ref().and_then(|j| j.take(timeout)) else {
+            return Ok(());
         };
-        self.synthesis.job = None;
-        let (result, metrics) = match self.model.returned(r) {
-            Ok(r) => r,
-            Err(e) => {
-                self.errors.push(format!("Synthesis: {e}"));
-                return;
-            }
-        };
-        let s = &mut self.synthesis;
+        self.job = None;
+        let (result, metrics) = model.returned(r).map_err(|e| format!("Synthesis: {e}"))?;
         match result {
             Ok(v) => {
                 let v = Arc::new(v);
-                match s.synthetic {
-                    Some(i) if i < self.volumes.len() => self.volumes[i] = v,
+                match self.synthetic {
+                    Some(i) if i < volumes.len() => volumes[i] = v,
                     _ => {
-                        self.volumes.push(v);
-                        s.synthetic = Some(self.volumes.len() - 1);
+                        volumes.push(v);
+                        self.synthetic = Some(volumes.len() - 1);
                     }
                 }
-                s.third_shows_synthetic = true;
-                s.metrics = metrics;
+                self.third_shows_synthetic = true;
+                self.metrics = metrics;
+                Ok(())
             }
-            Err(crate::synth::SynthError::Cancelled) => {
-                self.errors.push("Synthesis cancelled.".into())
-            }
-            Err(e) => self.errors.push(format!("Synthesis: {e}")),
+            Err(crate::synth::SynthError::Cancelled) => Err("Synthesis cancelled.".into()),
+            Err(e) => Err(format!("Synthesis: {e}")),
         }
     }
 
-    /// The loaded model's direction, its input volume (MR for MR to CT, CT for CT to MR) and the
-    /// crosshair as a voxel of that volume (through the registration for the MR). Reports to the
-    /// user, naming `what`, when the input is missing.
-    pub(crate) fn model_input_at_crosshair(
-        &mut self,
-        what: &str,
-    ) -> Option<(crate::model::Direction, Arc<Volume>, [f64; 3])> {
-        use crate::model::Direction;
-        let direction = self.model.direction()?;
-        let input = match direction {
-            Direction::MrToCt => self.mr_volume().cloned(),
-            Direction::CtToMr => self.ct_volume().cloned(),
-        };
-        let Some(input) = input else {
-            self.errors.push(format!(
-                "{what} needs the model's input volume (MR for MR to CT, CT for CT to MR)."
-            ));
-            return None;
-        };
-        let crosshair = self.viewer.view.crosshair;
-        let w = match (direction, self.pair.mr_from_ct) {
-            (Direction::MrToCt, Some(t)) => t.apply(crosshair),
-            _ => crosshair,
-        };
-        let v = input.geometry.voxel_from_world(w);
-        Some((direction, input, v))
-    }
-
-    pub(crate) fn synthesis_ui(&mut self, ctx: &egui::Context) {
-        let mut open = self.synthesis.show;
+    /// The panel's window.
+    pub(crate) fn ui(&mut self, ctx: &egui::Context, cx: &mut Cx, viewer: &mut Viewer) {
+        let mut open = self.show;
         let mut dialog = None;
         egui::Window::new("Synthesis").open(&mut open).default_width(420.0).show(ctx, |ui| {
-            let (s, v) = (&mut self.synthesis, &mut self.viewer);
-            match self.model.info() {
+            let (s, v) = (&mut *self, &mut *viewer);
+            match cx.model.info() {
                 Some((c, true)) => {
                     ui.label(format!("Model: {}", c.path.display()));
                     if c.path.as_os_str() == crate::model::demo::DEMO_MODEL_NAME {
@@ -173,15 +159,15 @@ impl SynthScopeApp {
                     dialog = Some(Dialog::LoadModel);
                 }
                 if ui.button("Demo model").on_hover_text(crate::model::demo::DEMO_MODEL_NAME).clicked() {
-                    self.commands.push(Command::LoadDemoModel);
+                    cx.push(Command::LoadDemoModel);
                 }
                 if let Some(job) = &s.job {
                     ui.add(egui::ProgressBar::new(job.progress().fraction()).desired_width(180.0).show_percentage());
                     if ui.button("Cancel").clicked() {
-                        self.commands.push(Command::Cancel(Task::Synthesis));
+                        cx.push(Command::Cancel(Task::Synthesis));
                     }
-                } else if ui.add_enabled(self.model.loaded.is_some(), egui::Button::new("Synthesise")).clicked() {
-                    self.commands.push(Command::StartSynthesis);
+                } else if ui.add_enabled(cx.model.loaded.is_some(), egui::Button::new("Synthesise")).clicked() {
+                    cx.push(Command::StartSynthesis);
                 }
             });
             if s.synthetic.is_some() {
@@ -189,7 +175,7 @@ impl SynthScopeApp {
                 ui.horizontal(|ui| {
                     let (mut range, background) = match v.compare {
                         Combine::SignedError { range, background } | Combine::AbsError { range, background } => (range, background),
-                        _ => (200.0, if self.model.direction() == Some(crate::model::Direction::CtToMr) { 50.0 } else { -500.0 }),
+                        _ => (200.0, if cx.model.direction() == Some(crate::model::Direction::CtToMr) { 50.0 } else { -500.0 }),
                     };
                     if ui.selectable_label(matches!(v.compare, Combine::SignedError { .. }), "Error (signed)").clicked() {
                         v.compare = Combine::SignedError { range, background };
@@ -217,7 +203,7 @@ impl SynthScopeApp {
                 Some(Ok(m)) => {
                     if s.registration.is_none() {
                         ui.colored_label(egui::Color32::YELLOW, "Not registered: the reference is compared in scanner coordinates, so these errors include any misalignment of the pair. Register (Registration panel), then synthesise again.");
-                    } else if s.registration != self.pair.mr_from_ct {
+                    } else if s.registration != cx.pair.mr_from_ct {
                         ui.colored_label(egui::Color32::YELLOW, "The registration changed since these metrics were computed: synthesise again to compare through the current one.");
                     }
                     egui::Grid::new("synth-metrics").striped(true).show(ui, |ui| {
@@ -242,9 +228,9 @@ impl SynthScopeApp {
                 None => {}
             }
         });
-        self.synthesis.show = open;
+        self.show = open;
         if let Some(d) = dialog {
-            self.commands.push(Command::Dialog(d));
+            cx.push(Command::Dialog(d));
         }
     }
 }

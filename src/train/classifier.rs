@@ -107,7 +107,7 @@ pub fn classifier_for_run(
     let spec = ModelSpec::Classifier(ClassifierConfig::new().with_base_width(16));
     let any = AnyModel::Classifier(c);
     std::fs::create_dir_all(run_dir)
-        .map_err(|e| TrainError::file(&run_dir, format!("cannot create the folder: {e}")))?;
+        .map_err(|e| TrainError::file(run_dir, format!("cannot create the folder: {e}")))?;
     checkpoint::save(
         &any,
         &spec,

@@ -154,7 +154,7 @@ fn load_one(path: &Path) -> Result<Volume, TrainError> {
             .first()
             .map(|e| e.to_string())
             .unwrap_or_else(|| "no image found".into());
-        TrainError::file(&path, format!("{why}"))
+        TrainError::file(path, why)
     })
 }
 
@@ -195,7 +195,7 @@ pub fn cases_from_folder(
     progress: &Progress,
 ) -> Result<Vec<Case>, TrainError> {
     let mut dirs: Vec<PathBuf> = std::fs::read_dir(root)
-        .map_err(|e| TrainError::file(&root, format!("cannot list the folder: {e}")))?
+        .map_err(|e| TrainError::file(root, format!("cannot list the folder: {e}")))?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.is_dir())
         .collect();
@@ -206,10 +206,8 @@ pub fn cases_from_folder(
         .collect();
     if patients.is_empty() {
         return Err(TrainError::file(
-            &root,
-            format!(
-                "no patient sub-folder holds both a `ct` and an `mr` (e.g. ct.nii.gz, mr.nii.gz)"
-            ),
+            root,
+            "no patient sub-folder holds both a `ct` and an `mr` (e.g. ct.nii.gz, mr.nii.gz)",
         ));
     }
     progress.start("Loading patients", patients.len());

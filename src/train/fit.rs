@@ -108,7 +108,7 @@ pub fn train(
         ));
     }
     std::fs::create_dir_all(run_dir.join("checkpoints"))
-        .map_err(|e| TrainError::file(&run_dir, format!("cannot create the run folder: {e}")))?;
+        .map_err(|e| TrainError::file(run_dir, format!("cannot create the run folder: {e}")))?;
     write_atomic(&run_dir.join("config.toml"), &cfg.to_toml())?;
     let t0 = Instant::now();
     let ad = device.clone().autodiff();
@@ -132,10 +132,7 @@ pub fn train(
         match checkpoint::load(path, device)? {
             (AnyModel::Classifier(c), _) => Some(c),
             _ => {
-                return Err(TrainError::file(
-                    &path,
-                    format!("not a classifier checkpoint"),
-                ));
+                return Err(TrainError::file(path, "not a classifier checkpoint"));
             }
         }
     } else {

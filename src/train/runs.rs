@@ -26,7 +26,7 @@ impl Run {
     pub fn read(dir: &Path) -> Result<Self, TrainError> {
         let log = dir.join("metrics.jsonl");
         let text = std::fs::read_to_string(&log).map_err(|e| {
-            TrainError::file(&dir, format!("not a run folder ({}: {e})", log.display()))
+            TrainError::file(dir, format!("not a run folder ({}: {e})", log.display()))
         })?;
         let mut steps = Vec::new();
         let mut epochs = Vec::new();
@@ -185,7 +185,7 @@ pub fn write_atomic(path: &Path, text: &str) -> Result<(), TrainError> {
     let tmp = path.with_extension("partial");
     std::fs::write(&tmp, text)
         .and_then(|_| std::fs::rename(&tmp, path))
-        .map_err(|e| TrainError::file(&path, format!("cannot write: {e}")))
+        .map_err(|e| TrainError::file(path, format!("cannot write: {e}")))
 }
 
 /// Appends log lines, flushed as they come.
@@ -198,7 +198,7 @@ impl Log {
             .create(true)
             .append(true)
             .open(path)
-            .map_err(|e| TrainError::file(&path, format!("cannot open: {e}")))?;
+            .map_err(|e| TrainError::file(path, format!("cannot open: {e}")))?;
         Ok(Self(f, path.to_path_buf()))
     }
 

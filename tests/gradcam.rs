@@ -42,10 +42,7 @@ fn batch(seed: u64, size: usize) -> (Vec<f32>, Vec<i64>) {
 
 #[test]
 fn gradcam_finds_the_only_informative_quadrant() {
-    let plain = synthscope::gpu::shared()
-        .expect("shared device")
-        .device
-        .clone();
+    let plain = synthscope::gpu::compute_device().expect("compute device");
     let dev = plain.clone().autodiff();
     let mut model = ClassifierConfig::new().with_base_width(8).init(&dev);
     let mut optim = AdamConfig::new().init();
@@ -102,7 +99,7 @@ fn synthesis_gradcam_maps_a_region_and_follows_it() {
     use synthscope::io::phantom::{PhantomConfig, phantom_patient};
     use synthscope::model::Direction;
     use synthscope::synth::{CamTarget, slice_gradcam};
-    let d = synthscope::gpu::shared().unwrap().device.clone();
+    let d = synthscope::gpu::compute_device().unwrap();
     let (_, mr) = phantom_patient(&PhantomConfig::small(), 0);
     let (model, _, _) = synthscope::model::demo::load_demo_model(&d).expect("embedded demo model");
     let [nx, ny, nz] = mr.geometry.dims;
@@ -175,7 +172,7 @@ fn classifier_gradcam_compares_real_and_synthetic_ct() {
     use synthscope::io::phantom::{PhantomConfig, phantom_patient};
     use synthscope::model::checkpoint::AnyModel;
     use synthscope::synth::cam_pair;
-    let d = synthscope::gpu::shared().unwrap().device.clone();
+    let d = synthscope::gpu::compute_device().unwrap();
     let (ct, mr) = phantom_patient(&PhantomConfig::small(), 0);
     let (model, _, _) =
         synthscope::model::demo::load_demo_classifier(&d).expect("embedded demo classifier");

@@ -1,16 +1,13 @@
-//! The networks on the shared wgpu device: parameter counts equal the layout formulas that
-//! `model summary` prints, forward passes keep the documented shapes, and DRUNet-101's encoder
-//! has the paper's shapes.
+//! The networks on the compute device: parameter counts equal the layout formulas that
+//! `model summary` prints, forward passes keep the documented shapes, DRUNet-101's encoder
+//! has the paper's shapes, and the folded inference form gives the evaluation-mode output.
 
 use burn::module::Module;
 use burn::tensor::{Distribution, Tensor};
 use synthscope::model::{ClassifierConfig, DrunetConfig, UnetConfig};
 
 fn device() -> burn::tensor::Device {
-    synthscope::gpu::shared()
-        .expect("shared device")
-        .device
-        .clone()
+    synthscope::gpu::compute_device().expect("compute device")
 }
 
 #[test]
@@ -109,4 +106,56 @@ fn checkpoints_rebuild_the_exact_model_from_the_file_pair() {
             .to_string()
             .contains("not a SynthScope checkpoint")
     );
+}
+
+/// Max |a - b| of two tensors' values.
+fn max_abs_diff(a: Tensor<4>, b: Tensor<4>) -> f32 {
+    let (a, b) = (a.into_data(), b.into_data());
+    let (a, b) = (a.as_slice::<f32>().unwrap(), b.as_slice::<f32>().unwrap());
+    assert_eq!(a.len(), b.len());
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+}
+
+#[test]
+fn folded_batch_norm_gives_the_evaluation_output() {
+    use synthscope::model::checkpoint::{AnyModel, ModelSpec};
+    let d = device();
+    let ad = d.clone().autodiff();
+    for spec in [
+        ModelSpec::Unet(UnetConfig::new().with_base_width(8).with_levels(3)),
+        ModelSpec::Drunet(DrunetConfig::new().with_depth(18).with_base_width(8)),
+    ] {
+        // A few training-mode passes move the running statistics away from (0, 1), and the
+        // input's offset and scale keep them there: the fold has something to fold.
+        let trained = spec.init(&ad).unwrap();
+        let (cin, _) = trained.input_layout();
+        for _ in 0..3 {
+            let x = Tensor::<4>::random([2, cin, 32, 32], Distribution::Normal(0.5, 2.0), &ad);
+            let _ = match &trained {
+                AnyModel::Unet(m) => m.forward(x),
+                AnyModel::Drunet(m) => m.forward(x),
+                AnyModel::Classifier(_) => unreachable!(),
+            }
+            .into_data();
+        }
+        let eval = trained.valid();
+        let folded = eval.folded();
+        let x = Tensor::<4>::random([2, cin, 32, 32], Distribution::Normal(0.5, 2.0), &d);
+        let (a, b) = match (&eval, &folded) {
+            (AnyModel::Unet(e), AnyModel::Unet(f)) => (e.forward(x.clone()), f.forward(x)),
+            (AnyModel::Drunet(e), AnyModel::Drunet(f)) => (e.forward(x.clone()), f.forward(x)),
+            _ => panic!("fold changed the kind"),
+        };
+        let diff = max_abs_diff(a, b);
+        assert!(diff < 1e-4, "{spec:?}: folded vs unfolded max |diff| {diff}");
+    }
+    // The trained demo model (real batch-norm statistics).
+    let (demo, _, _) = synthscope::model::demo::load_demo_model(&d).unwrap();
+    let folded = demo.folded();
+    let x = Tensor::<4>::random([2, 1, 64, 64], Distribution::Normal(0.0, 1.0), &d);
+    let (AnyModel::Unet(a), AnyModel::Unet(b)) = (&demo, &folded) else {
+        panic!("the demo model is a U-Net")
+    };
+    let diff = max_abs_diff(a.forward(x.clone()), b.forward(x));
+    assert!(diff < 1e-4, "demo model: folded vs unfolded max |diff| {diff}");
 }

@@ -13,7 +13,7 @@ use synthscope::model::{ClassifierConfig, UnetConfig};
 #[test]
 fn safetensors_in_pytorch_naming_import_into_a_fresh_model() {
     let py = common::sitk_python();
-    let d = synthscope::gpu::shared().unwrap().device.clone();
+    let d = synthscope::gpu::compute_device().unwrap();
     let dir = tempfile::tempdir().unwrap();
     // The U-Net's weights come back doubled; the classifier's unchanged, so its logits must match
     // exactly (its linear layer goes through PyTorch's [out, in] layout and back).

@@ -12,7 +12,7 @@ use synthscope::synth::{CT_RANGE, SynthError, synthesize};
 
 #[test]
 fn mr_to_ct_keeps_the_grid_and_writes_nifti_and_dicom() {
-    let g = synthscope::gpu::shared().unwrap();
+    let g = synthscope::gpu::compute().unwrap();
     let mut cfg = PhantomConfig::small();
     cfg.mr_dims = [40, 36, 6];
     let mr = phantom_mr(&cfg, MrContrast::T1);

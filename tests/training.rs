@@ -22,10 +22,7 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
 }
 
 fn device() -> Device {
-    synthscope::gpu::shared()
-        .expect("shared device")
-        .device
-        .clone()
+    synthscope::gpu::compute_device().expect("compute device")
 }
 
 fn scalar(t: Tensor<1>) -> f64 {

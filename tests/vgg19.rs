@@ -35,7 +35,7 @@ print(float(t["features.0.weight"][5, 1, 2, 0]), float(t["features.34.bias"][0])
         .split_whitespace()
         .map(|v| v.parse().unwrap())
         .collect();
-    let d = synthscope::gpu::shared().unwrap().device.clone();
+    let d = synthscope::gpu::compute_device().unwrap();
     let vgg = Vgg19::load_torchvision(&path, &d).expect("torchvision keys map onto our layers");
     let w = vgg.conv_weight(0).into_data();
     let w = w.as_slice::<f32>().unwrap();

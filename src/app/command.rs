@@ -5,9 +5,11 @@ use super::SynthScopeApp;
 use super::jobs::{LoadJob, LoadRequest, repaint};
 use super::pair::Role;
 use super::panels::dialogs::Dialog;
+use super::panels::gradcam::real_and_synthetic_slices;
 use super::viewer::auto_window;
+use crate::train::runs::Run;
 use crate::volume::CT_PRESETS;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// A background task the user can cancel.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -89,11 +91,17 @@ impl SynthScopeApp {
                         }
                     }
                 }
-                Command::PickFiles => self.pick_files(ctx, false),
-                Command::PickFolder => self.pick_files(ctx, true),
+                Command::PickFiles | Command::PickFolder => {
+                    let folder = matches!(cmd, Command::PickFolder);
+                    let r = self.dialogs.pick(folder, repaint(ctx));
+                    self.report(r);
+                }
                 Command::Reset => self.fit_view(),
                 Command::Quit => ctx.send_viewport_cmd(egui::ViewportCommand::Close),
-                Command::Dialog(d) => self.open_dialog(ctx, d),
+                Command::Dialog(d) => {
+                    let r = self.dialogs.ask(d, repaint(ctx));
+                    self.report(r);
+                }
                 Command::SetRole(i, r) => self.set_role(i, r),
                 Command::CtPreset(i) => {
                     if let (Some(v), Some(p)) = (self.ct_volume().cloned(), CT_PRESETS.get(i)) {
@@ -106,15 +114,55 @@ impl SynthScopeApp {
                     }
                 }
                 Command::Cancel(task) => self.cancel(task),
-                Command::StartRegistration => self.start_registration(ctx),
+                Command::StartRegistration => {
+                    let r = self
+                        .registration
+                        .start(&self.pair, &self.volumes, repaint(ctx));
+                    self.report(r);
+                }
                 Command::UndoTransform => self.pair.undo_transform(),
                 Command::ResetTransform => self.pair.set_transform(None),
                 Command::LoadDemoModel => self.load_demo_model(),
-                Command::StartSynthesis => self.start_synthesis(ctx),
-                Command::StartFeatures => self.start_features(ctx),
-                Command::StartGradcam => self.start_gradcam(ctx),
-                Command::StartCamPair => self.start_cam_pair(ctx),
-                Command::LoadDemoClassifier => self.load_demo_classifier(),
+                Command::StartSynthesis => {
+                    let r = self.synthesis.start(
+                        &mut self.model,
+                        &self.pair,
+                        &self.volumes,
+                        repaint(ctx),
+                    );
+                    self.report(r);
+                }
+                Command::StartFeatures => {
+                    if !self.features.is_running() && self.synthesis.job.is_none() {
+                        let r = self.model_input("Feature maps").and_then(|input| {
+                            self.features.start(&mut self.model, input, repaint(ctx))
+                        });
+                        self.report(r);
+                    }
+                }
+                Command::StartGradcam => {
+                    if self.gradcam.job.is_none() && self.model.loaded.is_some() {
+                        let r = self.model_input("Grad-CAM").and_then(|input| {
+                            self.gradcam.start(&mut self.model, input, repaint(ctx))
+                        });
+                        self.report(r);
+                    }
+                }
+                Command::StartCamPair => {
+                    let slices = real_and_synthetic_slices(
+                        &self.volumes,
+                        self.synthesis.synthetic,
+                        &self.model,
+                        &self.pair,
+                        self.viewer.view.crosshair,
+                    );
+                    let r = self.gradcam.start_pair(slices, repaint(ctx));
+                    self.report(r);
+                }
+                Command::LoadDemoClassifier => {
+                    let r = self.gradcam.load_demo_classifier();
+                    self.report(r);
+                }
                 Command::StartTraining => self.start_training(ctx),
                 Command::Training(c) => {
                     if let Some(job) = &self.training.job {
@@ -127,9 +175,13 @@ impl SynthScopeApp {
                 }
                 Command::ScanRuns => self.training.scan_runs(),
                 Command::LoadRun(dir) => self.load_run_checkpoint(&dir),
-                Command::SaveStudy(p) => self.save_study(&p),
+                Command::SaveStudy(p) => self.study.save(&p),
                 Command::OpenResults(p) => self.open_results(&p),
-                Command::StartReading => self.start_reading(ctx),
+                Command::StartReading => {
+                    if let Some(r) = self.study.reading(ctx) {
+                        self.reading = Some(r);
+                    }
+                }
             }
         }
     }
@@ -146,6 +198,19 @@ impl SynthScopeApp {
         };
         if let Some(p) = progress {
             p.cancel();
+        }
+    }
+
+    /// Load a run's best (else last) checkpoint into the synthesis panel.
+    fn load_run_checkpoint(&mut self, dir: &Path) {
+        match Run::read(dir).ok().and_then(|r| r.checkpoint()) {
+            Some(p) => {
+                self.load_model(&p);
+                self.synthesis.show = true;
+            }
+            None => self
+                .errors
+                .push(format!("{}: no checkpoint saved yet", dir.display())),
         }
     }
 }

@@ -23,16 +23,18 @@ use crate::gpu::{self, AdapterReport};
 use crate::io::LoadError;
 use crate::volume::Volume;
 use jobs::{LoadJob, LoadRequest, repaint};
-use panels::chrome::Diagnostics;
+use panels::Cx;
+use panels::browser::browser_ui;
+use panels::chrome::{Diagnostics, errors_ui, progress_ui};
 use panels::dialogs::Dialogs;
 use panels::features::FeatureState;
 use panels::gradcam::GradcamState;
 use panels::registration::RegistrationState;
 use panels::study_reading::ReadingState;
 use panels::study_setup::StudyTools;
-use panels::synthesis::SynthesisState;
+use panels::synthesis::{ModelInput, SynthesisState, model_input_at};
 use panels::training::TrainingState;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use viewer::Viewer;
@@ -185,7 +187,8 @@ impl SynthScopeApp {
         if demo {
             // First-run synthesis shows a trained network's output, never an untrained one.
             app.load_demo_model();
-            app.load_demo_classifier();
+            let r = app.gradcam.load_demo_classifier();
+            app.report(r);
         }
         app
     }
@@ -195,17 +198,85 @@ impl SynthScopeApp {
         self.commands.push(Command::Open(LoadRequest::Paths(paths)));
     }
 
+    /// Show what went wrong, if anything.
+    fn report(&mut self, r: Result<(), String>) {
+        if let Err(e) = r {
+            self.errors.push(e);
+        }
+    }
+
+    /// Load the demo model embedded in the binary (see `assets/demo-model`).
+    pub fn load_demo_model(&mut self) {
+        let r = self.model.load_demo();
+        self.report(r);
+    }
+
+    /// Load a synthesis checkpoint (either file of the .json/.bpk pair) onto the shared device.
+    pub fn load_model(&mut self, path: &Path) {
+        let r = self.model.load(path);
+        self.report(r);
+    }
+
+    /// Open a study file in the Study setup window.
+    pub fn open_study(&mut self, path: &Path) {
+        let r = self.study.open(path);
+        self.report(r);
+    }
+
+    /// Read reader logs (files, a folder of them, or a study file's answers folder) into the
+    /// Study results window.
+    pub fn open_results(&mut self, path: &Path) {
+        let messages = self.study.open_results(path);
+        self.errors.extend(messages);
+    }
+
+    /// Wait for a running feature computation (tests).
+    pub fn wait_for_features(&mut self, ctx: &egui::Context, timeout: Duration) {
+        let r = self.features.take(ctx, &mut self.model, Some(timeout));
+        self.report(r);
+    }
+
+    /// The network's input at the crosshair, for `what` (see [`model_input_at`]).
+    fn model_input(&self, what: &str) -> Result<Option<ModelInput>, String> {
+        model_input_at(
+            &self.model,
+            &self.pair,
+            &self.volumes,
+            self.viewer.view.crosshair,
+            what,
+        )
+    }
+
+    /// Start training with the Training panel's settings.
+    fn start_training(&mut self, ctx: &egui::Context) {
+        let r = self.training.start(&self.pair, &self.volumes, repaint(ctx));
+        self.report(r);
+    }
+
     /// Wait for running background jobs and take their results (tests, benchmarks).
     pub fn wait_for_jobs(&mut self, timeout: Duration) {
-        self.take_gradcam(Some(timeout));
+        let r = self.gradcam.take(&mut self.model, Some(timeout));
+        self.report(r);
         if let Some(t) = &self.training.job {
             // Its result is taken by the next frame (which also turns the preview into textures).
             t.job.wait_finished(timeout);
         }
         self.take_load(Some(timeout));
-        self.take_synthesis(Some(timeout));
+        let r = self
+            .synthesis
+            .take(&mut self.model, &mut self.volumes, Some(timeout));
+        self.report(r);
         self.take_registration(Some(timeout));
         self.diagnostics.take_self_test(Some(timeout));
+    }
+
+    /// Take the registration's curve, and its transform once found.
+    fn take_registration(&mut self, timeout: Option<Duration>) {
+        match self.registration.take(timeout) {
+            Some(Ok(t)) => self.pair.set_transform(Some(t)),
+            Some(Err(e)) => self.errors.push(e),
+            None => {}
+        }
     }
 
     /// Volumes uploaded to the GPU so far (each volume once; scrolling never re-uploads).
@@ -318,20 +389,30 @@ impl SynthScopeApp {
     fn poll_jobs(&mut self, ctx: &egui::Context) {
         self.take_load(None);
         self.diagnostics.take_self_test(None);
-        self.take_synthesis(None);
+        let r = self
+            .synthesis
+            .take(&mut self.model, &mut self.volumes, None);
+        self.report(r);
         self.take_registration(None);
         self.viewer.forget_uploaded();
+        if let Some(paths) = self.dialogs.picked() {
+            self.commands.push(Command::Open(LoadRequest::Paths(paths)));
+        }
         if let Ok(mut m) = self.async_messages.lock() {
             self.errors.append(&mut m);
         }
-        self.poll_training(ctx);
+        let r = self.training.poll(ctx, self.diagnostics.last_frame_ms());
+        self.report(r);
         if self.training.start_pending && self.load_job.is_none() {
             self.training.start_pending = false;
             self.start_training(ctx);
         }
-        self.poll_features(ctx, None);
-        self.take_gradcam(None);
-        self.take_cam_pair(None);
+        let r = self.features.take(ctx, &mut self.model, None);
+        self.report(r);
+        let r = self.gradcam.take(&mut self.model, None);
+        self.report(r);
+        let r = self.gradcam.take_pair(None);
+        self.report(r);
     }
 }
 
@@ -340,11 +421,10 @@ impl eframe::App for SynthScopeApp {
         let ctx = ui.ctx().clone();
         let now = Instant::now();
         self.diagnostics.frame_at(now);
-        if self.reading.is_some() {
-            self.reading_ui(ui, &ctx);
+        if let Some(r) = &mut self.reading {
+            r.ui(ui, &ctx, self.viewer.has_gpu_renderer);
             return;
         }
-        self.poll_pick_files();
         self.poll_jobs(&ctx);
         // Files dropped on the window.
         let dropped: Vec<PathBuf> = ctx.input(|i| {
@@ -363,18 +443,26 @@ impl eframe::App for SynthScopeApp {
         egui::Panel::top("menu").show(ui, |ui| self.menu_ui(ui));
         egui::Panel::bottom("status").show(ui, |ui| self.status_ui(ui));
         egui::CentralPanel::no_frame().show(ui, |ui| self.panes_ui(ui));
-        self.browser_ui(&ctx);
-        self.diagnostics_ui(&ctx);
-        self.registration_ui(&ctx);
-        self.synthesis_ui(&ctx);
-        self.features_ui(&ctx);
-        self.training_ui(&ctx);
-        self.gradcam_ui(&ctx);
-        self.study_setup_ui(&ctx);
-        self.study_results_ui(&ctx);
-        self.poll_dialog();
-        self.progress_ui(&ctx);
-        self.errors_ui(&ctx);
+        let mut cx = Cx {
+            volumes: &self.volumes,
+            pair: &self.pair,
+            model: &self.model,
+            commands: &mut self.commands,
+        };
+        browser_ui(&ctx, &mut self.show_browser, &mut cx);
+        self.diagnostics.ui(&ctx);
+        self.registration.ui(&ctx, &mut cx, &mut self.viewer);
+        self.synthesis.ui(&ctx, &mut cx, &mut self.viewer);
+        self.features.ui(&ctx, &mut cx);
+        self.training.ui(&ctx, cx.commands);
+        self.gradcam.ui(&ctx, &mut cx);
+        self.study.setup_ui(&ctx, cx.commands);
+        self.study.results_ui(&ctx, cx.commands);
+        if let Some((d, path)) = self.dialogs.answered() {
+            self.file_chosen(d, &path);
+        }
+        progress_ui(&ctx, self.load_job.as_ref(), &mut self.commands);
+        errors_ui(&ctx, &mut self.errors);
         self.run_commands(&ctx);
         self.autoscroll_step(&ctx, now);
         self.screenshot_step(&ctx);

@@ -20,8 +20,9 @@ pub enum Bench {
         #[arg(long, default_value_t = 4)]
         batch: usize,
     },
-    /// Forward-pass throughput (slices/s) of U-Net and DRUNet on the shared device, untrained
-    /// weights (timing only; synthesis needs a trained checkpoint).
+    /// Forward-pass throughput (slices/s) of U-Net and DRUNet on the compute device, untrained
+    /// weights (timing only; synthesis needs a trained checkpoint), as trained (batch norm) and
+    /// in the inference form synthesis uses (batch norm folded into the convolutions).
     Models {
         /// Slice size.
         #[arg(long, default_value_t = 256)]
@@ -32,6 +33,11 @@ pub enum Bench {
         /// Timed batches per model (after one warm-up batch).
         #[arg(long, default_value_t = 3)]
         repeat: usize,
+        /// Networks, comma-separated: unet:BASE:LEVELS, drunet:DEPTH.
+        #[arg(long, default_value = "unet:32:4,drunet:34")]
+        models: String,
+        #[command(flatten)]
+        pytorch: PytorchArgs,
     },
     /// Registration of the demo pair: ours against SimpleITK (same metric and levels), with errors against the known answer.
     Register {
@@ -45,7 +51,7 @@ pub enum Bench {
         #[arg(long)]
         rigid_only: bool,
     },
-    /// Training steps/s (forward + backward + Adam, MSE) of U-Net and DRUNet-34 on the shared
+    /// Training steps/s (forward + backward + Adam, MSE) of U-Net and DRUNet-34 on the compute
     /// device, on random data.
     Train {
         /// Patch size.
@@ -57,6 +63,11 @@ pub enum Bench {
         /// Timed steps per model (after one warm-up step).
         #[arg(long, default_value_t = 3)]
         steps: usize,
+        /// Networks, comma-separated: unet:BASE:LEVELS, drunet:DEPTH.
+        #[arg(long, default_value = "unet:16:4,unet:32:4,drunet:34")]
+        models: String,
+        #[command(flatten)]
+        pytorch: PytorchArgs,
     },
     /// Load throughput (MB/s, slices/s) of PATH, against plain file reading of the same bytes.
     Load {
@@ -68,21 +79,42 @@ pub enum Bench {
     },
 }
 
-/// `bench ...`.
-pub(super) fn run(what: Bench) -> anyhow::Result<()> {
+/// `--against-pytorch`: run scripts/pytorch_reference.py on the same shapes in the same run.
+#[derive(clap::Args, Debug, Clone)]
+pub struct PytorchArgs {
+    /// Also time the same networks in PyTorch (scripts/pytorch_reference.py) and print the ratio.
+    #[arg(long)]
+    pub against_pytorch: bool,
+    /// Python with torch (default: $SYNTHSCOPE_TORCH_PYTHON, the cache's torch-venv, python3).
+    #[arg(long, requires = "against_pytorch")]
+    pub python: Option<PathBuf>,
+}
+
+/// `bench ...` (`device`: the `--device` flag).
+pub(super) fn run(what: Bench, device: Option<crate::gpu::DeviceChoice>) -> anyhow::Result<()> {
+    let c = super::compute_device(device)?;
+    println!("compute device: {}", c.describe());
     match what {
         Bench::Synthesize { slices, batch } => bench_synthesize(slices, batch),
         Bench::Models {
             size,
             batch,
             repeat,
-        } => bench_models(size, batch, repeat),
+            models,
+            pytorch,
+        } => bench_models(size, batch, repeat, &models, &pytorch),
         Bench::Register {
             contrast,
             python,
             rigid_only,
         } => bench_register(&contrast, python, rigid_only),
-        Bench::Train { size, batch, steps } => bench_train(size, batch, steps),
+        Bench::Train {
+            size,
+            batch,
+            steps,
+            models,
+            pytorch,
+        } => bench_train(size, batch, steps, &models, &pytorch),
         Bench::Load { path, repeat } => bench_load(&path, repeat),
     }
 }
@@ -258,17 +290,191 @@ fn bench_register(contrast: &str, python: Option<PathBuf>, rigid_only: bool) -> 
     Ok(())
 }
 
-/// `bench models`: forward-pass throughput of U-Net and DRUNet-34.
-fn bench_models(size: usize, batch: usize, repeat: usize) -> anyhow::Result<()> {
-    use crate::model::{DrunetConfig, UnetConfig};
-    use burn::tensor::{Distribution, Tensor};
-    let g = crate::gpu::shared()?;
-    let d = &g.device;
+/// A network of `bench models|train`, from `unet:BASE:LEVELS` or `drunet:DEPTH` (the syntax
+/// of scripts/pytorch_reference.py).
+#[derive(Clone, Debug)]
+enum BenchNet {
+    Unet { base: usize, levels: usize },
+    Drunet { depth: usize },
+}
+
+impl BenchNet {
+    fn parse_list(list: &str) -> anyhow::Result<Vec<(String, BenchNet)>> {
+        list.split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|spec| {
+                let parts: Vec<&str> = spec.split(':').collect();
+                let num = |i: usize, default: usize| -> anyhow::Result<usize> {
+                    parts.get(i).map_or(Ok(default), |v| {
+                        v.parse()
+                            .with_context(|| format!("{spec}: {v} is not a number"))
+                    })
+                };
+                let net = match parts[0] {
+                    "unet" => BenchNet::Unet {
+                        base: num(1, 32)?,
+                        levels: num(2, 4)?,
+                    },
+                    "drunet" => BenchNet::Drunet { depth: num(1, 34)? },
+                    other => bail!("unknown network {other}: unet:BASE:LEVELS or drunet:DEPTH"),
+                };
+                Ok((spec.to_string(), net))
+            })
+            .collect()
+    }
+
+    fn name(&self) -> String {
+        match self {
+            BenchNet::Unet { base, levels } => format!("U-Net {base}/{levels}"),
+            BenchNet::Drunet { depth } => format!("DRUNet-{depth}"),
+        }
+    }
+
+    fn spec(&self, size: usize) -> crate::model::checkpoint::ModelSpec {
+        use crate::model::checkpoint::ModelSpec;
+        use crate::model::{DrunetConfig, UnetConfig};
+        match *self {
+            BenchNet::Unet { base, levels } => ModelSpec::Unet(
+                UnetConfig::new()
+                    .with_base_width(base)
+                    .with_levels(levels)
+                    .with_input_size(size),
+            ),
+            BenchNet::Drunet { depth } => ModelSpec::Drunet(
+                DrunetConfig::new()
+                    .with_depth(depth)
+                    .with_input_size(size),
+            ),
+        }
+    }
+}
+
+/// A Python that imports torch: `--python`, $SYNTHSCOPE_TORCH_PYTHON, the torch-venv in the
+/// user's cache folder, target/py-torch, python3 (the first that imports torch).
+fn torch_python(asked: Option<&Path>) -> Option<PathBuf> {
+    let mut candidates: Vec<PathBuf> = Vec::new();
+    if let Some(p) = asked {
+        candidates.push(p.to_path_buf());
+    } else {
+        if let Some(p) = std::env::var_os("SYNTHSCOPE_TORCH_PYTHON") {
+            candidates.push(PathBuf::from(p));
+        }
+        if let Some(c) = crate::gpu::compute::cache_path().and_then(|p| p.parent().map(Path::to_path_buf)) {
+            candidates.push(c.join("torch-venv/bin/python"));
+        }
+        candidates.push(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/py-torch/bin/python"));
+        candidates.push(PathBuf::from("python3"));
+    }
+    candidates.into_iter().find(|p| {
+        std::process::Command::new(p)
+            .args(["-c", "import torch"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    })
+}
+
+/// Run scripts/pytorch_reference.py (`mode`: infer or train) and parse its JSON; None (with the
+/// reason printed, and how to make a torch Python) when there is no torch.
+fn run_pytorch(
+    args: &PytorchArgs,
+    mode: &str,
+    models: &str,
+    (size, batch, repeat): (usize, usize, usize),
+    conv_before_up: bool,
+) -> Option<serde_json::Value> {
+    let Some(python) = torch_python(args.python.as_deref()) else {
+        println!(
+            "PyTorch reference: no Python with torch found{}; make one with\n  python3 -m venv DIR && DIR/bin/pip install torch\nthen pass --python DIR/bin/python (or set SYNTHSCOPE_TORCH_PYTHON)",
+            args.python
+                .as_ref()
+                .map(|p| format!(" ({} does not import torch)", p.display()))
+                .unwrap_or_default()
+        );
+        return None;
+    };
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/pytorch_reference.py");
+    let mut cmd = std::process::Command::new(&python);
+    cmd.arg(&script)
+        .arg(mode)
+        .args(["--models", models])
+        .args(["--size", &size.to_string()])
+        .args(["--batch", &batch.to_string()])
+        .args(["--repeat", &repeat.to_string()]);
+    if conv_before_up {
+        cmd.arg("--conv-before-up");
+    }
+    let out = match cmd.output() {
+        Ok(o) => o,
+        Err(e) => {
+            println!("PyTorch reference: cannot run {}: {e}", python.display());
+            return None;
+        }
+    };
+    if !out.status.success() {
+        println!(
+            "PyTorch reference failed: {}",
+            String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or("")
+        );
+        return None;
+    }
+    match serde_json::from_slice::<serde_json::Value>(&out.stdout) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            println!("PyTorch reference: unreadable output: {e}");
+            None
+        }
+    }
+}
+
+/// Print PyTorch's figures next to ours: `ours` maps a spec to our throughput, `key` names the
+/// script's throughput field.
+fn print_against(
+    torch: &serde_json::Value,
+    ours: &[(String, String, f64)],
+    key: &str,
+    unit: &str,
+    what: &str,
+) {
     println!(
-        "device: {}; batch {batch} x {size}x{size}",
-        g.report.summary()
+        "PyTorch {} ({}, {} threads, {what}):",
+        torch["torch"].as_str().unwrap_or("?"),
+        torch["device"].as_str().unwrap_or("?"),
+        torch["threads"]
     );
-    let time = |name: &str, cin: usize, f: &dyn Fn(Tensor<4>) -> Tensor<4>| -> anyhow::Result<()> {
+    for (spec, name, ours) in ours {
+        let Some(r) = torch["results"]
+            .as_array()
+            .and_then(|a| a.iter().find(|r| r["spec"].as_str() == Some(spec)))
+        else {
+            continue;
+        };
+        let theirs = r[key].as_f64().unwrap_or(f64::NAN);
+        println!(
+            "  {name:<12} PyTorch {theirs:8.3} {unit}  ours {ours:8.3} {unit}  ratio ours/PyTorch {:.3}  (PyTorch first call {:.2} s)",
+            ours / theirs,
+            r["first_s"].as_f64().unwrap_or(f64::NAN)
+        );
+    }
+}
+
+/// `bench models`: forward-pass throughput of U-Net and DRUNet, as trained and folded.
+fn bench_models(
+    size: usize,
+    batch: usize,
+    repeat: usize,
+    models: &str,
+    pytorch: &PytorchArgs,
+) -> anyhow::Result<()> {
+    use crate::model::checkpoint::AnyModel;
+    use burn::tensor::{Distribution, Tensor};
+    let nets = BenchNet::parse_list(models)?;
+    let c = crate::gpu::compute()?;
+    let d = &c.device;
+    println!("device: {}; batch {batch} x {size}x{size}", c.summary());
+    let time = |name: &str, cin: usize, f: &dyn Fn(Tensor<4>) -> Tensor<4>| -> f64 {
         let x = Tensor::<4>::random([batch, cin, size, size], Distribution::Normal(0.0, 1.0), d);
         let t = Instant::now();
         let _ = f(x.clone()).into_data();
@@ -279,23 +485,50 @@ fn bench_models(size: usize, batch: usize, repeat: usize) -> anyhow::Result<()> 
         }
         let s = t.elapsed().as_secs_f64() / repeat.max(1) as f64;
         println!(
-            "{name:<10} {:8.2} slices/s  ({:.1} ms per batch of {batch}; first batch incl. kernel compilation {:.1} s)",
+            "{name:<20} {:8.2} slices/s  ({:.1} ms per batch of {batch}; first batch incl. kernel compilation {:.1} s)",
             batch as f64 / s,
             s * 1e3,
             warm
         );
-        Ok(())
+        batch as f64 / s
     };
-    let unet = UnetConfig::new().with_input_size(size).init(d);
-    time("U-Net", 1, &|x| unet.forward(x))?;
-    {
-        let depth = 34;
-        let net = DrunetConfig::new()
-            .with_depth(depth)
-            .with_input_size(size)
-            .init(d)
-            .map_err(|e| anyhow::anyhow!(e))?;
-        time(&format!("DRUNet-{depth}"), 3, &|x| net.forward(x))?;
+    let mut ours = Vec::new();
+    for (spec, net) in &nets {
+        let model = net.spec(size).init(d).map_err(|e| anyhow::anyhow!(e))?;
+        let forward = |m: &AnyModel, x: Tensor<4>| match m {
+            AnyModel::Unet(m) => m.forward(x),
+            AnyModel::Drunet(m) => m.forward(x),
+            AnyModel::Classifier(_) => unreachable!("not benchmarked"),
+        };
+        let (cin, _) = model.input_layout();
+        time(&net.name(), cin, &|x| forward(&model, x));
+        let t = Instant::now();
+        let folded = model.folded();
+        let fold_ms = t.elapsed().as_secs_f64() * 1e3;
+        let rate = time(&format!("{} folded", net.name()), cin, &|x| {
+            forward(&folded, x)
+        });
+        println!("{:<20} (folding the batch norms took {fold_ms:.1} ms)", "");
+        ours.push((spec.clone(), net.name(), rate));
+    }
+    if pytorch.against_pytorch {
+        for conv_before_up in [false, true] {
+            if let Some(v) = run_pytorch(pytorch, "infer", models, (size, batch, repeat), conv_before_up) {
+                print_against(
+                    &v,
+                    &ours,
+                    "slices_per_s",
+                    "slices/s",
+                    if conv_before_up {
+                        "eval + no_grad, Up as 1x1 conv then nearest x2 as ours"
+                    } else {
+                        "eval + no_grad, Up as nearest x2 then 1x1 conv"
+                    },
+                );
+            } else {
+                break;
+            }
+        }
     }
     Ok(())
 }
@@ -304,13 +537,13 @@ fn bench_models(size: usize, batch: usize, repeat: usize) -> anyhow::Result<()> 
 fn bench_synthesize(slices: usize, batch: usize) -> anyhow::Result<()> {
     use crate::model::checkpoint::ModelSpec;
     use crate::model::{Direction, DrunetConfig, UnetConfig};
-    let g = crate::gpu::shared()?;
+    let g = crate::gpu::compute()?;
     let mr = phantom::phantom_mr(&phantom::PhantomConfig::default(), phantom::MrContrast::T1);
     let input = middle_slab(&mr, slices);
     let [nx, ny, n] = input.geometry.dims;
     println!(
         "device: {}; {n} slices of {nx}x{ny}, batch {batch}",
-        g.report.summary()
+        g.summary()
     );
     for (name, spec) in [
         (
@@ -350,8 +583,9 @@ fn bench_synthesize(slices: usize, batch: usize) -> anyhow::Result<()> {
         )?;
         let total = t.elapsed().as_secs_f64();
         println!(
-            "{name:<10} {:7.2} slices/s; prepare {:.0}%, network (incl. read-back) {:.0}%, assemble {:.0}%; warm-up {:.1} s",
+            "{name:<10} {:7.2} slices/s; fold {:.0}%, prepare {:.0}%, network (incl. read-back) {:.0}%, assemble {:.0}%; warm-up {:.1} s",
             n as f64 / total,
+            100.0 * st.fold / total,
             100.0 * st.prepare / total,
             100.0 * st.network / total,
             100.0 * st.assemble / total,
@@ -380,7 +614,7 @@ fn bench_synthesize(slices: usize, batch: usize) -> anyhow::Result<()> {
         let (cam_s, cam) = cam_once();
         let (rss, peak) = process_memory_mib();
         println!(
-            "{name:<10} Grad-CAM of one slice {:.2} s warm ({cold_s:.1} s first){}; process memory {rss:.0} MiB (peak {peak:.0} MiB; on a software adapter this includes the \"GPU\" buffers)",
+            "{name:<10} Grad-CAM of one slice {:.2} s warm ({cold_s:.1} s first){}; process memory {rss:.0} MiB (peak {peak:.0} MiB; on a CPU or software adapter this includes the tensors)",
             cam_s,
             match cam {
                 Ok(_) => String::new(),
@@ -405,17 +639,24 @@ fn process_memory_mib() -> (f64, f64) {
     (field("VmRSS:"), field("VmHWM:"))
 }
 
-/// `bench train`: training steps/s on the shared device, on random data.
-fn bench_train(size: usize, batch: usize, steps: usize) -> anyhow::Result<()> {
-    use crate::model::{DrunetConfig, UnetConfig};
+/// `bench train`: training steps/s on the compute device, on random data.
+fn bench_train(
+    size: usize,
+    batch: usize,
+    steps: usize,
+    models: &str,
+    pytorch: &PytorchArgs,
+) -> anyhow::Result<()> {
+    use crate::model::checkpoint::AnyModel;
     use burn::module::Module;
     use burn::optim::{AdamConfig, GradientsParams};
     use burn::tensor::{Distribution, Tensor};
-    let g = crate::gpu::shared()?;
-    let ad = g.device.clone().autodiff();
+    let nets = BenchNet::parse_list(models)?;
+    let c = crate::gpu::compute()?;
+    let ad = c.device.clone().autodiff();
     println!(
         "device: {}; batch {batch} x {size}x{size}, MSE, Adam",
-        g.report.summary()
+        c.summary()
     );
     fn time<M: Module>(
         name: &str,
@@ -424,7 +665,7 @@ fn bench_train(size: usize, batch: usize, steps: usize) -> anyhow::Result<()> {
         forward: &dyn Fn(&M, Tensor<4>) -> Tensor<4>,
         (batch, size, steps): (usize, usize, usize),
         ad: &burn::tensor::Device,
-    ) {
+    ) -> f64 {
         let x = Tensor::<4>::random([batch, cin, size, size], Distribution::Default, ad);
         let y = Tensor::<4>::random([batch, 1, size, size], Distribution::Default, ad);
         let mut optim = AdamConfig::new().init();
@@ -452,21 +693,36 @@ fn bench_train(size: usize, batch: usize, steps: usize) -> anyhow::Result<()> {
             warm,
             model.num_params()
         );
+        1.0 / s
     }
     let args = (batch, size, steps);
-    let small = UnetConfig::new()
-        .with_base_width(16)
-        .with_levels(4)
-        .with_input_size(size)
-        .init(&ad);
-    time("U-Net 16/4", small, 1, &|m, x| m.forward(x), args, &ad);
-    let unet = UnetConfig::new().with_input_size(size).init(&ad);
-    time("U-Net 32/4", unet, 1, &|m, x| m.forward(x), args, &ad);
-    let d34 = DrunetConfig::new()
-        .with_depth(34)
-        .with_input_size(size)
-        .init(&ad)
-        .map_err(|e| anyhow::anyhow!(e))?;
-    time("DRUNet-34", d34, 3, &|m, x| m.forward(x), args, &ad);
+    let mut ours = Vec::new();
+    for (spec, net) in &nets {
+        let rate = match net.spec(size).init(&ad).map_err(|e| anyhow::anyhow!(e))? {
+            AnyModel::Unet(m) => time(&net.name(), m, 1, &|m, x| m.forward(x), args, &ad),
+            AnyModel::Drunet(m) => time(&net.name(), m, 3, &|m, x| m.forward(x), args, &ad),
+            AnyModel::Classifier(_) => unreachable!("not benchmarked"),
+        };
+        ours.push((spec.clone(), net.name(), rate));
+    }
+    if pytorch.against_pytorch {
+        for conv_before_up in [false, true] {
+            if let Some(v) = run_pytorch(pytorch, "train", models, (size, batch, steps), conv_before_up) {
+                print_against(
+                    &v,
+                    &ours,
+                    "steps_per_s",
+                    "steps/s",
+                    if conv_before_up {
+                        "train mode, MSE, Adam, Up as 1x1 conv then nearest x2 as ours"
+                    } else {
+                        "train mode, MSE, Adam, Up as nearest x2 then 1x1 conv"
+                    },
+                );
+            } else {
+                break;
+            }
+        }
+    }
     Ok(())
 }

@@ -12,6 +12,7 @@ pub mod study;
 pub mod train;
 
 use crate::app::{self, AppOptions};
+use crate::gpu::{ComputeDevice, DeviceChoice};
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
@@ -82,6 +83,10 @@ pub enum Command {
         /// Which benchmark.
         #[command(subcommand)]
         what: bench::Bench,
+        /// Where the networks run: auto (measured once, cached), cpu (burn-flex) or gpu (wgpu);
+        /// default: $SYNTHSCOPE_DEVICE, else auto.
+        #[arg(long, global = true, value_name = "auto|cpu|gpu")]
+        device: Option<DeviceChoice>,
     },
     /// Train a synthesis network headless (the Training panel's loop) and write a run folder.
     Train(train::TrainArgs),
@@ -97,6 +102,15 @@ pub enum Command {
         #[command(subcommand)]
         what: study::StudyCmd,
     },
+}
+
+/// The compute device for networks: `asked` (a `--device` flag) when given, else
+/// `$SYNTHSCOPE_DEVICE`, else auto (measured once per machine and cached).
+pub(crate) fn compute_device(asked: Option<DeviceChoice>) -> anyhow::Result<&'static ComputeDevice> {
+    Ok(match asked {
+        Some(c) => crate::gpu::init_compute(c)?,
+        None => crate::gpu::compute()?,
+    })
 }
 
 /// Entry point of the binary.
@@ -122,7 +136,7 @@ pub fn main() -> anyhow::Result<()> {
         Command::Synthesize(a) => model::synthesize(&a),
         Command::Model { what } => model::model_cmd(what),
         Command::SelfTest { json } => model::self_test(json),
-        Command::Bench { what } => bench::run(what),
+        Command::Bench { what, device } => bench::run(what, device),
         Command::Train(a) => train::train(&a),
         Command::Runs { what } => train::runs(what),
         Command::Study { what } => study::run(what),

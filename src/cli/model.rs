@@ -46,6 +46,10 @@ pub struct SynthesizeArgs {
     /// Slices per batch.
     #[arg(long, default_value_t = 4)]
     pub batch: usize,
+    /// Where the network runs: auto (measured once, cached), cpu (burn-flex) or gpu (wgpu);
+    /// default: $SYNTHSCOPE_DEVICE, else auto.
+    #[arg(long, value_name = "auto|cpu|gpu")]
+    pub device: Option<crate::gpu::DeviceChoice>,
 }
 
 /// Model subcommands.
@@ -87,15 +91,28 @@ pub(super) fn model_cmd(what: ModelCmd) -> anyhow::Result<()> {
     }
 }
 
-/// `self-test`: the burn self-test on the shared GPU device, and the adapter.
+/// `self-test`: the burn self-test on the shared GPU device and on the compute device, the
+/// adapter, and which device computes and why.
 pub(super) fn self_test(json: bool) -> anyhow::Result<()> {
     let g = crate::gpu::shared()?;
     let t0 = Instant::now();
     let t = crate::gpu::self_test(&g.device, 64)?;
+    let first_ms = t0.elapsed().as_secs_f64() * 1e3;
+    let c = crate::gpu::compute()?;
+    let ct = match c.kind {
+        crate::gpu::ComputeKind::Gpu => t.clone(),
+        crate::gpu::ComputeKind::Cpu => crate::gpu::self_test(&c.device, 64)?,
+    };
     if json {
         println!(
             "{}",
-            serde_json::json!({"adapter": g.report, "self_test": t, "first_run_ms": t0.elapsed().as_secs_f64() * 1e3})
+            serde_json::json!({
+                "adapter": g.report, "self_test": t, "first_run_ms": first_ms,
+                "compute": {
+                    "kind": c.kind, "summary": c.summary(), "reason": c.reason,
+                    "probe_ms": c.probe, "cached": c.cached, "self_test": ct,
+                },
+            })
         );
     } else {
         println!("adapter: {}", g.report.summary());
@@ -103,9 +120,19 @@ pub(super) fn self_test(json: bool) -> anyhow::Result<()> {
             "self-test: gpu {:.5} cpu {:.5} rel.err {:.2e} in {:.1} ms",
             t.gpu_value, t.cpu_value, t.rel_error, t.gpu_ms
         );
+        println!("compute device: {}", c.describe());
+        if c.kind == crate::gpu::ComputeKind::Cpu {
+            println!(
+                "compute self-test: {:.5} rel.err {:.2e} in {:.1} ms",
+                ct.gpu_value, ct.rel_error, ct.gpu_ms
+            );
+        }
     }
     if !t.passed() {
         bail!("GPU self-test failed: relative error {:.2e}", t.rel_error);
+    }
+    if !ct.passed() {
+        bail!("compute self-test failed: relative error {:.2e}", ct.rel_error);
     }
     Ok(())
 }
@@ -119,7 +146,7 @@ pub(super) fn synthesize(a: &SynthesizeArgs) -> anyhow::Result<()> {
         a.batch,
     );
     use crate::model::checkpoint::{ModelSpec, load};
-    let g = crate::gpu::shared()?;
+    let g = super::compute_device(a.device)?;
     let (net, meta) = load(model, &g.device).map_err(|e| anyhow::anyhow!(e))?;
     let direction = match &meta.model {
         ModelSpec::Unet(c) => c.direction,
@@ -145,7 +172,7 @@ pub(super) fn synthesize(a: &SynthesizeArgs) -> anyhow::Result<()> {
         v.geometry.dims[2],
         secs,
         v.geometry.dims[2] as f64 / secs,
-        g.report.summary()
+        g.summary()
     );
     Ok(())
 }
@@ -260,8 +287,8 @@ fn model_import(weights: &Path, arch: &str, direction: &str, out: &Path) -> anyh
         }
         other => bail!("unknown architecture {other}: unet, drunet18/34/50/101, classifier"),
     };
-    let g = crate::gpu::shared()?;
-    let mut model = spec.init(&g.device).map_err(|e| anyhow::anyhow!(e))?;
+    let device = crate::gpu::compute_device()?;
+    let mut model = spec.init(&device).map_err(|e| anyhow::anyhow!(e))?;
     let r = crate::model::import::import_pytorch(&mut model, weights)
         .map_err(|e| anyhow::anyhow!(e))?;
     save(

@@ -172,7 +172,7 @@ fn check(file: &Path) -> anyhow::Result<()> {
 pub(super) fn demo(out: &Path, patients: usize, slab: usize, design: Design) -> anyhow::Result<()> {
     use crate::io::phantom::{PhantomConfig, phantom_patient};
     std::fs::create_dir_all(out)?;
-    let g = crate::gpu::shared()?;
+    let g = crate::gpu::compute()?;
     let (model, _, _) = crate::model::demo::load_demo_model(&g.device).map_err(|e| anyhow!(e))?;
     let mut cases = Vec::new();
     for k in 0..patients.max(1) {

@@ -22,6 +22,10 @@ pub struct TrainArgs {
     /// OUT/classifier.{bpk,json}: the classifier Grad-CAM view and classifier losses load it.
     #[arg(long)]
     pub classifier_only: bool,
+    /// Where the network trains: auto (measured once, cached), cpu (burn-flex) or gpu (wgpu);
+    /// default: $SYNTHSCOPE_DEVICE, else auto.
+    #[arg(long, value_name = "auto|cpu|gpu")]
+    pub device: Option<crate::gpu::DeviceChoice>,
 }
 
 /// Run-folder subcommands.
@@ -49,8 +53,8 @@ pub(super) fn train(a: &TrainArgs) -> anyhow::Result<()> {
             out.display()
         );
     }
-    let g = crate::gpu::shared()?;
-    println!("device: {}", g.report.summary());
+    let g = super::compute_device(a.device)?;
+    println!("device: {}", g.describe());
     let t = Instant::now();
     let cases = data::load_cases(&cfg, &Progress::default()).map_err(|e| anyhow!(e))?;
     let dataset = Dataset::split(cases, cfg.validation_fraction);

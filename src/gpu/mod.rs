@@ -3,7 +3,12 @@
 //! burn-wgpu acquires the adapter and device (asking for the limits and features its compiler
 //! needs) and registers them as its runtime exactly once; the same instance, adapter, device
 //! and queue are handed to eframe as an existing setup, so views, inference and training all
-//! share one device and one queue.
+//! share one device and one queue. Networks run on the compute device of [`compute`]: this one
+//! on a real GPU, burn's CPU backend on a software adapter (measured, cached, overridable).
+
+pub mod compute;
+
+pub use compute::{ComputeDevice, ComputeKind, DeviceChoice, compute, compute_device, init_compute};
 
 use burn::tensor::wgpu::{WgpuSetup, wgpu};
 use burn::tensor::{Device, Tensor, TensorData};

@@ -159,6 +159,16 @@ impl AnyModel {
         }
     }
 
+    /// The inference form of a synthesis network (batch norms folded into their convolutions,
+    /// see [`super::blocks::ConvBn::fold`]); a classifier is returned as it is.
+    pub fn folded(&self) -> AnyModel {
+        match self {
+            AnyModel::Unet(m) => AnyModel::Unet(m.valid().fold()),
+            AnyModel::Drunet(m) => AnyModel::Drunet(m.valid().fold()),
+            AnyModel::Classifier(m) => AnyModel::Classifier(m.valid()),
+        }
+    }
+
     /// Names of the layers whose activations [`Self::activations`] returns.
     pub fn layer_names(&self) -> Vec<String> {
         match self {

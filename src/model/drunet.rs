@@ -151,6 +151,19 @@ pub struct DrunetFeatures {
 }
 
 impl Drunet {
+    /// The inference form: every batch norm folded into its convolution (see
+    /// [`ConvBn::fold`]); same output as the evaluation-mode network, never for training.
+    pub fn fold(self) -> Self {
+        Self {
+            stem: self.stem.fold(),
+            encoder: self.encoder.into_iter().map(Stage::fold).collect(),
+            ups: self.ups.into_iter().map(Up::fold).collect(),
+            decoder: self.decoder.into_iter().map(Stage::fold).collect(),
+            final_up: self.final_up.fold(),
+            ..self
+        }
+    }
+
     /// x: [B, in, H, W] -> [B, out, H, W] (H, W multiples of 32): the image.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         self.forward_features(x).output

@@ -55,6 +55,13 @@ impl DoubleConv {
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         relu(self.b.forward(relu(self.a.forward(x))))
     }
+
+    fn fold(self) -> Self {
+        Self {
+            a: self.a.fold(),
+            b: self.b.fold(),
+        }
+    }
 }
 
 /// The U-Net.
@@ -110,6 +117,17 @@ impl UnetConfig {
 }
 
 impl Unet {
+    /// The inference form: every batch norm folded into its convolution (see
+    /// [`ConvBn::fold`]); same output as the evaluation-mode network, never for training.
+    pub fn fold(self) -> Self {
+        Self {
+            down: self.down.into_iter().map(DoubleConv::fold).collect(),
+            ups: self.ups.into_iter().map(Up::fold).collect(),
+            up_convs: self.up_convs.into_iter().map(DoubleConv::fold).collect(),
+            ..self
+        }
+    }
+
     /// Every level's activation, shallow to deep and back: the encoder levels (full size down to
     /// the bottleneck), the decoder levels, then the output.
     pub fn forward_features(&self, x: Tensor<4>) -> Vec<Tensor<4>> {

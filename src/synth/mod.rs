@@ -1,6 +1,7 @@
 //! Inference: a trained network turns a whole volume into its other modality, slice by slice in
 //! batches on the shared device, with the normalisation training uses and its inverse (see
-//! [`crate::model::normalise`]).
+//! [`crate::model::normalise`]). The network runs in its inference form: batch norms folded into
+//! their convolutions once per call ([`AnyModel::folded`]).
 
 use crate::io::Progress;
 use crate::model::checkpoint::AnyModel;
@@ -43,6 +44,8 @@ pub fn synthesize(
 /// Wall time of each stage of [`synthesize`] (s).
 #[derive(Clone, Copy, Debug, Default, serde::Serialize)]
 pub struct StageTimes {
+    /// Folding the batch norms into the convolutions (once per call).
+    pub fold: f64,
     /// Normalising, repeating and padding slices, and uploading them.
     pub prepare: f64,
     /// The network's forward pass, including reading its output back.
@@ -66,6 +69,9 @@ pub fn synthesize_timed(
     if matches!(model, AnyModel::Classifier(_)) {
         return Err(ModelError::Unsupported("a classifier cannot synthesise images".into()).into());
     }
+    let t = clock();
+    let model = &model.folded();
+    times.fold = t.elapsed().as_secs_f64();
     let (channels, multiple) = model.input_layout();
     let [nx, ny, nz] = input.geometry.dims;
     let (px, py) = (

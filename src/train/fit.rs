@@ -91,8 +91,8 @@ pub(super) fn repeat_channels(x: Tensor<4>, channels: usize) -> Tensor<4> {
     }
 }
 
-/// Train `cfg` on `dataset`, writing the run folder `run_dir`. `device` is the shared plain
-/// device; training uses its autodiff twin. Events go to `on_event` as they happen.
+/// Train `cfg` on `dataset`, writing the run folder `run_dir`. `device` is the plain compute
+/// device (see [`crate::gpu::compute`]); training uses its autodiff twin. Events go to `on_event` as they happen.
 pub fn train(
     cfg: &TrainConfig,
     dataset: &Dataset,
@@ -345,9 +345,7 @@ fn run_loop<M: SynthNet>(
         last,
         best,
         split: a.dataset.split_note.clone(),
-        device: crate::gpu::shared()
-            .map(|g| g.report.summary())
-            .unwrap_or_else(|e| e.to_string()),
+        device: crate::gpu::compute::label(a.device),
     };
     let text =
         serde_json::to_string_pretty(&summary).map_err(|e| TrainError::Config(e.to_string()))?;

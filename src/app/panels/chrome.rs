@@ -3,7 +3,7 @@
 
 use crate::app::SynthScopeApp;
 use crate::app::command::{Command, Task};
-use crate::app::jobs::{Job, LoadRequest};
+use crate::app::jobs::{Job, LoadJob, LoadRequest};
 use crate::app::panels::dialogs::Dialog;
 use crate::app::viewer::view::Orientation;
 use crate::gpu::{AdapterReport, SelfTest};
@@ -59,6 +59,111 @@ impl Diagnostics {
             self.job = None;
             self.self_test = Some(r.unwrap_or_else(|e| Err(e.to_string())));
         }
+    }
+
+    /// The Diagnostics window.
+    pub fn ui(&mut self, ctx: &egui::Context) {
+        let d = self;
+        let mut open = d.show;
+        egui::Window::new("Diagnostics").open(&mut open).show(ctx, |ui| {
+            match &d.adapter {
+                Some(a) => {
+                    ui.label(format!("Adapter: {}", a.name));
+                    ui.label(format!("Type: {}  Backend: {}  Driver: {}", a.device_type, a.backend, a.driver));
+                    if a.software {
+                        ui.colored_label(egui::Color32::YELLOW, "Software rendering (Mesa lavapipe): no GPU found; everything works, slower.");
+                    }
+                }
+                None => {
+                    ui.label("No GPU renderer.");
+                }
+            }
+            ui.separator();
+            ui.label("One device: the views and burn share one wgpu device and queue.");
+            match &d.self_test {
+                None if d.job.is_some() => {
+                    ui.horizontal(|ui| {
+                        ui.spinner();
+                        ui.label("burn self-test running (first run compiles shaders)…");
+                    });
+                }
+                None => {
+                    ui.label("burn self-test not run.");
+                }
+                Some(Ok(t)) => {
+                    let ok = if t.passed() { "passed" } else { "FAILED" };
+                    ui.label(format!(
+                        "burn self-test {ok}: sum(relu(A·B)) {n}x{n} = {:.4} (CPU {:.4}, rel. error {:.1e}) in {:.1} ms",
+                        t.gpu_value,
+                        t.cpu_value,
+                        t.rel_error,
+                        t.gpu_ms,
+                        n = t.n
+                    ));
+                }
+                Some(Err(e)) => {
+                    ui.colored_label(egui::Color32::LIGHT_RED, format!("burn self-test failed: {e}"));
+                }
+            }
+            if !d.frame_ms.is_empty() {
+                let mut v: Vec<f64> = d.frame_ms.iter().copied().collect();
+                v.sort_by(f64::total_cmp);
+                ui.label(format!("Frame time: median {:.1} ms, p95 {:.1} ms", v[v.len() / 2], v[(v.len() * 95 / 100).min(v.len() - 1)]));
+            }
+        });
+        d.show = open;
+    }
+}
+
+/// The progress of `load`, if one runs, with Cancel.
+pub(crate) fn progress_ui(
+    ctx: &egui::Context,
+    load: Option<&LoadJob>,
+    commands: &mut Vec<Command>,
+) {
+    let Some(load) = load else { return };
+    egui::Window::new("Loading")
+        .collapsible(false)
+        .resizable(false)
+        .anchor(egui::Align2::CENTER_CENTER, [0.0, 0.0])
+        .show(ctx, |ui| {
+            ui.label(&load.label);
+            ui.label(load.job.progress().stage());
+            ui.add(
+                egui::ProgressBar::new(load.job.progress().fraction())
+                    .show_percentage()
+                    .desired_width(320.0),
+            );
+            if ui.button("Cancel").clicked() {
+                commands.push(Command::Cancel(Task::Load));
+            }
+        });
+    ctx.request_repaint_after(Duration::from_millis(100));
+}
+
+/// The messages not yet dismissed, with Dismiss.
+pub(crate) fn errors_ui(ctx: &egui::Context, errors: &mut Vec<String>) {
+    if errors.is_empty() {
+        return;
+    }
+    let mut clear = false;
+    egui::Window::new("Messages")
+        .anchor(egui::Align2::RIGHT_BOTTOM, [-8.0, -32.0])
+        .default_width(480.0)
+        .show(ctx, |ui| {
+            egui::ScrollArea::vertical()
+                .max_height(160.0)
+                .show(ui, |ui| {
+                    for e in errors.iter() {
+                        ui.label(e);
+                    }
+                });
+            if ui.button("Dismiss").clicked() {
+                clear = true;
+            }
+        });
+    if clear {
+        errors.clear();
     }
 }
 
@@ -211,104 +316,6 @@ impl SynthScopeApp {
                 }
             });
         });
-    }
-
-    pub(crate) fn diagnostics_ui(&mut self, ctx: &egui::Context) {
-        let d = &mut self.diagnostics;
-        let mut open = d.show;
-        egui::Window::new("Diagnostics").open(&mut open).show(ctx, |ui| {
-            match &d.adapter {
-                Some(a) => {
-                    ui.label(format!("Adapter: {}", a.name));
-                    ui.label(format!("Type: {}  Backend: {}  Driver: {}", a.device_type, a.backend, a.driver));
-                    if a.software {
-                        ui.colored_label(egui::Color32::YELLOW, "Software rendering (Mesa lavapipe): no GPU found; everything works, slower.");
-                    }
-                }
-                None => {
-                    ui.label("No GPU renderer.");
-                }
-            }
-            ui.separator();
-            ui.label("One device: the views and burn share one wgpu device and queue.");
-            match &d.self_test {
-                None if d.job.is_some() => {
-                    ui.horizontal(|ui| {
-                        ui.spinner();
-                        ui.label("burn self-test running (first run compiles shaders)…");
-                    });
-                }
-                None => {
-                    ui.label("burn self-test not run.");
-                }
-                Some(Ok(t)) => {
-                    let ok = if t.passed() { "passed" } else { "FAILED" };
-                    ui.label(format!(
-                        "burn self-test {ok}: sum(relu(A·B)) {n}x{n} = {:.4} (CPU {:.4}, rel. error {:.1e}) in {:.1} ms",
-                        t.gpu_value,
-                        t.cpu_value,
-                        t.rel_error,
-                        t.gpu_ms,
-                        n = t.n
-                    ));
-                }
-                Some(Err(e)) => {
-                    ui.colored_label(egui::Color32::LIGHT_RED, format!("burn self-test failed: {e}"));
-                }
-            }
-            if !d.frame_ms.is_empty() {
-                let mut v: Vec<f64> = d.frame_ms.iter().copied().collect();
-                v.sort_by(f64::total_cmp);
-                ui.label(format!("Frame time: median {:.1} ms, p95 {:.1} ms", v[v.len() / 2], v[(v.len() * 95 / 100).min(v.len() - 1)]));
-            }
-        });
-        d.show = open;
-    }
-
-    pub(crate) fn progress_ui(&mut self, ctx: &egui::Context) {
-        let Some(load) = &self.load_job else { return };
-        egui::Window::new("Loading")
-            .collapsible(false)
-            .resizable(false)
-            .anchor(egui::Align2::CENTER_CENTER, [0.0, 0.0])
-            .show(ctx, |ui| {
-                ui.label(&load.label);
-                ui.label(load.job.progress().stage());
-                ui.add(
-                    egui::ProgressBar::new(load.job.progress().fraction())
-                        .show_percentage()
-                        .desired_width(320.0),
-                );
-                if ui.button("Cancel").clicked() {
-                    self.commands.push(Command::Cancel(Task::Load));
-                }
-            });
-        ctx.request_repaint_after(Duration::from_millis(100));
-    }
-
-    pub(crate) fn errors_ui(&mut self, ctx: &egui::Context) {
-        if self.errors.is_empty() {
-            return;
-        }
-        let mut clear = false;
-        egui::Window::new("Messages")
-            .anchor(egui::Align2::RIGHT_BOTTOM, [-8.0, -32.0])
-            .default_width(480.0)
-            .show(ctx, |ui| {
-                egui::ScrollArea::vertical()
-                    .max_height(160.0)
-                    .show(ui, |ui| {
-                        for e in &self.errors {
-                            ui.label(e);
-                        }
-                    });
-                if ui.button("Dismiss").clicked() {
-                    clear = true;
-                }
-            });
-        if clear {
-            self.errors.clear();
-        }
     }
 
     pub(crate) fn keyboard(&mut self, ctx: &egui::Context) {

@@ -1,9 +1,7 @@
 //! Native file dialogs on worker threads (they block their thread), and what their answers do.
 
 use crate::app::SynthScopeApp;
-use crate::app::command::Command;
-use crate::app::jobs::LoadRequest;
-use crate::app::jobs::{Job, Worker, repaint};
+use crate::app::jobs::{Job, Wake, Worker};
 use crate::volume::resample::resample;
 use std::path::{Path, PathBuf};
 
@@ -81,72 +79,62 @@ fn ask(d: Dialog) -> Option<PathBuf> {
     }
 }
 
-impl SynthScopeApp {
+impl Dialogs {
     /// Ask for files (or a `folder`) to open.
-    pub(crate) fn pick_files(&mut self, ctx: &egui::Context, folder: bool) {
-        let job = Job::spawn(
-            "file-dialog",
-            (),
-            repaint(ctx),
-            move |(), _: &Worker<()>| {
-                let d =
-                    rfd::FileDialog::new().set_title("Open CT / MR (DICOM folder or files, NIfTI)");
-                if folder {
-                    d.pick_folder().map(|p| vec![p])
-                } else {
-                    d.pick_files()
-                }
-            },
-        );
-        match job {
-            Ok(j) => self.dialogs.open = Some(j),
-            Err(e) => self.errors.push(format!("File dialog: {}", e.error)),
-        }
+    pub(crate) fn pick(&mut self, folder: bool, wake: Wake) -> Result<(), String> {
+        let job = Job::spawn("file-dialog", (), wake, move |(), _: &Worker<()>| {
+            let d = rfd::FileDialog::new().set_title("Open CT / MR (DICOM folder or files, NIfTI)");
+            if folder {
+                d.pick_folder().map(|p| vec![p])
+            } else {
+                d.pick_files()
+            }
+        });
+        self.open = Some(job.map_err(|e| format!("File dialog: {}", e.error))?);
+        Ok(())
     }
 
-    /// Open what File > Open was given.
-    pub(crate) fn poll_pick_files(&mut self) {
-        if let Some(r) = self.dialogs.open.as_ref().and_then(|j| j.take(None)) {
-            self.dialogs.open = None;
-            if let Ok(Some(paths)) = r
-                && !paths.is_empty()
-            {
-                self.commands.push(Command::Open(LoadRequest::Paths(paths)));
-            }
-        }
+    /// The files to open, once chosen.
+    pub(crate) fn picked(&mut self) -> Option<Vec<PathBuf>> {
+        let r = self.open.as_ref()?.take(None)?;
+        self.open = None;
+        r.ok().flatten().filter(|p| !p.is_empty())
     }
 
     /// Ask for the file of `d`.
-    pub(crate) fn open_dialog(&mut self, ctx: &egui::Context, d: Dialog) {
-        match Job::spawn("file-dialog", d, repaint(ctx), |d, _: &Worker<()>| ask(d)) {
-            Ok(j) => self.dialogs.file = Some((d, j)),
-            Err(e) => self.errors.push(format!("File dialog: {}", e.error)),
-        }
+    pub(crate) fn ask(&mut self, d: Dialog, wake: Wake) -> Result<(), String> {
+        let job = Job::spawn("file-dialog", d, wake, |d, _: &Worker<()>| ask(d))
+            .map_err(|e| format!("File dialog: {}", e.error))?;
+        self.file = Some((d, job));
+        Ok(())
     }
 
-    /// Act on the answer of the file dialog, once given.
-    pub(crate) fn poll_dialog(&mut self) {
-        if let Some((d, job)) = &self.dialogs.file
-            && let Some(r) = job.take(None)
-        {
-            let d = *d;
-            self.dialogs.file = None;
-            if let Ok(Some(path)) = r {
-                self.transform_file(d, &path);
-            }
-        }
+    /// The dialog answered and its file, once chosen.
+    pub(crate) fn answered(&mut self) -> Option<(Dialog, PathBuf)> {
+        let (d, job) = self.file.as_ref()?;
+        let (d, r) = (*d, job.take(None)?);
+        self.file = None;
+        r.ok().flatten().map(|p| (d, p))
     }
+}
 
-    /// Save or load the transform, or save the MR resampled onto the CT grid.
-    fn transform_file(&mut self, d: Dialog, path: &Path) {
+impl SynthScopeApp {
+    /// Act on the file chosen in dialog `d`: load or save it.
+    pub(crate) fn file_chosen(&mut self, d: Dialog, path: &Path) {
         match d {
             Dialog::LoadModel => self.load_model(path),
-            Dialog::LoadClassifier => self.load_classifier(path),
+            Dialog::LoadClassifier => {
+                let r = self.gradcam.load_classifier(path);
+                self.report(r);
+            }
             Dialog::OpenStudy => self.open_study(path),
-            Dialog::SaveStudy => self.save_study(path),
-            Dialog::AddStudyCase => self.add_study_case(path),
+            Dialog::SaveStudy => self.study.save(path),
+            Dialog::AddStudyCase => self.study.add_case(path),
             Dialog::OpenResults => self.open_results(path),
-            Dialog::SaveStudyCsv => self.export_study_csv(path),
+            Dialog::SaveStudyCsv => {
+                let r = self.study.export_csv(path);
+                self.report(r);
+            }
             Dialog::SaveViewPng => self.save_screenshot(path, true),
             Dialog::SaveWindowPng => self.save_screenshot(path, false),
             Dialog::SaveSyntheticDicom => {

@@ -1,10 +1,12 @@
 //! The Feature-map window: the chosen layer's activations for the input slice at the
 //! crosshair, one tile per channel, and the first layer's filters.
 
+use super::Cx;
+use super::synthesis::ModelInput;
 use crate::analysis::features::{FeatureMaps, first_filters, slice_features};
-use crate::app::SynthScopeApp;
 use crate::app::command::{Command, Task};
-use crate::app::jobs::{ModelJob, repaint};
+use crate::app::jobs::{ModelJob, Wake};
+use crate::app::model_slot::ModelSlot;
 use crate::app::panels::run_button;
 use crate::volume::Colormap;
 use std::time::Duration;
@@ -41,6 +43,11 @@ impl Default for FeatureState {
 }
 
 impl FeatureState {
+    /// Whether a computation is running.
+    pub(crate) fn is_running(&self) -> bool {
+        self.job.is_some()
+    }
+
     /// Progress (and cancellation) of the running computation.
     pub(crate) fn progress(&self) -> Option<&crate::io::Progress> {
         self.job.as_ref().map(|j| j.progress())
@@ -67,43 +74,50 @@ fn jet_image(v: &[f32], w: usize, h: usize) -> egui::ColorImage {
     egui::ColorImage::from_rgba_unmultiplied([w, h], &rgba)
 }
 
-impl SynthScopeApp {
-    /// Compute the chosen layer's activations for the input slice at the crosshair.
-    pub(crate) fn start_features(&mut self, ctx: &egui::Context) {
-        if self.features.job.is_some() || self.synthesis.job.is_some() {
-            return;
-        }
-        let Some((direction, input, v)) = self.model_input_at_crosshair("Feature maps") else {
-            return;
+impl FeatureState {
+    /// Compute the chosen layer's activations for the slice of `input` (None: no network home).
+    pub(crate) fn start(
+        &mut self,
+        model: &mut ModelSlot,
+        input: Option<ModelInput>,
+        wake: Wake,
+    ) -> Result<(), String> {
+        let Some((direction, input, v)) = input else {
+            return Ok(());
         };
         let z = v[2].round().max(0.0) as usize;
-        let layer = self.features.layer;
-        let job = self.model.run("model", repaint(ctx), move |m, _| {
+        let layer = self.layer;
+        let job = model.run("model", wake, move |m, _| {
             let device = crate::gpu::shared()
                 .map_err(|e| e.to_string())?
                 .device
                 .clone();
             slice_features(m, direction, &input, z, layer, 64, &device).map_err(|e| e.to_string())
         });
-        match job {
-            Some(Ok(j)) => self.features.job = Some(j),
-            Some(Err(e)) => self.errors.push(format!("Feature maps: {e}")),
-            None => {}
+        if let Some(j) = job {
+            self.job = Some(j.map_err(|e| format!("Feature maps: {e}"))?);
         }
+        Ok(())
     }
 
-    /// Collect a finished feature-map computation (`timeout`: wait that long; None: poll).
-    pub(crate) fn poll_features(&mut self, ctx: &egui::Context, timeout: Option<Duration>) {
-        let Some(r) = self.features.job.as_ref().and_then(|j| j.finish(timeout)) else {
-            return;
+    /// Collect a finished computation, the network back (`timeout`: wait that long; None:
+    /// only look).
+    pub(crate) fn take(
+        &mut self,
+        ctx: &egui::Context,
+        model: &mut ModelSlot,
+        timeout: Option<Duration>,
+    ) -> Result<(), String> {
+        let Some(r) = self.job.as_ref().and_then(|j| j.finish(timeout)) else {
+            return Ok(());
         };
-        self.features.job = None;
-        let r = match self.model.returned(r) {
+        self.job = None;
+        let r = match model.returned(r) {
             Ok(Some(r)) => r,
-            Ok(None) => return,
+            Ok(None) => return Ok(()),
             Err(e) => Err(e.to_string()),
         };
-        let f = &mut self.features;
+        let f = self;
         match r {
             Ok(maps) => {
                 f.textures = maps
@@ -126,27 +140,24 @@ impl SynthScopeApp {
                 f.enlarged = None;
                 f.maps = Some(maps);
             }
-            Err(e) => self.errors.push(format!("Feature maps: {e}")),
+            Err(e) => return Err(format!("Feature maps: {e}")),
         }
+        Ok(())
     }
 
-    /// Wait for a running feature computation (tests).
-    pub fn wait_for_features(&mut self, ctx: &egui::Context, timeout: Duration) {
-        self.poll_features(ctx, Some(timeout));
-    }
-
-    pub(crate) fn features_ui(&mut self, ctx: &egui::Context) {
-        let mut open = self.features.show;
+    /// The window.
+    pub(crate) fn ui(&mut self, ctx: &egui::Context, cx: &mut Cx) {
+        let mut open = self.show;
         egui::Window::new("Feature maps")
             .open(&mut open)
             .default_width(560.0)
             .show(ctx, |ui| {
-                if self.model.notice_ui(ui) {
+                if cx.model.notice_ui(ui) {
                     return;
                 }
-                let f = &mut self.features;
+                let f = &mut *self;
                 ui.horizontal(|ui| {
-                    let names = self.model.layers();
+                    let names = cx.model.layers();
                     egui::ComboBox::from_label("Layer")
                         .selected_text(names.get(f.layer).cloned().unwrap_or_default())
                         .show_ui(ui, |ui| {
@@ -157,12 +168,11 @@ impl SynthScopeApp {
                     let click = run_button(
                         ui,
                         f.job.as_ref(),
-                        self.model.loaded.is_some(),
+                        cx.model.loaded.is_some(),
                         "Compute for this slice",
                     );
                     if let Some(c) = click {
-                        self.commands
-                            .push(c.command(Command::StartFeatures, Task::Features));
+                        cx.push(c.command(Command::StartFeatures, Task::Features));
                     }
                 });
                 if let Some(maps) = &f.maps {
@@ -205,7 +215,7 @@ impl SynthScopeApp {
                 }
                 ui.collapsing("First-layer filters", |ui| {
                     if f.filter_textures.is_empty()
-                        && let Some((m, _)) = &self.model.loaded
+                        && let Some((m, _)) = &cx.model.loaded
                         && let Ok((filters, k)) = first_filters(m)
                     {
                         f.filter_textures = filters
@@ -227,6 +237,6 @@ impl SynthScopeApp {
                     });
                 });
             });
-        self.features.show = open;
+        self.show = open;
     }
 }

@@ -4,17 +4,20 @@
 //! - the MR/CT classifier (method 2, the Grad-CAM-guided U-Net): its class map for the real and
 //!   the synthetic slice at the crosshair side by side, on one scale, and their difference.
 
+use super::Cx;
+use super::synthesis::ModelInput;
 use crate::analysis::gradcam::{CamPair, CamSlice, CamTarget, cam_pair, slice_gradcam};
-use crate::app::SynthScopeApp;
 use crate::app::command::{Command, Task};
-use crate::app::jobs::{ModelJob, repaint};
-use crate::app::model_slot::Slot;
+use crate::app::jobs::{ModelJob, Wake};
+use crate::app::model_slot::{ModelSlot, Slot};
+use crate::app::pair::Pair;
 use crate::app::panels::dialogs::Dialog;
 use crate::app::panels::run_button;
 use crate::gpu;
 use crate::model::checkpoint::AnyModel;
-use crate::volume::Colormap;
+use crate::volume::{Colormap, Volume};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Grad-CAM window state.
@@ -138,143 +141,143 @@ fn diverging(d: &[f32], (w, h): (usize, usize)) -> egui::ColorImage {
     egui::ColorImage::from_rgba_unmultiplied([w, h], &rgba)
 }
 
-impl SynthScopeApp {
+impl GradcamState {
     /// Load an MR/CT classifier checkpoint for the classifier Grad-CAM view.
-    pub fn load_classifier(&mut self, path: &Path) {
-        let device = match gpu::shared() {
-            Ok(g) => g.device.clone(),
-            Err(e) => {
-                self.errors.push(e.to_string());
-                return;
-            }
-        };
+    pub(crate) fn load_classifier(&mut self, path: &Path) -> Result<(), String> {
+        let device = gpu::shared().map_err(|e| e.to_string())?.device.clone();
         match crate::model::checkpoint::load(path, &device) {
             Ok((m @ AnyModel::Classifier(_), _)) => {
-                self.gradcam.classifier.set(m, path.to_path_buf());
-                self.gradcam.pair = None;
+                self.classifier.set(m, path.to_path_buf());
+                self.pair = None;
+                Ok(())
             }
-            Ok(_) => self.errors.push(format!(
+            Ok(_) => Err(format!(
                 "{}: not a classifier (a synthesis network); load it in the Synthesis panel",
                 path.display()
             )),
-            Err(e) => self.errors.push(e.to_string()),
+            Err(e) => Err(e.to_string()),
         }
     }
 
     /// Load the embedded demo MR/CT classifier.
-    pub fn load_demo_classifier(&mut self) {
+    pub(crate) fn load_demo_classifier(&mut self) -> Result<(), String> {
         let r = gpu::shared().map_err(|e| e.to_string()).and_then(|g| {
             crate::model::demo::load_demo_classifier(&g.device).map_err(|e| e.to_string())
         });
         match r {
             Ok((m, _, name)) => {
-                self.gradcam.classifier.set(m, name);
-                self.gradcam.pair = None;
+                self.classifier.set(m, name);
+                self.pair = None;
+                Ok(())
             }
-            Err(e) => self.errors.push(format!("Demo classifier: {e}")),
+            Err(e) => Err(format!("Demo classifier: {e}")),
         }
     }
 
-    /// The real and synthetic slices at the crosshair on the synthetic volume's grid (the
-    /// real one resampled through the registration), with the synthetic modality.
-    fn real_and_synthetic_slices(&self) -> Result<SlicePair, String> {
-        use crate::model::Direction;
-        use crate::volume::{Affine, resample::resample};
-        let synth = self
-            .synthesis
-            .synthetic
-            .and_then(|i| self.volumes.get(i))
-            .ok_or("synthesise first: the view compares the real and the synthetic image")?;
-        let modality = synth.meta.modality.clone();
-        let mr_from_ct = self.pair.mr_from_ct;
-        let crosshair = self.viewer.view.crosshair;
-        let (real, to_real) = match self.model.direction() {
-            Some(Direction::CtToMr) => (self.mr_volume(), mr_from_ct),
-            _ => (
-                self.ct_volume(),
-                match mr_from_ct {
-                    Some(t) => Some(t.inverse().ok_or("the registration cannot be inverted")?),
-                    None => None,
-                },
-            ),
-        };
-        let real = real.ok_or(format!("no real {modality} loaded to compare with"))?;
-        let w = match (self.model.direction(), mr_from_ct) {
-            (Some(Direction::MrToCt), Some(t)) => t.apply(crosshair),
-            (Some(Direction::CtToMr), Some(t)) => {
-                t.inverse().map(|i| i.apply(crosshair)).unwrap_or(crosshair)
-            }
-            _ => crosshair,
-        };
-        let g = &synth.geometry;
-        let [nx, ny, nz] = g.dims;
-        let z = (g.voxel_from_world(w)[2].round().max(0.0) as usize).min(nz.saturating_sub(1));
-        // One slice of the synthetic grid as its own geometry, so only it is resampled.
-        let mut slice_grid = g.clone();
-        slice_grid.dims = [nx, ny, 1];
-        slice_grid.origin = g.world_from_voxel([0.0, 0.0, z as f64]);
-        let t = to_real.unwrap_or_else(|| Affine::identity([0.0; 3]));
-        let fill = if modality == "CT" { -1000.0 } else { 0.0 };
-        let real_slice = resample(real, &slice_grid, &t, fill).data;
-        let synth_slice = synth.data[z * nx * ny..(z + 1) * nx * ny].to_vec();
-        Ok((real_slice, synth_slice, (nx, ny), modality))
-    }
-
-    /// Compute the classifier's Grad-CAM for the real and synthetic slices at the crosshair.
-    pub(crate) fn start_cam_pair(&mut self, ctx: &egui::Context) {
-        if self.gradcam.pair_job.is_some() {
-            return;
+    /// Compute the classifier's Grad-CAM for the real and synthetic `slices` at the crosshair.
+    pub(crate) fn start_pair(
+        &mut self,
+        slices: Result<SlicePair, String>,
+        wake: Wake,
+    ) -> Result<(), String> {
+        if self.pair_job.is_some() {
+            return Ok(());
         }
-        let (real, synth, size, modality) = match self.real_and_synthetic_slices() {
-            Ok(v) => v,
-            Err(e) => {
-                self.errors.push(format!("Classifier Grad-CAM: {e}"));
-                return;
-            }
-        };
-        let layer = self.gradcam.classifier_layer;
-        let job = self
-            .gradcam
-            .classifier
-            .run("model", repaint(ctx), move |m, _| {
-                let AnyModel::Classifier(cls) = m else {
-                    return Err("not a classifier".into());
-                };
-                let device = gpu::shared().map_err(|e| e.to_string())?.device.clone();
-                cam_pair(cls, &modality, &real, &synth, size, layer, &device)
-                    .map_err(|e| e.to_string())
-            });
+        let (real, synth, size, modality) =
+            slices.map_err(|e| format!("Classifier Grad-CAM: {e}"))?;
+        let layer = self.classifier_layer;
+        let job = self.classifier.run("model", wake, move |m, _| {
+            let AnyModel::Classifier(cls) = m else {
+                return Err("not a classifier".into());
+            };
+            let device = gpu::shared().map_err(|e| e.to_string())?.device.clone();
+            cam_pair(cls, &modality, &real, &synth, size, layer, &device).map_err(|e| e.to_string())
+        });
         match job {
-            Some(Ok(j)) => self.gradcam.pair_job = Some(j),
-            Some(Err(e)) => self.errors.push(format!("Classifier Grad-CAM: {e}")),
-            None => self
-                .errors
-                .push("Classifier Grad-CAM: load a classifier first.".into()),
+            Some(j) => {
+                self.pair_job = Some(j.map_err(|e| format!("Classifier Grad-CAM: {e}"))?);
+                Ok(())
+            }
+            None => Err("Classifier Grad-CAM: load a classifier first.".into()),
         }
     }
 
     /// Collect a finished classifier computation (`timeout`: wait that long; None: poll).
-    pub(crate) fn take_cam_pair(&mut self, timeout: Option<Duration>) {
-        let g = &mut self.gradcam;
-        let Some(r) = g.pair_job.as_ref().and_then(|j| j.finish(timeout)) else {
-            return;
+    pub(crate) fn take_pair(&mut self, timeout: Option<Duration>) -> Result<(), String> {
+        let Some(r) = self.pair_job.as_ref().and_then(|j| j.finish(timeout)) else {
+            return Ok(());
         };
-        g.pair_job = None;
-        match g.classifier.returned(r) {
+        self.pair_job = None;
+        match self.classifier.returned(r) {
             Ok(Some(Ok(p))) => {
-                g.pair = Some(p);
-                g.pair_textures = None;
+                self.pair = Some(p);
+                self.pair_textures = None;
+                Ok(())
             }
-            Ok(Some(Err(e))) => self.errors.push(format!("Classifier Grad-CAM: {e}")),
-            Ok(None) => {}
-            Err(e) => self.errors.push(format!("Classifier Grad-CAM: {e}")),
+            Ok(None) => Ok(()),
+            Ok(Some(Err(e))) => Err(format!("Classifier Grad-CAM: {e}")),
+            Err(e) => Err(format!("Classifier Grad-CAM: {e}")),
+        }
+    }
+
+    /// Compute Grad-CAM for the slice of `input` under the crosshair (None: no network home).
+    pub(crate) fn start(
+        &mut self,
+        model: &mut ModelSlot,
+        input: Option<ModelInput>,
+        wake: Wake,
+    ) -> Result<(), String> {
+        let Some((direction, input, v)) = input else {
+            return Ok(());
+        };
+        let z = v[2].round().max(0.0) as usize;
+        let target = if self.bone {
+            CamTarget::Bone
+        } else {
+            CamTarget::Disc {
+                x: v[0].round().max(0.0) as usize,
+                y: v[1].round().max(0.0) as usize,
+                radius: self.radius,
+            }
+        };
+        let layer = self.layer;
+        let job = model.run("model", wake, move |m, _| {
+            let device = gpu::shared().map_err(|e| e.to_string())?.device.clone();
+            slice_gradcam(m, direction, &input, z, layer, target, &device)
+                .map_err(|e| e.to_string())
+        });
+        if let Some(j) = job {
+            self.job = Some(j.map_err(|e| format!("Grad-CAM: {e}"))?);
+        }
+        Ok(())
+    }
+
+    /// Collect a finished synthesis-network Grad-CAM, the network back (`timeout`: wait that
+    /// long; None: poll).
+    pub(crate) fn take(
+        &mut self,
+        model: &mut ModelSlot,
+        timeout: Option<Duration>,
+    ) -> Result<(), String> {
+        let Some(r) = self.job.as_ref().and_then(|j| j.finish(timeout)) else {
+            return Ok(());
+        };
+        self.job = None;
+        match model.returned(r) {
+            Ok(Some(Ok(c))) => {
+                self.result = Some(c);
+                self.texture = None;
+                Ok(())
+            }
+            Ok(None) => Ok(()),
+            Ok(Some(Err(e))) => Err(format!("Grad-CAM: {e}")),
+            Err(e) => Err(format!("Grad-CAM: {e}")),
         }
     }
 
     /// The classifier half of the Grad-CAM window.
-    fn classifier_cam_ui(&mut self, ctx: &egui::Context, ui: &mut egui::Ui) {
-        let g = &mut self.gradcam;
-        let commands = &mut self.commands;
+    fn classifier_ui(&mut self, ctx: &egui::Context, ui: &mut egui::Ui, cx: &mut Cx) {
+        let g = self;
         match g.classifier.info() {
             Some((p, _)) => {
                 ui.label(format!("Classifier: {}", p.display()));
@@ -288,14 +291,14 @@ impl SynthScopeApp {
         }
         ui.horizontal(|ui| {
             if ui.button("Load classifier…").clicked() {
-                commands.push(Command::Dialog(Dialog::LoadClassifier));
+                cx.push(Command::Dialog(Dialog::LoadClassifier));
             }
             if ui
                 .button("Demo classifier")
                 .on_hover_text(crate::model::demo::DEMO_CLASSIFIER_NAME)
                 .clicked()
             {
-                commands.push(Command::LoadDemoClassifier);
+                cx.push(Command::LoadDemoClassifier);
             }
         });
         egui::ComboBox::from_label("Classifier layer")
@@ -314,7 +317,7 @@ impl SynthScopeApp {
                 "Compare real and synthetic at the crosshair",
             );
             if let Some(c) = click {
-                commands.push(c.command(Command::StartCamPair, Task::CamPair));
+                cx.push(c.command(Command::StartCamPair, Task::CamPair));
             }
         });
         if let Some(p) = &g.pair {
@@ -380,56 +383,9 @@ impl SynthScopeApp {
         }
     }
 
-    /// Compute Grad-CAM for the input slice under the crosshair.
-    pub(crate) fn start_gradcam(&mut self, ctx: &egui::Context) {
-        if self.gradcam.job.is_some() || self.model.loaded.is_none() {
-            return;
-        }
-        let Some((direction, input, v)) = self.model_input_at_crosshair("Grad-CAM") else {
-            return;
-        };
-        let z = v[2].round().max(0.0) as usize;
-        let target = if self.gradcam.bone {
-            CamTarget::Bone
-        } else {
-            CamTarget::Disc {
-                x: v[0].round().max(0.0) as usize,
-                y: v[1].round().max(0.0) as usize,
-                radius: self.gradcam.radius,
-            }
-        };
-        let layer = self.gradcam.layer;
-        let job = self.model.run("model", repaint(ctx), move |m, _| {
-            let device = gpu::shared().map_err(|e| e.to_string())?.device.clone();
-            slice_gradcam(m, direction, &input, z, layer, target, &device)
-                .map_err(|e| e.to_string())
-        });
-        match job {
-            Some(Ok(j)) => self.gradcam.job = Some(j),
-            Some(Err(e)) => self.errors.push(format!("Grad-CAM: {e}")),
-            None => {}
-        }
-    }
-
-    /// Collect a finished synthesis-network Grad-CAM (`timeout`: wait that long; None: poll).
-    pub(crate) fn take_gradcam(&mut self, timeout: Option<Duration>) {
-        let Some(r) = self.gradcam.job.as_ref().and_then(|j| j.finish(timeout)) else {
-            return;
-        };
-        self.gradcam.job = None;
-        match self.model.returned(r) {
-            Ok(Some(Ok(c))) => {
-                self.gradcam.result = Some(c);
-                self.gradcam.texture = None;
-            }
-            Ok(Some(Err(e))) => self.errors.push(format!("Grad-CAM: {e}")),
-            Ok(None) => {}
-            Err(e) => self.errors.push(format!("Grad-CAM: {e}")),
-        }
-    }
-
-    pub(crate) fn gradcam_ui(&mut self, ctx: &egui::Context) {
-        let mut open = self.gradcam.show;
+    /// The window.
+    pub(crate) fn ui(&mut self, ctx: &egui::Context, cx: &mut Cx) {
+        let mut open = self.show;
         if !open {
             return;
         }
@@ -438,33 +394,29 @@ impl SynthScopeApp {
             .default_width(420.0)
             .show(ctx, |ui| {
                 ui.horizontal(|ui| {
+                    ui.selectable_value(&mut self.classifier_view, false, "Synthesis network");
                     ui.selectable_value(
-                        &mut self.gradcam.classifier_view,
-                        false,
-                        "Synthesis network",
-                    );
-                    ui.selectable_value(
-                        &mut self.gradcam.classifier_view,
+                        &mut self.classifier_view,
                         true,
                         "Classifier: real vs synthetic",
                     );
                 });
                 ui.separator();
-                if self.gradcam.classifier_view {
-                    self.classifier_cam_ui(ctx, ui);
+                if self.classifier_view {
+                    self.classifier_ui(ctx, ui, cx);
                     return;
                 }
-                if self.model.notice_ui(ui) {
+                if cx.model.notice_ui(ui) {
                     return;
                 }
-                let names: Vec<String> = self
+                let names: Vec<String> = cx
                     .model
                     .layers()
                     .iter()
                     .filter(|n| *n != "output")
                     .cloned()
                     .collect();
-                let g = &mut self.gradcam;
+                let g = &mut *self;
                 g.layer = g.layer.min(names.len().saturating_sub(1));
                 egui::ComboBox::from_label("Layer")
                     .selected_text(names.get(g.layer).cloned().unwrap_or_default())
@@ -492,8 +444,7 @@ impl SynthScopeApp {
                 ui.horizontal(|ui| {
                     let click = run_button(ui, g.job.as_ref(), true, "Compute for this slice");
                     if let Some(c) = click {
-                        self.commands
-                            .push(c.command(Command::StartGradcam, Task::Gradcam));
+                        cx.push(c.command(Command::StartGradcam, Task::Gradcam));
                     }
                 });
                 if let Some(c) = &g.result {
@@ -525,6 +476,54 @@ impl SynthScopeApp {
                     }
                 }
             });
-        self.gradcam.show = open;
+        self.show = open;
     }
+}
+
+/// The real and synthetic slices at the crosshair on the synthetic volume's grid (the
+/// real one resampled through the registration), with the synthetic modality.
+pub(crate) fn real_and_synthetic_slices(
+    volumes: &[Arc<Volume>],
+    synthetic: Option<usize>,
+    model: &ModelSlot,
+    pair: &Pair,
+    crosshair: [f64; 3],
+) -> Result<SlicePair, String> {
+    use crate::model::Direction;
+    use crate::volume::{Affine, resample::resample};
+    let synth = synthetic
+        .and_then(|i| volumes.get(i))
+        .ok_or("synthesise first: the view compares the real and the synthetic image")?;
+    let modality = synth.meta.modality.clone();
+    let mr_from_ct = pair.mr_from_ct;
+    let (real, to_real) = match model.direction() {
+        Some(Direction::CtToMr) => (pair.mr_volume(volumes), mr_from_ct),
+        _ => (
+            pair.ct_volume(volumes),
+            match mr_from_ct {
+                Some(t) => Some(t.inverse().ok_or("the registration cannot be inverted")?),
+                None => None,
+            },
+        ),
+    };
+    let real = real.ok_or(format!("no real {modality} loaded to compare with"))?;
+    let w = match (model.direction(), mr_from_ct) {
+        (Some(Direction::MrToCt), Some(t)) => t.apply(crosshair),
+        (Some(Direction::CtToMr), Some(t)) => {
+            t.inverse().map(|i| i.apply(crosshair)).unwrap_or(crosshair)
+        }
+        _ => crosshair,
+    };
+    let g = &synth.geometry;
+    let [nx, ny, nz] = g.dims;
+    let z = (g.voxel_from_world(w)[2].round().max(0.0) as usize).min(nz.saturating_sub(1));
+    // One slice of the synthetic grid as its own geometry, so only it is resampled.
+    let mut slice_grid = g.clone();
+    slice_grid.dims = [nx, ny, 1];
+    slice_grid.origin = g.world_from_voxel([0.0, 0.0, z as f64]);
+    let t = to_real.unwrap_or_else(|| Affine::identity([0.0; 3]));
+    let fill = if modality == "CT" { -1000.0 } else { 0.0 };
+    let real_slice = resample(real, &slice_grid, &t, fill).data;
+    let synth_slice = synth.data[z * nx * ny..(z + 1) * nx * ny].to_vec();
+    Ok((real_slice, synth_slice, (nx, ny), modality))
 }

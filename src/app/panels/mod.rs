@@ -2,7 +2,7 @@
 //! draws (editing its own settings) and pushes [`Command`]s through a [`Cx`]; the work a command
 //! starts is a method of the panel's state that takes what it needs and returns what happened.
 
-mod browser;
+pub(crate) mod browser;
 pub mod chrome;
 pub mod dialogs;
 pub mod features;

@@ -131,7 +131,10 @@ impl RegistrationState {
                 };
                 ui.label(format!("Fixed (CT): {}", name(cx.ct())));
                 ui.label(format!("Moving (MR): {}", name(cx.mr())));
-                ui.checkbox(&mut self.affine, "Affine after rigid (12 degrees of freedom)");
+                ui.checkbox(
+                    &mut self.affine,
+                    "Affine after rigid (12 degrees of freedom)",
+                );
                 let mask_name = |i: Option<usize>, vols: &[Arc<Volume>]| {
                     i.and_then(|i| vols.get(i))
                         .map(|v| v.meta.description.clone())
@@ -142,7 +145,11 @@ impl RegistrationState {
                     .show_ui(ui, |ui| {
                         ui.selectable_value(&mut self.mask, None, "none (whole field of view)");
                         for (i, v) in cx.volumes.iter().enumerate() {
-                            ui.selectable_value(&mut self.mask, Some(i), v.meta.description.clone());
+                            ui.selectable_value(
+                                &mut self.mask,
+                                Some(i),
+                                v.meta.description.clone(),
+                            );
                         }
                     });
                 ui.label(

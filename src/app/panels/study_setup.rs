@@ -2,14 +2,13 @@
 //! reading session, and the Results view (accuracy with 95% intervals, Likert means,
 //! agreement, a chart, CSV export).
 
-use crate::app::SynthScopeApp;
 use crate::app::command::Command;
 use crate::app::panels::dialogs::Dialog;
 use crate::app::panels::study_reading::{ReadingState, StudyOptions};
 use crate::study::stats::Summary;
 use crate::study::{Design, ReaderLog, Study, StudyCase, Truth};
 use crate::volume::WindowLevel;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Reader logs, their Likert questions and their summary.
 pub type Results = (Vec<ReaderLog>, Vec<String>, Result<Summary, String>);
@@ -63,24 +62,21 @@ impl Default for StudyTools {
     }
 }
 
-impl SynthScopeApp {
+impl StudyTools {
     /// Open a study file in the setup dialog.
-    pub fn open_study(&mut self, path: &std::path::Path) {
-        match Study::read(path) {
-            Ok(s) => {
-                self.study.draft = s;
-                self.study.path = Some(path.to_path_buf());
-                self.study.show_setup = true;
-                self.study.message = None;
-            }
-            Err(e) => self.errors.push(format!("Study: {e}")),
-        }
+    pub fn open(&mut self, path: &Path) -> Result<(), String> {
+        let s = Study::read(path).map_err(|e| format!("Study: {e}"))?;
+        self.draft = s;
+        self.path = Some(path.to_path_buf());
+        self.show_setup = true;
+        self.message = None;
+        Ok(())
     }
 
     /// Save the edited study to `path` (paths of cases made relative to it when inside its
     /// folder).
-    pub fn save_study(&mut self, path: &std::path::Path) {
-        let mut s = self.study.draft.clone();
+    pub fn save(&mut self, path: &Path) {
+        let mut s = self.draft.clone();
         if let Some(dir) = path.parent() {
             for c in &mut s.cases {
                 if let Ok(rel) = c.path.strip_prefix(dir) {
@@ -90,17 +86,17 @@ impl SynthScopeApp {
         }
         match s.write(path) {
             Ok(()) => {
-                self.study.draft = s;
-                self.study.path = Some(path.to_path_buf());
-                self.study.message = Some((false, format!("Saved {}", path.display())));
+                self.draft = s;
+                self.path = Some(path.to_path_buf());
+                self.message = Some((false, format!("Saved {}", path.display())));
             }
-            Err(e) => self.study.message = Some((true, e.into())),
+            Err(e) => self.message = Some((true, e.into())),
         }
     }
 
     /// Add a case file to the edited study.
-    pub fn add_study_case(&mut self, path: &std::path::Path) {
-        let t = &mut self.study;
+    pub fn add_case(&mut self, path: &Path) {
+        let t = self;
         let stem = path
             .file_name()
             .map(|s| s.to_string_lossy().to_string())
@@ -126,8 +122,8 @@ impl SynthScopeApp {
     }
 
     /// Read reader logs (files, or a folder of them; a study file means its answers folder)
-    /// into the results view.
-    pub fn open_results(&mut self, path: &std::path::Path) {
+    /// into the results view; what went wrong, or the logs' warnings.
+    pub fn open_results(&mut self, path: &Path) -> Vec<String> {
         let p = if path.is_file() && path.extension().is_some_and(|e| e == "toml" || e == "json") {
             path.with_file_name(format!(
                 "{}.answers",
@@ -142,38 +138,39 @@ impl SynthScopeApp {
                 questions,
                 warnings,
             }) => {
-                self.errors
-                    .extend(warnings.into_iter().map(|w| format!("Study results: {w}")));
                 let s = crate::study::stats::summarise(&logs).map_err(String::from);
-                self.study.results = Some((logs, questions, s));
-                self.study.show_results = true;
+                self.results = Some((logs, questions, s));
+                self.show_results = true;
+                warnings
+                    .into_iter()
+                    .map(|w| format!("Study results: {w}"))
+                    .collect()
             }
-            Err(e) => self.errors.push(format!("Study results: {e:#}")),
+            Err(e) => vec![format!("Study results: {e:#}")],
         }
     }
 
     /// Write the open results as CSV.
-    pub fn export_study_csv(&mut self, path: &std::path::Path) {
-        if let Some((logs, q, _)) = &self.study.results
-            && let Err(e) = std::fs::write(path, crate::study::answers_csv(logs, q))
-        {
-            self.errors
-                .push(format!("{}: cannot write: {e}", path.display()));
+    pub fn export_csv(&self, path: &Path) -> Result<(), String> {
+        match &self.results {
+            Some((logs, q, _)) => std::fs::write(path, crate::study::answers_csv(logs, q))
+                .map_err(|e| format!("{}: cannot write: {e}", path.display())),
+            None => Ok(()),
         }
     }
 
-    /// Switch the window to the reading view of the edited study (saved first).
-    pub(crate) fn start_reading(&mut self, ctx: &egui::Context) {
-        let Some(path) = self.study.path.clone() else {
-            self.study.message = Some((true, "Save the study first.".into()));
-            return;
+    /// The reading view of the edited study (saved first), unless it cannot be saved.
+    pub(crate) fn reading(&mut self, ctx: &egui::Context) -> Option<ReadingState> {
+        let Some(path) = self.path.clone() else {
+            self.message = Some((true, "Save the study first.".into()));
+            return None;
         };
-        self.save_study(&path);
-        if matches!(self.study.message, Some((true, _))) {
-            return;
+        self.save(&path);
+        if matches!(self.message, Some((true, _))) {
+            return None;
         }
-        let reader = self.study.reader.trim().to_string();
-        self.reading = Some(ReadingState::new(
+        let reader = self.reader.trim().to_string();
+        Some(ReadingState::new(
             StudyOptions {
                 file: path,
                 reader: (!reader.is_empty()).then_some(reader),
@@ -181,11 +178,12 @@ impl SynthScopeApp {
                 script: None,
             },
             ctx,
-        ));
+        ))
     }
 
-    pub(crate) fn study_setup_ui(&mut self, ctx: &egui::Context) {
-        let mut open = self.study.show_setup;
+    /// The Study setup window.
+    pub(crate) fn setup_ui(&mut self, ctx: &egui::Context, commands: &mut Vec<Command>) {
+        let mut open = self.show_setup;
         if !open {
             return;
         }
@@ -197,7 +195,7 @@ impl SynthScopeApp {
             .open(&mut open)
             .default_width(640.0)
             .show(ctx, |ui| {
-                let t = &mut self.study;
+                let t = &mut *self;
                 ui.horizontal(|ui| {
                     if ui.button("Open study…").clicked() {
                         dialog = Some(Dialog::OpenStudy);
@@ -384,23 +382,24 @@ impl SynthScopeApp {
                     ui.colored_label(c, m);
                 }
             });
-        self.study.show_setup = open;
+        self.show_setup = open;
         if let Some(p) = save_to {
-            self.commands.push(Command::SaveStudy(p));
+            commands.push(Command::SaveStudy(p));
         }
         if let Some(p) = results_of {
-            self.commands.push(Command::OpenResults(p));
+            commands.push(Command::OpenResults(p));
         }
         if let Some(d) = dialog {
-            self.commands.push(Command::Dialog(d));
+            commands.push(Command::Dialog(d));
         }
         if read {
-            self.commands.push(Command::StartReading);
+            commands.push(Command::StartReading);
         }
     }
 
-    pub(crate) fn study_results_ui(&mut self, ctx: &egui::Context) {
-        let mut open = self.study.show_results;
+    /// The Study results window.
+    pub(crate) fn results_ui(&mut self, ctx: &egui::Context, commands: &mut Vec<Command>) {
+        let mut open = self.show_results;
         if !open {
             return;
         }
@@ -413,11 +412,11 @@ impl SynthScopeApp {
                     if ui.button("Open logs…").clicked() {
                         dialog = Some(Dialog::OpenResults);
                     }
-                    if self.study.results.is_some() && ui.button("Export CSV…").clicked() {
+                    if self.results.is_some() && ui.button("Export CSV…").clicked() {
                         dialog = Some(Dialog::SaveStudyCsv);
                     }
                 });
-                let Some((logs, order, summary)) = &self.study.results else {
+                let Some((logs, order, summary)) = &self.results else {
                     ui.weak(
                         "Open a study's answers folder (STUDY.answers) or reader logs (*.jsonl).",
                     );
@@ -437,9 +436,9 @@ impl SynthScopeApp {
                     ui.add(egui::Label::new(egui::RichText::new(s.to_text()).monospace()).extend());
                 });
             });
-        self.study.show_results = open;
+        self.show_results = open;
         if let Some(d) = dialog {
-            self.commands.push(Command::Dialog(d));
+            commands.push(Command::Dialog(d));
         }
     }
 }

@@ -82,7 +82,10 @@ impl SynthesisState {
             return Err("No trained model loaded: load a checkpoint first.".into());
         };
         let mr_from_ct = pair.mr_from_ct;
-        let (ct, mr) = (pair.ct_volume(volumes).cloned(), pair.mr_volume(volumes).cloned());
+        let (ct, mr) = (
+            pair.ct_volume(volumes).cloned(),
+            pair.mr_volume(volumes).cloned(),
+        );
         let (input, reference) = match direction {
             Direction::MrToCt => (mr, ct.map(|c| (c, mr_from_ct))),
             Direction::CtToMr => (ct, mr.map(|m| (m, mr_from_ct.and_then(|t| t.inverse())))),

@@ -5,7 +5,6 @@
 
 mod session;
 
-use crate::app::SynthScopeApp;
 use crate::app::viewer::view::ViewState;
 use crate::study::Study;
 use crate::study::session::{Session, StudyKey};
@@ -301,13 +300,11 @@ impl ReadingState {
     }
 }
 
-impl SynthScopeApp {
-    /// The reading view (the whole window while a study is open).
-    pub(crate) fn reading_ui(&mut self, ui: &mut egui::Ui, ctx: &egui::Context) {
-        let has_gpu = self.viewer.has_gpu_renderer;
-        let Some(r) = &mut self.reading else {
-            return;
-        };
+impl ReadingState {
+    /// The reading view (the whole window while a study is open); `has_gpu`: the panes draw
+    /// through the GPU renderer.
+    pub(crate) fn ui(&mut self, ui: &mut egui::Ui, ctx: &egui::Context, has_gpu: bool) {
+        let r = self;
         if r.options.fullscreen && !r.fullscreen_sent {
             ctx.send_viewport_cmd(egui::ViewportCommand::Fullscreen(true));
             r.fullscreen_sent = true;

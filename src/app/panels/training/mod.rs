@@ -5,16 +5,17 @@
 mod runs;
 mod settings;
 
-use crate::app::SynthScopeApp;
 use crate::app::command::{Command, TrainControl};
-use crate::app::jobs::{TrainData, TrainJob, repaint};
+use crate::app::jobs::{TrainData, TrainJob, Wake};
+use crate::app::pair::Pair;
 use crate::model::Direction;
 use crate::train::runs::Run;
 use crate::train::{
     DataSource, EpochReport, ModelChoice, Preview, RunSummary, StepReport, TrainConfig, TrainEvent,
 };
-use crate::volume::Colormap;
+use crate::volume::{Colormap, Volume};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 /// Where the Training panel takes its data from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -148,29 +149,35 @@ impl TrainingState {
     }
 }
 
-impl SynthScopeApp {
-    /// Start training with the panel's settings.
-    pub(crate) fn start_training(&mut self, ctx: &egui::Context) {
-        if self.training.job.is_some() {
-            return;
+impl TrainingState {
+    /// Start training with the panel's settings (on the loaded `pair` when chosen).
+    pub(crate) fn start(
+        &mut self,
+        pair: &Pair,
+        volumes: &[Arc<Volume>],
+        wake: Wake,
+    ) -> Result<(), String> {
+        if self.job.is_some() {
+            return Ok(());
         }
-        let mut cfg = self.training.cfg.clone();
-        let data = match self.training.data {
+        let mut cfg = self.cfg.clone();
+        let data = match self.data {
             DataChoice::Loaded => {
-                let (Some(ct), Some(mr)) = (self.ct_volume().cloned(), self.mr_volume().cloned())
-                else {
-                    self.errors.push(
+                let (Some(ct), Some(mr)) = (
+                    pair.ct_volume(volumes).cloned(),
+                    pair.mr_volume(volumes).cloned(),
+                ) else {
+                    return Err(
                         "Training on the loaded pair needs a CT and an MR (series browser roles)."
                             .into(),
                     );
-                    return;
                 };
                 cfg.data = DataSource::Loaded {
                     description: format!(
                         "CT \"{}\" and MR \"{}\"{}",
                         ct.meta.description,
                         mr.meta.description,
-                        if self.pair.mr_from_ct.is_some() {
+                        if pair.mr_from_ct.is_some() {
                             ", registered"
                         } else {
                             ", unregistered"
@@ -180,7 +187,7 @@ impl SynthScopeApp {
                 TrainData::Loaded {
                     ct,
                     mr,
-                    transform: self.pair.mr_from_ct,
+                    transform: pair.mr_from_ct,
                 }
             }
             DataChoice::Config => TrainData::FromConfig,
@@ -195,16 +202,13 @@ impl SynthScopeApp {
             }
             DataChoice::Folder => {
                 cfg.data = DataSource::Folder {
-                    path: PathBuf::from(self.training.folder.trim()),
+                    path: PathBuf::from(self.folder.trim()),
                 };
                 TrainData::FromConfig
             }
         };
-        if let Err(e) = cfg.validate() {
-            self.errors.push(format!("Training: {e}"));
-            return;
-        }
-        let t = &mut self.training;
+        cfg.validate().map_err(|e| format!("Training: {e}"))?;
+        let t = self;
         let dir = t.next_run_dir();
         t.steps.clear();
         t.epochs.clear();
@@ -213,30 +217,33 @@ impl SynthScopeApp {
         t.preview = None;
         t.finished = None;
         t.stage = "Preparing data".into();
-        match TrainJob::start(cfg, data, dir, repaint(ctx)) {
-            Ok(j) => t.job = Some(j),
-            Err(e) => self.errors.push(format!("Training: {e}")),
-        }
+        t.job = Some(TrainJob::start(cfg, data, dir, wake).map_err(|e| format!("Training: {e}"))?);
+        Ok(())
     }
 
-    /// Take the training thread's events and result (called every frame).
-    pub(crate) fn poll_training(&mut self, ctx: &egui::Context) {
-        let Some(job) = &self.training.job else {
-            return;
+    /// Take the training thread's events and result (every frame, which took `frame_ms`);
+    /// why the run failed, once it has.
+    pub(crate) fn poll(
+        &mut self,
+        ctx: &egui::Context,
+        frame_ms: Option<f64>,
+    ) -> Result<(), String> {
+        let Some(job) = &self.job else {
+            return Ok(());
         };
         // The result first: every event sent before it is then in the channel.
         let done = job.job.take(None);
         let events = job.job.events();
         let dir = job.run_dir.clone();
-        if let Some(ms) = self.diagnostics.last_frame_ms() {
-            self.training.frame_ms.push(ms);
+        if let Some(ms) = frame_ms {
+            self.frame_ms.push(ms);
         }
         for e in events {
             match e {
-                TrainEvent::Stage(s) => self.training.stage = s,
-                TrainEvent::Note(n) => self.training.notes.push(n),
-                TrainEvent::Step(s) => self.training.steps.push(s),
-                TrainEvent::Epoch(e) => self.training.epochs.push(e),
+                TrainEvent::Stage(s) => self.stage = s,
+                TrainEvent::Note(n) => self.notes.push(n),
+                TrainEvent::Step(s) => self.steps.push(s),
+                TrainEvent::Epoch(e) => self.epochs.push(e),
                 TrainEvent::Preview(p) => {
                     let diff: Vec<f32> = p
                         .synthetic
@@ -260,29 +267,30 @@ impl SynthScopeApp {
                         )
                     })
                     .collect();
-                    self.training.preview = Some((p, tex));
+                    self.preview = Some((p, tex));
                 }
             }
         }
-        if let Some(r) = done {
-            let r = r.unwrap_or_else(|e| Err(e.to_string()));
-            if let Err(e) = &r {
-                self.errors.push(format!("Training: {e}"));
-            }
-            self.training.stage = match &r {
-                Ok(s) if s.stopped => "Stopped".into(),
-                Ok(_) => "Finished".into(),
-                Err(_) => "Failed".into(),
-            };
-            self.training.finished = Some((dir, r));
-            self.training.job = None;
-            self.training.scan_runs();
-        }
+        let Some(r) = done else {
+            return Ok(());
+        };
+        let r = r.unwrap_or_else(|e| Err(e.to_string()));
+        let failed = r.as_ref().err().map(|e| format!("Training: {e}"));
+        self.stage = match &r {
+            Ok(s) if s.stopped => "Stopped".into(),
+            Ok(_) => "Finished".into(),
+            Err(_) => "Failed".into(),
+        };
+        self.finished = Some((dir, r));
+        self.job = None;
+        self.scan_runs();
+        failed.map_or(Ok(()), Err)
     }
 
-    pub(crate) fn training_ui(&mut self, ctx: &egui::Context) {
-        self.runs_ui(ctx);
-        let mut open = self.training.show;
+    /// The Training panel and the Runs view.
+    pub(crate) fn ui(&mut self, ctx: &egui::Context, commands: &mut Vec<Command>) {
+        self.runs_ui(ctx, commands);
+        let mut open = self.show;
         if !open {
             return;
         }
@@ -291,8 +299,8 @@ impl SynthScopeApp {
             .default_width(560.0)
             .vscroll(true)
             .show(ctx, |ui| {
-                let running = self.training.job.is_some();
-                let t = &self.training;
+                let running = self.job.is_some();
+                let t = &*self;
                 ui.label(format!(
                     "{} · {} · {} · {} epochs × batch {} · lr {} · patch {}",
                     match t.cfg.direction {
@@ -316,52 +324,51 @@ impl SynthScopeApp {
                     id,
                     !running,
                 );
-                if running && self.training.steps.len() == 1 {
+                if running && self.steps.len() == 1 {
                     // Make room for the curves once the run is under way.
                     state.set_open(false);
                 }
                 state
                     .show_header(ui, |ui| ui.strong("Settings"))
-                    .body(|ui| ui.add_enabled_ui(!running, |ui| self.training.settings_ui(ui)));
+                    .body(|ui| ui.add_enabled_ui(!running, |ui| self.settings_ui(ui)));
                 ui.separator();
                 ui.horizontal(|ui| {
-                    match &self.training.job {
+                    match &self.job {
                         None => {
                             if ui.button("Start").clicked() {
-                                self.commands.push(Command::StartTraining);
+                                commands.push(Command::StartTraining);
                             }
                         }
                         Some(job) => {
                             if job.control.is_paused() {
                                 if ui.button("Resume").clicked() {
-                                    self.commands.push(Command::Training(TrainControl::Resume));
+                                    commands.push(Command::Training(TrainControl::Resume));
                                 }
                             } else if ui.button("Pause").clicked() {
-                                self.commands.push(Command::Training(TrainControl::Pause));
+                                commands.push(Command::Training(TrainControl::Pause));
                             }
                             if ui.button("Stop").clicked() {
-                                self.commands.push(Command::Training(TrainControl::Stop));
+                                commands.push(Command::Training(TrainControl::Stop));
                             }
                         }
                     }
                     let dir = self
-                        .training
                         .job
                         .as_ref()
                         .map(|j| j.run_dir.clone())
-                        .or_else(|| self.training.finished.as_ref().map(|(d, _)| d.clone()));
+                        .or_else(|| self.finished.as_ref().map(|(d, _)| d.clone()));
                     if let Some(d) = dir {
                         ui.label(format!("run folder: {}", d.display()));
                         if d.join("checkpoints/last.bpk").exists()
                             && ui.button("Load into synthesis").clicked()
                         {
-                            self.commands.push(Command::LoadRun(d));
+                            commands.push(Command::LoadRun(d));
                         }
                     }
                 });
-                self.training_progress_ui(ui);
-                self.training_curves_ui(ui);
-                if let Some((p, tex)) = &self.training.preview {
+                self.progress_ui(ui);
+                self.curves_ui(ui);
+                if let Some((p, tex)) = &self.preview {
                     ui.label(format!(
                         "Validation slice after epoch {}: input · synthetic · reference · synthetic − reference",
                         p.epoch
@@ -374,15 +381,15 @@ impl SynthScopeApp {
                 }
                 ui.separator();
                 if ui.button("Runs…").clicked() {
-                    self.training.show_runs = true;
-                    self.commands.push(Command::ScanRuns);
+                    self.show_runs = true;
+                    commands.push(Command::ScanRuns);
                 }
             });
-        self.training.show = open;
+        self.show = open;
     }
 
-    fn training_progress_ui(&mut self, ui: &mut egui::Ui) {
-        let t = &self.training;
+    fn progress_ui(&self, ui: &mut egui::Ui) {
+        let t = self;
         if t.job.is_none() && t.steps.is_empty() && t.finished.is_none() {
             return;
         }
@@ -436,9 +443,9 @@ impl SynthScopeApp {
         }
     }
 
-    fn training_curves_ui(&self, ui: &mut egui::Ui) {
+    fn curves_ui(&self, ui: &mut egui::Ui) {
         use egui_plot::{Legend, Line, Plot, PlotPoints, Points};
-        let t = &self.training;
+        let t = self;
         if t.steps.is_empty() {
             return;
         }

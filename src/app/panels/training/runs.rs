@@ -2,10 +2,9 @@
 //! checkpoint for synthesis.
 
 use super::TrainingState;
-use crate::app::SynthScopeApp;
 use crate::app::command::Command;
 use crate::train::runs::Run;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 impl TrainingState {
     /// Read every run folder under the runs root (keeping overlay choices).
@@ -35,42 +34,27 @@ impl TrainingState {
     }
 }
 
-impl SynthScopeApp {
-    /// Load a run's best (else last) checkpoint into the synthesis panel.
-    pub(crate) fn load_run_checkpoint(&mut self, dir: &Path) {
-        match Run::read(dir).ok().and_then(|r| r.checkpoint()) {
-            Some(p) => {
-                self.load_model(&p);
-                self.synthesis.show = true;
-            }
-            None => self
-                .errors
-                .push(format!("{}: no checkpoint saved yet", dir.display())),
-        }
-    }
-
-    pub(super) fn runs_ui(&mut self, ctx: &egui::Context) {
+impl TrainingState {
+    /// The Runs view.
+    pub(super) fn runs_ui(&mut self, ctx: &egui::Context, commands: &mut Vec<Command>) {
         use egui_plot::{Legend, Line, Plot, PlotPoints};
-        let mut open = self.training.show_runs;
+        let mut open = self.show_runs;
         if !open {
             return;
         }
-        let mut rescan = !self.training.runs_scanned;
-        self.training.runs_scanned = true;
+        let mut rescan = !self.runs_scanned;
+        self.runs_scanned = true;
         egui::Window::new("Runs")
             .open(&mut open)
             .default_width(640.0)
             .show(ctx, |ui| {
                 ui.horizontal(|ui| {
-                    ui.label(format!(
-                        "Run folders under {}",
-                        self.training.runs_root.display()
-                    ));
+                    ui.label(format!("Run folders under {}", self.runs_root.display()));
                     if ui.button("Rescan").clicked() {
                         rescan = true;
                     }
                 });
-                if self.training.runs.is_empty() {
+                if self.runs.is_empty() {
                     ui.label(
                         "No runs yet: train one in the Training panel or with `synthscope train`.",
                     );
@@ -83,7 +67,7 @@ impl SynthScopeApp {
                         .x_axis_label("step")
                         .y_axis_label("training loss")
                         .show(&mut cols[0], |plot| {
-                            for (r, on) in &self.training.runs {
+                            for (r, on) in &self.runs {
                                 if *on {
                                     let pts: Vec<[f64; 2]> =
                                         r.steps.iter().map(|s| [s.step as f64, s.loss]).collect();
@@ -97,7 +81,7 @@ impl SynthScopeApp {
                         .x_axis_label("epoch")
                         .y_axis_label("validation PSNR (dB)")
                         .show(&mut cols[1], |plot| {
-                            for (r, on) in &self.training.runs {
+                            for (r, on) in &self.runs {
                                 if *on {
                                     let pts: Vec<[f64; 2]> = r
                                         .epochs
@@ -127,7 +111,7 @@ impl SynthScopeApp {
                             ui.strong(h);
                         }
                         ui.end_row();
-                        for (r, on) in &mut self.training.runs {
+                        for (r, on) in &mut self.runs {
                             let row = r.row();
                             ui.checkbox(on, &row.name);
                             ui.label(&row.model);
@@ -145,18 +129,18 @@ impl SynthScopeApp {
                                 row.tenengrad, row.ref_tenengrad
                             ));
                             if r.checkpoint().is_some() && ui.button("Load").clicked() {
-                                self.commands.push(Command::LoadRun(r.dir.clone()));
+                                commands.push(Command::LoadRun(r.dir.clone()));
                             }
                             ui.end_row();
                         }
                     });
             });
-        self.training.show_runs = open;
+        self.show_runs = open;
         if !open {
-            self.training.runs_scanned = false;
+            self.runs_scanned = false;
         }
         if rescan {
-            self.commands.push(Command::ScanRuns);
+            commands.push(Command::ScanRuns);
         }
     }
 }

@@ -15,7 +15,7 @@ fn derived_series_round_trips_through_our_loader_and_pydicom() {
     // Stand-in for a synthetic CT on the MR grid: the phantom CT values (HU), MR geometry.
     let ct = phantom_ct(&cfg);
     let mut synthetic = source.clone();
-    synthetic.meta.modality = "CT".into();
+    synthetic.meta.modality = synthscope::volume::Modality::Ct;
     synthetic.data = (0..source.data.len())
         .map(|i| ct.data[i % ct.data.len()])
         .collect();

@@ -7,6 +7,7 @@ use burn::optim::{AdamConfig, GradientsParams};
 use burn::tensor::{Int, Tensor, TensorData};
 use synthscope::analysis::gradcam;
 use synthscope::model::ClassifierConfig;
+use synthscope::volume::Modality;
 
 const N: usize = 64;
 
@@ -96,9 +97,9 @@ fn gradcam_finds_the_only_informative_quadrant() {
 
 #[test]
 fn synthesis_gradcam_maps_a_region_and_follows_it() {
+    use synthscope::analysis::gradcam::{CamTarget, slice_gradcam};
     use synthscope::io::phantom::{PhantomConfig, phantom_patient};
     use synthscope::model::Direction;
-    use synthscope::synth::{CamTarget, slice_gradcam};
     let d = synthscope::gpu::compute_device().unwrap();
     let (_, mr) = phantom_patient(&PhantomConfig::small(), 0);
     let (model, _, _) = synthscope::model::demo::load_demo_model(&d).expect("embedded demo model");
@@ -169,9 +170,9 @@ fn synthesis_gradcam_maps_a_region_and_follows_it() {
 /// slice is not called CT.
 #[test]
 fn classifier_gradcam_compares_real_and_synthetic_ct() {
+    use synthscope::analysis::gradcam::cam_pair;
     use synthscope::io::phantom::{PhantomConfig, phantom_patient};
     use synthscope::model::checkpoint::AnyModel;
-    use synthscope::synth::cam_pair;
     let d = synthscope::gpu::compute_device().unwrap();
     let (ct, mr) = phantom_patient(&PhantomConfig::small(), 0);
     let (model, _, _) =
@@ -184,7 +185,7 @@ fn classifier_gradcam_compares_real_and_synthetic_ct() {
     let real: Vec<f32> = ct.data[z * nx * ny..(z + 1) * nx * ny].to_vec();
     let size = (nx, ny);
 
-    let same = cam_pair(&cls, "CT", &real, &real, size, 2, &d).unwrap();
+    let same = cam_pair(&cls, &Modality::Ct, &real, &real, size, 2, &d).unwrap();
     eprintln!(
         "classifier Grad-CAM pair {nx}x{ny}: {:.3} s, p(CT) {:.3}",
         same.seconds, same.p_real
@@ -206,7 +207,7 @@ fn classifier_gradcam_compares_real_and_synthetic_ct() {
         .enumerate()
         .map(|(i, v)| if i % nx < nx / 2 { v.min(40.0) } else { *v })
         .collect();
-    let pair = cam_pair(&cls, "CT", &real, &flattened, size, 1, &d).unwrap();
+    let pair = cam_pair(&cls, &Modality::Ct, &real, &flattened, size, 1, &d).unwrap();
     let diff = pair.difference();
     let mean_abs_in = |left: bool| {
         let sel: Vec<f32> = (0..nx * ny)
@@ -226,7 +227,7 @@ fn classifier_gradcam_compares_real_and_synthetic_ct() {
     );
 
     // Mismatched slices are refused, naming the sizes.
-    let e = cam_pair(&cls, "CT", &real, &real[1..], size, 2, &d)
+    let e = cam_pair(&cls, &Modality::Ct, &real, &real[1..], size, 2, &d)
         .unwrap_err()
         .to_string();
     assert!(e.contains("do not match"), "{e}");

@@ -113,7 +113,10 @@ fn max_abs_diff(a: Tensor<4>, b: Tensor<4>) -> f32 {
     let (a, b) = (a.into_data(), b.into_data());
     let (a, b) = (a.as_slice::<f32>().unwrap(), b.as_slice::<f32>().unwrap());
     assert_eq!(a.len(), b.len());
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
 }
 
 #[test]
@@ -147,7 +150,10 @@ fn folded_batch_norm_gives_the_evaluation_output() {
             _ => panic!("fold changed the kind"),
         };
         let diff = max_abs_diff(a, b);
-        assert!(diff < 1e-4, "{spec:?}: folded vs unfolded max |diff| {diff}");
+        assert!(
+            diff < 1e-4,
+            "{spec:?}: folded vs unfolded max |diff| {diff}"
+        );
     }
     // The trained demo model (real batch-norm statistics).
     let (demo, _, _) = synthscope::model::demo::load_demo_model(&d).unwrap();
@@ -157,5 +163,8 @@ fn folded_batch_norm_gives_the_evaluation_output() {
         panic!("the demo model is a U-Net")
     };
     let diff = max_abs_diff(a.forward(x.clone()), b.forward(x));
-    assert!(diff < 1e-4, "demo model: folded vs unfolded max |diff| {diff}");
+    assert!(
+        diff < 1e-4,
+        "demo model: folded vs unfolded max |diff| {diff}"
+    );
 }

@@ -4,6 +4,7 @@
 use synthscope::io::dicom::write::{DicomWriteOptions, write_series};
 use synthscope::io::phantom::{MrContrast, PhantomConfig, phantom_ct, phantom_mr};
 use synthscope::io::{Progress, load_paths};
+use synthscope::volume::Modality;
 
 #[test]
 fn phantom_ct_and_mr_round_trip_through_dicom() {
@@ -39,12 +40,12 @@ fn phantom_ct_and_mr_round_trip_through_dicom() {
     let ct2 = out
         .volumes
         .iter()
-        .find(|v| v.meta.modality == "CT")
+        .find(|v| v.meta.modality == Modality::Ct)
         .unwrap();
     let mr2 = out
         .volumes
         .iter()
-        .find(|v| v.meta.modality == "MR")
+        .find(|v| v.meta.modality == Modality::Mr)
         .unwrap();
     assert_eq!(ct2.data, ct.data, "HU survive exactly");
     assert_eq!(mr2.data, mr.data);

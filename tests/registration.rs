@@ -7,10 +7,10 @@ mod common;
 
 use synthscope::io::Progress;
 use synthscope::io::phantom::{MrContrast, PhantomConfig, phantom_ct, phantom_mr};
-use synthscope::register::{
-    Affine, RegisterError, RegistrationConfig, register, resample, transform_error,
-};
+use synthscope::register::{RegisterError, RegistrationConfig, register, transform_error};
+use synthscope::volume::Affine;
 use synthscope::volume::Volume;
+use synthscope::volume::resample::resample;
 
 fn truth(cfg: &PhantomConfig) -> Affine {
     let r = cfg.moving_from_fixed;
@@ -59,7 +59,7 @@ fn same_modality_affine_is_recovered() {
     let mut want = Affine::rigid([0.03, -0.05, 0.07], [5.0, -3.0, 2.0], [0.0, 0.0, 10.0]);
     // Add scale and shear.
     let s = [[1.04, 0.02, 0.0], [0.0, 0.97, 0.015], [0.0, 0.0, 1.02]];
-    want.matrix = synthscope::register::transform::mul3(&want.matrix, &s);
+    want.matrix = synthscope::volume::transform::mul3(&want.matrix, &s);
     let moved = resample(&ct, &ct.geometry, &want.inverse().unwrap(), -1024.0);
     check(
         "CT -> moved CT (affine)",
@@ -177,12 +177,12 @@ fn simpleitk_resamples_our_transform_like_we_do() {
     let ct = phantom_ct(&cfg);
     let mut mr = phantom_mr(&cfg, MrContrast::T2);
     // Oblique moving grid: rotate its axes by 12 degrees about z and shift it.
-    let r = synthscope::register::transform::euler_matrix([0.05, 0.0, 12f64.to_radians()]);
+    let r = synthscope::volume::transform::euler_matrix([0.05, 0.0, 12f64.to_radians()]);
     mr.geometry.direction = r;
     mr.geometry.origin = [-90.0, -110.0, -60.0];
     let t = Affine {
-        matrix: synthscope::register::transform::mul3(
-            &synthscope::register::transform::euler_matrix([0.04, -0.03, 0.09]),
+        matrix: synthscope::volume::transform::mul3(
+            &synthscope::volume::transform::euler_matrix([0.04, -0.03, 0.09]),
             &[[1.03, 0.01, 0.0], [0.0, 0.98, 0.0], [0.0, 0.0, 1.01]],
         ),
         translation: [3.0, -4.0, 2.5],

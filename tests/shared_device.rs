@@ -79,7 +79,11 @@ fn checkpoints_saved_on_one_device_load_on_the_other() {
         let ya = a.forward(x.clone()).into_data();
         let yb = b.forward(x.to_device(to)).into_data();
         let (ya, yb) = (ya.as_slice::<f32>().unwrap(), yb.as_slice::<f32>().unwrap());
-        let diff = ya.iter().zip(yb).map(|(p, q)| (p - q).abs()).fold(0f32, f32::max);
+        let diff = ya
+            .iter()
+            .zip(yb)
+            .map(|(p, q)| (p - q).abs())
+            .fold(0f32, f32::max);
         assert!(diff < 1e-4, "{from:?} -> {to:?}: max |diff| {diff}");
     }
 }

@@ -480,7 +480,7 @@ fn time_limit_logs_a_timeout_and_moves_on() {
 /// The reading view keeps only the cases of the previous, current and next images in memory.
 #[test]
 fn reading_keeps_only_the_cases_around_the_current_image() {
-    use synthscope::app::study_panel::wanted_cases;
+    use synthscope::app::panels::study_reading::wanted_cases;
     let dir = tempfile::tempdir().unwrap();
     let file = make_study(dir.path(), 3, Design::Single);
     let s = Study::read(&file).unwrap();

@@ -7,8 +7,10 @@ mod common;
 use synthscope::io::phantom::{MrContrast, PhantomConfig, phantom_mr};
 use synthscope::io::{Progress, load_paths};
 use synthscope::model::checkpoint::{ModelSpec, save};
+use synthscope::model::normalise::CT_RANGE;
 use synthscope::model::{Direction, UnetConfig};
-use synthscope::synth::{CT_RANGE, SynthError, synthesize};
+use synthscope::synth::{SynthError, synthesize};
+use synthscope::volume::Modality;
 
 #[test]
 fn mr_to_ct_keeps_the_grid_and_writes_nifti_and_dicom() {
@@ -36,7 +38,7 @@ fn mr_to_ct_keeps_the_grid_and_writes_nifti_and_dicom() {
     )
     .unwrap();
     assert_eq!(s.geometry, mr.geometry);
-    assert_eq!(s.meta.modality, "CT");
+    assert_eq!(s.meta.modality, Modality::Ct);
     assert!(
         s.data
             .iter()
@@ -68,7 +70,7 @@ fn mr_to_ct_keeps_the_grid_and_writes_nifti_and_dicom() {
         assert_eq!(v.geometry.dims, mr.geometry.dims, "{}", out.display());
         if out.is_dir() {
             // DICOM carries the modality; NIfTI has none (guessed on load from the values).
-            assert_eq!(v.meta.modality, "CT");
+            assert_eq!(v.meta.modality, Modality::Ct);
         }
     }
 }

@@ -7,6 +7,7 @@ use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
 use std::time::Duration;
 use synthscope::app::{AppOptions, SynthScopeApp};
+use synthscope::volume::Modality;
 
 fn harness() -> Harness<'static, SynthScopeApp> {
     harness_sized(1200.0, 480.0)
@@ -46,8 +47,8 @@ fn starts_on_the_demo_pair_and_scrolls_all_views() {
     let mut h = harness();
     let app = h.state();
     assert_eq!(app.volumes.len(), 2);
-    assert_eq!(app.ct_volume().unwrap().meta.modality, "CT");
-    assert_eq!(app.mr_volume().unwrap().meta.modality, "MR");
+    assert_eq!(app.ct_volume().unwrap().meta.modality, Modality::Ct);
+    assert_eq!(app.mr_volume().unwrap().meta.modality, Modality::Mr);
     // The views draw on the device burn registered.
     assert_eq!(
         app.render_device(),
@@ -305,7 +306,7 @@ fn feature_maps_of_a_chosen_layer_for_the_current_slice() {
     );
     let g = synthscope::gpu::shared().unwrap();
     let model = spec.init(&g.device).unwrap();
-    let (filters, k) = synthscope::synth::first_filters(&model).unwrap();
+    let (filters, k) = synthscope::analysis::features::first_filters(&model).unwrap();
     assert_eq!(
         (filters.len(), k),
         (8, 7),

@@ -315,14 +315,14 @@ impl CamPair {
     }
 }
 
-/// Grad-CAM of `classifier` (class `modality`: "CT" or "MR") at `layer` (see
+/// Grad-CAM of `classifier` (class `modality`: CT, or MR for anything else) at `layer` (see
 /// `Classifier::LAYERS`) for two row-major `width` x `height` slices in image units (HU for
 /// CT, scanner units for MR): a real one and a synthetic one on the same grid. Both maps are
 /// scaled by the larger peak of the two, so their difference means something.
 #[allow(clippy::too_many_arguments)]
 pub fn cam_pair(
     classifier: &Classifier,
-    modality: &str,
+    modality: &Modality,
     real: &[f32],
     synthetic: &[f32],
     (width, height): (usize, usize),
@@ -339,7 +339,11 @@ pub fn cam_pair(
             synthetic.len()
         )));
     }
-    let class = if modality == "CT" { "CT" } else { "MR" };
+    let class = if *modality == Modality::Ct {
+        "CT"
+    } else {
+        "MR"
+    };
     let norm = |v: &[f32]| -> Normalisation {
         match class {
             "CT" => Normalisation::ct(),
@@ -360,7 +364,7 @@ pub fn cam_pair(
             }
         }
     };
-    let class_index = class_of_modality(&Modality::from_code(class));
+    let class_index = class_of_modality(modality);
     let multiple = 16;
     let (px, py) = (
         width.div_ceil(multiple) * multiple,

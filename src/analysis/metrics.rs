@@ -297,7 +297,7 @@ pub fn evaluate_volumes(
     if head.is_some() {
         regions.push((Region::Head, head_mask.clone()));
     }
-    if reference.meta.modality == "CT" {
+    if reference.meta.modality == crate::volume::Modality::Ct {
         regions.push((
             Region::Bone,
             reference

@@ -280,9 +280,14 @@ fn load(request: LoadRequest, pr: &Progress) -> LoadResult {
 /// The start-up GPU self-test on the shared device (its first run compiles shaders).
 pub fn start_self_test(wake: Wake) -> Result<Job<Result<SelfTest, String>>, JobError> {
     Job::spawn("gpu-self-test", (), wake, |(), _: &Worker<()>| {
-        gpu::shared()
+        let r = gpu::shared()
             .map_err(|e| e.to_string())
-            .and_then(|g| gpu::self_test(&g.device, 64).map_err(|e| e.to_string()))
+            .and_then(|g| gpu::self_test(&g.device, 64).map_err(|e| e.to_string()));
+        // Choose the compute device here, off the UI thread (`auto` measures once per machine).
+        if let Err(e) = gpu::compute() {
+            log::warn!("no compute device: {e}");
+        }
+        r
     })
     .map_err(|n| n.error)
 }
@@ -324,7 +329,7 @@ pub fn synthesize_and_compare(
     progress: &Progress,
 ) -> SynthOutput {
     use crate::volume::resample::resample;
-    let r = match gpu::shared() {
+    let r = match gpu::compute() {
         Ok(g) => crate::synth::synthesize(model, direction, input, 4, &g.device, progress),
         Err(e) => Err(crate::synth::SynthError::Device(e.to_string())),
     };
@@ -413,7 +418,7 @@ impl TrainJob {
         let control = Arc::new(crate::train::Control::default());
         let (c, dir) = (control.clone(), run_dir.clone());
         let job = Job::spawn("train", (), wake, move |(), w| {
-            let device = gpu::shared().map_err(|e| e.to_string())?.device.clone();
+            let device = gpu::compute_device().map_err(|e| e.to_string())?;
             let cases = match data {
                 TrainData::Loaded { ct, mr, transform } => {
                     w.progress.start("Resampling the loaded pair", 1);

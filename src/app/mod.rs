@@ -14,8 +14,6 @@ pub use autoscroll::FrameStats;
 use command::Command;
 pub use model_slot::{Checkpoint, ModelSlot, Slot};
 pub use pair::{Pair, Role};
-/// The reading view's old path (`app::study_panel`), kept while callers move over.
-pub use panels::study_reading as study_panel;
 pub use panels::study_reading::StudyOptions;
 pub use viewer::Display;
 

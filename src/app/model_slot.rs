@@ -104,16 +104,16 @@ impl Slot<Checkpoint> {
 
     /// Load the demo network embedded in the binary (see `assets/demo-model`).
     pub fn load_demo(&mut self) -> Result<(), String> {
-        let g = gpu::shared().map_err(|e| format!("Demo model: {e}"))?;
+        let g = gpu::compute().map_err(|e| format!("Demo model: {e}"))?;
         let m = crate::model::demo::load_demo_model(&g.device)
             .map_err(|e| format!("Demo model: {e}"))?;
         self.set_loaded(m);
         Ok(())
     }
 
-    /// Load a synthesis checkpoint (either file of the .json/.bpk pair) onto the shared device.
+    /// Load a synthesis checkpoint (either file of the .json/.bpk pair) onto the compute device.
     pub fn load(&mut self, path: &Path) -> Result<(), String> {
-        let device = gpu::shared().map_err(|e| e.to_string())?.device.clone();
+        let device = gpu::compute_device().map_err(|e| e.to_string())?;
         match crate::model::checkpoint::load(path, &device) {
             Ok((m, meta)) if !matches!(m, AnyModel::Classifier(_)) => {
                 self.set_loaded((m, meta, path.to_path_buf()));

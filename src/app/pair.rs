@@ -1,6 +1,6 @@
 //! The CT/MR pair: which loaded volumes play which role, and the registration between them.
 
-use crate::volume::{Affine, Volume};
+use crate::volume::{Affine, Modality, Volume};
 use std::sync::Arc;
 
 /// Role of a series in the pair.
@@ -68,12 +68,12 @@ impl Pair {
     pub fn assign_new(&mut self, volumes: &[Arc<Volume>], first_new: usize) {
         let (mut got_ct, mut got_mr) = (false, false);
         for (i, v) in volumes.iter().enumerate().skip(first_new) {
-            match v.meta.modality.as_str() {
-                "CT" if !got_ct => {
+            match v.meta.modality {
+                Modality::Ct if !got_ct => {
                     self.ct = Some(i);
                     got_ct = true;
                 }
-                "MR" if !got_mr => {
+                Modality::Mr if !got_mr => {
                     self.mr = Some(i);
                     got_mr = true;
                 }
@@ -118,7 +118,7 @@ mod tests {
 
     fn vol(modality: &str) -> Arc<Volume> {
         let meta = VolumeMeta {
-            modality: modality.into(),
+            modality: Modality::from_code(modality),
             ..Default::default()
         };
         let g = Geometry::axis_aligned([2, 2, 2], [1.0; 3], [0.0; 3]);

@@ -183,7 +183,8 @@ fn bench_load(path: &Path, repeat: usize) -> anyhow::Result<()> {
 
 /// `bench register`: ours (CPU, GPU, auto) against SimpleITK on the demo pair, with TREs.
 fn bench_register(contrast: &str, python: Option<PathBuf>, rigid_only: bool) -> anyhow::Result<()> {
-    use crate::register::{Affine, RegistrationConfig, register, transform_error};
+    use crate::register::{RegistrationConfig, register, transform_error};
+    use crate::volume::Affine;
     let cfg = phantom::PhantomConfig::default();
     let contrast = match contrast.to_ascii_lowercase().as_str() {
         "t1" => phantom::MrContrast::T1,
@@ -341,11 +342,9 @@ impl BenchNet {
                     .with_levels(levels)
                     .with_input_size(size),
             ),
-            BenchNet::Drunet { depth } => ModelSpec::Drunet(
-                DrunetConfig::new()
-                    .with_depth(depth)
-                    .with_input_size(size),
-            ),
+            BenchNet::Drunet { depth } => {
+                ModelSpec::Drunet(DrunetConfig::new().with_depth(depth).with_input_size(size))
+            }
         }
     }
 }
@@ -360,10 +359,13 @@ fn torch_python(asked: Option<&Path>) -> Option<PathBuf> {
         if let Some(p) = std::env::var_os("SYNTHSCOPE_TORCH_PYTHON") {
             candidates.push(PathBuf::from(p));
         }
-        if let Some(c) = crate::gpu::compute::cache_path().and_then(|p| p.parent().map(Path::to_path_buf)) {
+        if let Some(c) =
+            crate::gpu::compute::cache_path().and_then(|p| p.parent().map(Path::to_path_buf))
+        {
             candidates.push(c.join("torch-venv/bin/python"));
         }
-        candidates.push(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/py-torch/bin/python"));
+        candidates
+            .push(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/py-torch/bin/python"));
         candidates.push(PathBuf::from("python3"));
     }
     candidates.into_iter().find(|p| {
@@ -416,7 +418,10 @@ fn run_pytorch(
     if !out.status.success() {
         println!(
             "PyTorch reference failed: {}",
-            String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or("")
+            String::from_utf8_lossy(&out.stderr)
+                .lines()
+                .last()
+                .unwrap_or("")
         );
         return None;
     }
@@ -513,7 +518,13 @@ fn bench_models(
     }
     if pytorch.against_pytorch {
         for conv_before_up in [false, true] {
-            if let Some(v) = run_pytorch(pytorch, "infer", models, (size, batch, repeat), conv_before_up) {
+            if let Some(v) = run_pytorch(
+                pytorch,
+                "infer",
+                models,
+                (size, batch, repeat),
+                conv_before_up,
+            ) {
                 print_against(
                     &v,
                     &ours,
@@ -595,13 +606,13 @@ fn bench_synthesize(slices: usize, batch: usize) -> anyhow::Result<()> {
         // first call (compiles the backward kernels), then warm.
         let cam_once = || {
             let t = Instant::now();
-            let r = crate::synth::slice_gradcam(
+            let r = crate::analysis::gradcam::slice_gradcam(
                 &model,
                 Direction::MrToCt,
                 &input,
                 n / 2,
                 1,
-                crate::synth::CamTarget::Disc {
+                crate::analysis::gradcam::CamTarget::Disc {
                     x: nx / 2,
                     y: ny / 2,
                     radius: 16.0,
@@ -707,7 +718,13 @@ fn bench_train(
     }
     if pytorch.against_pytorch {
         for conv_before_up in [false, true] {
-            if let Some(v) = run_pytorch(pytorch, "train", models, (size, batch, steps), conv_before_up) {
+            if let Some(v) = run_pytorch(
+                pytorch,
+                "train",
+                models,
+                (size, batch, steps),
+                conv_before_up,
+            ) {
                 print_against(
                     &v,
                     &ours,

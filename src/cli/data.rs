@@ -2,7 +2,7 @@
 
 use crate::io::dicom::write as dicom_write;
 use crate::io::{self, LoadError, Progress, nifti, phantom};
-use crate::volume::Volume;
+use crate::volume::{Modality, Volume};
 use anyhow::{Context, bail};
 use clap::Args;
 use serde::Serialize;
@@ -30,7 +30,7 @@ pub struct PhantomArgs {
 #[derive(Serialize)]
 struct SeriesInfo {
     series_uid: String,
-    modality: String,
+    modality: Modality,
     description: String,
     dims: [usize; 3],
     spacing: [f64; 3],

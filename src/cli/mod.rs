@@ -34,6 +34,10 @@ pub struct Cli {
     /// Save the three panes as PNG once the data is shown, then quit.
     #[arg(long, value_name = "PNG", conflicts_with = "autoscroll")]
     pub screenshot: Option<PathBuf>,
+    /// Where the viewer's networks run: auto (measured once, cached), cpu (burn-flex) or gpu
+    /// (wgpu); default: $SYNTHSCOPE_DEVICE, else auto. The views always draw on wgpu.
+    #[arg(long, value_name = "auto|cpu|gpu")]
+    pub device: Option<DeviceChoice>,
     /// Subcommand.
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -106,7 +110,9 @@ pub enum Command {
 
 /// The compute device for networks: `asked` (a `--device` flag) when given, else
 /// `$SYNTHSCOPE_DEVICE`, else auto (measured once per machine and cached).
-pub(crate) fn compute_device(asked: Option<DeviceChoice>) -> anyhow::Result<&'static ComputeDevice> {
+pub(crate) fn compute_device(
+    asked: Option<DeviceChoice>,
+) -> anyhow::Result<&'static ComputeDevice> {
     Ok(match asked {
         Some(c) => crate::gpu::init_compute(c)?,
         None => crate::gpu::compute()?,
@@ -117,6 +123,9 @@ pub(crate) fn compute_device(asked: Option<DeviceChoice>) -> anyhow::Result<&'st
 pub fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let Some(command) = cli.command else {
+        if let Some(c) = cli.device {
+            crate::gpu::init_compute(c)?;
+        }
         return app::run(AppOptions {
             paths: cli.paths,
             small_demo: cli.small_demo,

@@ -132,7 +132,10 @@ pub(super) fn self_test(json: bool) -> anyhow::Result<()> {
         bail!("GPU self-test failed: relative error {:.2e}", t.rel_error);
     }
     if !ct.passed() {
-        bail!("compute self-test failed: relative error {:.2e}", ct.rel_error);
+        bail!(
+            "compute self-test failed: relative error {:.2e}",
+            ct.rel_error
+        );
     }
     Ok(())
 }

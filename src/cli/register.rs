@@ -37,7 +37,8 @@ pub(super) fn run(a: &RegisterArgs) -> anyhow::Result<()> {
     let (fixed, moving, out) = (a.fixed.as_path(), a.moving.as_path(), a.out.as_path());
     let (resampled, mask) = (a.resampled.as_deref(), a.mask.as_deref());
     let (rigid_only, json) = (a.rigid_only, a.json);
-    use crate::register::{RegistrationConfig, register, resample};
+    use crate::register::{RegistrationConfig, register};
+    use crate::volume::resample::resample;
     let f = first_volume(fixed)?;
     let m = first_volume(moving)?;
     let mk = mask.map(first_volume).transpose()?;

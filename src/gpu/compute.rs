@@ -384,6 +384,11 @@ pub fn compute() -> Result<&'static ComputeDevice, GpuError> {
     }
 }
 
+/// The compute device if it has been chosen already (never blocks; for the status bar).
+pub fn compute_if_chosen() -> Option<&'static ComputeDevice> {
+    COMPUTE.get().and_then(|c| c.as_ref().ok())
+}
+
 /// burn's device for networks (see [`compute`]).
 pub fn compute_device() -> Result<Device, GpuError> {
     compute().map(|c| c.device.clone())

@@ -8,7 +8,10 @@
 
 pub mod compute;
 
-pub use compute::{ComputeDevice, ComputeKind, DeviceChoice, compute, compute_device, init_compute};
+pub use compute::{
+    ComputeDevice, ComputeKind, DeviceChoice, compute, compute_device, compute_if_chosen,
+    init_compute,
+};
 
 use burn::tensor::wgpu::{WgpuSetup, wgpu};
 use burn::tensor::{Device, Tensor, TensorData};

@@ -2,7 +2,7 @@
 //! into volumes, and NIfTI-1 writing. NIfTI is RAS; we convert to LPS here and nowhere else.
 
 use super::LoadError;
-use crate::volume::{Geometry, Volume, VolumeMeta};
+use crate::volume::{Geometry, Modality, Volume, VolumeMeta};
 use nifti::{NiftiObject, ReaderOptions};
 use std::io::{Read, Write};
 use std::path::Path;
@@ -356,20 +356,20 @@ pub fn read_nifti(path: &Path) -> Result<Volume, LoadError> {
         .unwrap_or_default();
     let lower = name.to_ascii_lowercase();
     let modality = if lower.contains("ct") && !lower.contains("mr") {
-        "CT"
+        Modality::Ct
     } else if ["mr", "t1", "t2", "flair"]
         .iter()
         .any(|k| lower.contains(k))
     {
-        "MR"
+        Modality::Mr
     } else if values.iter().step_by(101).any(|v| *v <= -900.0) {
         // Air near -1000 means Hounsfield units.
-        "CT"
+        Modality::Ct
     } else {
-        "MR"
+        Modality::Mr
     };
     let meta = VolumeMeta {
-        modality: modality.into(),
+        modality,
         series_uid: format!("nifti:{}", path.display()),
         description: if h.descrip.is_empty() {
             name.clone()

@@ -410,7 +410,7 @@ fn render(
 
 fn meta(modality: Modality, description: &str, uid_suffix: &str) -> VolumeMeta {
     VolumeMeta {
-        modality: modality.code().to_string(),
+        modality,
         series_uid: format!("2.25.31415926535897932384626433.{uid_suffix}"),
         description: description.to_string(),
         patient_name: "SynthScope^Phantom".to_string(),

@@ -9,11 +9,10 @@ mod optimiser;
 mod params;
 mod pyramid;
 
+use crate::volume::resample::shrink;
+use crate::volume::transform::{Affine, Decomposition};
 pub use gpu_metric::{GpuMattes, GpuMetricError};
 pub use metric::{MattesMi, MetricValue};
-// Moved to `volume`; re-exported until every caller uses the new paths.
-pub use crate::volume::resample::{resample, shrink};
-pub use crate::volume::transform::{self as transform, Affine, Decomposition};
 
 use crate::io::{LoadError, Progress};
 use crate::volume::{Vec3, Volume};

@@ -52,7 +52,7 @@ pub fn case_slices(study: &Study, i: usize, v: &Volume) -> Result<Vec<usize>, St
         }
         return Ok(c.slices.clone());
     }
-    let threshold = if v.meta.modality.eq_ignore_ascii_case("CT") {
+    let threshold = if v.meta.modality == crate::volume::Modality::Ct {
         -500.0
     } else {
         0.1 * v.robust_range(1.0, 99.0).1

@@ -10,8 +10,6 @@ use crate::model::{Direction, ModelError, tensor_values};
 use crate::volume::{Modality, Volume, VolumeMeta};
 use burn::tensor::{Device, Tensor, TensorData};
 
-pub use crate::model::normalise::CT_RANGE;
-
 /// Why a synthesis produced no volume.
 #[derive(Debug, thiserror::Error)]
 pub enum SynthError {
@@ -110,7 +108,7 @@ pub fn synthesize_timed(
         times.assemble += t2.elapsed().as_secs_f64();
     }
     let meta = VolumeMeta {
-        modality: out_modality.code().into(),
+        modality: out_modality.clone(),
         series_uid: format!("synthetic:{}", input.meta.series_uid),
         description: format!("Synthetic {out_modality} from {}", input.meta.description),
         source: input.meta.source.clone(),
@@ -123,8 +121,3 @@ pub fn synthesize_timed(
     }
     Ok((v, times))
 }
-
-// Moved to `analysis`; re-exported until every caller uses the new paths.
-pub use crate::analysis::features::{FeatureMaps, first_filters, slice_features};
-pub use crate::analysis::gradcam::{CamPair, CamSlice, CamTarget, cam_pair, slice_gradcam};
-pub use crate::model::normalise::Normalisation;

@@ -8,8 +8,9 @@ use crate::io::phantom::{PhantomConfig, phantom_patient};
 use crate::io::{Progress, load_paths};
 use crate::model::Direction;
 use crate::model::normalise::Normalisation;
-use crate::register::{Affine, resample};
+use crate::volume::Affine;
 use crate::volume::Volume;
+use crate::volume::resample::resample;
 use std::path::{Path, PathBuf};
 
 /// One patient: the input and target modality on the input's grid, normalised to 0..1.

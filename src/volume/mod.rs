@@ -210,7 +210,7 @@ pub fn invert3(m: &[[f64; 3]; 3]) -> Option<[[f64; 3]; 3]> {
 }
 
 /// Imaging modality of a volume, as DICOM (0008,0060) names it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Modality {
     /// Computed tomography: values in Hounsfield units.
     Ct,
@@ -240,6 +240,19 @@ impl Modality {
     }
 }
 
+impl Default for Modality {
+    fn default() -> Self {
+        Modality::Other(String::new())
+    }
+}
+
+/// Serialised as its DICOM code ("CT", "MR", ...), as files and JSON outputs have always had it.
+impl Serialize for Modality {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.code())
+    }
+}
+
 impl std::fmt::Display for Modality {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.code())
@@ -249,8 +262,8 @@ impl std::fmt::Display for Modality {
 /// Descriptive data carried with a volume (never used for geometry).
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct VolumeMeta {
-    /// Modality code (CT, MR, ...).
-    pub modality: String,
+    /// Modality (CT, MR, or another DICOM code).
+    pub modality: Modality,
     /// SeriesInstanceUID, or a synthetic id for NIfTI/phantom data.
     pub series_uid: String,
     /// SeriesDescription.

@@ -39,7 +39,7 @@ pub(crate) fn browser_ui(ctx: &egui::Context, open: &mut bool, cx: &mut Cx) {
                         ui.label(format!("{} {}", m.patient_name, m.patient_id));
                         ui.label(&m.study_description);
                         ui.label(&m.description).on_hover_text(&m.series_uid);
-                        ui.label(&m.modality);
+                        ui.label(m.modality.code());
                         let d = v.geometry.dims;
                         ui.label(d[2].to_string());
                         ui.label(format!(

@@ -79,7 +79,11 @@ impl Diagnostics {
                 }
             }
             ui.separator();
-            ui.label("One device: the views and burn share one wgpu device and queue.");
+            ui.label("The views draw on one wgpu device; the networks run on the compute device.");
+            match crate::gpu::compute_if_chosen() {
+                Some(c) => ui.label(format!("Compute device: {}", c.describe())),
+                None => ui.label("Compute device: not chosen yet (the self-test chooses it)."),
+            };
             match &d.self_test {
                 None if d.job.is_some() => {
                     ui.horizontal(|ui| {
@@ -306,6 +310,13 @@ impl SynthScopeApp {
                 }
             }
             ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
+                match crate::gpu::compute_if_chosen() {
+                    Some(c) => ui
+                        .label(format!("Compute: {}", c.summary()))
+                        .on_hover_text(&c.reason),
+                    None => ui.label("Compute: choosing…"),
+                };
+                ui.separator();
                 match &self.diagnostics.adapter {
                     Some(a) => ui.label(format!("GPU: {}", a.summary())),
                     None => ui.colored_label(egui::Color32::LIGHT_RED, "GPU: none"),

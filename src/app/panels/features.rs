@@ -88,10 +88,7 @@ impl FeatureState {
         let z = v[2].round().max(0.0) as usize;
         let layer = self.layer;
         let job = model.run("model", wake, move |m, _| {
-            let device = crate::gpu::shared()
-                .map_err(|e| e.to_string())?
-                .device
-                .clone();
+            let device = crate::gpu::compute_device().map_err(|e| e.to_string())?;
             slice_features(m, direction, &input, z, layer, 64, &device).map_err(|e| e.to_string())
         });
         if let Some(j) = job {

@@ -15,7 +15,7 @@ use crate::app::panels::dialogs::Dialog;
 use crate::app::panels::run_button;
 use crate::gpu;
 use crate::model::checkpoint::AnyModel;
-use crate::volume::{Colormap, Volume};
+use crate::volume::{Colormap, Modality, Volume};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -126,7 +126,7 @@ fn blend(
 }
 
 /// A real and a synthetic slice on one grid, the grid's size and the synthetic modality.
-type SlicePair = (Vec<f32>, Vec<f32>, (usize, usize), String);
+type SlicePair = (Vec<f32>, Vec<f32>, (usize, usize), Modality);
 
 /// A signed map (-1..1) in the diverging colormap, 0 in its middle.
 fn diverging(d: &[f32], (w, h): (usize, usize)) -> egui::ColorImage {
@@ -144,7 +144,7 @@ fn diverging(d: &[f32], (w, h): (usize, usize)) -> egui::ColorImage {
 impl GradcamState {
     /// Load an MR/CT classifier checkpoint for the classifier Grad-CAM view.
     pub(crate) fn load_classifier(&mut self, path: &Path) -> Result<(), String> {
-        let device = gpu::shared().map_err(|e| e.to_string())?.device.clone();
+        let device = gpu::compute_device().map_err(|e| e.to_string())?;
         match crate::model::checkpoint::load(path, &device) {
             Ok((m @ AnyModel::Classifier(_), _)) => {
                 self.classifier.set(m, path.to_path_buf());
@@ -161,7 +161,7 @@ impl GradcamState {
 
     /// Load the embedded demo MR/CT classifier.
     pub(crate) fn load_demo_classifier(&mut self) -> Result<(), String> {
-        let r = gpu::shared().map_err(|e| e.to_string()).and_then(|g| {
+        let r = gpu::compute().map_err(|e| e.to_string()).and_then(|g| {
             crate::model::demo::load_demo_classifier(&g.device).map_err(|e| e.to_string())
         });
         match r {
@@ -190,7 +190,7 @@ impl GradcamState {
             let AnyModel::Classifier(cls) = m else {
                 return Err("not a classifier".into());
             };
-            let device = gpu::shared().map_err(|e| e.to_string())?.device.clone();
+            let device = gpu::compute_device().map_err(|e| e.to_string())?;
             cam_pair(cls, &modality, &real, &synth, size, layer, &device).map_err(|e| e.to_string())
         });
         match job {
@@ -242,7 +242,7 @@ impl GradcamState {
         };
         let layer = self.layer;
         let job = model.run("model", wake, move |m, _| {
-            let device = gpu::shared().map_err(|e| e.to_string())?.device.clone();
+            let device = gpu::compute_device().map_err(|e| e.to_string())?;
             slice_gradcam(m, direction, &input, z, layer, target, &device)
                 .map_err(|e| e.to_string())
         });
@@ -522,7 +522,11 @@ pub(crate) fn real_and_synthetic_slices(
     slice_grid.dims = [nx, ny, 1];
     slice_grid.origin = g.world_from_voxel([0.0, 0.0, z as f64]);
     let t = to_real.unwrap_or_else(|| Affine::identity([0.0; 3]));
-    let fill = if modality == "CT" { -1000.0 } else { 0.0 };
+    let fill = if modality == Modality::Ct {
+        -1000.0
+    } else {
+        0.0
+    };
     let real_slice = resample(real, &slice_grid, &t, fill).data;
     let synth_slice = synth.data[z * nx * ny..(z + 1) * nx * ny].to_vec();
     Ok((real_slice, synth_slice, (nx, ny), modality))

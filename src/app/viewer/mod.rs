@@ -7,7 +7,7 @@ pub mod render;
 pub mod view;
 pub mod viewport;
 
-use crate::volume::{CT_PRESETS, Colormap, Volume, WindowLevel};
+use crate::volume::{CT_PRESETS, Colormap, Modality, Volume, WindowLevel};
 use render::{Combine, Quantized};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -82,7 +82,7 @@ impl Viewer {
     /// CT, the robust range otherwise; grey).
     pub fn display_of(&self, v: &Volume) -> Display {
         self.display.get(&v.id).copied().unwrap_or_else(|| Display {
-            window: if v.meta.modality == "CT" {
+            window: if v.meta.modality == Modality::Ct {
                 CT_PRESETS[0].window
             } else {
                 auto_window(v)

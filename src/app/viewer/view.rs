@@ -1,7 +1,7 @@
 //! Linked slice views: one crosshair in patient coordinates, shared zoom and pan, three
 //! orientations. Pure geometry here; drawing lives in `viewport`.
 
-use crate::register::Affine;
+use crate::volume::Affine;
 use crate::volume::{Geometry, Vec3, Volume};
 
 /// Plane orientation of a view.

@@ -20,7 +20,7 @@ pub struct PaneLayer {
     /// Its 16-bit packing, if prepared off the UI thread.
     pub packed: Option<Arc<super::render::Quantized>>,
     /// Registration: maps view (CT) points into this volume's space.
-    pub transform: Option<crate::register::Affine>,
+    pub transform: Option<crate::volume::Affine>,
 }
 
 /// What happened in a pane this frame, for the app to apply.

@@ -5,7 +5,7 @@ use super::attributes::{
     first_float, floats, has_dicm_magic, in_group, int, items, required_int, text,
 };
 use crate::io::{LoadError, Progress};
-use crate::volume::{Geometry, Vec3, VolumeMeta};
+use crate::volume::{Geometry, Modality, Vec3, VolumeMeta};
 use dicom::dictionary_std::{tags, uids};
 use dicom::object::{InMemDicomObject, OpenFileOptions};
 use rayon::prelude::*;
@@ -260,7 +260,7 @@ fn series_meta(obj: &InMemDicomObject, path: &Path) -> VolumeMeta {
     let series_uid = text(obj, tags::SERIES_INSTANCE_UID)
         .unwrap_or_else(|| format!("(no SeriesInstanceUID) {}", path.display()));
     VolumeMeta {
-        modality: text(obj, tags::MODALITY).unwrap_or_default(),
+        modality: Modality::from_code(&text(obj, tags::MODALITY).unwrap_or_default()),
         series_uid,
         description: text(obj, tags::SERIES_DESCRIPTION).unwrap_or_default(),
         patient_name: text(obj, tags::PATIENT_NAME).unwrap_or_default(),

@@ -95,10 +95,9 @@ pub fn write_series(
         (true, slope, (max as f64 + min as f64) / 2.0)
     };
     let meta = &volume.meta;
-    let modality = if meta.modality.is_empty() {
-        "OT".to_string()
-    } else {
-        meta.modality.clone()
+    let modality = match meta.modality.code() {
+        "" => "OT".to_string(),
+        code => code.to_string(),
     };
     let sop_class = match modality.as_str() {
         "CT" => uids::CT_IMAGE_STORAGE,

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 /// The window for a case: the study's per modality (MR without one: the image's robust range).
 fn window_for(study: &Study, v: &Volume) -> WindowLevel {
-    if v.meta.modality.eq_ignore_ascii_case("CT") {
+    if v.meta.modality == crate::volume::Modality::Ct {
         study.window.ct
     } else {
         study.window.mr.unwrap_or_else(|| {

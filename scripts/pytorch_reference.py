@@ -206,9 +206,90 @@ def time_train(net, cin, size, batch, steps, device):
     return {"steps_per_s": 1.0 / s, "images_per_s": batch / s, "ms_per_step": s * 1e3, "first_s": first}
 
 
+def unet_ops(base, levels, size, folded):
+    """The ops of a U-Net's eval forward (as src/cli/bench/ops.rs lists them): [(name, fn)]."""
+    w = [base << i for i in range(levels + 1)]
+    s = [size >> i for i in range(levels + 1)]
+    ops = []
+
+    def cbr(k, a, b, side):
+        ops.append(("conv", k, a, b, side, folded))
+        if not folded:
+            ops.append(("bn", b, side))
+        ops.append(("relu", b, side))
+
+    for lv in range(levels + 1):
+        cin = 1 if lv == 0 else w[lv - 1]
+        if lv > 0:
+            ops.append(("pool", w[lv - 1], s[lv - 1]))
+        cbr(3, cin, w[lv], s[lv])
+        cbr(3, w[lv], w[lv], s[lv])
+    for lv in reversed(range(levels)):
+        cbr(1, w[lv + 1], w[lv], s[lv + 1])
+        ops.append(("up", w[lv], s[lv + 1]))
+        ops.append(("cat", w[lv], w[lv], s[lv]))
+        cbr(3, 2 * w[lv], w[lv], s[lv])
+        cbr(3, w[lv], w[lv], s[lv])
+    ops.append(("conv", 1, w[0], 1, s[0], True))
+    seen = []
+    for o in ops:
+        if o not in seen:
+            seen.append(o)
+    return seen
+
+
+def op_name(o):
+    kind = o[0]
+    if kind == "conv":
+        _, k, a, b, side, bias = o
+        return f"conv{k}x{k} {a}->{b} @{side}" + (" +bias" if bias else "")
+    names = {"bn": "batchnorm", "relu": "relu", "pool": "maxpool", "up": "upsample"}
+    if kind == "cat":
+        return f"cat {o[1]}+{o[2]} @{o[3]}"
+    return f"{names[kind]} {o[1]} @{o[2]}"
+
+
+def time_ops(a, device):
+    results = []
+    with torch.no_grad():
+        for o in unet_ops(a.base_width, a.levels, a.size, a.folded):
+            kind, B = o[0], a.batch
+            if kind == "conv":
+                _, k, ci, co, side, bias = o
+                x, w = torch.randn(B, ci, side, side, device=device), torch.randn(co, ci, k, k, device=device)
+                b = torch.randn(co, device=device) if bias else None
+                fn = lambda x=x, w=w, b=b, p=k // 2: F.conv2d(x, w, b, padding=p)
+            elif kind == "bn":
+                _, c, side = o
+                x = torch.randn(B, c, side, side, device=device)
+                g, be, m, v = (torch.rand(c, device=device) + 0.5 for _ in range(4))
+                fn = lambda x=x, g=g, be=be, m=m, v=v: F.batch_norm(x, m, v, g, be, False, 0.1, 1e-5)
+            elif kind == "relu":
+                x = torch.randn(B, o[1], o[2], o[2], device=device)
+                fn = lambda x=x: F.relu(x)
+            elif kind == "pool":
+                x = torch.randn(B, o[1], o[2], o[2], device=device)
+                fn = lambda x=x: F.max_pool2d(x, 2, 2)
+            elif kind == "up":
+                x = torch.randn(B, o[1], o[2], o[2], device=device)
+                fn = lambda x=x: F.interpolate(x, scale_factor=2, mode="nearest")
+            else:
+                x, y = torch.randn(B, o[1], o[3], o[3], device=device), torch.randn(B, o[2], o[3], o[3], device=device)
+                fn = lambda x=x, y=y: torch.cat([x, y], 1)
+            fn()
+            best = float("inf")
+            for _ in range(max(a.repeat, 1)):
+                t = time.perf_counter()
+                fn()
+                sync(device)
+                best = min(best, time.perf_counter() - t)
+            results.append({"name": op_name(o), "ms": best * 1e3})
+    return results
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("mode", choices=["infer", "train"])
+    p.add_argument("mode", choices=["infer", "train", "ops"])
     p.add_argument("--models", default="unet:32:4,drunet:34", help="comma-separated unet:BASE:LEVELS / drunet:DEPTH")
     p.add_argument("--size", type=int, default=256)
     p.add_argument("--batch", type=int, default=4)
@@ -216,6 +297,9 @@ def main():
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     p.add_argument("--conv-before-up", action="store_true", help="Up as 1x1 ConvBn + ReLU then nearest x2 (equivalent, 4x fewer 1x1 FLOPs)")
+    p.add_argument("--base-width", type=int, default=32, help="ops: U-Net base width")
+    p.add_argument("--levels", type=int, default=4, help="ops: U-Net levels")
+    p.add_argument("--folded", action="store_true", help="ops: batch norms folded into the convolutions")
     a = p.parse_args()
     if a.threads > 0:
         torch.set_num_threads(a.threads)
@@ -223,6 +307,11 @@ def main():
     if device.type == "cuda" and not torch.cuda.is_available():
         raise SystemExit("torch sees no CUDA device")
     torch.manual_seed(0)
+    if a.mode == "ops":
+        out = {"torch": torch.__version__, "threads": torch.get_num_threads(), "ops": time_ops(a, device)}
+        json.dump(out, sys.stdout)
+        print()
+        return
     results = []
     for spec in a.models.split(","):
         name, net, cin = build(spec.strip(), a.conv_before_up)

@@ -339,15 +339,12 @@ pub fn cam_pair(
             synthetic.len()
         )));
     }
-    let class = if *modality == Modality::Ct {
-        "CT"
-    } else {
-        "MR"
-    };
+    let is_ct = *modality == Modality::Ct;
+    let class = if is_ct { "CT" } else { "MR" };
     let norm = |v: &[f32]| -> Normalisation {
-        match class {
-            "CT" => Normalisation::ct(),
-            _ => {
+        match is_ct {
+            true => Normalisation::ct(),
+            false => {
                 // MR: as for inference, 0 to the 99th percentile of the slice's tissue.
                 let mut sorted: Vec<f32> = v.iter().copied().filter(|x| x.is_finite()).collect();
                 sorted.sort_by(f32::total_cmp);

@@ -1,6 +1,11 @@
 //! `bench ...`: throughput of loading, registration, networks, synthesis and training.
 
+mod ops;
+mod pytorch;
+
 use super::data::{load, middle_slab, slab};
+pub use pytorch::PytorchArgs;
+use pytorch::{BenchNet, print_against, run_pytorch};
 use crate::io::{Progress, nifti, phantom};
 use anyhow::{Context, bail};
 use clap::Subcommand;
@@ -69,6 +74,31 @@ pub enum Bench {
         #[command(flatten)]
         pytorch: PytorchArgs,
     },
+    /// Where a U-Net's inference time goes: each distinct op at its shapes, timed alone on the
+    /// compute device, times its count in the network (with --against-pytorch: PyTorch's time
+    /// for the same op beside it).
+    Ops {
+        /// Channels at full resolution.
+        #[arg(long, default_value_t = 32)]
+        base_width: usize,
+        /// Downsamplings.
+        #[arg(long, default_value_t = 4)]
+        levels: usize,
+        /// Slice size.
+        #[arg(long, default_value_t = 256)]
+        size: usize,
+        /// Slices per batch.
+        #[arg(long, default_value_t = 4)]
+        batch: usize,
+        /// Timed runs per op (the best is kept, after one warm-up).
+        #[arg(long, default_value_t = 3)]
+        repeat: usize,
+        /// The unfolded network (batch norms as separate ops).
+        #[arg(long)]
+        unfolded: bool,
+        #[command(flatten)]
+        pytorch: PytorchArgs,
+    },
     /// Load throughput (MB/s, slices/s) of PATH, against plain file reading of the same bytes.
     Load {
         /// Folder or files.
@@ -77,17 +107,6 @@ pub enum Bench {
         #[arg(long, default_value_t = 3)]
         repeat: usize,
     },
-}
-
-/// `--against-pytorch`: run scripts/pytorch_reference.py on the same shapes in the same run.
-#[derive(clap::Args, Debug, Clone)]
-pub struct PytorchArgs {
-    /// Also time the same networks in PyTorch (scripts/pytorch_reference.py) and print the ratio.
-    #[arg(long)]
-    pub against_pytorch: bool,
-    /// Python with torch (default: $SYNTHSCOPE_TORCH_PYTHON, the cache's torch-venv, python3).
-    #[arg(long, requires = "against_pytorch")]
-    pub python: Option<PathBuf>,
 }
 
 /// `bench ...` (`device`: the `--device` flag).
@@ -116,7 +135,93 @@ pub(super) fn run(what: Bench, device: Option<crate::gpu::DeviceChoice>) -> anyh
             pytorch,
         } => bench_train(size, batch, steps, &models, &pytorch),
         Bench::Load { path, repeat } => bench_load(&path, repeat),
+        Bench::Ops {
+            base_width,
+            levels,
+            size,
+            batch,
+            repeat,
+            unfolded,
+            pytorch,
+        } => bench_ops((base_width, levels, size, batch, repeat), !unfolded, &pytorch),
     }
+}
+
+/// `bench ops`: the U-Net's forward pass op by op, ours and (optionally) PyTorch's.
+fn bench_ops(
+    (base, levels, size, batch, repeat): (usize, usize, usize, usize, usize),
+    folded: bool,
+    pytorch: &PytorchArgs,
+) -> anyhow::Result<()> {
+    let c = crate::gpu::compute()?;
+    let list = ops::unet_ops(base, levels, size, folded);
+    println!(
+        "U-Net {base}/{levels}, batch {batch} x {size}x{size}, {}; each op alone on {}",
+        if folded { "batch norms folded" } else { "unfolded" },
+        c.summary()
+    );
+    let ours: Vec<f64> = list
+        .iter()
+        .map(|(op, _)| ops::time_op(op, batch, repeat, &c.device))
+        .collect();
+    let theirs: Option<Vec<Option<f64>>> = if pytorch.against_pytorch {
+        let mut script: Vec<String> = ["ops", "--base-width", &base.to_string(), "--levels", &levels.to_string()]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        script.extend(script_shapes("unet", size, batch, repeat, true));
+        if folded {
+            script.push("--folded".into());
+        }
+        run_pytorch(pytorch, &script).map(|v| {
+            list.iter()
+                .map(|(op, _)| {
+                    v["ops"].as_array().and_then(|a| {
+                        a.iter()
+                            .find(|o| o["name"].as_str() == Some(op.name().as_str()))
+                            .and_then(|o| o["ms"].as_f64())
+                    })
+                })
+                .collect()
+        })
+    } else {
+        None
+    };
+    let total: f64 = list.iter().zip(&ours).map(|((_, n), ms)| *n as f64 * ms).sum();
+    let mut order: Vec<usize> = (0..list.len()).collect();
+    order.sort_by(|&a, &b| {
+        let t = |i: usize| list[i].1 as f64 * ours[i];
+        t(b).total_cmp(&t(a))
+    });
+    println!(
+        "{:<28} {:>5} {:>10} {:>10} {:>6} {:>12} {:>8}",
+        "op", "count", "ours ms", "total ms", "share", "PyTorch ms", "ratio"
+    );
+    let mut torch_total = 0.0;
+    for i in order {
+        let (op, n) = &list[i];
+        let t = theirs.as_ref().and_then(|v| v[i]);
+        torch_total += t.unwrap_or(0.0) * *n as f64;
+        println!(
+            "{:<28} {:>5} {:>10.2} {:>10.1} {:>5.1}% {:>12} {:>8}",
+            op.name(),
+            n,
+            ours[i],
+            *n as f64 * ours[i],
+            100.0 * *n as f64 * ours[i] / total,
+            t.map_or("-".into(), |t| format!("{t:.2}")),
+            t.map_or("-".into(), |t| format!("{:.2}", t / ours[i]))
+        );
+    }
+    println!(
+        "sum of ops: ours {total:.0} ms per batch{}",
+        if theirs.is_some() {
+            format!(", PyTorch {torch_total:.0} ms (ratio PyTorch/ours time {:.2})", torch_total / total)
+        } else {
+            String::new()
+        }
+    );
+    Ok(())
 }
 
 /// `bench load`: load throughput of PATH against plain reading of the same bytes.
@@ -291,178 +396,25 @@ fn bench_register(contrast: &str, python: Option<PathBuf>, rigid_only: bool) -> 
     Ok(())
 }
 
-/// A network of `bench models|train`, from `unet:BASE:LEVELS` or `drunet:DEPTH` (the syntax
-/// of scripts/pytorch_reference.py).
-#[derive(Clone, Debug)]
-enum BenchNet {
-    Unet { base: usize, levels: usize },
-    Drunet { depth: usize },
-}
-
-impl BenchNet {
-    fn parse_list(list: &str) -> anyhow::Result<Vec<(String, BenchNet)>> {
-        list.split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(|spec| {
-                let parts: Vec<&str> = spec.split(':').collect();
-                let num = |i: usize, default: usize| -> anyhow::Result<usize> {
-                    parts.get(i).map_or(Ok(default), |v| {
-                        v.parse()
-                            .with_context(|| format!("{spec}: {v} is not a number"))
-                    })
-                };
-                let net = match parts[0] {
-                    "unet" => BenchNet::Unet {
-                        base: num(1, 32)?,
-                        levels: num(2, 4)?,
-                    },
-                    "drunet" => BenchNet::Drunet { depth: num(1, 34)? },
-                    other => bail!("unknown network {other}: unet:BASE:LEVELS or drunet:DEPTH"),
-                };
-                Ok((spec.to_string(), net))
-            })
-            .collect()
-    }
-
-    fn name(&self) -> String {
-        match self {
-            BenchNet::Unet { base, levels } => format!("U-Net {base}/{levels}"),
-            BenchNet::Drunet { depth } => format!("DRUNet-{depth}"),
-        }
-    }
-
-    fn spec(&self, size: usize) -> crate::model::checkpoint::ModelSpec {
-        use crate::model::checkpoint::ModelSpec;
-        use crate::model::{DrunetConfig, UnetConfig};
-        match *self {
-            BenchNet::Unet { base, levels } => ModelSpec::Unet(
-                UnetConfig::new()
-                    .with_base_width(base)
-                    .with_levels(levels)
-                    .with_input_size(size),
-            ),
-            BenchNet::Drunet { depth } => {
-                ModelSpec::Drunet(DrunetConfig::new().with_depth(depth).with_input_size(size))
-            }
-        }
-    }
-}
-
-/// A Python that imports torch: `--python`, $SYNTHSCOPE_TORCH_PYTHON, the torch-venv in the
-/// user's cache folder, target/py-torch, python3 (the first that imports torch).
-fn torch_python(asked: Option<&Path>) -> Option<PathBuf> {
-    let mut candidates: Vec<PathBuf> = Vec::new();
-    if let Some(p) = asked {
-        candidates.push(p.to_path_buf());
-    } else {
-        if let Some(p) = std::env::var_os("SYNTHSCOPE_TORCH_PYTHON") {
-            candidates.push(PathBuf::from(p));
-        }
-        if let Some(c) =
-            crate::gpu::compute::cache_path().and_then(|p| p.parent().map(Path::to_path_buf))
-        {
-            candidates.push(c.join("torch-venv/bin/python"));
-        }
-        candidates
-            .push(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/py-torch/bin/python"));
-        candidates.push(PathBuf::from("python3"));
-    }
-    candidates.into_iter().find(|p| {
-        std::process::Command::new(p)
-            .args(["-c", "import torch"])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    })
-}
-
-/// Run scripts/pytorch_reference.py (`mode`: infer or train) and parse its JSON; None (with the
-/// reason printed, and how to make a torch Python) when there is no torch.
-fn run_pytorch(
-    args: &PytorchArgs,
-    mode: &str,
+/// The script's arguments for the same networks and shapes.
+fn script_shapes(
     models: &str,
-    (size, batch, repeat): (usize, usize, usize),
+    size: usize,
+    batch: usize,
+    repeat: usize,
     conv_before_up: bool,
-) -> Option<serde_json::Value> {
-    let Some(python) = torch_python(args.python.as_deref()) else {
-        println!(
-            "PyTorch reference: no Python with torch found{}; make one with\n  python3 -m venv DIR && DIR/bin/pip install torch\nthen pass --python DIR/bin/python (or set SYNTHSCOPE_TORCH_PYTHON)",
-            args.python
-                .as_ref()
-                .map(|p| format!(" ({} does not import torch)", p.display()))
-                .unwrap_or_default()
-        );
-        return None;
-    };
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/pytorch_reference.py");
-    let mut cmd = std::process::Command::new(&python);
-    cmd.arg(&script)
-        .arg(mode)
-        .args(["--models", models])
-        .args(["--size", &size.to_string()])
-        .args(["--batch", &batch.to_string()])
-        .args(["--repeat", &repeat.to_string()]);
+) -> Vec<String> {
+    let mut v: Vec<String> = [
+        "--models", models, "--size", &size.to_string(), "--batch", &batch.to_string(),
+        "--repeat", &repeat.to_string(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
     if conv_before_up {
-        cmd.arg("--conv-before-up");
+        v.push("--conv-before-up".into());
     }
-    let out = match cmd.output() {
-        Ok(o) => o,
-        Err(e) => {
-            println!("PyTorch reference: cannot run {}: {e}", python.display());
-            return None;
-        }
-    };
-    if !out.status.success() {
-        println!(
-            "PyTorch reference failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-                .lines()
-                .last()
-                .unwrap_or("")
-        );
-        return None;
-    }
-    match serde_json::from_slice::<serde_json::Value>(&out.stdout) {
-        Ok(v) => Some(v),
-        Err(e) => {
-            println!("PyTorch reference: unreadable output: {e}");
-            None
-        }
-    }
-}
-
-/// Print PyTorch's figures next to ours: `ours` maps a spec to our throughput, `key` names the
-/// script's throughput field.
-fn print_against(
-    torch: &serde_json::Value,
-    ours: &[(String, String, f64)],
-    key: &str,
-    unit: &str,
-    what: &str,
-) {
-    println!(
-        "PyTorch {} ({}, {} threads, {what}):",
-        torch["torch"].as_str().unwrap_or("?"),
-        torch["device"].as_str().unwrap_or("?"),
-        torch["threads"]
-    );
-    for (spec, name, ours) in ours {
-        let Some(r) = torch["results"]
-            .as_array()
-            .and_then(|a| a.iter().find(|r| r["spec"].as_str() == Some(spec)))
-        else {
-            continue;
-        };
-        let theirs = r[key].as_f64().unwrap_or(f64::NAN);
-        println!(
-            "  {name:<12} PyTorch {theirs:8.3} {unit}  ours {ours:8.3} {unit}  ratio ours/PyTorch {:.3}  (PyTorch first call {:.2} s)",
-            ours / theirs,
-            r["first_s"].as_f64().unwrap_or(f64::NAN)
-        );
-    }
+    v
 }
 
 /// `bench models`: forward-pass throughput of U-Net and DRUNet, as trained and folded.
@@ -518,13 +470,9 @@ fn bench_models(
     }
     if pytorch.against_pytorch {
         for conv_before_up in [false, true] {
-            if let Some(v) = run_pytorch(
-                pytorch,
-                "infer",
-                models,
-                (size, batch, repeat),
-                conv_before_up,
-            ) {
+            let mut script = vec!["infer".to_string()];
+            script.extend(script_shapes(models, size, batch, repeat, conv_before_up));
+            if let Some(v) = run_pytorch(pytorch, &script) {
                 print_against(
                     &v,
                     &ours,
@@ -718,13 +666,9 @@ fn bench_train(
     }
     if pytorch.against_pytorch {
         for conv_before_up in [false, true] {
-            if let Some(v) = run_pytorch(
-                pytorch,
-                "train",
-                models,
-                (size, batch, steps),
-                conv_before_up,
-            ) {
+            let mut script = vec!["train".to_string()];
+            script.extend(script_shapes(models, size, batch, steps, conv_before_up));
+            if let Some(v) = run_pytorch(pytorch, &script) {
                 print_against(
                     &v,
                     &ours,

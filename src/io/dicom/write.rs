@@ -1,7 +1,7 @@
 //! Writing a volume as a DICOM series (one file per slice, explicit VR little endian).
 
 use crate::io::LoadError;
-use crate::volume::Volume;
+use crate::volume::{Modality, Volume};
 use dicom::core::{DataElement, PrimitiveValue, Tag, VR};
 use dicom::dictionary_std::{tags, uids};
 use dicom::object::{FileMetaTableBuilder, InMemDicomObject};
@@ -99,10 +99,11 @@ pub fn write_series(
         "" => "OT".to_string(),
         code => code.to_string(),
     };
-    let sop_class = match modality.as_str() {
-        "CT" => uids::CT_IMAGE_STORAGE,
-        "MR" => uids::MR_IMAGE_STORAGE,
-        _ => uids::SECONDARY_CAPTURE_IMAGE_STORAGE,
+    let is_ct = meta.modality == Modality::Ct;
+    let sop_class = match meta.modality {
+        Modality::Ct => uids::CT_IMAGE_STORAGE,
+        Modality::Mr => uids::MR_IMAGE_STORAGE,
+        Modality::Other(_) => uids::SECONDARY_CAPTURE_IMAGE_STORAGE,
     };
     let series_uid = if meta.series_uid.starts_with("2.25.")
         || meta
@@ -127,7 +128,7 @@ pub fn write_series(
     };
     let d = &g.direction;
     let iop = [d[0][0], d[1][0], d[2][0], d[0][1], d[1][1], d[2][1]];
-    let (wl, ww) = if modality == "CT" {
+    let (wl, ww) = if is_ct {
         (40.0, 400.0)
     } else {
         let (lo, hi) = volume.robust_range(2.0, 98.0);
@@ -252,7 +253,7 @@ pub fn write_series(
             put_str(&mut o, tags::WINDOW_WIDTH, VR::DS, ds(ww));
             put_str(&mut o, tags::RESCALE_INTERCEPT, VR::DS, ds(intercept));
             put_str(&mut o, tags::RESCALE_SLOPE, VR::DS, ds(slope));
-            if modality == "CT" {
+            if is_ct {
                 put_str(&mut o, tags::RESCALE_TYPE, VR::LO, "HU");
             }
             let plane = &volume.data[z * nx * ny..(z + 1) * nx * ny];

@@ -83,7 +83,7 @@ fn check_decodable(
     if obj.get(tags::PIXEL_DATA).is_none() {
         return Err(LoadError::file(path, "no Pixel Data (7FE0,0010)"));
     }
-    let spp = int(&obj, tags::SAMPLES_PER_PIXEL).unwrap_or(1);
+    let spp = int(obj, tags::SAMPLES_PER_PIXEL).unwrap_or(1);
     if spp != 1 {
         return Err(LoadError::file(
             path,
@@ -97,7 +97,7 @@ fn check_decodable(
         None => {
             return Err(LoadError::file(
                 path,
-                format!("cannot decode {}", transfer_syntax_name(&ts)),
+                format!("cannot decode {}", transfer_syntax_name(ts)),
             ));
         }
         Some(t)
@@ -107,7 +107,7 @@ fn check_decodable(
                 path,
                 format!(
                     "cannot decode pixel data in {}: no decoder built in",
-                    transfer_syntax_name(&ts)
+                    transfer_syntax_name(ts)
                 ),
             ));
         }
@@ -117,8 +117,8 @@ fn check_decodable(
     if let Some(t) = registry_ts
         && !t.is_encapsulated_pixel_data()
     {
-        let bits = int(&obj, tags::BITS_ALLOCATED).unwrap_or(16) as usize;
-        let nframes = int(&obj, tags::NUMBER_OF_FRAMES).unwrap_or(1).max(1) as usize;
+        let bits = int(obj, tags::BITS_ALLOCATED).unwrap_or(16) as usize;
+        let nframes = int(obj, tags::NUMBER_OF_FRAMES).unwrap_or(1).max(1) as usize;
         let need = rows * cols * nframes * bits / 8;
         let have = obj
             .get(tags::PIXEL_DATA)
@@ -144,7 +144,7 @@ fn decode_rle32(
     frames: &[(u32, (f64, f64))],
     plane: usize,
 ) -> Result<Vec<Vec<f32>>, LoadError> {
-    let signed = int(&obj, tags::PIXEL_REPRESENTATION).unwrap_or(0) == 1;
+    let signed = int(obj, tags::PIXEL_REPRESENTATION).unwrap_or(0) == 1;
     let fragments = obj
         .get(tags::PIXEL_DATA)
         .and_then(|e| e.value().fragments())

@@ -35,6 +35,36 @@ impl LoadError {
     }
 }
 
+/// The most voxels one loaded volume may have: 2^29 (2 GiB as f32), or `SYNTHSCOPE_MAX_VOXELS`.
+/// Sizes that headers declare are checked against it (and against the bytes present) before
+/// anything is allocated, so a lying header is refused instead of asking the OS for many GB.
+pub fn max_voxels() -> u64 {
+    static MAX: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *MAX.get_or_init(|| {
+        std::env::var("SYNTHSCOPE_MAX_VOXELS")
+            .ok()
+            .and_then(|v| v.trim().replace('_', "").parse::<u64>().ok())
+            .filter(|v| *v > 0)
+            .unwrap_or(1 << 29)
+    })
+}
+
+/// Refuse a declared size of `voxels` over [`max_voxels`]; the error names the file, what
+/// declared the size (`what`), and both numbers.
+pub fn check_voxels(path: &Path, voxels: u128, what: &str) -> Result<(), LoadError> {
+    let max = max_voxels();
+    if voxels > max as u128 {
+        return Err(LoadError::file(
+            path,
+            format!(
+                "{what} declare {voxels} voxels, more than the {max} a volume may have \
+                 (header wrong, or set SYNTHSCOPE_MAX_VOXELS)"
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Shared progress and cancellation of a long load, polled by the UI.
 #[derive(Debug, Default)]
 pub struct Progress {

@@ -29,12 +29,25 @@ fn read_all(path: &Path) -> Result<Vec<u8>, LoadError> {
     let raw =
         std::fs::read(path).map_err(|e| LoadError::file(path, format!("cannot read: {e}")))?;
     if raw.len() >= 2 && raw[0] == 0x1f && raw[1] == 0x8b {
+        // A gzip bomb stops at the largest image a volume may be (8 bytes a voxel) plus headers.
+        let limit = crate::io::max_voxels()
+            .saturating_mul(8)
+            .saturating_add(1 << 20);
         let mut out = Vec::new();
         flate2::read::MultiGzDecoder::new(&raw[..])
+            .take(limit + 1)
             .read_to_end(&mut out)
             .map_err(|e| {
                 LoadError::file(path, format!("gzip stream is corrupt or truncated: {e}"))
             })?;
+        if out.len() as u64 > limit {
+            return Err(LoadError::file(
+                path,
+                format!(
+                    "gzip stream decompresses to more than {limit} bytes: not one image volume"
+                ),
+            ));
+        }
         Ok(out)
     } else {
         Ok(raw)
@@ -51,6 +64,58 @@ fn version(bytes: &[u8]) -> Option<(u8, bool)> {
         (_, 540) => Some((2, false)),
         _ => None,
     }
+}
+
+/// NIfTI-1: the sizes the header declares (dim, datatype, vox_offset), checked against the
+/// voxel limit and the bytes present before the nifti crate allocates the image.
+fn check_v1_sizes(path: &Path, bytes: &[u8], le: bool) -> Result<(), LoadError> {
+    if bytes.len() < 348 {
+        return Err(LoadError::file(
+            path,
+            format!("{} bytes: shorter than a NIfTI-1 header (348)", bytes.len()),
+        ));
+    }
+    let i16_at = |o: usize| {
+        let b = [bytes[o], bytes[o + 1]];
+        if le {
+            i16::from_le_bytes(b)
+        } else {
+            i16::from_be_bytes(b)
+        }
+    };
+    let b4 = [bytes[108], bytes[109], bytes[110], bytes[111]];
+    let vox_offset = if le {
+        f32::from_le_bytes(b4)
+    } else {
+        f32::from_be_bytes(b4)
+    };
+    let ndim = i16_at(40).clamp(0, 7) as usize;
+    let dims: Vec<i64> = (1..=ndim)
+        .map(|k| i64::from(i16_at(40 + 2 * k)).max(1))
+        .collect();
+    let spatial: u128 = dims.iter().take(3).map(|d| *d as u128).product();
+    let shown: Vec<String> = dims.iter().take(3).map(|d| d.to_string()).collect();
+    crate::io::check_voxels(path, spatial, &format!("dim[1..3] = {}", shown.join("x")))?;
+    let Some(bpv) = bytes_per_voxel(i16_at(70)) else {
+        return Ok(()); // refused with its name after the header is read
+    };
+    let need = dims.iter().map(|d| *d as u128).product::<u128>() * bpv as u128;
+    let start = if vox_offset.is_finite() && vox_offset >= 348.0 {
+        vox_offset as u128
+    } else {
+        352
+    };
+    let have = (bytes.len() as u128).saturating_sub(start);
+    if path.extension().is_some_and(|e| e != "hdr") && have < need {
+        return Err(LoadError::file(
+            path,
+            format!(
+                "image data holds {have} bytes but dim {:?} of {bpv} bytes need {need}: file truncated or dimensions wrong",
+                dims
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn header_v1(path: &Path) -> Result<(Header, Vec<u8>), LoadError> {
@@ -223,6 +288,7 @@ pub fn read_nifti(path: &Path) -> Result<Volume, LoadError> {
         LoadError::file(path, "not a NIfTI file (sizeof_hdr is neither 348 nor 540)")
     })?;
     let (h, data) = if ver == 1 {
+        check_v1_sizes(path, &bytes, le)?;
         header_v1(path)?
     } else {
         header_v2(path, &bytes, le)?
@@ -257,10 +323,12 @@ pub fn read_nifti(path: &Path) -> Result<Volume, LoadError> {
             ),
         )
     })?;
-    let n = dims[0]
-        .checked_mul(dims[1])
-        .and_then(|v| v.checked_mul(dims[2]))
-        .ok_or_else(|| LoadError::file(path, "dimensions overflow"))?;
+    crate::io::check_voxels(
+        path,
+        dims.iter().map(|d| *d as u128).product(),
+        &format!("dim[1..3] = {}x{}x{}", dims[0], dims[1], dims[2]),
+    )?;
+    let n = dims[0] * dims[1] * dims[2];
     if data.len() < n * bpv {
         return Err(LoadError::file(
             path,

@@ -117,13 +117,14 @@ fn check_decodable(
     if let Some(t) = registry_ts
         && !t.is_encapsulated_pixel_data()
     {
-        let bits = int(obj, tags::BITS_ALLOCATED).unwrap_or(16) as usize;
-        let nframes = int(obj, tags::NUMBER_OF_FRAMES).unwrap_or(1).max(1) as usize;
-        let need = rows * cols * nframes * bits / 8;
+        // u128: lying headers must not wrap the product round to a small number.
+        let bits = int(obj, tags::BITS_ALLOCATED).unwrap_or(16).max(0) as u128;
+        let nframes = int(obj, tags::NUMBER_OF_FRAMES).unwrap_or(1).max(1) as u128;
+        let need = (rows as u128 * cols as u128 * nframes * bits).div_ceil(8);
         let have = obj
             .get(tags::PIXEL_DATA)
             .and_then(|e| e.value().to_bytes().ok())
-            .map(|b| b.len())
+            .map(|b| b.len() as u128)
             .unwrap_or(0);
         if have < need {
             return Err(LoadError::file(
@@ -378,6 +379,19 @@ type DecodedPlane = (usize, Vec<f32>);
 
 /// Decode a scanned series into a volume (values after rescale, HU for CT).
 pub fn decode_series(s: &SeriesScan, progress: &Progress) -> Result<Volume, LoadError> {
+    if let Some(first) = s.slices.first() {
+        crate::io::check_voxels(
+            &first.path,
+            s.rows as u128 * s.cols as u128 * s.slices.len() as u128,
+            &format!(
+                "{} slices of Rows x Columns {}x{} in series {}",
+                s.slices.len(),
+                s.cols,
+                s.rows,
+                s.meta.series_uid
+            ),
+        )?;
+    }
     let (geometry, warnings) = series_geometry(s);
     let plane = s.rows * s.cols;
     // Group frames by file so each file is opened and decoded once.

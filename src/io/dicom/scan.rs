@@ -84,7 +84,28 @@ fn scan_file(path: &Path) -> Result<(SeriesScan, String), LoadError> {
             format!("invalid image size {cols}x{rows}"),
         ));
     }
-    let frames = int(&obj, tags::NUMBER_OF_FRAMES).unwrap_or(1).max(1) as u32;
+    let frames = int(&obj, tags::NUMBER_OF_FRAMES).unwrap_or(1).max(1);
+    crate::io::check_voxels(
+        path,
+        rows as u128 * cols as u128 * frames as u128,
+        &format!("Rows x Columns x NumberOfFrames (0028,0010/0011/0008) = {cols}x{rows}x{frames}"),
+    )?;
+    let frames = u32::try_from(frames).map_err(|_| {
+        LoadError::file(
+            path,
+            format!("NumberOfFrames (0028,0008) = {frames} is not a frame count"),
+        )
+    })?;
+    if let Some(bits) = int(&obj, tags::BITS_ALLOCATED)
+        && ![1, 8, 16, 32].contains(&bits)
+    {
+        return Err(LoadError::file(
+            path,
+            format!(
+                "BitsAllocated (0028,0100) = {bits}: only 1, 8, 16 and 32-bit samples are read"
+            ),
+        ));
+    }
     let shared = items(&obj, tags::SHARED_FUNCTIONAL_GROUPS_SEQUENCE).and_then(|i| i.first());
     let per_frame = items(&obj, tags::PER_FRAME_FUNCTIONAL_GROUPS_SEQUENCE);
 

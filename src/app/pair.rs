@@ -36,6 +36,14 @@ impl Pair {
         self.mr.and_then(|i| volumes.get(i))
     }
 
+    /// The CT and the MR volume, when both roles are assigned.
+    pub fn both(&self, volumes: &[Arc<Volume>]) -> Option<(Arc<Volume>, Arc<Volume>)> {
+        Some((
+            self.ct_volume(volumes)?.clone(),
+            self.mr_volume(volumes)?.clone(),
+        ))
+    }
+
     /// The role of volume `i`, if it has one.
     pub fn role(&self, i: usize) -> Option<Role> {
         if self.ct == Some(i) {

@@ -183,11 +183,9 @@ impl SynthScopeApp {
                 Err(e) => self.errors.push(e.to_string()),
             },
             Dialog::SaveResampled => {
-                if let (Some(ct), Some(mr), Some(t)) = (
-                    self.ct_volume().cloned(),
-                    self.mr_volume().cloned(),
-                    self.pair.mr_from_ct,
-                ) {
+                if let (Some((ct, mr)), Some(t)) =
+                    (self.pair.both(&self.volumes), self.pair.mr_from_ct)
+                {
                     let (min, _) = mr.min_max();
                     let v = resample(&mr, &ct.geometry, &t, min);
                     if let Err(e) = crate::io::nifti::write_nifti(&v, path) {
@@ -197,9 +195,8 @@ impl SynthScopeApp {
             }
             Dialog::SaveCtOnMr => {
                 // The inverse transform maps MR points to CT points.
-                if let (Some(ct), Some(mr), Some(inv)) = (
-                    self.ct_volume().cloned(),
-                    self.mr_volume().cloned(),
+                if let (Some((ct, mr)), Some(inv)) = (
+                    self.pair.both(&self.volumes),
                     self.pair.mr_from_ct.and_then(|t| t.inverse()),
                 ) {
                     let (min, _) = ct.min_max();

@@ -74,10 +74,7 @@ impl RegistrationState {
         volumes: &[Arc<Volume>],
         wake: Wake,
     ) -> Result<(), String> {
-        let (Some(ct), Some(mr)) = (
-            pair.ct_volume(volumes).cloned(),
-            pair.mr_volume(volumes).cloned(),
-        ) else {
+        let Some((ct, mr)) = pair.both(volumes) else {
             return Err(
                 "Registration needs a CT and an MR: assign both roles in the series browser."
                     .into(),

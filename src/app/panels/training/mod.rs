@@ -163,10 +163,7 @@ impl TrainingState {
         let mut cfg = self.cfg.clone();
         let data = match self.data {
             DataChoice::Loaded => {
-                let (Some(ct), Some(mr)) = (
-                    pair.ct_volume(volumes).cloned(),
-                    pair.mr_volume(volumes).cloned(),
-                ) else {
+                let Some((ct, mr)) = pair.both(volumes) else {
                     return Err(
                         "Training on the loaded pair needs a CT and an MR (series browser roles)."
                             .into(),

@@ -43,7 +43,7 @@ fn demo_t1_and_t2_to_ct_recover_the_known_rigid_transform() {
     for contrast in [MrContrast::T1, MrContrast::T2] {
         let mr = phantom_mr(&cfg, contrast);
         check(
-            &format!("{contrast:?} -> CT rigid+affine"),
+            &format!("{contrast:?} -> CT (defaults: rigid)"),
             &ct,
             &mr,
             &want,
@@ -66,7 +66,10 @@ fn same_modality_affine_is_recovered() {
         &ct,
         &moved,
         &want,
-        &RegistrationConfig::default(),
+        &RegistrationConfig {
+            affine: true,
+            ..RegistrationConfig::default()
+        },
     );
 }
 
@@ -142,7 +145,7 @@ fn tfm_written_by_the_cli_reads_back_and_resamples() {
     let res = dir.path().join("mr_on_ct.nii.gz");
     let out = common::run_ok(
         common::synthscope()
-            .args(["register", "--json", "--fixed"])
+            .args(["register", "--affine", "--json", "--fixed"])
             .arg(dir.path().join("ct"))
             .arg("--moving")
             .arg(dir.path().join("mr_t1"))

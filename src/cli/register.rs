@@ -24,8 +24,11 @@ pub struct RegisterArgs {
     /// Mask on the fixed grid: samples are drawn where it is non-zero.
     #[arg(long)]
     pub mask: Option<PathBuf>,
-    /// Rigid only (skip the affine stage).
-    #[arg(long)]
+    /// Add the affine stage (12 degrees of freedom) after the rigid one, for scanner distortion.
+    #[arg(long, conflicts_with = "rigid_only")]
+    pub affine: bool,
+    /// Rigid only: the default now, kept so older scripts still run.
+    #[arg(long, hide = true)]
     pub rigid_only: bool,
     /// Print JSON.
     #[arg(long)]
@@ -36,14 +39,14 @@ pub struct RegisterArgs {
 pub(super) fn run(a: &RegisterArgs) -> anyhow::Result<()> {
     let (fixed, moving, out) = (a.fixed.as_path(), a.moving.as_path(), a.out.as_path());
     let (resampled, mask) = (a.resampled.as_deref(), a.mask.as_deref());
-    let (rigid_only, json) = (a.rigid_only, a.json);
+    let (affine, json) = (a.affine, a.json);
     use crate::register::{RegistrationConfig, register};
     use crate::volume::resample::resample;
     let f = first_volume(fixed)?;
     let m = first_volume(moving)?;
     let mk = mask.map(first_volume).transpose()?;
     let cfg = RegistrationConfig {
-        affine: !rigid_only,
+        affine,
         ..Default::default()
     };
     let r = register(&f, &m, mk.as_ref(), &cfg, &Progress::default(), |_| {})?;

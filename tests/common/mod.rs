@@ -201,3 +201,55 @@ pub fn phantom_study(dir: &Path, patients: usize, design: synthscope::study::Des
     s.write(&file).unwrap();
     file
 }
+
+/// The nilearn wheel whose `datasets/data` holds the MNI ICBM152 2009 T1 and tissue maps.
+pub const NILEARN_WHEEL: &str = "nilearn==0.14.1";
+
+/// One of the MNI ICBM152 2009c maps nilearn ships (`kind`: "t1", "gm" or "wm"), fetched once
+/// with pip into `target/public-samples/nilearn` (`SYNTHSCOPE_NILEARN` points at an unpacked
+/// `nilearn/datasets/data` instead).
+pub fn mni152(kind: &str) -> PathBuf {
+    static DATA: OnceLock<PathBuf> = OnceLock::new();
+    let data = DATA.get_or_init(|| {
+        if let Some(p) = std::env::var_os("SYNTHSCOPE_NILEARN") {
+            return PathBuf::from(p);
+        }
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/public-samples/nilearn");
+        let data = root.join("nilearn/datasets/data");
+        if !data
+            .join("mni_icbm152_wm_tal_nlin_sym_09a_converted.nii.gz")
+            .exists()
+        {
+            let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+            let wheels = root.join("wheels");
+            let st = Command::new(&python)
+                .args(["-m", "pip", "download", "--quiet", "--no-deps", "--dest"])
+                .arg(&wheels)
+                .arg(NILEARN_WHEEL)
+                .status();
+            assert!(
+                st.map(|s| s.success()).unwrap_or(false),
+                "pip download {NILEARN_WHEEL} failed"
+            );
+            let wheel = std::fs::read_dir(&wheels)
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .find(|p| p.extension().is_some_and(|e| e == "whl"))
+                .expect("the nilearn wheel");
+            let st = Command::new(&python)
+                .args(["-m", "zipfile", "-e"])
+                .arg(&wheel)
+                .arg(&root)
+                .status();
+            assert!(
+                st.map(|s| s.success()).unwrap_or(false),
+                "cannot unpack {}",
+                wheel.display()
+            );
+        }
+        data
+    });
+    data.join(format!(
+        "mni_icbm152_{kind}_tal_nlin_sym_09a_converted.nii.gz"
+    ))
+}

@@ -32,7 +32,7 @@ impl Default for RegistrationState {
     fn default() -> Self {
         Self {
             show: false,
-            affine: true,
+            affine: false,
             mask: None,
             job: None,
             result: None,
@@ -130,7 +130,7 @@ impl RegistrationState {
                 ui.label(format!("Moving (MR): {}", name(cx.mr())));
                 ui.checkbox(
                     &mut self.affine,
-                    "Affine after rigid (12 degrees of freedom)",
+                    "Affine after rigid (12 degrees of freedom: for scanner distortion)",
                 );
                 let mask_name = |i: Option<usize>, vols: &[Arc<Volume>]| {
                     i.and_then(|i| vols.get(i))

@@ -13,8 +13,12 @@ use std::time::Instant;
 #[derive(Args, Debug)]
 pub struct TrainArgs {
     /// Run config (TOML or JSON; see README).
-    #[arg(long)]
-    pub config: PathBuf,
+    #[arg(long, required_unless_present = "resume")]
+    pub config: Option<PathBuf>,
+    /// Continue the run in this folder (killed, crashed or stopped) from its last completed
+    /// epoch, with its own config.toml.
+    #[arg(long, value_name = "RUNDIR", conflicts_with_all = ["config", "out", "classifier_only"])]
+    pub resume: Option<PathBuf>,
     /// Run folder (default: runs/NAME).
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -44,10 +48,22 @@ pub enum RunsCmd {
 
 /// `train`: train from a config file, headless, with a progress bar.
 pub(super) fn train(a: &TrainArgs) -> anyhow::Result<()> {
-    let (config, out, classifier_only) = (a.config.as_path(), a.out.clone(), a.classifier_only);
-    let cfg = TrainConfig::read(config).map_err(|e| anyhow!(e))?;
-    let out = out.unwrap_or_else(|| PathBuf::from("runs").join(&cfg.name));
-    if out.join("metrics.jsonl").exists() || out.join("classifier.bpk").exists() {
+    let classifier_only = a.classifier_only;
+    let config = match (&a.resume, &a.config) {
+        (Some(dir), _) => dir.join("config.toml"),
+        (None, Some(c)) => c.clone(),
+        (None, None) => bail!("--config or --resume is required"),
+    };
+    let cfg = TrainConfig::read(&config).map_err(|e| anyhow!(e))?;
+    let out = a
+        .resume
+        .clone()
+        .or_else(|| a.out.clone())
+        .unwrap_or_else(|| PathBuf::from("runs").join(&cfg.name));
+    if a.resume.is_some() {
+        // Refused early, before the data loads, when there is nothing to resume from.
+        crate::train::ResumeState::read(&out).map_err(|e| anyhow!(e))?;
+    } else if out.join("metrics.jsonl").exists() || out.join("classifier.bpk").exists() {
         bail!(
             "{}: already holds a run; choose another --out (nothing was overwritten)",
             out.display()
@@ -129,8 +145,12 @@ pub(super) fn train(a: &TrainArgs) -> anyhow::Result<()> {
         );
         return Ok(());
     }
-    let summary = crate::train::train(&cfg, &dataset, &out, &g.device, &control, &mut on_event)
-        .map_err(|e| anyhow!(e))?;
+    let summary = if a.resume.is_some() {
+        crate::train::resume(&cfg, &dataset, &out, &g.device, &control, &mut on_event)
+    } else {
+        crate::train::train(&cfg, &dataset, &out, &g.device, &control, &mut on_event)
+    }
+    .map_err(|e| anyhow!(e))?;
     bar.finish_and_clear();
     println!(
         "{}: {} epochs, {} steps in {:.1} s ({:.2} images/s), {} parameters",

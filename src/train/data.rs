@@ -321,6 +321,16 @@ impl Rng {
         Self(seed ^ 0x5DEE_CE66_D1CE_4E5B)
     }
 
+    /// The generator's state, to continue the same stream later (see [`Self::from_state`]).
+    pub fn state(&self) -> u64 {
+        self.0
+    }
+
+    /// A generator continuing from a saved [`Self::state`].
+    pub fn from_state(state: u64) -> Self {
+        Self(state)
+    }
+
     /// Next 64 random bits.
     pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);

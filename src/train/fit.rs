@@ -101,6 +101,124 @@ pub fn train(
     control: &Control,
     on_event: &mut dyn FnMut(TrainEvent),
 ) -> Result<RunSummary, TrainError> {
+    train_from(cfg, dataset, run_dir, device, control, on_event, None)
+}
+
+/// Continue the run in `run_dir` (killed, crashed or stopped) from its last completed epoch:
+/// the weights, the optimiser state, the position in the schedule and the random stream come
+/// back from `checkpoints/resume*`, and `metrics.jsonl` loses the steps of the unfinished epoch
+/// before new lines are appended, so the steps stay contiguous. `cfg` is the run's config.
+pub fn resume(
+    cfg: &TrainConfig,
+    dataset: &Dataset,
+    run_dir: &Path,
+    device: &Device,
+    control: &Control,
+    on_event: &mut dyn FnMut(TrainEvent),
+) -> Result<RunSummary, TrainError> {
+    let state = ResumeState::read(run_dir)?;
+    truncate_log(&run_dir.join("metrics.jsonl"), state.epoch)?;
+    on_event(TrainEvent::Note(format!(
+        "Resuming after epoch {} (step {})",
+        state.epoch, state.step
+    )));
+    train_from(
+        cfg,
+        dataset,
+        run_dir,
+        device,
+        control,
+        on_event,
+        Some(state),
+    )
+}
+
+/// Where a run stands after a completed epoch: what [`resume`] needs besides the weights
+/// (`checkpoints/resume.{bpk,json}`) and the optimiser (`checkpoints/resume_optim.bpk`).
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct ResumeState {
+    /// Format version.
+    pub format: u32,
+    /// Epochs completed.
+    pub epoch: usize,
+    /// Optimiser steps taken.
+    pub step: usize,
+    /// The data-order and augmentation random stream, as it stood.
+    pub rng: u64,
+    /// Images trained on.
+    pub images: usize,
+    /// Seconds spent in training steps.
+    pub train_seconds: f64,
+    /// Seconds since the run began, summed over its sessions.
+    pub elapsed_s: f64,
+    /// The best epoch so far.
+    pub best: Option<EpochReport>,
+    /// The last epoch.
+    pub last: Option<EpochReport>,
+}
+
+const RESUME_FORMAT: u32 = 1;
+
+impl ResumeState {
+    fn path(run_dir: &Path) -> std::path::PathBuf {
+        run_dir.join("checkpoints/resume_state.json")
+    }
+
+    /// Read `run_dir`'s resume state; an error says the run cannot be resumed and why.
+    pub fn read(run_dir: &Path) -> Result<Self, TrainError> {
+        let p = Self::path(run_dir);
+        let text = std::fs::read_to_string(&p).map_err(|e| {
+            TrainError::file(
+                &p,
+                format!("cannot resume: no completed epoch was saved ({e})"),
+            )
+        })?;
+        let s: Self = serde_json::from_str(&text)
+            .map_err(|e| TrainError::file(&p, format!("not a resume state: {e}")))?;
+        if s.format != RESUME_FORMAT {
+            return Err(TrainError::file(
+                &p,
+                format!(
+                    "resume format {} (this build reads {RESUME_FORMAT})",
+                    s.format
+                ),
+            ));
+        }
+        Ok(s)
+    }
+}
+
+/// Drop the lines after epoch `epoch`'s line from the run log (the unfinished epoch's steps),
+/// rewriting it atomically.
+fn truncate_log(log: &Path, epoch: usize) -> Result<(), TrainError> {
+    let text = std::fs::read_to_string(log)
+        .map_err(|e| TrainError::file(log, format!("cannot read: {e}")))?;
+    let mut kept = String::new();
+    for line in text.lines() {
+        kept.push_str(line);
+        kept.push('\n');
+        if let Ok(LogLine::Epoch(e)) = serde_json::from_str::<LogLine>(line)
+            && e.epoch == epoch
+        {
+            return write_atomic(log, &kept);
+        }
+    }
+    Err(TrainError::file(
+        log,
+        format!("cannot resume: the log has no line for epoch {epoch}"),
+    ))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn train_from(
+    cfg: &TrainConfig,
+    dataset: &Dataset,
+    run_dir: &Path,
+    device: &Device,
+    control: &Control,
+    on_event: &mut dyn FnMut(TrainEvent),
+    resumed: Option<ResumeState>,
+) -> Result<RunSummary, TrainError> {
     cfg.validate()?;
     if dataset.train.is_empty() || dataset.val.is_empty() {
         return Err(TrainError::Config(
@@ -109,7 +227,9 @@ pub fn train(
     }
     std::fs::create_dir_all(run_dir.join("checkpoints"))
         .map_err(|e| TrainError::file(run_dir, format!("cannot create the run folder: {e}")))?;
-    write_atomic(&run_dir.join("config.toml"), &cfg.to_toml())?;
+    if resumed.is_none() {
+        write_atomic(&run_dir.join("config.toml"), &cfg.to_toml())?;
+    }
     let t0 = Instant::now();
     let ad = device.clone().autodiff();
     device.seed(cfg.seed);
@@ -128,11 +248,15 @@ pub fn train(
     };
     let classifier: Option<Classifier> = if !needs_classifier {
         None
-    } else if let Some(path) = &cfg.classifier {
-        match checkpoint::load(path, device)? {
+    } else if let Some(path) = cfg.classifier.clone().or_else(|| {
+        // A resumed run reuses the classifier it trained for itself.
+        let own = run_dir.join("classifier.json");
+        (resumed.is_some() && own.exists()).then_some(own)
+    }) {
+        match checkpoint::load(&path, device)? {
             (AnyModel::Classifier(c), _) => Some(c),
             _ => {
-                return Err(TrainError::file(path, "not a classifier checkpoint"));
+                return Err(TrainError::file(&path, "not a classifier checkpoint"));
             }
         }
     } else {
@@ -141,7 +265,11 @@ pub fn train(
         )?)
     };
     let spec = cfg.model_spec(p);
-    let model = match &cfg.init_from {
+    let init_from = match &resumed {
+        Some(_) => Some(run_dir.join("checkpoints/resume.json")),
+        None => cfg.init_from.clone(),
+    };
+    let model = match &init_from {
         Some(path) => {
             let (m, meta) = checkpoint::load(path, &ad)?;
             if !matches!(
@@ -174,6 +302,7 @@ pub fn train(
         vgg: vgg.as_ref(),
         control,
         t0,
+        resumed,
     };
     match model {
         AnyModel::Unet(m) => run_loop(m, args, on_event),
@@ -196,6 +325,7 @@ struct LoopArgs<'a> {
     vgg: Option<&'a crate::model::vgg::Vgg19>,
     control: &'a Control,
     t0: Instant,
+    resumed: Option<ResumeState>,
 }
 
 fn run_loop<M: SynthNet>(
@@ -207,6 +337,26 @@ fn run_loop<M: SynthNet>(
     let mut log = Log::open(&a.run_dir.join("metrics.jsonl"))?;
     let mut optim = AdamConfig::new().init();
     let mut rng = Rng::new(cfg.seed);
+    let (mut step, mut best, mut last, mut images, mut train_seconds, mut epochs_done) =
+        (0usize, None, None, 0usize, 0.0, 0);
+    let mut elapsed_before = 0.0;
+    if let Some(r) = &a.resumed {
+        let p = a.run_dir.join("checkpoints/resume_optim.bpk");
+        optim = optim
+            .load(&p)
+            .map_err(|e| TrainError::file(&p, format!("cannot read the optimiser state: {e:?}")))?;
+        rng = Rng::from_state(r.rng);
+        (step, best, last, images, train_seconds, epochs_done) = (
+            r.step,
+            r.best.clone(),
+            r.last.clone(),
+            r.images,
+            r.train_seconds,
+            r.epoch,
+        );
+        elapsed_before = r.elapsed_s;
+    }
+    let elapsed = || elapsed_before + a.t0.elapsed().as_secs_f64();
     let channels = cfg.channels();
     let class = class_of_target(cfg.direction);
     // The classifier, frozen: on the autodiff device for the training loss (inputs tracked,
@@ -234,14 +384,9 @@ fn run_loop<M: SynthNet>(
     };
     let total_steps = per_epoch * cfg.epochs;
     let params = model.num_params();
-    let mut step = 0usize;
-    let mut best: Option<EpochReport> = None;
-    let mut last: Option<EpochReport> = None;
-    let mut images = 0usize;
-    let mut train_seconds = 0.0;
     let mut stopped = false;
-    let mut epochs_done = 0;
-    'epochs: for epoch in 1..=cfg.epochs {
+    let first_epoch = epochs_done + 1;
+    'epochs: for epoch in first_epoch..=cfg.epochs {
         on_event(TrainEvent::Stage(format!("Epoch {epoch}/{}", cfg.epochs)));
         let mut order = a.dataset.train.clone();
         rng.shuffle(&mut order);
@@ -288,7 +433,7 @@ fn run_loop<M: SynthNet>(
                     terms
                 },
                 images_per_s: ips,
-                elapsed_s: a.t0.elapsed().as_secs_f64(),
+                elapsed_s: elapsed(),
                 eta_s: (total_steps - step) as f64 * b as f64 / ips.max(1e-9),
             };
             log.write(&LogLine::Step(report.clone()))?;
@@ -299,7 +444,7 @@ fn run_loop<M: SynthNet>(
         let (mut report, preview) = validate(&valid, &a, &val_ctx, epoch)?;
         report.step = step;
         report.train_loss = loss_sum / loss_n.max(1) as f64;
-        report.elapsed_s = a.t0.elapsed().as_secs_f64();
+        report.elapsed_s = elapsed();
         let any = valid.into_any();
         let notes = serde_json::json!({
             "run": cfg.name, "epoch": epoch, "val_psnr": report.val_psnr,
@@ -314,6 +459,33 @@ fn run_loop<M: SynthNet>(
             best = Some(report.clone());
         }
         log.write(&LogLine::Epoch(report.clone()))?;
+        // What a resume needs, written after the epoch's line so that a state on disk always
+        // has its epoch in the log: weights (a copy), optimiser, then the small state file.
+        checkpoint::copy(&saved, &a.run_dir.join("checkpoints/resume"))?;
+        let optim_path = a.run_dir.join("checkpoints/resume_optim.bpk");
+        let optim_tmp = a.run_dir.join("checkpoints/resume_optim.partial.bpk");
+        optim.save(&optim_tmp).map_err(|e| {
+            TrainError::file(
+                &optim_path,
+                format!("cannot save the optimiser state: {e:?}"),
+            )
+        })?;
+        std::fs::rename(&optim_tmp, &optim_path)
+            .map_err(|e| TrainError::file(&optim_path, format!("cannot write: {e}")))?;
+        let state = ResumeState {
+            format: RESUME_FORMAT,
+            epoch,
+            step,
+            rng: rng.state(),
+            images,
+            train_seconds,
+            elapsed_s: elapsed(),
+            best: best.clone(),
+            last: Some(report.clone()),
+        };
+        let text =
+            serde_json::to_string_pretty(&state).map_err(|e| TrainError::Config(e.to_string()))?;
+        write_atomic(&ResumeState::path(a.run_dir), &text)?;
         on_event(TrainEvent::Epoch(report.clone()));
         on_event(TrainEvent::Preview(preview));
         last = Some(report);
@@ -339,7 +511,7 @@ fn run_loop<M: SynthNet>(
         params,
         epochs_done,
         steps: step,
-        seconds: a.t0.elapsed().as_secs_f64(),
+        seconds: elapsed(),
         images_per_s: images as f64 / train_seconds.max(1e-9),
         stopped,
         last,

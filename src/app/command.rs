@@ -64,6 +64,8 @@ pub(crate) enum Command {
     ScanRuns,
     /// Load a run's checkpoint into the Synthesis panel.
     LoadRun(PathBuf),
+    /// Continue an unfinished run folder from its last completed epoch.
+    ResumeRun(PathBuf),
     SaveStudy(PathBuf),
     OpenResults(PathBuf),
     /// Read the edited study in the reading view.
@@ -175,6 +177,10 @@ impl SynthScopeApp {
                 }
                 Command::ScanRuns => self.training.scan_runs(),
                 Command::LoadRun(dir) => self.load_run_checkpoint(&dir),
+                Command::ResumeRun(dir) => {
+                    let r = self.training.resume_run(dir, repaint(ctx));
+                    self.report(r);
+                }
                 Command::SaveStudy(p) => self.study.save(&p),
                 Command::OpenResults(p) => self.open_results(&p),
                 Command::StartReading => {

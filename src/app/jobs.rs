@@ -408,11 +408,13 @@ pub struct TrainJob {
 }
 
 impl TrainJob {
-    /// Start training `cfg` on `data`, writing `run_dir`.
+    /// Start training `cfg` on `data`, writing `run_dir` (continuing it from its last completed
+    /// epoch when `resume`).
     pub fn start(
         cfg: crate::train::TrainConfig,
         data: TrainData,
         run_dir: PathBuf,
+        resume: bool,
         wake: Wake,
     ) -> Result<Self, JobError> {
         let control = Arc::new(crate::train::Control::default());
@@ -429,8 +431,12 @@ impl TrainJob {
                 }
             };
             let dataset = crate::train::Dataset::split(cases, cfg.validation_fraction);
-            crate::train::train(&cfg, &dataset, &dir, &device, &c, &mut |e| w.emit(e))
-                .map_err(|e| e.to_string())
+            let run = if resume {
+                crate::train::resume
+            } else {
+                crate::train::train
+            };
+            run(&cfg, &dataset, &dir, &device, &c, &mut |e| w.emit(e)).map_err(|e| e.to_string())
         })
         .map_err(|n| n.error)?;
         Ok(Self {

@@ -205,8 +205,32 @@ impl TrainingState {
             }
         };
         cfg.validate().map_err(|e| format!("Training: {e}"))?;
+        let dir = self.next_run_dir();
+        self.launch(cfg, data, dir, false, wake)
+    }
+
+    /// Continue the unfinished run in `dir` from its last completed epoch, with its own config
+    /// (the curves restart from the run's log).
+    pub(crate) fn resume_run(&mut self, dir: PathBuf, wake: Wake) -> Result<(), String> {
+        if self.job.is_some() {
+            return Err("Training: a run is already in progress".into());
+        }
+        let cfg = crate::train::TrainConfig::read(&dir.join("config.toml"))
+            .map_err(|e| format!("Training: {e}"))?;
+        crate::train::ResumeState::read(&dir).map_err(|e| format!("Training: {e}"))?;
+        self.cfg = cfg.clone();
+        self.launch(cfg, TrainData::FromConfig, dir, true, wake)
+    }
+
+    fn launch(
+        &mut self,
+        cfg: crate::train::TrainConfig,
+        data: TrainData,
+        dir: PathBuf,
+        resume: bool,
+        wake: Wake,
+    ) -> Result<(), String> {
         let t = self;
-        let dir = t.next_run_dir();
         t.steps.clear();
         t.epochs.clear();
         t.notes.clear();
@@ -214,7 +238,9 @@ impl TrainingState {
         t.preview = None;
         t.finished = None;
         t.stage = "Preparing data".into();
-        t.job = Some(TrainJob::start(cfg, data, dir, wake).map_err(|e| format!("Training: {e}"))?);
+        t.job = Some(
+            TrainJob::start(cfg, data, dir, resume, wake).map_err(|e| format!("Training: {e}"))?,
+        );
         Ok(())
     }
 

@@ -128,9 +128,24 @@ impl TrainingState {
                                 "{:.4} (real {:.4})",
                                 row.tenengrad, row.ref_tenengrad
                             ));
-                            if r.checkpoint().is_some() && ui.button("Load").clicked() {
-                                commands.push(Command::LoadRun(r.dir.clone()));
-                            }
+                            ui.horizontal(|ui| {
+                                if r.checkpoint().is_some() && ui.button("Load").clicked() {
+                                    commands.push(Command::LoadRun(r.dir.clone()));
+                                }
+                                let resumable = !row.finished
+                                    && r.dir.join("checkpoints/resume_state.json").exists();
+                                if resumable
+                                    && ui
+                                        .button("Resume")
+                                        .on_hover_text(
+                                            "Continue from the last completed epoch \
+                                             (weights, optimiser, data order)",
+                                        )
+                                        .clicked()
+                                {
+                                    commands.push(Command::ResumeRun(r.dir.clone()));
+                                }
+                            });
                             ui.end_row();
                         }
                     });

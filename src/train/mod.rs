@@ -11,12 +11,14 @@ pub mod config;
 pub mod data;
 mod fit;
 pub mod losses;
+mod resume;
 pub mod runs;
 
 pub use classifier::{classifier_for_run, train_classifier};
 pub use config::{DataSource, LossKind, LossTerm, ModelChoice, TrainConfig};
 pub use data::{Case, Dataset};
-pub use fit::{ResumeState, SynthNet, patch_size, resume, train};
+pub use fit::{SynthNet, patch_size, train};
+pub use resume::{ResumeState, resume};
 pub use runs::write_atomic;
 
 use serde::{Deserialize, Serialize};

@@ -124,16 +124,24 @@ fn folded_batch_norm_gives_the_evaluation_output() {
     use synthscope::model::checkpoint::{AnyModel, ModelSpec};
     let d = device();
     let ad = d.clone().autodiff();
-    for spec in [
-        ModelSpec::Unet(UnetConfig::new().with_base_width(8).with_levels(3)),
-        ModelSpec::Drunet(DrunetConfig::new().with_depth(18).with_base_width(8)),
+    // 128^2: the U-Net's full-resolution layers take the CPU device's own 3x3 kernel
+    // (model::cpu_conv) when folded.
+    for (spec, side) in [
+        (
+            ModelSpec::Unet(UnetConfig::new().with_base_width(8).with_levels(3)),
+            128,
+        ),
+        (
+            ModelSpec::Drunet(DrunetConfig::new().with_depth(18).with_base_width(8)),
+            32,
+        ),
     ] {
         // A few training-mode passes move the running statistics away from (0, 1), and the
         // input's offset and scale keep them there: the fold has something to fold.
         let trained = spec.init(&ad).unwrap();
         let (cin, _) = trained.input_layout();
         for _ in 0..3 {
-            let x = Tensor::<4>::random([2, cin, 32, 32], Distribution::Normal(0.5, 2.0), &ad);
+            let x = Tensor::<4>::random([2, cin, side, side], Distribution::Normal(0.5, 2.0), &ad);
             let _ = match &trained {
                 AnyModel::Unet(m) => m.forward(x),
                 AnyModel::Drunet(m) => m.forward(x),
@@ -143,7 +151,7 @@ fn folded_batch_norm_gives_the_evaluation_output() {
         }
         let eval = trained.valid();
         let folded = eval.folded();
-        let x = Tensor::<4>::random([2, cin, 32, 32], Distribution::Normal(0.5, 2.0), &d);
+        let x = Tensor::<4>::random([2, cin, side, side], Distribution::Normal(0.5, 2.0), &d);
         let (a, b) = match (&eval, &folded) {
             (AnyModel::Unet(e), AnyModel::Unet(f)) => (e.forward(x.clone()), f.forward(x)),
             (AnyModel::Drunet(e), AnyModel::Drunet(f)) => (e.forward(x.clone()), f.forward(x)),
@@ -158,7 +166,7 @@ fn folded_batch_norm_gives_the_evaluation_output() {
     // The trained demo model (real batch-norm statistics).
     let (demo, _, _) = synthscope::model::demo::load_demo_model(&d).unwrap();
     let folded = demo.folded();
-    let x = Tensor::<4>::random([2, 1, 64, 64], Distribution::Normal(0.0, 1.0), &d);
+    let x = Tensor::<4>::random([2, 1, 176, 176], Distribution::Normal(0.0, 1.0), &d);
     let (AnyModel::Unet(a), AnyModel::Unet(b)) = (&demo, &folded) else {
         panic!("the demo model is a U-Net")
     };

@@ -4,11 +4,11 @@ mod ops;
 mod pytorch;
 
 use super::data::{load, middle_slab, slab};
-pub use pytorch::PytorchArgs;
-use pytorch::{BenchNet, print_against, run_pytorch};
 use crate::io::{Progress, nifti, phantom};
 use anyhow::{Context, bail};
 use clap::Subcommand;
+pub use pytorch::PytorchArgs;
+use pytorch::{BenchNet, print_against, run_pytorch};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -143,85 +143,12 @@ pub(super) fn run(what: Bench, device: Option<crate::gpu::DeviceChoice>) -> anyh
             repeat,
             unfolded,
             pytorch,
-        } => bench_ops((base_width, levels, size, batch, repeat), !unfolded, &pytorch),
+        } => ops::run(
+            (base_width, levels, size, batch, repeat),
+            !unfolded,
+            &pytorch,
+        ),
     }
-}
-
-/// `bench ops`: the U-Net's forward pass op by op, ours and (optionally) PyTorch's.
-fn bench_ops(
-    (base, levels, size, batch, repeat): (usize, usize, usize, usize, usize),
-    folded: bool,
-    pytorch: &PytorchArgs,
-) -> anyhow::Result<()> {
-    let c = crate::gpu::compute()?;
-    let list = ops::unet_ops(base, levels, size, folded);
-    println!(
-        "U-Net {base}/{levels}, batch {batch} x {size}x{size}, {}; each op alone on {}",
-        if folded { "batch norms folded" } else { "unfolded" },
-        c.summary()
-    );
-    let ours: Vec<f64> = list
-        .iter()
-        .map(|(op, _)| ops::time_op(op, batch, repeat, &c.device))
-        .collect();
-    let theirs: Option<Vec<Option<f64>>> = if pytorch.against_pytorch {
-        let mut script: Vec<String> = ["ops", "--base-width", &base.to_string(), "--levels", &levels.to_string()]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-        script.extend(script_shapes("unet", size, batch, repeat, true));
-        if folded {
-            script.push("--folded".into());
-        }
-        run_pytorch(pytorch, &script).map(|v| {
-            list.iter()
-                .map(|(op, _)| {
-                    v["ops"].as_array().and_then(|a| {
-                        a.iter()
-                            .find(|o| o["name"].as_str() == Some(op.name().as_str()))
-                            .and_then(|o| o["ms"].as_f64())
-                    })
-                })
-                .collect()
-        })
-    } else {
-        None
-    };
-    let total: f64 = list.iter().zip(&ours).map(|((_, n), ms)| *n as f64 * ms).sum();
-    let mut order: Vec<usize> = (0..list.len()).collect();
-    order.sort_by(|&a, &b| {
-        let t = |i: usize| list[i].1 as f64 * ours[i];
-        t(b).total_cmp(&t(a))
-    });
-    println!(
-        "{:<28} {:>5} {:>10} {:>10} {:>6} {:>12} {:>8}",
-        "op", "count", "ours ms", "total ms", "share", "PyTorch ms", "ratio"
-    );
-    let mut torch_total = 0.0;
-    for i in order {
-        let (op, n) = &list[i];
-        let t = theirs.as_ref().and_then(|v| v[i]);
-        torch_total += t.unwrap_or(0.0) * *n as f64;
-        println!(
-            "{:<28} {:>5} {:>10.2} {:>10.1} {:>5.1}% {:>12} {:>8}",
-            op.name(),
-            n,
-            ours[i],
-            *n as f64 * ours[i],
-            100.0 * *n as f64 * ours[i] / total,
-            t.map_or("-".into(), |t| format!("{t:.2}")),
-            t.map_or("-".into(), |t| format!("{:.2}", t / ours[i]))
-        );
-    }
-    println!(
-        "sum of ops: ours {total:.0} ms per batch{}",
-        if theirs.is_some() {
-            format!(", PyTorch {torch_total:.0} ms (ratio PyTorch/ours time {:.2})", torch_total / total)
-        } else {
-            String::new()
-        }
-    );
-    Ok(())
 }
 
 /// `bench load`: load throughput of PATH against plain reading of the same bytes.
@@ -397,7 +324,7 @@ fn bench_register(contrast: &str, python: Option<PathBuf>, rigid_only: bool) -> 
 }
 
 /// The script's arguments for the same networks and shapes.
-fn script_shapes(
+pub(super) fn script_shapes(
     models: &str,
     size: usize,
     batch: usize,
@@ -405,8 +332,14 @@ fn script_shapes(
     conv_before_up: bool,
 ) -> Vec<String> {
     let mut v: Vec<String> = [
-        "--models", models, "--size", &size.to_string(), "--batch", &batch.to_string(),
-        "--repeat", &repeat.to_string(),
+        "--models",
+        models,
+        "--size",
+        &size.to_string(),
+        "--batch",
+        &batch.to_string(),
+        "--repeat",
+        &repeat.to_string(),
     ]
     .iter()
     .map(|s| s.to_string())

@@ -94,6 +94,9 @@ pub enum GpuError {
         "no usable GPU device: {0} (on a machine without a GPU, install Mesa's software Vulkan driver: apt-get install mesa-vulkan-drivers)"
     )]
     Init(String),
+    /// An unknown compute-device name (`--device`, `SYNTHSCOPE_DEVICE`).
+    #[error("{0}")]
+    Choice(String),
     /// A burn computation failed.
     #[error("GPU computation failed: {0}")]
     Compute(String),

@@ -41,7 +41,27 @@ impl ConvBn {
     /// x: [B, cin, H, W] -> [B, cout, H / stride, W / stride]
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         if self.folded {
+            let [_, _, h, w] = x.dims();
+            let c = &self.conv;
+            if super::cpu_conv::worthwhile(&x.device(), c.kernel_size, c.stride, [h, w]) {
+                return super::cpu_conv::conv3x3(
+                    x,
+                    c.weight.val(),
+                    c.bias.as_ref().map(|b| b.val()),
+                );
+            }
             self.conv.forward(x)
+        } else if super::cpu_conv::differentiated(
+            &x.device(),
+            self.conv.kernel_size,
+            self.conv.stride,
+        ) {
+            let c = &self.conv;
+            self.bn.forward(super::cpu_conv::conv_shifted(
+                x,
+                c.weight.val(),
+                c.bias.as_ref().map(|b| b.val()),
+            ))
         } else {
             self.bn.forward(self.conv.forward(x))
         }

@@ -4,6 +4,7 @@
 
 pub mod blocks;
 pub mod checkpoint;
+pub mod cpu_conv;
 pub mod demo;
 mod drunet;
 pub mod import;

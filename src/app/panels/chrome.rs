@@ -310,11 +310,12 @@ impl SynthScopeApp {
                 }
             }
             ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
-                match crate::gpu::compute_if_chosen() {
-                    Some(c) => ui
-                        .label(format!("Compute: {}", c.summary()))
-                        .on_hover_text(&c.reason),
-                    None => ui.label("Compute: choosing…"),
+                // Chosen once per machine (then cached), so this waits only on a first start.
+                match crate::gpu::compute() {
+                    Ok(c) => ui
+                        .label(format!("Compute: {}", c.short()))
+                        .on_hover_text(c.describe()),
+                    Err(e) => ui.colored_label(egui::Color32::LIGHT_RED, format!("Compute: {e}")),
                 };
                 ui.separator();
                 match &self.diagnostics.adapter {

@@ -176,4 +176,3 @@ pub(super) fn print_against(
         );
     }
 }
-

@@ -1,15 +1,16 @@
 //! `bench ...`: throughput of loading, registration, networks, synthesis and training.
 
+mod load;
 mod ops;
 mod pytorch;
+mod register;
 
-use super::data::{load, middle_slab, slab};
-use crate::io::{Progress, nifti, phantom};
-use anyhow::{Context, bail};
+use super::data::{middle_slab, slab};
+use crate::io::{Progress, phantom};
 use clap::Subcommand;
 pub use pytorch::PytorchArgs;
 use pytorch::{BenchNet, print_against, run_pytorch};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 /// Benchmarks.
@@ -126,7 +127,7 @@ pub(super) fn run(what: Bench, device: Option<crate::gpu::DeviceChoice>) -> anyh
             contrast,
             python,
             rigid_only,
-        } => bench_register(&contrast, python, rigid_only),
+        } => register::bench_register(&contrast, python, rigid_only),
         Bench::Train {
             size,
             batch,
@@ -134,7 +135,7 @@ pub(super) fn run(what: Bench, device: Option<crate::gpu::DeviceChoice>) -> anyh
             models,
             pytorch,
         } => bench_train(size, batch, steps, &models, &pytorch),
-        Bench::Load { path, repeat } => bench_load(&path, repeat),
+        Bench::Load { path, repeat } => load::bench_load(&path, repeat),
         Bench::Ops {
             base_width,
             levels,
@@ -149,178 +150,6 @@ pub(super) fn run(what: Bench, device: Option<crate::gpu::DeviceChoice>) -> anyh
             &pytorch,
         ),
     }
-}
-
-/// `bench load`: load throughput of PATH against plain reading of the same bytes.
-fn bench_load(path: &Path, repeat: usize) -> anyhow::Result<()> {
-    let mut files = Vec::new();
-    if path.is_dir() {
-        let mut stack = vec![path.to_path_buf()];
-        while let Some(d) = stack.pop() {
-            for e in std::fs::read_dir(&d)? {
-                let p = e?.path();
-                if p.is_dir() {
-                    stack.push(p)
-                } else {
-                    files.push(p)
-                }
-            }
-        }
-    } else {
-        files.push(path.to_path_buf());
-    }
-    let bytes: u64 = files
-        .iter()
-        .filter_map(|f| std::fs::metadata(f).ok())
-        .map(|m| m.len())
-        .sum();
-    let mut best_read = f64::INFINITY;
-    let mut best_load = f64::INFINITY;
-    let mut slices = 0usize;
-    let mut voxels = 0usize;
-    for _ in 0..repeat.max(1) {
-        let t = Instant::now();
-        let mut n = 0usize;
-        for f in &files {
-            n += std::fs::read(f)?.len();
-        }
-        std::hint::black_box(n);
-        best_read = best_read.min(t.elapsed().as_secs_f64());
-        let t = Instant::now();
-        let out = load(&[path.to_path_buf()])?;
-        best_load = best_load.min(t.elapsed().as_secs_f64());
-        slices = out.volumes.iter().map(|v| v.geometry.dims[2]).sum();
-        voxels = out.volumes.iter().map(|v| v.data.len()).sum();
-    }
-    let mb = bytes as f64 / 1e6;
-    println!(
-        "files: {} ({:.1} MB), slices: {slices}, voxels: {voxels}",
-        files.len(),
-        mb
-    );
-    println!(
-        "reference (plain read of the same files): {:.1} MB/s, {:.3} s",
-        mb / best_read,
-        best_read
-    );
-    println!(
-        "load (scan + sort + decode + rescale):     {:.1} MB/s, {:.0} slices/s, {:.3} s",
-        mb / best_load,
-        slices as f64 / best_load,
-        best_load
-    );
-    println!("ratio load/read time: {:.2}x", best_load / best_read);
-    Ok(())
-}
-
-/// `bench register`: ours (CPU, GPU, auto) against SimpleITK on the demo pair, with TREs.
-fn bench_register(contrast: &str, python: Option<PathBuf>, rigid_only: bool) -> anyhow::Result<()> {
-    use crate::register::{RegistrationConfig, register, transform_error};
-    use crate::volume::Affine;
-    let cfg = phantom::PhantomConfig::default();
-    let contrast = match contrast.to_ascii_lowercase().as_str() {
-        "t1" => phantom::MrContrast::T1,
-        "t2" => phantom::MrContrast::T2,
-        other => bail!("unknown contrast {other}: t1 or t2"),
-    };
-    let ct = phantom::phantom_ct(&cfg);
-    let mr = phantom::phantom_mr(&cfg, contrast);
-    let r = cfg.moving_from_fixed;
-    let truth = Affine::rigid(r.rotation_deg.map(f64::to_radians), r.translation, r.center);
-    let dir = std::env::temp_dir().join(format!("synthscope-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    let (fp, mp, tp) = (
-        dir.join("ct.nii.gz"),
-        dir.join("mr.nii.gz"),
-        dir.join("sitk.tfm"),
-    );
-    nifti::write_nifti(&ct, &fp)?;
-    nifti::write_nifti(&mr, &mp)?;
-    use crate::register::MetricBackend;
-    let mut ours_seconds = f64::NAN;
-    for backend in [MetricBackend::Cpu, MetricBackend::Gpu, MetricBackend::Auto] {
-        let rc = RegistrationConfig {
-            affine: !rigid_only,
-            backend,
-            ..Default::default()
-        };
-        let ours = register(&ct, &mr, None, &rc, &Progress::default(), |_| {})?;
-        let (tre, max) = transform_error(&ours.transform, &truth, &ct);
-        let label = match backend {
-            MetricBackend::Cpu => format!("CPU, rayon, {} threads", rayon::current_num_threads()),
-            MetricBackend::Gpu => format!(
-                "GPU, {}",
-                crate::gpu::shared()
-                    .map(|g| g.report.summary())
-                    .unwrap_or_else(|e| e.to_string())
-            ),
-            MetricBackend::Auto => "auto: the faster per level, measured".to_string(),
-        };
-        println!(
-            "SynthScope ({label}): {:.2} s, TRE mean {tre:.3} mm (max {max:.3})",
-            ours.seconds
-        );
-        for l in &ours.levels {
-            let ms = |v: Option<f64>| {
-                v.map(|x| format!("{x:.1} ms"))
-                    .unwrap_or_else(|| "-".into())
-            };
-            println!(
-                "  {:?} shrink {}: {:.2} s ({:.0}%), {} iterations on {:?} (one evaluation: CPU {}, GPU {})",
-                l.stage,
-                l.shrink,
-                l.seconds,
-                100.0 * l.seconds / ours.seconds,
-                l.iterations,
-                l.backend,
-                ms(l.eval_ms.0),
-                ms(l.eval_ms.1)
-            );
-        }
-        if backend == MetricBackend::Auto {
-            ours_seconds = ours.seconds;
-        }
-    }
-    let python = python.unwrap_or_else(|| {
-        let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/py-sitk/bin/python");
-        if venv.exists() {
-            venv
-        } else {
-            PathBuf::from("python3")
-        }
-    });
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/sitk_reference.py");
-    let mut cmd = std::process::Command::new(&python);
-    cmd.arg(&script).arg("register").arg(&fp).arg(&mp).arg(&tp);
-    if rigid_only {
-        cmd.arg("--rigid-only");
-    }
-    let out = cmd
-        .output()
-        .with_context(|| format!("cannot run {}", python.display()))?;
-    if !out.status.success() {
-        bail!(
-            "SimpleITK reference failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-                .lines()
-                .last()
-                .unwrap_or("")
-        );
-    }
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
-    let sitk_s = v["seconds"].as_f64().unwrap_or(f64::NAN);
-    let t = Affine::read_tfm(&tp).map_err(|e| anyhow::anyhow!(e))?;
-    let (sitk_tre, sitk_max) = transform_error(&t, &truth, &ct);
-    println!(
-        "SimpleITK (same metric, bins, levels): {:.2} s, TRE mean {:.3} mm (max {:.3}); level times {}",
-        sitk_s, sitk_tre, sitk_max, v["level_seconds"]
-    );
-    println!(
-        "speed-up: {:.2}x (SimpleITK time / ours, auto backend)",
-        sitk_s / ours_seconds
-    );
-    let _ = std::fs::remove_dir_all(&dir);
-    Ok(())
 }
 
 /// The script's arguments for the same networks and shapes.

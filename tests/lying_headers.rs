@@ -18,6 +18,9 @@ fn one_slice(dir: &Path) -> PathBuf {
     files[files.len() / 2].clone()
 }
 
+/// A change made to a data set.
+type Edit = Box<dyn FnOnce(&mut dicom::object::DefaultDicomObject)>;
+
 /// A copy of `src` at `dst` with `edit` applied to its data set.
 fn rewrite(src: &Path, dst: &Path, edit: impl FnOnce(&mut dicom::object::DefaultDicomObject)) {
     let mut obj = dicom::object::open_file(src).unwrap();
@@ -47,11 +50,7 @@ fn lying_dicom_headers_are_refused_before_allocating() {
     let dir = tempfile::tempdir().unwrap();
     let good = one_slice(dir.path());
     let us = |tag, v: u16| DataElement::new(tag, VR::US, PrimitiveValue::from(v));
-    let cases: Vec<(
-        &str,
-        Box<dyn FnOnce(&mut dicom::object::DefaultDicomObject)>,
-        &str,
-    )> = vec![
+    let cases: Vec<(&str, Edit, &str)> = vec![
         (
             "huge_rows_cols.dcm",
             Box::new(move |o| {

@@ -12,7 +12,8 @@ use crate::volume::{Affine, Volume};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// The Registration panel's state.
+/// The Registration panel's state (rigid by default: one patient's head does not change shape).
+#[derive(Default)]
 pub struct RegistrationState {
     /// Show the panel.
     pub show: bool,
@@ -26,19 +27,6 @@ pub struct RegistrationState {
     pub result: Option<RegistrationResult>,
     /// The running or last registration's metric curve.
     pub curve: Vec<IterationReport>,
-}
-
-impl Default for RegistrationState {
-    fn default() -> Self {
-        Self {
-            show: false,
-            affine: false,
-            mask: None,
-            job: None,
-            result: None,
-            curve: Vec::new(),
-        }
-    }
 }
 
 /// The metric curve (MI per accepted step; one line per stage and level, drawn one after another).

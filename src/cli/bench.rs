@@ -231,27 +231,43 @@ fn bench_models(
         ours.push((spec.clone(), net.name(), rate));
     }
     if pytorch.against_pytorch {
-        for conv_before_up in [false, true] {
-            let mut script = vec!["infer".to_string()];
-            script.extend(script_shapes(models, size, batch, repeat, conv_before_up));
-            if let Some(v) = run_pytorch(pytorch, &script) {
-                print_against(
-                    &v,
-                    &ours,
-                    "slices_per_s",
-                    "slices/s",
-                    if conv_before_up {
-                        "eval + no_grad, Up as 1x1 conv then nearest x2 as ours"
-                    } else {
-                        "eval + no_grad, Up as nearest x2 then 1x1 conv"
-                    },
-                );
-            } else {
-                break;
-            }
-        }
+        let shapes = |c| script_shapes(models, size, batch, repeat, c);
+        against_pytorch(
+            pytorch,
+            "infer",
+            &shapes,
+            &ours,
+            ("slices_per_s", "slices/s"),
+            "eval + no_grad",
+        );
     }
     Ok(())
+}
+
+/// The PyTorch reference script in `mode` on the same shapes (`shapes(conv_before_up)`), twice:
+/// with its up blocks as published (nearest x2 then 1x1 conv) and rewritten as ours; each run
+/// printed beside `ours` as (JSON key, unit).
+fn against_pytorch(
+    pytorch: &PytorchArgs,
+    mode: &str,
+    shapes: &dyn Fn(bool) -> Vec<String>,
+    ours: &[(String, String, f64)],
+    (key, unit): (&str, &str),
+    what: &str,
+) {
+    for conv_before_up in [false, true] {
+        let mut script = vec![mode.to_string()];
+        script.extend(shapes(conv_before_up));
+        let Some(v) = run_pytorch(pytorch, &script) else {
+            break;
+        };
+        let up = if conv_before_up {
+            "Up as 1x1 conv then nearest x2 as ours"
+        } else {
+            "Up as nearest x2 then 1x1 conv"
+        };
+        print_against(&v, ours, key, unit, &format!("{what}, {up}"));
+    }
 }
 
 /// `bench synthesize`: whole-pipeline synthesis and Grad-CAM timings with untrained networks.
@@ -427,25 +443,15 @@ fn bench_train(
         ours.push((spec.clone(), net.name(), rate));
     }
     if pytorch.against_pytorch {
-        for conv_before_up in [false, true] {
-            let mut script = vec!["train".to_string()];
-            script.extend(script_shapes(models, size, batch, steps, conv_before_up));
-            if let Some(v) = run_pytorch(pytorch, &script) {
-                print_against(
-                    &v,
-                    &ours,
-                    "steps_per_s",
-                    "steps/s",
-                    if conv_before_up {
-                        "train mode, MSE, Adam, Up as 1x1 conv then nearest x2 as ours"
-                    } else {
-                        "train mode, MSE, Adam, Up as nearest x2 then 1x1 conv"
-                    },
-                );
-            } else {
-                break;
-            }
-        }
+        let shapes = |c| script_shapes(models, size, batch, steps, c);
+        against_pytorch(
+            pytorch,
+            "train",
+            &shapes,
+            &ours,
+            ("steps_per_s", "steps/s"),
+            "train mode, MSE, Adam",
+        );
     }
     Ok(())
 }

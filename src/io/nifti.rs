@@ -66,6 +66,37 @@ fn version(bytes: &[u8]) -> Option<(u8, bool)> {
     }
 }
 
+/// Header fields read at byte offsets in the file's byte order (zero past the end).
+struct Fields<'a> {
+    bytes: &'a [u8],
+    le: bool,
+}
+
+macro_rules! field {
+    ($name:ident, $t:ty, $n:expr) => {
+        fn $name(&self, o: usize) -> $t {
+            let b: [u8; $n] = self
+                .bytes
+                .get(o..o + $n)
+                .and_then(|s| s.try_into().ok())
+                .unwrap_or_default();
+            if self.le {
+                <$t>::from_le_bytes(b)
+            } else {
+                <$t>::from_be_bytes(b)
+            }
+        }
+    };
+}
+
+impl Fields<'_> {
+    field!(i16, i16, 2);
+    field!(i32, i32, 4);
+    field!(i64, i64, 8);
+    field!(f32, f32, 4);
+    field!(f64, f64, 8);
+}
+
 /// NIfTI-1: the sizes the header declares (dim, datatype, vox_offset), checked against the
 /// voxel limit and the bytes present before the nifti crate allocates the image.
 fn check_v1_sizes(path: &Path, bytes: &[u8], le: bool) -> Result<(), LoadError> {
@@ -75,20 +106,9 @@ fn check_v1_sizes(path: &Path, bytes: &[u8], le: bool) -> Result<(), LoadError> 
             format!("{} bytes: shorter than a NIfTI-1 header (348)", bytes.len()),
         ));
     }
-    let i16_at = |o: usize| {
-        let b = [bytes[o], bytes[o + 1]];
-        if le {
-            i16::from_le_bytes(b)
-        } else {
-            i16::from_be_bytes(b)
-        }
-    };
-    let b4 = [bytes[108], bytes[109], bytes[110], bytes[111]];
-    let vox_offset = if le {
-        f32::from_le_bytes(b4)
-    } else {
-        f32::from_be_bytes(b4)
-    };
+    let h = Fields { bytes, le };
+    let i16_at = |o| h.i16(o);
+    let vox_offset = h.f32(108);
     let ndim = i16_at(40).clamp(0, 7) as usize;
     let dims: Vec<i64> = (1..=ndim)
         .map(|k| i64::from(i16_at(40 + 2 * k)).max(1))
@@ -156,38 +176,9 @@ fn header_v2(path: &Path, bytes: &[u8], le: bool) -> Result<(Header, Vec<u8>), L
             "NIfTI-2 header truncated (fewer than 540 bytes)",
         ));
     }
-    let i16_at = |o: usize| {
-        let b = [bytes[o], bytes[o + 1]];
-        if le {
-            i16::from_le_bytes(b)
-        } else {
-            i16::from_be_bytes(b)
-        }
-    };
-    let i32_at = |o: usize| {
-        let b: [u8; 4] = bytes[o..o + 4].try_into().unwrap_or_default();
-        if le {
-            i32::from_le_bytes(b)
-        } else {
-            i32::from_be_bytes(b)
-        }
-    };
-    let i64_at = |o: usize| {
-        let b: [u8; 8] = bytes[o..o + 8].try_into().unwrap_or_default();
-        if le {
-            i64::from_le_bytes(b)
-        } else {
-            i64::from_be_bytes(b)
-        }
-    };
-    let f64_at = |o: usize| {
-        let b: [u8; 8] = bytes[o..o + 8].try_into().unwrap_or_default();
-        if le {
-            f64::from_le_bytes(b)
-        } else {
-            f64::from_be_bytes(b)
-        }
-    };
+    let f = Fields { bytes, le };
+    let (i16_at, i32_at) = (|o| f.i16(o), |o| f.i32(o));
+    let (i64_at, f64_at) = (|o| f.i64(o), |o| f.f64(o));
     let mut h = Header {
         datatype: i16_at(12),
         little_endian: le,

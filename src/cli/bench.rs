@@ -53,9 +53,10 @@ pub enum Bench {
         /// Python with SimpleITK (default: target/py-sitk/bin/python, else python3).
         #[arg(long)]
         python: Option<PathBuf>,
-        /// Rigid only.
+        /// Add the affine stage (ours and SimpleITK's) after the rigid one; rigid only by
+        /// default, as `register` does.
         #[arg(long)]
-        rigid_only: bool,
+        affine: bool,
     },
     /// Training steps/s (forward + backward + Adam, MSE) of U-Net and DRUNet-34 on the compute
     /// device, on random data.
@@ -126,8 +127,8 @@ pub(super) fn run(what: Bench, device: Option<crate::gpu::DeviceChoice>) -> anyh
         Bench::Register {
             contrast,
             python,
-            rigid_only,
-        } => register::bench_register(&contrast, python, rigid_only),
+            affine,
+        } => register::bench_register(&contrast, python, affine),
         Bench::Train {
             size,
             batch,

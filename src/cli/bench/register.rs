@@ -8,7 +8,7 @@ use std::path::PathBuf;
 pub(super) fn bench_register(
     contrast: &str,
     python: Option<PathBuf>,
-    rigid_only: bool,
+    affine: bool,
 ) -> anyhow::Result<()> {
     use crate::register::{RegistrationConfig, register, transform_error};
     use crate::volume::Affine;
@@ -35,7 +35,7 @@ pub(super) fn bench_register(
     let mut ours_seconds = f64::NAN;
     for backend in [MetricBackend::Cpu, MetricBackend::Gpu, MetricBackend::Auto] {
         let rc = RegistrationConfig {
-            affine: !rigid_only,
+            affine,
             backend,
             ..Default::default()
         };
@@ -87,7 +87,7 @@ pub(super) fn bench_register(
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/sitk_reference.py");
     let mut cmd = std::process::Command::new(&python);
     cmd.arg(&script).arg("register").arg(&fp).arg(&mp).arg(&tp);
-    if rigid_only {
+    if !affine {
         cmd.arg("--rigid-only");
     }
     let out = cmd

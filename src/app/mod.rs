@@ -142,6 +142,18 @@ impl SynthScopeApp {
             None
         };
         let reading = options.study.clone().map(|s| ReadingState::new(s, &ctx));
+        // The compute device is chosen off the UI thread: a first start measures it (about
+        // 1.5 s here), and the status bar says so meanwhile.
+        if crate::gpu::compute_if_chosen().is_none() {
+            let wake = repaint(&ctx);
+            let started = jobs::spawn("compute-device", move || {
+                let _ = crate::gpu::compute();
+                wake();
+            });
+            if let Err(e) = started {
+                errors.push(format!("Choosing the compute device: {e}"));
+            }
+        }
         let self_test_job = if options.self_test {
             jobs::start_self_test(repaint(&ctx))
                 .map_err(|e| errors.push(format!("GPU self-test: {e}")))
@@ -266,6 +278,10 @@ impl SynthScopeApp {
         self.report(r);
         self.take_registration(Some(timeout));
         self.diagnostics.take_self_test(Some(timeout));
+        let t0 = std::time::Instant::now();
+        while crate::gpu::compute_if_chosen().is_none() && t0.elapsed() < timeout {
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
 
     /// Take the registration's curve, and its transform once found.

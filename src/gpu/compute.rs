@@ -418,9 +418,10 @@ pub fn compute() -> Result<&'static ComputeDevice, GpuError> {
     }
 }
 
-/// The compute device if it has been chosen already (never blocks; for the status bar).
-pub fn compute_if_chosen() -> Option<&'static ComputeDevice> {
-    COMPUTE.get().and_then(|c| c.as_ref().ok())
+/// The compute device, or why there is none, once it has been chosen; None while the first
+/// choice is still being measured (never blocks; for the status bar and diagnostics).
+pub fn compute_if_chosen() -> Option<Result<&'static ComputeDevice, GpuError>> {
+    COMPUTE.get().map(|c| c.as_ref().map_err(Clone::clone))
 }
 
 /// burn's device for networks (see [`compute`]).

@@ -81,8 +81,9 @@ impl Diagnostics {
             ui.separator();
             ui.label("The views draw on one wgpu device; the networks run on the compute device.");
             match crate::gpu::compute_if_chosen() {
-                Some(c) => ui.label(format!("Compute device: {}", c.describe())),
-                None => ui.label("Compute device: not chosen yet (the self-test chooses it)."),
+                Some(Ok(c)) => ui.label(format!("Compute device: {}", c.describe())),
+                Some(Err(e)) => ui.colored_label(egui::Color32::LIGHT_RED, format!("Compute device: {e}")),
+                None => ui.label("Compute device: being measured (once per machine)…"),
             };
             match &d.self_test {
                 None if d.job.is_some() => {
@@ -310,12 +311,15 @@ impl SynthScopeApp {
                 }
             }
             ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
-                // Chosen once per machine (then cached), so this waits only on a first start.
-                match crate::gpu::compute() {
-                    Ok(c) => ui
+                // Measured off the UI thread at start (once per machine, then cached).
+                match crate::gpu::compute_if_chosen() {
+                    Some(Ok(c)) => ui
                         .label(format!("Compute: {}", c.short()))
                         .on_hover_text(c.describe()),
-                    Err(e) => ui.colored_label(egui::Color32::LIGHT_RED, format!("Compute: {e}")),
+                    Some(Err(e)) => {
+                        ui.colored_label(egui::Color32::LIGHT_RED, format!("Compute: {e}"))
+                    }
+                    None => ui.label("Compute: measuring…"),
                 };
                 ui.separator();
                 match &self.diagnostics.adapter {

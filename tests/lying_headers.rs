@@ -71,6 +71,20 @@ fn lying_dicom_headers_are_refused_before_allocating() {
             "NumberOfFrames",
         ),
         (
+            "tiny_many_frames.dcm",
+            Box::new(move |o| {
+                // 1x1 pixels: within the voxel limit, but not a frame count to allocate for.
+                o.put(us(tags::ROWS, 1));
+                o.put(us(tags::COLUMNS, 1));
+                o.put(DataElement::new(
+                    tags::NUMBER_OF_FRAMES,
+                    VR::IS,
+                    PrimitiveValue::from("500000000"),
+                ));
+            }),
+            "NumberOfFrames (0028,0008) = 500000000, more than the 1048576 frames",
+        ),
+        (
             "bits64.dcm",
             Box::new(move |o| {
                 o.put(us(tags::BITS_ALLOCATED, 64));

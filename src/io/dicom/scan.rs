@@ -12,6 +12,9 @@ use rayon::prelude::*;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+/// The most frames one file may declare (enhanced multi-frame series hold thousands).
+const MAX_FRAMES: i64 = 1 << 20;
+
 /// One frame of one file, placed in space.
 #[derive(Clone, Debug)]
 pub struct SliceRef {
@@ -90,6 +93,16 @@ fn scan_file(path: &Path) -> Result<(SeriesScan, String), LoadError> {
         rows as u128 * cols as u128 * frames as u128,
         &format!("Rows x Columns x NumberOfFrames (0028,0010/0011/0008) = {cols}x{rows}x{frames}"),
     )?;
+    // Each frame costs a slice record (~100 bytes) whatever its size: a 1x1 image may still
+    // not declare half a billion frames.
+    if frames > MAX_FRAMES {
+        return Err(LoadError::file(
+            path,
+            format!(
+                "NumberOfFrames (0028,0008) = {frames}, more than the {MAX_FRAMES} frames one file may hold"
+            ),
+        ));
+    }
     let frames = u32::try_from(frames).map_err(|_| {
         LoadError::file(
             path,

@@ -8,11 +8,16 @@
 #![allow(clippy::needless_range_loop)]
 
 pub mod analysis;
+pub mod atomic;
 pub mod app;
 pub mod cli;
+pub mod db;
+pub mod experiment;
+pub mod fuzzing;
 pub mod gpu;
 pub mod io;
 pub mod model;
+pub mod pacs;
 pub mod register;
 pub mod study;
 pub mod synth;

@@ -5,6 +5,7 @@
 pub mod features;
 pub mod gradcam;
 pub mod metrics;
+pub mod stats;
 
 use crate::model::ModelError;
 

@@ -1,8 +1,16 @@
-//! `--autoscroll N`: the frame-time benchmark. Half the frames repaint without moving (the
-//! reference), half scroll one slice per frame; it prints both and the upload count, then quits.
+//! `--autoscroll N`: the frame-time benchmark. N/2 frames repaint without moving (the
+//! reference), N/2 scroll one slice per frame; it prints mean, p50 and p95 of each and the
+//! upload count, then quits.
+//!
+//! `SYNTHSCOPE_AUTOSCROLL_DURING=train,register,load` adds a phase of N/2 scrolling frames for
+//! each job named, with that job running beside the scrolling (registration and loading start
+//! again whenever they finish, so every frame of the phase has one running; training counts
+//! from its first step, after its data is prepared). One run, one table, before and after.
 
 use super::SynthScopeApp;
-use std::time::Instant;
+use super::command::Command;
+use super::jobs::LoadRequest;
+use std::time::{Duration, Instant};
 
 /// Frame-time statistics (ms) of the autoscroll benchmark.
 #[derive(Clone, Debug, Default)]
@@ -11,8 +19,75 @@ pub struct FrameStats {
     pub frame_ms: Vec<f64>,
 }
 
+/// One phase of the benchmark.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Phase {
+    /// Repaint without moving.
+    Static,
+    /// One slice per frame.
+    Scroll,
+    /// Scrolling while a training run works.
+    Train,
+    /// Scrolling while a registration runs.
+    Register,
+    /// Scrolling while the demo pair loads again.
+    Load,
+}
+
+impl Phase {
+    fn name(self) -> &'static str {
+        match self {
+            Phase::Static => "static repaint (reference)",
+            Phase::Scroll => "scrolling one slice/frame",
+            Phase::Train => "scrolling while training",
+            Phase::Register => "scrolling while registering",
+            Phase::Load => "scrolling while loading",
+        }
+    }
+
+    /// The phases `SYNTHSCOPE_AUTOSCROLL_DURING` asks for, after the two every run has.
+    fn from_env() -> Vec<Phase> {
+        let mut v = vec![Phase::Static, Phase::Scroll];
+        let during = std::env::var("SYNTHSCOPE_AUTOSCROLL_DURING").unwrap_or_default();
+        for w in during.split(',').map(str::trim) {
+            match w {
+                "train" => v.push(Phase::Train),
+                "register" => v.push(Phase::Register),
+                "load" => v.push(Phase::Load),
+                "all" => v.extend([Phase::Train, Phase::Register, Phase::Load]),
+                "" => {}
+                other => eprintln!("autoscroll: unknown phase {other:?} (train, register, load)"),
+            }
+        }
+        v
+    }
+}
+
+/// The benchmark's state.
+pub(crate) struct Autoscroll {
+    per_phase: usize,
+    phases: Vec<(Phase, Vec<f64>)>,
+    current: usize,
+    last: Instant,
+    /// When the current phase's job was started (a training run counts from its first step).
+    job_started: Option<Instant>,
+}
+
+impl Autoscroll {
+    /// `frames` frames of static repaint and scrolling, and as many for each job phase.
+    pub(crate) fn new(frames: usize) -> Self {
+        Self {
+            per_phase: (frames / 2).max(2),
+            phases: Phase::from_env().into_iter().map(|p| (p, Vec::new())).collect(),
+            current: 0,
+            last: Instant::now(),
+            job_started: None,
+        }
+    }
+}
+
 /// Mean, median and 95th percentile of `v`.
-fn summary(v: &[f64]) -> (f64, f64, f64) {
+pub(crate) fn summary(v: &[f64]) -> (f64, f64, f64) {
     let mut v = v.to_vec();
     v.sort_by(f64::total_cmp);
     let mean = v.iter().sum::<f64>() / v.len().max(1) as f64;
@@ -26,50 +101,92 @@ fn summary(v: &[f64]) -> (f64, f64, f64) {
 }
 
 impl SynthScopeApp {
+    /// Whether the job of `phase` is running (and, for training, past its data preparation).
+    fn phase_job_ready(&mut self, phase: Phase) -> bool {
+        match phase {
+            Phase::Static | Phase::Scroll => true,
+            Phase::Train => self.training.job.is_some() && !self.training.steps.is_empty(),
+            Phase::Register => self.registration.job.is_some(),
+            Phase::Load => self.load_job.is_some(),
+        }
+    }
+
+    /// Start (or start again) the job of `phase` when it is not running.
+    fn phase_job_keep_running(&mut self, phase: Phase) {
+        match phase {
+            Phase::Static | Phase::Scroll => {}
+            Phase::Train => {
+                if self.training.job.is_none() && !self.training.start_pending {
+                    self.training.runs_root = std::env::temp_dir().join("synthscope-autoscroll");
+                    self.commands.push(Command::StartTraining);
+                }
+            }
+            Phase::Register => {
+                if self.registration.job.is_none() {
+                    self.commands.push(Command::StartRegistration);
+                }
+            }
+            Phase::Load => {
+                if self.load_job.is_none() {
+                    self.commands.push(Command::Open(LoadRequest::Demo));
+                }
+            }
+        }
+    }
+
+    /// Stop what the phase started.
+    fn phase_job_stop(&mut self, phase: Phase) {
+        if phase == Phase::Train
+            && let Some(j) = &self.training.job
+        {
+            j.control.stop();
+        }
+    }
+
     /// One frame of the benchmark (called at the end of every frame).
     pub(super) fn autoscroll_step(&mut self, ctx: &egui::Context, now: Instant) {
-        let Some((left, last, stats)) = &mut self.autoscroll else {
+        let Some(a) = &self.autoscroll else {
             return;
         };
-        if self.load_job.is_some() || self.volumes.is_empty() {
-            *last = now;
+        let phase = a.phases[a.current].0;
+        let first_load = a.current == 0 && a.phases[0].1.is_empty();
+        if (first_load && self.load_job.is_some()) || self.volumes.is_empty() {
+            self.autoscroll.as_mut().unwrap().last = now;
             ctx.request_repaint();
             return;
         }
-        stats
-            .frame_ms
-            .push(now.duration_since(*last).as_secs_f64() * 1e3);
-        *last = now;
-        if *left == 0 {
-            // First half: repaint without moving (reference); second half: one slice per frame.
-            let all = &stats.frame_ms[1..];
-            let half = all.len() / 2;
-            let (sm, smed, sp95) = summary(&all[..half]);
-            let (m, med, p95) = summary(&all[half..]);
-            println!(
-                "autoscroll: static repaint (reference): {half} frames, mean {sm:.2} ms, median {smed:.2} ms, p95 {sp95:.2} ms"
-            );
-            println!(
-                "autoscroll: scrolling one slice/frame:  {} frames, mean {m:.2} ms, median {med:.2} ms, p95 {p95:.2} ms",
-                all.len() - half
-            );
-            println!(
-                "autoscroll: scrolling/static mean frame time ratio {:.2}; volume uploads {}",
-                m / sm.max(1e-9),
-                self.gpu_uploads()
-            );
-            self.autoscroll = None;
-            ctx.send_viewport_cmd(egui::ViewportCommand::Close);
-            return;
+        self.phase_job_keep_running(phase);
+        let ready = self.phase_job_ready(phase);
+        let a = self.autoscroll.as_mut().unwrap();
+        let started = *a.job_started.get_or_insert(now);
+        // A training run that never reaches a step still gets measured after a minute.
+        let counting = ready || now.duration_since(started) > Duration::from_secs(60);
+        let dt = now.duration_since(a.last).as_secs_f64() * 1e3;
+        a.last = now;
+        if counting {
+            a.phases[a.current].1.push(dt);
         }
-        *left -= 1;
-        let total = stats.frame_ms.len() + *left;
-        if *left > total / 2 {
-            ctx.request_repaint();
+        if a.phases[a.current].1.len() > a.per_phase {
+            // The first frame of a phase includes the switch: drop it.
+            a.phases[a.current].1.remove(0);
+            self.phase_job_stop(phase);
+            let a = self.autoscroll.as_mut().unwrap();
+            a.current += 1;
+            a.job_started = None;
+            if a.current == a.phases.len() {
+                self.autoscroll_report();
+                self.autoscroll = None;
+                ctx.send_viewport_cmd(egui::ViewportCommand::Close);
+                return;
+            }
+        }
+        ctx.request_repaint();
+        let phase = self.autoscroll.as_ref().unwrap().phases[self.autoscroll.as_ref().unwrap().current].0;
+        if phase == Phase::Static {
             return;
         }
         // Bounce through the volume so every frame shows a new slice.
-        let left = *left;
+        let left = self.autoscroll.as_ref().map_or(0, |a| a.phases[a.current].1.len());
         let (i, n) = self.slice_index().unwrap_or((0, 1));
         let dir = if (left / n.max(1)) % 2 == 0 { 1 } else { -1 };
         let dir = if i + 1 >= n {
@@ -80,6 +197,34 @@ impl SynthScopeApp {
             dir
         };
         self.scroll(dir);
-        ctx.request_repaint();
+    }
+
+    fn autoscroll_report(&self) {
+        let Some(a) = &self.autoscroll else { return };
+        let size = self
+            .ctx
+            .as_ref()
+            .map(|c| c.content_rect().size())
+            .unwrap_or_default();
+        println!(
+            "autoscroll: window {:.0}x{:.0} points; frame times in ms",
+            size.x, size.y
+        );
+        let mut means = Vec::new();
+        for (p, v) in &a.phases {
+            let (m, med, p95) = summary(v);
+            means.push(m);
+            println!(
+                "autoscroll: {:<28} {:>4} frames, mean {m:7.2}, p50 {med:7.2}, p95 {p95:7.2} ({:.1} fps at p50)",
+                format!("{}:", p.name()),
+                v.len(),
+                1e3 / med.max(1e-9)
+            );
+        }
+        println!(
+            "autoscroll: scrolling/static mean frame time ratio {:.2}; volume uploads {}",
+            means.get(1).copied().unwrap_or(0.0) / means[0].max(1e-9),
+            self.gpu_uploads()
+        );
     }
 }

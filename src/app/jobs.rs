@@ -48,10 +48,39 @@ pub fn repaint(ctx: &egui::Context) -> Wake {
     Arc::new(move || c.request_repaint())
 }
 
-/// Start a named worker thread: the one place the app spawns threads.
+/// Start a named worker thread: the one place the app spawns threads. It runs at a lower
+/// priority than the UI thread (see [`lower_priority`]).
 pub fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> Result<(), JobError> {
-    std::thread::Builder::new().name(name.into()).spawn(f)?;
+    std::thread::Builder::new().name(name.into()).spawn(move || {
+        lower_priority();
+        f()
+    })?;
     Ok(())
+}
+
+/// Run the calling thread at nice 10, below the UI thread and the rasteriser's threads: on a
+/// machine with few cores a training run or a registration beside the window then takes the
+/// time the window does not need, instead of starving it (measured: `--autoscroll` with
+/// `SYNTHSCOPE_AUTOSCROLL_DURING`). A no-op where the platform has no per-thread priority.
+pub fn lower_priority() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        // SAFETY: gettid and setpriority take and return plain integers; on Linux a thread id
+        // given to PRIO_PROCESS changes that thread's nice value only.
+        unsafe {
+            let tid = libc::gettid();
+            libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 10);
+        }
+    }
+}
+
+/// Lower the priority of rayon's global pool (burn's CPU kernels, packing, resampling run
+/// there) as [`lower_priority`] does for the workers. Once, when the window opens.
+pub fn lower_pool_priority() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        rayon::broadcast(|_| lower_priority());
+    });
 }
 
 /// What a running job's worker sees: the shared progress and a way to stream events.

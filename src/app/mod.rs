@@ -9,6 +9,7 @@ mod model_slot;
 mod pair;
 pub mod panels;
 pub mod viewer;
+pub mod workspace;
 
 pub use autoscroll::FrameStats;
 use command::Command;
@@ -21,8 +22,6 @@ use crate::gpu::{self, AdapterReport};
 use crate::io::LoadError;
 use crate::volume::Volume;
 use jobs::{LoadJob, LoadRequest, repaint};
-use panels::Cx;
-use panels::browser::browser_ui;
 use panels::chrome::{Diagnostics, errors_ui, progress_ui};
 use panels::dialogs::Dialogs;
 use panels::features::FeatureState;
@@ -103,6 +102,8 @@ pub struct SynthScopeApp {
     diagnostics: Diagnostics,
     /// Show the series browser.
     show_browser: bool,
+    /// The dock of panels around the views, and the saved arrangement.
+    pub workspace: workspace::Workspace,
     /// Native file dialogs waiting for an answer.
     dialogs: Dialogs,
     commands: Vec<Command>,
@@ -110,7 +111,7 @@ pub struct SynthScopeApp {
     async_messages: Arc<Mutex<Vec<String>>>,
     /// The egui context (for work started outside a frame, e.g. a screenshot after a dialog).
     ctx: Option<egui::Context>,
-    autoscroll: Option<(usize, Instant, FrameStats)>,
+    autoscroll: Option<autoscroll::Autoscroll>,
     /// `--screenshot`: the file and the frames drawn since the data arrived.
     screenshot_at_start: Option<(PathBuf, u32)>,
 }
@@ -119,6 +120,8 @@ impl SynthScopeApp {
     /// Build the app from eframe's creation context.
     pub fn new(cc: &eframe::CreationContext<'_>, options: AppOptions) -> Self {
         let ctx = cc.egui_ctx.clone();
+        // Background work yields to drawing (workers, and rayon's pool burn computes on).
+        jobs::lower_pool_priority();
         let adapter = cc
             .wgpu_render_state
             .as_ref()
@@ -185,13 +188,12 @@ impl SynthScopeApp {
             load_job,
             diagnostics: Diagnostics::new(adapter, self_test_job),
             show_browser: false,
+            workspace: workspace::Workspace::default(),
             dialogs: Dialogs::default(),
             commands: Vec::new(),
             async_messages: Default::default(),
             ctx: Some(ctx),
-            autoscroll: options
-                .autoscroll_frames
-                .map(|n| (n, Instant::now(), FrameStats::default())),
+            autoscroll: options.autoscroll_frames.map(autoscroll::Autoscroll::new),
             screenshot_at_start: options.screenshot.clone().map(|p| (p, 0)),
         };
         if demo {
@@ -339,6 +341,17 @@ impl SynthScopeApp {
         }
     }
 
+    /// Scroll by `n` slices of the reference volume along the normal of orientation `o` (a
+    /// pane of another orientation than the views').
+    pub fn scroll_in(&mut self, o: viewer::view::Orientation, n: i32) {
+        if let Some(r) = self.reference().cloned() {
+            let main = self.viewer.view.orientation;
+            self.viewer.view.orientation = o;
+            self.viewer.view.scroll(&r.geometry, n);
+            self.viewer.view.orientation = main;
+        }
+    }
+
     /// Slice index (0-based) and count of the reference volume at the crosshair.
     pub fn slice_index(&self) -> Option<(usize, usize)> {
         self.reference()
@@ -454,24 +467,12 @@ impl eframe::App for SynthScopeApp {
                 .push(Command::Open(LoadRequest::Paths(dropped)));
         }
         self.keyboard(&ctx);
+        self.viewer.settle_displays(&self.volumes);
         egui::Panel::top("menu").show(ui, |ui| self.menu_ui(ui));
+        egui::Panel::top("toolbar").show(ui, |ui| self.toolbar_ui(ui));
         egui::Panel::bottom("status").show(ui, |ui| self.status_ui(ui));
+        self.dock_ui(ui);
         egui::CentralPanel::no_frame().show(ui, |ui| self.panes_ui(ui));
-        let mut cx = Cx {
-            volumes: &self.volumes,
-            pair: &self.pair,
-            model: &self.model,
-            commands: &mut self.commands,
-        };
-        browser_ui(&ctx, &mut self.show_browser, &mut cx);
-        self.diagnostics.ui(&ctx);
-        self.registration.ui(&ctx, &mut cx, &mut self.viewer);
-        self.synthesis.ui(&ctx, &mut cx, &mut self.viewer);
-        self.features.ui(&ctx, &mut cx);
-        self.training.ui(&ctx, cx.commands);
-        self.gradcam.ui(&ctx, &mut cx);
-        self.study.setup_ui(&ctx, cx.commands);
-        self.study.results_ui(&ctx, cx.commands);
         if let Some((d, path)) = self.dialogs.answered() {
             self.file_chosen(d, &path);
         }
@@ -480,6 +481,11 @@ impl eframe::App for SynthScopeApp {
         self.run_commands(&ctx);
         self.autoscroll_step(&ctx, now);
         self.screenshot_step(&ctx);
+        self.save_settings(Some(now));
+    }
+
+    fn on_exit(&mut self) {
+        self.save_settings(None);
     }
 }
 
@@ -501,7 +507,15 @@ pub fn run(options: AppOptions) -> anyhow::Result<()> {
     eframe::run_native(
         "SynthScope",
         native,
-        Box::new(move |cc| Ok(Box::new(SynthScopeApp::new(cc, options)))),
+        Box::new(move |cc| {
+            let study = options.study.is_some();
+            let mut app = SynthScopeApp::new(cc, options);
+            // The arrangement of the last session (not for a reader study, which is full screen).
+            if !study {
+                app.use_settings(workspace::settings_path());
+            }
+            Ok(Box::new(app))
+        }),
     )
     .map_err(|e| anyhow::anyhow!("cannot open the window: {e}"))
 }

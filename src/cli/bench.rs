@@ -1,9 +1,14 @@
 //! `bench ...`: throughput of loading, registration, networks, synthesis and training.
 
+mod all;
 mod load;
 mod ops;
 mod pytorch;
+mod record;
 mod register;
+
+pub(crate) use record::record;
+use serde_json::json;
 
 use super::data::{middle_slab, slab};
 use crate::io::{Progress, phantom};
@@ -57,6 +62,10 @@ pub enum Bench {
         /// default, as `register` does.
         #[arg(long)]
         affine: bool,
+        /// Also run elastix (the Debian package's `elastix`) on the same pair, same metric and
+        /// levels.
+        #[arg(long, value_name = "elastix", value_parser = ["elastix"])]
+        against: Option<String>,
     },
     /// Training steps/s (forward + backward + Adam, MSE) of U-Net and DRUNet-34 on the compute
     /// device, on random data.
@@ -101,13 +110,35 @@ pub enum Bench {
         #[command(flatten)]
         pytorch: PytorchArgs,
     },
-    /// Load throughput (MB/s, slices/s) of PATH, against plain file reading of the same bytes.
+    /// Every benchmark in one run (load, register, models, synthesize, Grad-CAM, train, frame
+    /// time) on the CPU and on the GPU adapter, with the PyTorch, SimpleITK and pydicom
+    /// references in the same run; `--json FILE` keeps every figure.
+    All(all::AllArgs),
+    /// DICOM series load time (GB/s of the stored bytes, peak memory) of PATH against a raw
+    /// read of the same bytes, and with --against pydicom against pydicom in the same run.
     Load {
-        /// Folder or files.
-        path: PathBuf,
-        /// Repetitions (the best is reported).
-        #[arg(long, default_value_t = 3)]
+        /// Folder or files (default: a generated CT series, --slices of --size^2 int16, written
+        /// once under the temp folder).
+        path: Option<PathBuf>,
+        /// Timed repetitions of each load (the median is reported).
+        #[arg(long, default_value_t = 5)]
         repeat: usize,
+        /// Also load the same files with pydicom (scripts/pydicom_reference.py).
+        #[arg(long, value_name = "pydicom", value_parser = ["pydicom"])]
+        against: Option<String>,
+        /// Python with pydicom (default: target/py-sitk/bin/python, else python3).
+        #[arg(long)]
+        python: Option<PathBuf>,
+        /// Slices of the generated series.
+        #[arg(long, default_value_t = 300)]
+        slices: usize,
+        /// Rows and columns of the generated series.
+        #[arg(long, default_value_t = 512)]
+        size: usize,
+        /// Internal: one load of PATH in this fresh process, printed as JSON (the parent's
+        /// fresh-process row).
+        #[arg(long, hide = true, requires = "path")]
+        child: bool,
     },
 }
 
@@ -128,7 +159,8 @@ pub(super) fn run(what: Bench, device: Option<crate::gpu::DeviceChoice>) -> anyh
             contrast,
             python,
             affine,
-        } => register::bench_register(&contrast, python, affine),
+            against,
+        } => register::bench_register(&contrast, python, affine, against.is_some()),
         Bench::Train {
             size,
             batch,
@@ -136,7 +168,28 @@ pub(super) fn run(what: Bench, device: Option<crate::gpu::DeviceChoice>) -> anyh
             models,
             pytorch,
         } => bench_train(size, batch, steps, &models, &pytorch),
-        Bench::Load { path, repeat } => load::bench_load(&path, repeat),
+        Bench::Load {
+            path: Some(path),
+            child: true,
+            ..
+        } => load::child_load(&path),
+        Bench::Load {
+            path,
+            repeat,
+            against,
+            python,
+            slices,
+            size,
+            child: _,
+        } => load::bench_load(&load::LoadArgs {
+            path,
+            repeat,
+            against_pydicom: against.is_some(),
+            python,
+            slices,
+            size,
+        }),
+        Bench::All(a) => all::run(&a),
         Bench::Ops {
             base_width,
             levels,
@@ -209,6 +262,11 @@ fn bench_models(
             batch as f64 / s,
             s * 1e3,
             warm
+        );
+        record(
+            "models",
+            json!({"net": name, "size": size, "batch": batch, "slices_per_s": batch as f64 / s,
+                   "ms_per_batch": s * 1e3, "first_batch_s": warm}),
         );
         batch as f64 / s
     };
@@ -329,6 +387,13 @@ fn bench_synthesize(slices: usize, batch: usize) -> anyhow::Result<()> {
             100.0 * st.assemble / total,
             warm
         );
+        record(
+            "synthesize",
+            json!({"net": name, "slices": n, "size": [nx, ny], "batch": batch,
+                   "slices_per_s": n as f64 / total, "seconds": total, "warm_up_s": warm,
+                   "share": {"fold": st.fold / total, "prepare": st.prepare / total,
+                             "network": st.network / total, "assemble": st.assemble / total}}),
+        );
         // Grad-CAM of the middle slice (a disc target; one forward and one backward pass):
         // first call (compiles the backward kernels), then warm.
         let cam_once = || {
@@ -351,6 +416,11 @@ fn bench_synthesize(slices: usize, batch: usize) -> anyhow::Result<()> {
         let (cold_s, _) = cam_once();
         let (cam_s, cam) = cam_once();
         let (rss, peak) = process_memory_mib();
+        record(
+            "gradcam",
+            json!({"net": name, "size": [nx, ny], "warm_s": cam_s, "first_s": cold_s,
+                   "ok": cam.is_ok(), "rss_mib": rss, "peak_rss_mib": peak}),
+        );
         println!(
             "{name:<10} Grad-CAM of one slice {:.2} s warm ({cold_s:.1} s first){}; process memory {rss:.0} MiB (peak {peak:.0} MiB; on a CPU or software adapter this includes the tensors)",
             cam_s,
@@ -430,6 +500,12 @@ fn bench_train(
             s * 1e3,
             warm,
             model.num_params()
+        );
+        record(
+            "train",
+            json!({"net": name, "size": size, "batch": batch, "steps_per_s": 1.0 / s,
+                   "images_per_s": batch as f64 / s, "first_step_s": warm,
+                   "params": model.num_params()}),
         );
         1.0 / s
     }

@@ -221,8 +221,8 @@ pub fn write_phantom(cfg: &phantom::PhantomConfig, out: &Path) -> anyhow::Result
         "note": "an MR point m corresponds to the CT point c with m = R (c - center) + center + translation, R = Rz*Ry*Rx",
         "config": cfg,
     });
-    std::fs::write(
-        out.join("phantom_truth.json"),
+    crate::atomic::write(
+        &out.join("phantom_truth.json"),
         serde_json::to_string_pretty(&truth)?,
     )?;
     println!(

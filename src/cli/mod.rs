@@ -6,7 +6,10 @@
 
 pub mod bench;
 pub mod data;
+pub mod db;
+pub mod experiment;
 pub mod model;
+pub mod pacs;
 pub mod register;
 pub mod study;
 pub mod train;
@@ -94,6 +97,8 @@ pub enum Command {
     },
     /// Train a synthesis network headless (the Training panel's loop) and write a run folder.
     Train(train::TrainArgs),
+    /// An experiment: a grid of arms x seeds x folds by patient, tables, tests and an HTML report.
+    Experiment(experiment::ExperimentArgs),
     /// Training runs.
     Runs {
         /// What to do.
@@ -105,6 +110,14 @@ pub enum Command {
         /// What to do.
         #[command(subcommand)]
         what: study::StudyCmd,
+    },
+    /// The local study database: import, list, remove, reindex.
+    Db(db::DbArgs),
+    /// PACS: C-ECHO, search, retrieve and send over DIMSE or DICOMweb.
+    Pacs {
+        /// What to do.
+        #[command(subcommand)]
+        what: pacs::PacsCmd,
     },
 }
 
@@ -147,7 +160,10 @@ pub fn main() -> anyhow::Result<()> {
         Command::SelfTest { json } => model::self_test(json),
         Command::Bench { what, device } => bench::run(what, device),
         Command::Train(a) => train::train(&a),
+        Command::Experiment(a) => experiment::experiment(&a),
         Command::Runs { what } => train::runs(what),
         Command::Study { what } => study::run(what),
+        Command::Pacs { what } => pacs::run(what),
+        Command::Db(a) => db::run(&a),
     }
 }

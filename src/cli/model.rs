@@ -3,7 +3,7 @@
 use super::data::first_volume;
 use crate::io::dicom::write as dicom_write;
 use crate::io::{self, Progress, nifti};
-use anyhow::{Context, bail};
+use anyhow::bail;
 use clap::{Args, Subcommand};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -166,7 +166,7 @@ pub(super) fn synthesize(a: &SynthesizeArgs) -> anyhow::Result<()> {
     if io::is_nifti_path(out) {
         nifti::write_nifti(&s, out)?;
     } else {
-        dicom_write::write_derived_series(&s, &v.meta, &s.meta.description, out)?;
+        dicom_write::write_derived_series(&s, &v.meta, &model.display().to_string(), out)?;
     }
     println!(
         "{} -> {} ({} slices in {:.2} s, {:.2} slices/s on {})",
@@ -190,8 +190,7 @@ pub(super) fn evaluate(a: &EvaluateArgs) -> anyhow::Result<()> {
     let reports = crate::analysis::evaluate_volumes(&p, &r, m.as_ref(), data_range)
         .map_err(|e| anyhow::anyhow!("{}: {e}", pred.display()))?;
     if let Some(c) = csv {
-        std::fs::write(c, crate::analysis::to_csv(&reports))
-            .with_context(|| format!("cannot write {}", c.display()))?;
+        crate::atomic::write(c, crate::analysis::to_csv(&reports))?;
     }
     if json {
         println!(

@@ -303,8 +303,7 @@ pub(super) fn summary(paths: &[PathBuf], json: bool, csv: Option<PathBuf>) -> an
     }
     let s = study::stats::summarise(&logs)?;
     if let Some(c) = csv {
-        std::fs::write(&c, study::answers_csv(&logs, &questions))
-            .map_err(|e| anyhow!("{}: cannot write: {e}", c.display()))?;
+        crate::atomic::write(&c, study::answers_csv(&logs, &questions))?;
         eprintln!("{}: one row per answer", c.display());
     }
     if json {

@@ -1,5 +1,6 @@
 //! Decoding files into volumes (DICOM series, NIfTI) and writing them back, plus the demo phantom.
 
+pub use crate::atomic;
 pub mod dicom;
 pub mod nifti;
 pub mod phantom;
@@ -33,6 +34,28 @@ impl LoadError {
             problem: problem.into(),
         }
     }
+}
+
+/// The largest text file (study, run config, reader log, transform, checkpoint config, settings)
+/// that is read whole: 256 MiB. Anything bigger is not one of ours.
+pub const MAX_TEXT_BYTES: u64 = 256 << 20;
+
+/// Read a text file of at most `limit` bytes, its size checked before reading (a drop-in for
+/// `std::fs::read_to_string`; the error says what is wrong, the caller names the file).
+pub fn read_text(path: &Path, limit: u64) -> std::io::Result<String> {
+    let len = std::fs::metadata(path)?.len();
+    if len > limit {
+        return Err(std::io::Error::other(format!(
+            "{len} bytes, more than the {limit} a text file of ours may have"
+        )));
+    }
+    let bytes = std::fs::read(path)?;
+    String::from_utf8(bytes).map_err(|e| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("not UTF-8 text (byte {})", e.utf8_error().valid_up_to()),
+        )
+    })
 }
 
 /// The most voxels one loaded volume may have: 2^29 (2 GiB as f32), or `SYNTHSCOPE_MAX_VOXELS`.

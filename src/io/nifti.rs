@@ -569,29 +569,20 @@ pub fn write_nifti(volume: &Volume, path: &Path) -> Result<(), LoadError> {
             body.extend_from_slice(&v.to_le_bytes());
         }
     }
-    let err = |e: std::io::Error| LoadError::file(path, format!("cannot write: {e}"));
-    // Write to a temporary name and rename, so a failed export never leaves a half file.
-    let tmp = path.with_extension(format!(
-        "{}.partial",
-        path.extension()
-            .map(|e| e.to_string_lossy().to_string())
-            .unwrap_or_default()
-    ));
-    {
-        let file = std::io::BufWriter::new(std::fs::File::create(&tmp).map_err(err)?);
-        if path.to_string_lossy().to_ascii_lowercase().ends_with(".gz") {
+    // A temporary name, fsync, rename: a failed export never leaves a half file, and the
+    // earlier file at `path` stays whole.
+    let gz = path.to_string_lossy().to_ascii_lowercase().ends_with(".gz");
+    crate::atomic::write_with(path, |file| {
+        if gz {
             let mut w = flate2::write::GzEncoder::new(file, flate2::Compression::fast());
-            w.write_all(&hdr).map_err(err)?;
-            w.write_all(&body).map_err(err)?;
-            let mut inner = w.finish().map_err(err)?;
-            inner.flush().map_err(err)?;
+            w.write_all(&hdr)?;
+            w.write_all(&body)?;
+            w.finish()?;
         } else {
-            let mut w = file;
-            w.write_all(&hdr).map_err(err)?;
-            w.write_all(&body).map_err(err)?;
-            w.flush().map_err(err)?;
+            file.write_all(&hdr)?;
+            file.write_all(&body)?;
         }
-    }
-    std::fs::rename(&tmp, path).map_err(err)?;
-    Ok(())
+        Ok(())
+    })
+    .map_err(|e| LoadError::file(path, format!("cannot write: {}", e.problem)))
 }

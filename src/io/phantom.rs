@@ -90,6 +90,10 @@ pub struct PhantomConfig {
     pub ct_noise_hu: f32,
     /// MR noise standard deviation, as a fraction of white-matter T1 signal.
     pub mr_noise: f32,
+    /// A varied patient's anatomy and CT noise (None: the demo head, white CT noise of
+    /// `ct_noise_hu`). With a variation the CT noise is correlated like a reconstruction
+    /// kernel's, with the variation's standard deviation.
+    pub variation: Option<PatientVariation>,
 }
 
 impl Default for PhantomConfig {
@@ -107,6 +111,7 @@ impl Default for PhantomConfig {
             },
             ct_noise_hu: 8.0,
             mr_noise: 0.02,
+            variation: None,
         }
     }
 }
@@ -128,6 +133,13 @@ impl PhantomConfig {
             mr_dims: [72, 72, 56],
             mr_spacing: [2.8, 2.8, 2.8],
             ..Self::default()
+        }
+    }
+
+    fn anatomy(&self) -> Anatomy {
+        match &self.variation {
+            Some(v) => Anatomy::varied(v),
+            None => Anatomy::demo(),
         }
     }
 
@@ -177,6 +189,7 @@ fn properties(t: Tissue) -> [f32; 3] {
 }
 
 /// An ellipsoid in head coordinates.
+#[derive(Clone, Copy, Debug)]
 struct Ellipsoid {
     center: Vec3,
     radii: Vec3,
@@ -221,15 +234,267 @@ fn coverage(d: f64, h: f64) -> f32 {
     (0.5 - d / h).clamp(0.0, 1.0) as f32
 }
 
-/// Tissue properties at head point `p`, blended over edges of width `h` (mm).
+/// How one phantom patient's anatomy and CT noise differ from the demo head, drawn from the
+/// patient's seed by [`PatientVariation::from_seed`] within the ranges of
+/// [`PatientVariation::RANGES`].
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct PatientVariation {
+    /// Head size and shape: scale of the head's left-right, front-back and foot-head radii.
+    pub head_scale: Vec3,
+    /// Skull thickness as a fraction of the head radius (the demo head: 0.05, about 4 mm).
+    pub skull_thickness: f64,
+    /// Scale of the lateral ventricles (before atrophy enlarges them further).
+    pub ventricle_scale: f64,
+    /// Atrophy 0..1: the brain shrinks from the skull, sulci widen, ventricles grow.
+    pub atrophy: f64,
+    /// Gyral pattern: spatial frequency scale of the cortical folding.
+    pub gyral_frequency: f64,
+    /// Gyral pattern: depth (mm) of the folding.
+    pub gyral_depth: f64,
+    /// Gyral pattern: shifts (mm) of the folding along x, y, z.
+    pub gyral_shift: Vec3,
+    /// Frontal sinus size (scale of its radii).
+    pub frontal_sinus_scale: Vec3,
+    /// Sphenoid sinus size (scale of its radii).
+    pub sphenoid_scale: f64,
+    /// Lesions: (centre in head mm, radius mm).
+    pub lesions: Vec<(Vec3, f64)>,
+    /// CT noise standard deviation (HU), after the reconstruction-kernel filter.
+    pub ct_noise_hu: f64,
+    /// Width (voxels, Gaussian sigma) of the in-plane kernel that correlates the CT noise.
+    pub noise_kernel_voxels: f64,
+}
+
+/// A parameter's range: (name, low, high).
+pub type ParamRange = (&'static str, f64, f64);
+
+impl PatientVariation {
+    /// Ranges of the drawn parameters (each scalar; vector parameters apply per axis).
+    pub const RANGES: [ParamRange; 12] = [
+        ("head_scale_x", 0.90, 1.08),
+        ("head_scale_y", 0.92, 1.08),
+        ("head_scale_z", 0.92, 1.06),
+        ("skull_thickness", 0.035, 0.07),
+        ("ventricle_scale", 0.7, 1.5),
+        ("atrophy", 0.0, 1.0),
+        ("gyral_frequency", 0.8, 1.25),
+        ("gyral_depth", 1.0, 2.4),
+        ("frontal_sinus_scale", 0.5, 1.4),
+        ("sphenoid_scale", 0.7, 1.25),
+        ("ct_noise_hu", 3.0, 4.5),
+        ("noise_kernel_voxels", 0.7, 1.1),
+    ];
+
+    /// Most lesions a patient has (0..=MAX_LESIONS, uniformly).
+    pub const MAX_LESIONS: usize = 4;
+    /// Lesion radius range (mm).
+    pub const LESION_RADIUS: (f64, f64) = (2.5, 6.5);
+
+    /// The variation of the patient with `seed`.
+    pub fn from_seed(seed: u64) -> Self {
+        let mut s = seed ^ 0xA076_1D64_78BD_642F;
+        let mut next = move || {
+            s = s.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = s;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
+        };
+        let r = Self::RANGES;
+        let mut draw = |i: usize| r[i].1 + (r[i].2 - r[i].1) * next();
+        let head_scale = [draw(0), draw(1), draw(2)];
+        let skull_thickness = draw(3);
+        let ventricle_scale = draw(4);
+        let atrophy = draw(5);
+        let gyral_frequency = draw(6);
+        let gyral_depth = draw(7);
+        let frontal_sinus_scale = [draw(8), draw(8), draw(8)];
+        let sphenoid_scale = draw(9);
+        let ct_noise_hu = draw(10);
+        let noise_kernel_voxels = draw(11);
+        let gyral_shift = [60.0 * next(), 60.0 * next(), 60.0 * next()];
+        let n_lesions = ((Self::MAX_LESIONS + 1) as f64 * next()) as usize;
+        let mut lesions: Vec<(Vec3, f64)> = Vec::new();
+        let (r_lo, r_hi) = Self::LESION_RADIUS;
+        // Lesions in the white matter, apart from each other so that each stays one blob.
+        let mut tries = 0;
+        while lesions.len() < n_lesions.min(Self::MAX_LESIONS) && tries < 200 {
+            tries += 1;
+            let u = [2.0 * next() - 1.0, 2.0 * next() - 1.0, 2.0 * next() - 1.0];
+            let radius = r_lo + (r_hi - r_lo) * next();
+            if u[0] * u[0] + u[1] * u[1] + u[2] * u[2] > 1.0 || u[0].abs() < 0.35 {
+                continue;
+            }
+            let c = [
+                u[0] * 0.5 * HEAD[0] * head_scale[0],
+                u[1] * 0.5 * HEAD[1] * head_scale[1],
+                8.0 + u[2] * 0.4 * HEAD[2] * head_scale[2],
+            ];
+            let apart = lesions.iter().all(|(o, ro)| {
+                let d = ((c[0] - o[0]).powi(2) + (c[1] - o[1]).powi(2) + (c[2] - o[2]).powi(2))
+                    .sqrt();
+                d > radius + ro + 8.0
+            });
+            if apart {
+                lesions.push((c, radius));
+            }
+        }
+        Self {
+            head_scale,
+            skull_thickness,
+            ventricle_scale,
+            atrophy,
+            gyral_frequency,
+            gyral_depth,
+            gyral_shift,
+            frontal_sinus_scale,
+            sphenoid_scale,
+            lesions,
+            ct_noise_hu,
+            noise_kernel_voxels,
+        }
+    }
+}
+
+/// Every shape of one head; [`Anatomy::demo`] is the embedded demo head, number for number.
+#[derive(Clone, Debug)]
+struct Anatomy {
+    head: Vec3,
+    nose: Ellipsoid,
+    ears: [Ellipsoid; 2],
+    neck: f64,
+    floor: f64,
+    /// Outer cortical, marrow, inner cortical, CSF and grey-matter shells (fractions of `head`).
+    shells: [f64; 5],
+    gyri_amp: f64,
+    gyri_freq: [f64; 4],
+    gyri_shift: Vec3,
+    white: Ellipsoid,
+    eyes: [Ellipsoid; 2],
+    ventricles: [Ellipsoid; 2],
+    nuclei: [Ellipsoid; 2],
+    lesions: Vec<Ellipsoid>,
+    frontal_sinus: Ellipsoid,
+    sphenoid_bone: Ellipsoid,
+    sphenoid_air: Ellipsoid,
+}
+
+fn ell(center: Vec3, radii: Vec3) -> Ellipsoid {
+    Ellipsoid { center, radii }
+}
+
+impl Anatomy {
+    fn demo() -> Self {
+        Self {
+            head: HEAD,
+            nose: ell([0.0, -93.0, -30.0], [10.0, 14.0, 20.0]),
+            ears: [
+                ell([74.0, 6.0, -12.0], [7.0, 13.0, 19.0]),
+                ell([-74.0, 6.0, -12.0], [7.0, 13.0, 19.0]),
+            ],
+            neck: 52.0,
+            floor: 34.0,
+            shells: [0.94, 0.915, 0.89, 0.865, 0.84],
+            gyri_amp: 1.5,
+            gyri_freq: [0.21, 0.17, 0.19, 0.13],
+            gyri_shift: [0.0, 0.0, 0.0],
+            white: ell(
+                [0.0, 0.0, 8.0],
+                [HEAD[0] * 0.7, HEAD[1] * 0.7, HEAD[2] * 0.62],
+            ),
+            eyes: [
+                ell([-31.0, -70.0, -24.0], [11.0, 11.0, 11.0]),
+                ell([31.0, -71.5, -24.0], [11.0, 11.0, 11.0]),
+            ],
+            ventricles: [
+                ell([-9.0, 2.0, 14.0], [6.0, 24.0, 9.0]),
+                ell([9.0, 2.0, 14.0], [6.0, 24.0, 9.0]),
+            ],
+            nuclei: [
+                ell([-20.0, 6.0, 2.0], [7.0, 12.0, 8.0]),
+                ell([20.0, 6.0, 2.0], [7.0, 12.0, 8.0]),
+            ],
+            lesions: vec![ell([26.0, -24.0, 26.0], [5.0, 5.0, 5.0])],
+            frontal_sinus: ell([0.0, -84.0, 6.0], [13.0, 5.0, 9.0]),
+            sphenoid_bone: ell([0.0, -28.0, -42.0], [16.0, 14.0, 9.0]),
+            sphenoid_air: ell([0.0, -28.0, -42.0], [11.0, 9.0, 6.0]),
+        }
+    }
+
+    /// The head of a varied patient.
+    fn varied(v: &PatientVariation) -> Self {
+        let s = v.head_scale;
+        let head = [HEAD[0] * s[0], HEAD[1] * s[1], HEAD[2] * s[2]];
+        let sc = |p: Vec3| [p[0] * s[0], p[1] * s[1], p[2] * s[2]];
+        let a = v.atrophy;
+        let t = v.skull_thickness;
+        // Atrophy widens the CSF space under the skull and shrinks the white matter.
+        let csf = 0.94 - t - 0.025;
+        let grey = csf - 0.025 - 0.045 * a;
+        let brain = 1.0 - 0.08 * a;
+        let vs = v.ventricle_scale * (1.0 + 0.6 * a);
+        let f = v.gyral_frequency;
+        let fs = v.frontal_sinus_scale;
+        let ss = v.sphenoid_scale;
+        let side = |x: f64, c: Vec3, r: Vec3| [ell([-x, c[1], c[2]], r), ell([x, c[1], c[2]], r)];
+        Self {
+            head,
+            nose: ell(sc([0.0, -93.0, -30.0]), [10.0, 14.0, 20.0]),
+            ears: [
+                ell(sc([74.0, 6.0, -12.0]), [7.0, 13.0, 19.0]),
+                ell(sc([-74.0, 6.0, -12.0]), [7.0, 13.0, 19.0]),
+            ],
+            neck: 52.0 * s[2],
+            floor: 34.0 * s[2],
+            shells: [0.94, 0.94 - t / 2.0, 0.94 - t, csf, grey],
+            gyri_amp: v.gyral_depth * (1.0 + 0.5 * a),
+            gyri_freq: [0.21 * f, 0.17 * f, 0.19 * f, 0.13 * f],
+            gyri_shift: v.gyral_shift,
+            white: ell(
+                [0.0, 0.0, 8.0 * s[2]],
+                [
+                    head[0] * 0.7 * brain,
+                    head[1] * 0.7 * brain,
+                    head[2] * 0.62 * brain,
+                ],
+            ),
+            eyes: [
+                ell(sc([-31.0, -70.0, -24.0]), [11.0, 11.0, 11.0]),
+                ell(sc([31.0, -71.5, -24.0]), [11.0, 11.0, 11.0]),
+            ],
+            ventricles: side(
+                9.0 * s[0] * vs.sqrt(),
+                sc([0.0, 2.0, 14.0]),
+                [6.0 * vs, 24.0 * vs.sqrt() * s[1], 9.0 * vs],
+            ),
+            nuclei: side(20.0 * s[0], sc([0.0, 6.0, 2.0]), [7.0, 12.0, 8.0]),
+            lesions: v.lesions.iter().map(|(c, r)| ell(*c, [*r; 3])).collect(),
+            frontal_sinus: ell(
+                sc([0.0, -84.0, 6.0]),
+                [13.0 * fs[0], 5.0 * fs[1], 9.0 * fs[2]],
+            ),
+            sphenoid_bone: ell(sc([0.0, -28.0, -42.0]), [16.0, 14.0, 9.0]),
+            sphenoid_air: ell(sc([0.0, -28.0, -42.0]), [11.0 * ss, 9.0 * ss, 6.0 * ss]),
+        }
+    }
+}
+
+/// Tissue properties of the demo head at `p`.
+#[cfg(test)]
 fn head_properties(p: Vec3, h: f64) -> [f32; 3] {
+    head_properties_of(&Anatomy::demo(), p, h)
+}
+
+/// Tissue properties at head point `p`, blended over edges of width `h` (mm).
+fn head_properties_of(a: &Anatomy, p: Vec3, h: f64) -> [f32; 3] {
+    let head = a.head;
     // The scan stops at the neck: everything below z = -52 mm is outside the field of view.
-    let neck = (p[2] + 52.0) / h;
+    let neck = (p[2] + a.neck) / h;
     // All shells share the head's centre and shape, so one implicit-function evaluation gives
     // the distance to each: d(f) = (r - f) / |grad r|.
-    let q = [p[0] / HEAD[0], p[1] / HEAD[1], p[2] / HEAD[2]];
+    let q = [p[0] / head[0], p[1] / head[1], p[2] / head[2]];
     let r = (q[0] * q[0] + q[1] * q[1] + q[2] * q[2]).sqrt().max(1e-9);
-    let g = [q[0] / HEAD[0] / r, q[1] / HEAD[1] / r, q[2] / HEAD[2] / r];
+    let g = [q[0] / head[0] / r, q[1] / head[1] / r, q[2] / head[2] / r];
     let gn = (g[0] * g[0] + g[1] * g[1] + g[2] * g[2]).sqrt();
     let shell_d = |f: f64| (r - f) / gn;
     // Nothing (head, nose, ears) reaches beyond 1.25 head radii: most of the grid is air.
@@ -238,21 +503,9 @@ fn head_properties(p: Vec3, h: f64) -> [f32; 3] {
     }
     let scalp_d = shell_d(1.0);
     // Nose and ears stick out of the head outline: they break its symmetry, as real heads do.
-    let nose = Ellipsoid {
-        center: [0.0, -93.0, -30.0],
-        radii: [10.0, 14.0, 20.0],
-    }
-    .distance(p);
-    let ear_l = Ellipsoid {
-        center: [74.0, 6.0, -12.0],
-        radii: [7.0, 13.0, 19.0],
-    }
-    .distance(p);
-    let ear_r = Ellipsoid {
-        center: [-74.0, 6.0, -12.0],
-        radii: [7.0, 13.0, 19.0],
-    }
-    .distance(p);
+    let nose = a.nose.distance(p);
+    let ear_l = a.ears[0].distance(p);
+    let ear_r = a.ears[1].distance(p);
     let appendage = nose.min(ear_l).min(ear_r);
     if (scalp_d > h && appendage > h) || neck < -1.0 {
         return properties(Tissue::Air);
@@ -267,113 +520,51 @@ fn head_properties(p: Vec3, h: f64) -> [f32; 3] {
         }
     };
     let in_fov = (neck + 0.5).clamp(0.0, 1.0) as f32;
+    let sh = a.shells;
     paint(Tissue::Scalp, coverage(scalp_d.min(appendage), h) * in_fov);
-    paint(Tissue::Cortical, coverage(shell_d(0.94), h) * in_fov);
-    paint(Tissue::Marrow, coverage(shell_d(0.915), h) * in_fov);
-    paint(Tissue::Cortical, coverage(shell_d(0.89), h) * in_fov);
+    paint(Tissue::Cortical, coverage(shell_d(sh[0]), h) * in_fov);
+    paint(Tissue::Marrow, coverage(shell_d(sh[1]), h) * in_fov);
+    paint(Tissue::Cortical, coverage(shell_d(sh[2]), h) * in_fov);
     // Skull base: a bony floor under the brain.
-    let floor = (p[2] + 34.0) / h;
+    let floor = (p[2] + a.floor) / h;
     paint(
         Tissue::Csf,
-        (coverage(shell_d(0.865), h) as f64 * (floor + 0.5).clamp(0.0, 1.0)) as f32,
+        (coverage(shell_d(sh[3]), h) as f64 * (floor + 0.5).clamp(0.0, 1.0)) as f32,
     );
     // Cortical folding: the grey-matter surface undulates like gyri and sulci.
-    let gyri = 1.5
-        * ((p[0] * 0.21).sin() * (p[1] * 0.17).sin()
-            + (p[2] * 0.19).sin() * (p[1] * 0.13 + 1.0).cos());
+    let (gf, gs) = (a.gyri_freq, a.gyri_shift);
+    let gyri = a.gyri_amp
+        * (((p[0] - gs[0]) * gf[0]).sin() * ((p[1] - gs[1]) * gf[1]).sin()
+            + ((p[2] - gs[2]) * gf[2]).sin() * (p[1] * gf[3] + 1.0).cos());
     paint(
         Tissue::Grey,
-        (coverage(shell_d(0.84) + gyri.min(0.0), h) as f64
+        (coverage(shell_d(sh[4]) + gyri.min(0.0), h) as f64
             * (floor - 2.0 / h + 0.5).clamp(0.0, 1.0)) as f32,
     );
-    paint(
-        Tissue::White,
-        coverage(
-            Ellipsoid {
-                center: [0.0, 0.0, 8.0],
-                radii: [HEAD[0] * 0.7, HEAD[1] * 0.7, HEAD[2] * 0.62],
-            }
-            .distance(p)
-                - gyri,
-            h,
-        ),
-    );
+    paint(Tissue::White, coverage(a.white.distance(p) - gyri, h));
     // Eyes: vitreous globes in the orbits, in front of the brain and asymmetric in depth.
-    for (side, depth) in [(-1.0, -70.0), (1.0, -71.5)] {
-        paint(
-            Tissue::Csf,
-            coverage(
-                Ellipsoid {
-                    center: [side * 31.0, depth, -24.0],
-                    radii: [11.0, 11.0, 11.0],
-                }
-                .distance(p),
-                h,
-            ),
-        );
+    for e in &a.eyes {
+        paint(Tissue::Csf, coverage(e.distance(p), h));
     }
     // Lateral ventricles: two elongated CSF bodies either side of the midline.
-    for side in [-1.0, 1.0] {
-        let e = Ellipsoid {
-            center: [side * 9.0, 2.0, 14.0],
-            radii: [6.0, 24.0, 9.0],
-        };
+    for e in &a.ventricles {
         paint(Tissue::Csf, coverage(e.distance(p), h));
     }
     // Grey-matter nuclei near the ventricles (deep grey).
-    for side in [-1.0, 1.0] {
-        let e = Ellipsoid {
-            center: [side * 20.0, 6.0, 2.0],
-            radii: [7.0, 12.0, 8.0],
-        };
+    for e in &a.nuclei {
         paint(Tissue::Grey, coverage(e.distance(p), h));
     }
-    // A small lesion in the left frontal white matter.
-    paint(
-        Tissue::Lesion,
-        coverage(
-            Ellipsoid {
-                center: [26.0, -24.0, 26.0],
-                radii: [5.0, 5.0, 5.0],
-            }
-            .distance(p),
-            h,
-        ),
-    );
+    // Lesions (the demo head: one small lesion in the left frontal white matter).
+    for e in &a.lesions {
+        paint(Tissue::Lesion, coverage(e.distance(p), h));
+    }
     // Air sinuses: frontal (in the skull, anterior) and sphenoid (in the skull base).
-    paint(
-        Tissue::Air,
-        coverage(
-            Ellipsoid {
-                center: [0.0, -84.0, 6.0],
-                radii: [13.0, 5.0, 9.0],
-            }
-            .distance(p),
-            h,
-        ),
-    );
+    paint(Tissue::Air, coverage(a.frontal_sinus.distance(p), h));
     paint(
         Tissue::Cortical,
-        coverage(
-            Ellipsoid {
-                center: [0.0, -28.0, -42.0],
-                radii: [16.0, 14.0, 9.0],
-            }
-            .distance(p),
-            h,
-        ) * in_fov,
+        coverage(a.sphenoid_bone.distance(p), h) * in_fov,
     );
-    paint(
-        Tissue::Air,
-        coverage(
-            Ellipsoid {
-                center: [0.0, -28.0, -42.0],
-                radii: [11.0, 9.0, 6.0],
-            }
-            .distance(p),
-            h,
-        ) * in_fov,
-    );
+    paint(Tissue::Air, coverage(a.sphenoid_air.distance(p), h) * in_fov);
     v
 }
 
@@ -396,6 +587,7 @@ fn gauss(seed: u64, i: u64) -> (f32, f32) {
 
 /// Render the phantom on `geometry`, mapping grid points to head points through `head_from_world`.
 fn render(
+    anatomy: &Anatomy,
     geometry: &Geometry,
     head_from_world: impl Fn(Vec3) -> Vec3 + Sync,
     channel: usize,
@@ -404,20 +596,68 @@ fn render(
         .max(geometry.spacing[1])
         .max(geometry.spacing[2]);
     crate::volume::fill_grid(geometry, |w| {
-        head_properties(head_from_world(w), h)[channel]
+        head_properties_of(anatomy, head_from_world(w), h)[channel]
     })
 }
 
+/// CT noise shaped like a reconstruction kernel's: white noise filtered in-plane by a separable
+/// Gaussian of `sigma` voxels, scaled to standard deviation `std` (HU). The 1-D kernel has unit
+/// energy, so the filtered field keeps the white noise's variance before scaling; neighbouring
+/// voxels correlate by about exp(-1 / (4 sigma^2)).
+fn correlated_noise(seed: u64, dims: [usize; 3], sigma: f64, std: f64) -> Vec<f32> {
+    let [nx, ny, nz] = dims;
+    let radius = (3.0 * sigma).ceil().max(1.0) as i64;
+    let mut k: Vec<f64> = (-radius..=radius)
+        .map(|i| (-(i * i) as f64 / (2.0 * sigma * sigma)).exp())
+        .collect();
+    let energy = k.iter().map(|v| v * v).sum::<f64>().sqrt();
+    k.iter_mut().for_each(|v| *v /= energy);
+    let plane = nx * ny;
+    let mut out = vec![0f32; plane * nz];
+    out.par_chunks_mut(plane.max(1))
+        .enumerate()
+        .for_each(|(z, slice)| {
+            let white: Vec<f64> = (0..plane)
+                .map(|i| gauss(seed, (z * plane + i) as u64).0 as f64)
+                .collect();
+            // Rows, then columns; edges wrap so that every voxel gets the full kernel.
+            let mut rows = vec![0f64; plane];
+            for y in 0..ny {
+                for x in 0..nx {
+                    let mut acc = 0.0;
+                    for (j, kv) in k.iter().enumerate() {
+                        let xx = (x as i64 + j as i64 - radius).rem_euclid(nx as i64) as usize;
+                        acc += kv * white[xx + nx * y];
+                    }
+                    rows[x + nx * y] = acc;
+                }
+            }
+            for y in 0..ny {
+                for x in 0..nx {
+                    let mut acc = 0.0;
+                    for (j, kv) in k.iter().enumerate() {
+                        let yy = (y as i64 + j as i64 - radius).rem_euclid(ny as i64) as usize;
+                        acc += kv * rows[x + nx * yy];
+                    }
+                    slice[x + nx * y] = (acc * std) as f32;
+                }
+            }
+        });
+    out
+}
+
 fn meta(modality: Modality, description: &str, uid_suffix: &str) -> VolumeMeta {
+    // Valid DICOM UIDs (2.25.<UUID>), the same in every run.
+    use crate::io::dicom::write::uid_from;
     VolumeMeta {
         modality,
-        series_uid: format!("2.25.31415926535897932384626433.{uid_suffix}"),
+        series_uid: uid_from(&format!("phantom:series:{uid_suffix}")),
         description: description.to_string(),
         patient_name: "SynthScope^Phantom".to_string(),
         patient_id: "PHANTOM-001".to_string(),
-        study_uid: "2.25.31415926535897932384626433.1".to_string(),
+        study_uid: uid_from("phantom:study"),
         study_description: "Procedural head phantom".to_string(),
-        frame_of_reference_uid: "2.25.31415926535897932384626433.9".to_string(),
+        frame_of_reference_uid: uid_from("phantom:frame-of-reference"),
         source: "embedded demo phantom".to_string(),
         ..Default::default()
     }
@@ -447,12 +687,24 @@ fn render_ct(
     g: Geometry,
     head_from_world: impl Fn(Vec3) -> Vec3 + Sync,
 ) -> (Geometry, Vec<f32>) {
-    let mut data = render(&g, head_from_world, 0);
+    let mut data = render(&cfg.anatomy(), &g, head_from_world, 0);
     let seed = cfg.seed;
-    data.par_iter_mut().enumerate().for_each(|(i, v)| {
-        let (n, _) = gauss(seed, i as u64);
-        *v = (*v + cfg.ct_noise_hu * n).round().clamp(-1024.0, 3071.0);
-    });
+    match &cfg.variation {
+        None => data.par_iter_mut().enumerate().for_each(|(i, v)| {
+            let (n, _) = gauss(seed, i as u64);
+            *v = (*v + cfg.ct_noise_hu * n).round().clamp(-1024.0, 3071.0);
+        }),
+        Some(var) => {
+            let noise = if var.ct_noise_hu > 0.0 {
+                correlated_noise(seed, g.dims, var.noise_kernel_voxels, var.ct_noise_hu)
+            } else {
+                vec![0.0; data.len()]
+            };
+            data.par_iter_mut().zip(noise).for_each(|(v, n)| {
+                *v = (*v + n).round().clamp(-1024.0, 3071.0);
+            });
+        }
+    }
     (g, data)
 }
 
@@ -476,6 +728,41 @@ pub fn phantom_patient(base: &PhantomConfig, k: usize) -> (Volume, Volume) {
     )
 }
 
+/// The config of varied phantom patient `k` (see [`phantom_patient_varied`]): its own anatomy
+/// ([`PatientVariation::from_seed`] of its seed), pose (within +-8 degrees, +-6 mm) and noise.
+pub fn varied_patient_config(base: &PhantomConfig, k: usize) -> PhantomConfig {
+    let seed = base.seed.wrapping_add(1000 * k as u64).wrapping_add(0x5EED);
+    let mut s = seed;
+    let mut u = move || {
+        s = s.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = s;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0
+    };
+    PhantomConfig {
+        seed,
+        moving_from_fixed: Rigid {
+            rotation_deg: [8.0 * u(), 8.0 * u(), 8.0 * u()],
+            translation: [6.0 * u(), 6.0 * u(), 6.0 * u()],
+            center: [0.0, 0.0, 0.0],
+        },
+        variation: Some(PatientVariation::from_seed(seed)),
+        ..base.clone()
+    }
+}
+
+/// Varied phantom patient `k`: a head of its own (size and shape, skull, ventricles, gyri,
+/// sinuses, atrophy, lesions) in its own pose, with kernel-correlated CT noise, as a registered
+/// (CT, T1 MR) pair on the MR grid. The demo pair and [`phantom_patient`] are unchanged.
+pub fn phantom_patient_varied(base: &PhantomConfig, k: usize) -> (Volume, Volume) {
+    let cfg = varied_patient_config(base, k);
+    rayon::join(
+        || phantom_ct_on_mr_grid(&cfg),
+        || phantom_mr(&cfg, MrContrast::T1),
+    )
+}
+
 /// The phantom MR on the MR grid, the head moved by `cfg.moving_from_fixed`, with Rician
 /// noise and a smooth multiplicative bias field.
 pub fn phantom_mr(cfg: &PhantomConfig, contrast: MrContrast) -> Volume {
@@ -485,7 +772,7 @@ pub fn phantom_mr(cfg: &PhantomConfig, contrast: MrContrast) -> Volume {
         MrContrast::T2 => 2,
     };
     let rigid = cfg.moving_from_fixed;
-    let mut data = render(&g, |w| rigid.apply_inverse(w), channel);
+    let mut data = render(&cfg.anatomy(), &g, |w| rigid.apply_inverse(w), channel);
     let seed = cfg.seed.wrapping_add(channel as u64 * 1_000_003);
     let sigma = cfg.mr_noise * 1000.0;
     let [nx, ny, _] = g.dims;

@@ -48,7 +48,55 @@ pub struct CheckpointMeta {
 /// The checkpoint format this build writes and reads.
 pub const CHECKPOINT_FORMAT: u32 = 1;
 
+/// The most parameters a checkpoint's config may ask for before anything is built: 2^28
+/// (1 GiB of f32 weights; DRUNet-101 has ~60 M).
+pub const MAX_PARAMS: usize = 1 << 28;
+
 impl ModelSpec {
+    /// Refuse a config whose sizes are outside what any network of its kind has (a torn or
+    /// hostile file), before the network is built: the sizes, then the parameter count
+    /// against [`MAX_PARAMS`]. The message names the field and both numbers.
+    pub fn check(&self) -> Result<(), String> {
+        let within = |what: &str, v: usize, lo: usize, hi: usize| {
+            if (lo..=hi).contains(&v) {
+                Ok(())
+            } else {
+                Err(format!("{what} is {v}; a network has {lo} to {hi}"))
+            }
+        };
+        match self {
+            ModelSpec::Unet(c) => {
+                within("base_width", c.base_width, 1, 1024)?;
+                within("levels", c.levels, 1, 8)?;
+                within("in_channels", c.in_channels, 1, 64)?;
+                within("out_channels", c.out_channels, 1, 64)?;
+                within("input_size", c.input_size, 1, 8192)?;
+            }
+            ModelSpec::Drunet(c) => {
+                within("base_width", c.base_width, 1, 1024)?;
+                within("in_channels", c.in_channels, 1, 64)?;
+                within("out_channels", c.out_channels, 1, 64)?;
+                within("input_size", c.input_size, 1, 8192)?;
+            }
+            ModelSpec::Classifier(c) => {
+                within("base_width", c.base_width, 1, 1024)?;
+                within("in_channels", c.in_channels, 1, 64)?;
+                within("classes", c.classes, 1, 1000)?;
+            }
+        }
+        let params = match self {
+            ModelSpec::Unet(c) => c.param_count(),
+            ModelSpec::Drunet(c) => c.param_count().map_err(|e| e.to_string())?,
+            ModelSpec::Classifier(c) => c.param_count(),
+        };
+        if params > MAX_PARAMS {
+            return Err(format!(
+                "the config asks for {params} parameters, more than the {MAX_PARAMS} a checkpoint may have"
+            ));
+        }
+        Ok(())
+    }
+
     /// Build the network (fresh weights) on `device`.
     pub fn init(&self, device: &Device) -> Result<AnyModel, ModelError> {
         Ok(match self {
@@ -72,7 +120,6 @@ pub fn save(
 ) -> Result<(), ModelError> {
     let (bpk, json) = paths(path);
     let tmp_bpk = bpk.with_extension("bpk.partial");
-    let tmp_json = json.with_extension("json.partial");
     let err = |p: &Path, e: String| ModelError::file(p, format!("cannot save checkpoint: {e}"));
     let r = match model {
         AnyModel::Unet(m) => m.clone().save_file(&tmp_bpk),
@@ -86,9 +133,9 @@ pub fn save(
         notes,
     };
     let text = serde_json::to_string_pretty(&meta).map_err(|e| err(&json, e.to_string()))?;
-    std::fs::write(&tmp_json, text).map_err(|e| err(&json, e.to_string()))?;
-    std::fs::rename(&tmp_bpk, &bpk).map_err(|e| err(&bpk, e.to_string()))?;
-    std::fs::rename(&tmp_json, &json).map_err(|e| err(&json, e.to_string()))?;
+    // Weights first, then the config that names them: each fsynced and renamed into place.
+    crate::atomic::sync_and_rename(&tmp_bpk, &bpk).map_err(|e| err(&bpk, e.problem))?;
+    crate::atomic::write(&json, text).map_err(|e| err(&json, e.problem))?;
     Ok(())
 }
 
@@ -97,18 +144,15 @@ pub fn save(
 pub fn copy(from: &Path, to: &Path) -> Result<(), ModelError> {
     let (src, dst) = (paths(from), paths(to));
     for (s, d) in [(&src.0, &dst.0), (&src.1, &dst.1)] {
-        let tmp = d.with_extension(format!(
-            "{}.partial",
-            d.extension().and_then(|e| e.to_str()).unwrap_or_default()
-        ));
-        std::fs::copy(s, &tmp)
-            .and_then(|_| std::fs::rename(&tmp, d))
-            .map_err(|e| {
-                ModelError::file(
-                    s,
-                    format!("cannot copy the checkpoint to {}: {e}", d.display()),
-                )
-            })?;
+        crate::atomic::write_with(d, |w| {
+            std::io::copy(&mut std::fs::File::open(s)?, w).map(|_| ())
+        })
+        .map_err(|e| {
+            ModelError::file(
+                s,
+                format!("cannot copy the checkpoint to {}: {}", d.display(), e.problem),
+            )
+        })?;
     }
     Ok(())
 }
@@ -116,7 +160,7 @@ pub fn copy(from: &Path, to: &Path) -> Result<(), ModelError> {
 /// Load a checkpoint (either file of the pair, or their common stem) onto `device`.
 pub fn load(path: &Path, device: &Device) -> Result<(AnyModel, CheckpointMeta), ModelError> {
     let (bpk, json) = paths(path);
-    let text = std::fs::read_to_string(&json)
+    let text = crate::io::read_text(&json, crate::io::MAX_TEXT_BYTES)
         .map_err(|e| ModelError::file(&json, format!("cannot read the checkpoint config: {e}")))?;
     let meta: CheckpointMeta = serde_json::from_str(&text)
         .map_err(|e| ModelError::file(&json, format!("not a SynthScope checkpoint config: {e}")))?;
@@ -129,6 +173,7 @@ pub fn load(path: &Path, device: &Device) -> Result<(AnyModel, CheckpointMeta), 
             ),
         ));
     }
+    meta.model.check().map_err(|e| ModelError::file(&json, e))?;
     if !bpk.exists() {
         return Err(ModelError::file(&bpk, "weights file missing"));
     }

@@ -62,10 +62,8 @@ fn load_embedded(
         std::fs::create_dir_all(&base)
             .map_err(|e| ModelError::file(&base, format!("cannot create: {e}")))?;
         let write = |p: &PathBuf, data: &[u8]| {
-            let tmp = p.with_extension("partial");
-            std::fs::write(&tmp, data)
-                .and_then(|_| std::fs::rename(&tmp, p))
-                .map_err(|e| ModelError::file(p, format!("cannot write: {e}")))
+            crate::atomic::write(p, data)
+                .map_err(|e| ModelError::file(p, format!("cannot write: {}", e.problem)))
         };
         write(&bpk, bpk_bytes)?;
         write(&json, json_text.as_bytes())?;

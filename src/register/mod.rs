@@ -3,6 +3,7 @@
 //! gradient descent. CPU (rayon) implementation; the same code serves the panel and the CLI.
 
 mod backend;
+pub mod elastix;
 mod gpu_metric;
 mod metric;
 mod optimiser;

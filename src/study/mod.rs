@@ -198,7 +198,7 @@ pub fn fnv(bytes: &[u8]) -> u64 {
 impl Study {
     /// Read a study file (TOML, or JSON by extension), refusing other format versions.
     pub fn read(path: &Path) -> Result<Study, StudyError> {
-        let text = std::fs::read_to_string(path).map_err(|e| StudyError::io(path, "read", e))?;
+        let text = crate::io::read_text(path, crate::io::MAX_TEXT_BYTES).map_err(|e| StudyError::io(path, "read", e))?;
         let syntax = |format, problem: String| StudyError::Syntax {
             path: path.to_path_buf(),
             format,
@@ -250,10 +250,7 @@ impl Study {
         } else {
             toml::to_string_pretty(self)?
         };
-        let tmp = path.with_extension("partial");
-        std::fs::write(&tmp, text)
-            .and_then(|_| std::fs::rename(&tmp, path))
-            .map_err(|e| StudyError::io(path, "write", e))
+        crate::atomic::write(path, text).map_err(|e| StudyError::io(path, "write", e.into()))
     }
 
     /// Problems that make the study unusable.

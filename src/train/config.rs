@@ -384,7 +384,7 @@ impl Default for TrainConfig {
 impl TrainConfig {
     /// Read a TOML (`.toml`) or JSON file.
     pub fn read(path: &Path) -> Result<Self, TrainError> {
-        let text = std::fs::read_to_string(path)
+        let text = crate::io::read_text(path, crate::io::MAX_TEXT_BYTES)
             .map_err(|e| TrainError::file(path, format!("cannot read: {e}")))?;
         let cfg: Self = crate::io::parse_settings(path, &text)?;
         cfg.validate()

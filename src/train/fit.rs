@@ -366,8 +366,8 @@ fn run_loop<M: SynthNet>(
                 format!("cannot save the optimiser state: {e:?}"),
             )
         })?;
-        std::fs::rename(&optim_tmp, &optim_path)
-            .map_err(|e| TrainError::file(&optim_path, format!("cannot write: {e}")))?;
+        crate::atomic::sync_and_rename(&optim_tmp, &optim_path)
+            .map_err(|e| TrainError::file(&optim_path, format!("cannot write: {}", e.problem)))?;
         let state = ResumeState {
             format: RESUME_FORMAT,
             epoch,

@@ -74,7 +74,7 @@ impl ResumeState {
     /// Read `run_dir`'s resume state; an error says the run cannot be resumed and why.
     pub fn read(run_dir: &Path) -> Result<Self, TrainError> {
         let p = Self::path(run_dir);
-        let text = std::fs::read_to_string(&p).map_err(|e| {
+        let text = crate::io::read_text(&p, crate::io::MAX_TEXT_BYTES).map_err(|e| {
             TrainError::file(
                 &p,
                 format!("cannot resume: no completed epoch was saved ({e})"),
@@ -98,7 +98,7 @@ impl ResumeState {
 /// Drop the lines after epoch `epoch`'s line from the run log (the unfinished epoch's steps),
 /// rewriting it atomically.
 fn truncate_log(log: &Path, epoch: usize) -> Result<(), TrainError> {
-    let text = std::fs::read_to_string(log)
+    let text = crate::io::read_text(log, crate::io::MAX_TEXT_BYTES)
         .map_err(|e| TrainError::file(log, format!("cannot read: {e}")))?;
     let mut kept = String::new();
     for line in text.lines() {

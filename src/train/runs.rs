@@ -25,7 +25,7 @@ impl Run {
     /// writing) is skipped.
     pub fn read(dir: &Path) -> Result<Self, TrainError> {
         let log = dir.join("metrics.jsonl");
-        let text = std::fs::read_to_string(&log).map_err(|e| {
+        let text = crate::io::read_text(&log, crate::io::MAX_TEXT_BYTES).map_err(|e| {
             TrainError::file(dir, format!("not a run folder ({}: {e})", log.display()))
         })?;
         let mut steps = Vec::new();
@@ -43,7 +43,7 @@ impl Run {
                 Err(e) => return Err(TrainError::file(&log, format!("line {}: {e}", i + 1))),
             }
         }
-        let summary = std::fs::read_to_string(dir.join("summary.json"))
+        let summary = crate::io::read_text(&dir.join("summary.json"), crate::io::MAX_TEXT_BYTES)
             .ok()
             .and_then(|t| serde_json::from_str(&t).ok());
         let config = TrainConfig::read(&dir.join("config.toml")).ok();
@@ -180,12 +180,10 @@ pub fn compare_table(runs: &[Run]) -> String {
     out
 }
 
-/// Write `text` to `path` atomically (temporary file, then rename).
+/// Write `text` to `path` atomically (temporary file, fsync, rename: [`crate::atomic`]).
 pub fn write_atomic(path: &Path, text: &str) -> Result<(), TrainError> {
-    let tmp = path.with_extension("partial");
-    std::fs::write(&tmp, text)
-        .and_then(|_| std::fs::rename(&tmp, path))
-        .map_err(|e| TrainError::file(path, format!("cannot write: {e}")))
+    crate::atomic::write(path, text)
+        .map_err(|e| TrainError::file(path, format!("cannot write: {}", e.problem)))
 }
 
 /// Appends log lines, flushed as they come.
@@ -207,6 +205,7 @@ impl Log {
         let text = serde_json::to_string(line).map_err(|e| TrainError::Config(e.to_string()))?;
         writeln!(self.0, "{text}")
             .and_then(|_| self.0.flush())
+            .and_then(|_| self.0.sync_data())
             .map_err(|e| TrainError::file(&self.1, format!("cannot append: {e}")))
     }
 }

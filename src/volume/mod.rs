@@ -284,6 +284,30 @@ pub struct VolumeMeta {
     pub monochrome1: bool,
     /// Problems found while loading that did not stop it (non-uniform spacing, missing slices...).
     pub warnings: Vec<String>,
+    /// What a DICOM series was read from, for a series derived from it (None for other data).
+    #[serde(skip)]
+    pub dicom: Option<std::sync::Arc<DicomOrigin>>,
+}
+
+/// The DICOM instances a volume's slices were read from, and the patient and study attributes
+/// of its first file: what a derived (synthetic) series references and copies.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct DicomOrigin {
+    /// One per slice, in slice order.
+    pub instances: Vec<SourceInstance>,
+    /// Patient, General Study and Patient Study attributes as (tag, VR code, value), copied as is.
+    pub header: Vec<(u32, String, String)>,
+}
+
+/// The instance (and frame of it, 1-based; 0 for a single-frame one) one slice came from.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SourceInstance {
+    /// SOPClassUID.
+    pub sop_class_uid: std::sync::Arc<str>,
+    /// SOPInstanceUID.
+    pub sop_instance_uid: std::sync::Arc<str>,
+    /// Frame number within a multi-frame instance (1-based), 0 for a single-frame one.
+    pub frame: u32,
 }
 
 static NEXT_VOLUME_ID: AtomicU64 = AtomicU64::new(1);

@@ -210,13 +210,26 @@ impl Affine {
             c[1],
             c[2]
         );
-        std::fs::write(path, text)
+        crate::atomic::write(path, text).map_err(std::io::Error::from)
     }
 
     /// Read an ITK transform file holding one affine-family 3D transform.
     pub fn read_tfm(path: &Path) -> Result<Affine, TransformFileError> {
         let text =
-            std::fs::read_to_string(path).map_err(|e| bad(path, format!("cannot read: {e}")))?;
+            {
+                // An ITK transform file is a few hundred bytes; refuse what is not one before
+                // reading it whole.
+                let len = std::fs::metadata(path)
+                    .map_err(|e| bad(path, format!("cannot read: {e}")))?
+                    .len();
+                if len > 1 << 20 {
+                    return Err(bad(
+                        path,
+                        format!("{len} bytes: not an ITK transform file (at most 1048576)"),
+                    ));
+                }
+                std::fs::read_to_string(path).map_err(|e| bad(path, format!("cannot read: {e}")))?
+            };
         let mut kind = None;
         let mut params = None;
         let mut fixed = None;

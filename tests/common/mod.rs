@@ -75,11 +75,12 @@ pub fn expected() -> serde_json::Value {
 }
 
 /// Python packages the reference checks use (pinned).
-pub const REFERENCE_PACKAGES: [&str; 4] = [
+pub const REFERENCE_PACKAGES: [&str; 5] = [
     "SimpleITK==2.5.7",
     "scikit-image==0.26.0",
     "pydicom==3.0.2",
     "safetensors==0.8.0",
+    "scipy==1.17.1",
 ];
 
 /// A Python with SimpleITK, scikit-image and pydicom (the outside references for transforms,
@@ -95,7 +96,7 @@ pub fn sitk_python() -> &'static Path {
         let py = venv.join("bin/python");
         let ok = |py: &Path| {
             Command::new(py)
-                .args(["-c", "import SimpleITK, skimage, pydicom, safetensors"])
+                .args(["-c", "import SimpleITK, skimage, pydicom, safetensors, scipy"])
                 .status()
                 .map(|s| s.success())
                 .unwrap_or(false)

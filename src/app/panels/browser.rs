@@ -5,67 +5,58 @@ use super::Cx;
 use crate::app::command::Command;
 use crate::app::pair::Role;
 
-/// The Series browser window (while `open`).
-pub(crate) fn browser_ui(ctx: &egui::Context, open: &mut bool, cx: &mut Cx) {
-    let mut show = *open;
+/// The Series browser panel.
+pub(crate) fn browser_ui(host: &mut egui::Ui, cx: &mut Cx) {
     let mut role_changes = Vec::new();
-    egui::Window::new("Series browser")
-        .open(&mut show)
-        .default_width(720.0)
-        .show(ctx, |ui| {
-            egui::Grid::new("series")
-                .striped(true)
-                .num_columns(8)
-                .show(ui, |ui| {
-                    for h in [
-                        "Role", "Patient", "Study", "Series", "Modality", "Slices", "Size",
-                        "Warnings",
-                    ] {
-                        ui.strong(h);
+    super::body(host, |ui| {
+        egui::Grid::new("series")
+            .striped(true)
+            .num_columns(8)
+            .show(ui, |ui| {
+                for h in [
+                    "Role", "Patient", "Study", "Series", "Modality", "Slices", "Size", "Warnings",
+                ] {
+                    ui.strong(h);
+                }
+                ui.end_row();
+                for (i, v) in cx.volumes.iter().enumerate() {
+                    let mut role = cx.pair.role(i);
+                    let before = role;
+                    ui.horizontal(|ui| {
+                        ui.radio_value(&mut role, Some(Role::Ct), "CT");
+                        ui.radio_value(&mut role, Some(Role::Mr), "MR");
+                        ui.radio_value(&mut role, None, "–");
+                    });
+                    if role != before {
+                        role_changes.push((i, role));
+                    }
+                    let m = &v.meta;
+                    ui.label(format!("{} {}", m.patient_name, m.patient_id));
+                    ui.label(&m.study_description);
+                    ui.label(&m.description).on_hover_text(&m.series_uid);
+                    ui.label(m.modality.code());
+                    let d = v.geometry.dims;
+                    ui.label(d[2].to_string());
+                    ui.label(format!(
+                        "{}x{}x{} ({:.2}x{:.2}x{:.2} mm), {:.1} MB",
+                        d[0],
+                        d[1],
+                        d[2],
+                        v.geometry.spacing[0],
+                        v.geometry.spacing[1],
+                        v.geometry.spacing[2],
+                        v.size_bytes() as f64 / 1e6
+                    ));
+                    if m.warnings.is_empty() {
+                        ui.label("");
+                    } else {
+                        ui.colored_label(egui::Color32::YELLOW, format!("{} ⚠", m.warnings.len()))
+                            .on_hover_text(m.warnings.join("\n"));
                     }
                     ui.end_row();
-                    for (i, v) in cx.volumes.iter().enumerate() {
-                        let mut role = cx.pair.role(i);
-                        let before = role;
-                        ui.horizontal(|ui| {
-                            ui.radio_value(&mut role, Some(Role::Ct), "CT");
-                            ui.radio_value(&mut role, Some(Role::Mr), "MR");
-                            ui.radio_value(&mut role, None, "–");
-                        });
-                        if role != before {
-                            role_changes.push((i, role));
-                        }
-                        let m = &v.meta;
-                        ui.label(format!("{} {}", m.patient_name, m.patient_id));
-                        ui.label(&m.study_description);
-                        ui.label(&m.description).on_hover_text(&m.series_uid);
-                        ui.label(m.modality.code());
-                        let d = v.geometry.dims;
-                        ui.label(d[2].to_string());
-                        ui.label(format!(
-                            "{}x{}x{} ({:.2}x{:.2}x{:.2} mm), {:.1} MB",
-                            d[0],
-                            d[1],
-                            d[2],
-                            v.geometry.spacing[0],
-                            v.geometry.spacing[1],
-                            v.geometry.spacing[2],
-                            v.size_bytes() as f64 / 1e6
-                        ));
-                        if m.warnings.is_empty() {
-                            ui.label("");
-                        } else {
-                            ui.colored_label(
-                                egui::Color32::YELLOW,
-                                format!("{} ⚠", m.warnings.len()),
-                            )
-                            .on_hover_text(m.warnings.join("\n"));
-                        }
-                        ui.end_row();
-                    }
-                });
-        });
-    *open = show;
+                }
+            });
+    });
     for (i, r) in role_changes {
         cx.push(Command::SetRole(i, r));
     }

@@ -5,7 +5,10 @@ use crate::app::SynthScopeApp;
 use crate::app::command::{Command, Task};
 use crate::app::jobs::{Job, LoadJob, LoadRequest};
 use crate::app::panels::dialogs::Dialog;
+use crate::app::viewer::layout::{Layout, PaneKind};
+use crate::app::viewer::render::Combine;
 use crate::app::viewer::view::Orientation;
+use crate::app::workspace::Panel;
 use crate::gpu::{AdapterReport, SelfTest};
 use crate::volume::{CT_PRESETS, Colormap};
 use std::collections::VecDeque;
@@ -62,14 +65,17 @@ impl Diagnostics {
     }
 
     /// The Diagnostics window.
-    pub fn ui(&mut self, ctx: &egui::Context) {
+    pub fn ui(&mut self, host: &mut egui::Ui) {
         let d = self;
-        let mut open = d.show;
-        egui::Window::new("Diagnostics").open(&mut open).show(ctx, |ui| {
+        let open = d.show;
+        super::body(host, |ui| {
             match &d.adapter {
                 Some(a) => {
                     ui.label(format!("Adapter: {}", a.name));
-                    ui.label(format!("Type: {}  Backend: {}  Driver: {}", a.device_type, a.backend, a.driver));
+                    ui.label(format!(
+                        "Type: {}  Backend: {}  Driver: {}",
+                        a.device_type, a.backend, a.driver
+                    ));
                     if a.software {
                         ui.colored_label(egui::Color32::YELLOW, "Software rendering (Mesa lavapipe): no GPU found; everything works, slower.");
                     }
@@ -82,7 +88,9 @@ impl Diagnostics {
             ui.label("The views draw on one wgpu device; the networks run on the compute device.");
             match crate::gpu::compute_if_chosen() {
                 Some(Ok(c)) => ui.label(format!("Compute device: {}", c.describe())),
-                Some(Err(e)) => ui.colored_label(egui::Color32::LIGHT_RED, format!("Compute device: {e}")),
+                Some(Err(e)) => {
+                    ui.colored_label(egui::Color32::LIGHT_RED, format!("Compute device: {e}"))
+                }
                 None => ui.label("Compute device: being measured (once per machine)…"),
             };
             match &d.self_test {
@@ -107,16 +115,41 @@ impl Diagnostics {
                     ));
                 }
                 Some(Err(e)) => {
-                    ui.colored_label(egui::Color32::LIGHT_RED, format!("burn self-test failed: {e}"));
+                    ui.colored_label(
+                        egui::Color32::LIGHT_RED,
+                        format!("burn self-test failed: {e}"),
+                    );
                 }
             }
             if !d.frame_ms.is_empty() {
                 let mut v: Vec<f64> = d.frame_ms.iter().copied().collect();
                 v.sort_by(f64::total_cmp);
-                ui.label(format!("Frame time: median {:.1} ms, p95 {:.1} ms", v[v.len() / 2], v[(v.len() * 95 / 100).min(v.len() - 1)]));
+                ui.label(format!(
+                    "Frame time: median {:.1} ms, p95 {:.1} ms",
+                    v[v.len() / 2],
+                    v[(v.len() * 95 / 100).min(v.len() - 1)]
+                ));
             }
         });
         d.show = open;
+    }
+}
+
+/// One group of the toolbar: its controls in a row, framed, moved whole onto the next row
+/// when the rest of this row is too narrow for it (its width is remembered from the frame
+/// before; a frame whose widths changed is drawn again at once).
+fn tool_group(ui: &mut egui::Ui, name: &str, add: impl FnOnce(&mut egui::Ui)) {
+    let id = egui::Id::unique(("toolbar-group", name));
+    let width: Option<f32> = ui.ctx().data(|d| d.get_temp(id));
+    let at_row_start = ui.cursor().min.x <= ui.max_rect().min.x + 1.0;
+    if width.is_some_and(|w| w > ui.available_size_before_wrap().x) && !at_row_start {
+        ui.end_row();
+    }
+    let r = ui.group(|ui| ui.horizontal(add)).response;
+    let w = r.rect.width();
+    if width.is_none_or(|old: f32| (old - w).abs() > 0.5) {
+        ui.ctx().data_mut(|d| d.insert_temp(id, w));
+        ui.ctx().request_discard("the toolbar's group widths changed");
     }
 }
 
@@ -173,6 +206,7 @@ pub(crate) fn errors_ui(ctx: &egui::Context, errors: &mut Vec<String>) {
 }
 
 impl SynthScopeApp {
+    /// The menu bar: File, Study, View (layouts, orientation, panels, Reset layout).
     pub(crate) fn menu_ui(&mut self, ui: &mut egui::Ui) {
         egui::MenuBar::new().ui(ui, |ui| {
             ui.menu_button("File", |ui| {
@@ -209,82 +243,187 @@ impl SynthScopeApp {
                 }
             });
             ui.menu_button("View", |ui| {
+                for l in Layout::ALL {
+                    ui.radio_value(&mut self.viewer.layout, l, l.describe());
+                }
+                ui.separator();
                 for o in Orientation::ALL {
                     ui.radio_value(&mut self.viewer.view.orientation, o, o.name());
                 }
                 ui.separator();
-                ui.checkbox(&mut self.show_browser, "Series browser");
-                ui.checkbox(&mut self.diagnostics.show, "Diagnostics");
-                ui.checkbox(&mut self.registration.show, "Registration");
-                ui.checkbox(&mut self.synthesis.show, "Synthesis");
-                ui.checkbox(&mut self.features.show, "Feature maps");
-                ui.checkbox(&mut self.gradcam.show, "Grad-CAM");
-                ui.checkbox(&mut self.training.show, "Training");
-                ui.checkbox(&mut self.training.show_runs, "Runs");
+                for p in Panel::ALL {
+                    ui.checkbox(self.panel_flag_mut(p), p.title());
+                }
+                ui.separator();
+                ui.checkbox(&mut self.workspace.collapsed, "Fold the dock (d)");
+                if ui.button("Reset layout").clicked() {
+                    self.reset_layout();
+                }
                 if ui.button("Reset view (r)").clicked() {
                     self.commands.push(Command::Reset);
                 }
             });
-            ui.separator();
-            for o in Orientation::ALL {
-                ui.selectable_value(&mut self.viewer.view.orientation, o, o.name());
-            }
-            ui.separator();
-            ui.toggle_value(&mut self.viewer.wl_mode, "W/L drag (w)");
-            ui.toggle_value(&mut self.viewer.show_inset, "Zoom inset (z)")
-                .on_hover_text("A magnified view of the region around the crosshair in each pane");
-            if self.viewer.show_inset {
-                ui.add(
-                    egui::DragValue::new(&mut self.viewer.inset_mag)
-                        .range(1.5..=8.0)
-                        .speed(0.1)
-                        .prefix("x"),
-                );
-            }
-            ui.toggle_value(&mut self.registration.show, "Register…");
-            ui.toggle_value(&mut self.synthesis.show, "Synthesise…");
-            ui.toggle_value(&mut self.training.show, "Train…");
-            ui.separator();
-            ui.label("CT:");
-            for (i, p) in CT_PRESETS.iter().enumerate() {
-                if ui
-                    .button(p.name)
-                    .on_hover_text(format!("W {} / L {}", p.window.width, p.window.center))
-                    .clicked()
-                {
-                    self.commands.push(Command::CtPreset(i));
+        });
+    }
+
+    /// The toolbar under the menu: groups of controls that wrap onto a second row when the
+    /// window is narrow (nothing is cut off), the less used ones folded into menus.
+    pub(crate) fn toolbar_ui(&mut self, ui: &mut egui::Ui) {
+        ui.horizontal_wrapped(|ui| {
+            ui.spacing_mut().item_spacing.x = 4.0;
+            // Layout and orientation.
+            tool_group(ui, "view", |ui| {
+                for l in Layout::ALL {
+                    ui.selectable_value(&mut self.viewer.layout, l, l.short())
+                        .on_hover_text(l.describe());
                 }
-            }
-            ui.separator();
-            if ui
-                .button("MR auto")
-                .on_hover_text("robust 2-98% window inside the head")
-                .clicked()
-            {
-                self.commands.push(Command::AutoWindowMr);
-            }
-            ui.separator();
-            for (label, vol) in [
-                ("CT map", self.ct_volume().cloned()),
-                ("MR map", self.mr_volume().cloned()),
-            ] {
-                if let Some(v) = vol {
-                    let mut d = self.viewer.display_of(&v);
-                    let before = d.colormap;
-                    egui::ComboBox::from_label(label)
-                        .selected_text(d.colormap.name())
+                if self.viewer.layout.uses_focus() {
+                    egui::ComboBox::from_id_salt("focus")
+                        .selected_text(self.viewer.focus.name())
+                        .width(70.0)
                         .show_ui(ui, |ui| {
-                            for c in Colormap::ALL {
-                                ui.selectable_value(&mut d.colormap, c, c.name());
+                            for k in PaneKind::FOCUS {
+                                ui.selectable_value(&mut self.viewer.focus, k, k.name());
                             }
-                        });
-                    if d.colormap != before {
-                        self.viewer.display.insert(v.id, d);
+                        })
+                        .response
+                        .on_hover_text("The volume the layout shows");
+                }
+            });
+            tool_group(ui, "orientation", |ui| {
+                for (o, short) in Orientation::ALL.into_iter().zip(["Ax", "Cor", "Sag"]) {
+                    ui.selectable_value(&mut self.viewer.view.orientation, o, short)
+                        .on_hover_text(format!(
+                            "{} ({})",
+                            o.name(),
+                            &o.name()[..1].to_lowercase()
+                        ));
+                }
+            });
+            // Mouse tools.
+            tool_group(ui, "tools", |ui| {
+                ui.toggle_value(&mut self.viewer.wl_mode, "W/L drag")
+                    .on_hover_text("Left-drag changes window and level (w)");
+                ui.toggle_value(&mut self.viewer.show_inset, "Inset")
+                    .on_hover_text(
+                        "A magnified view of the region around the crosshair in each pane (z)",
+                    );
+                if self.viewer.show_inset {
+                    ui.add(
+                        egui::DragValue::new(&mut self.viewer.inset_mag)
+                            .range(1.5..=8.0)
+                            .speed(0.1)
+                            .prefix("x"),
+                    );
+                }
+            });
+            // Windows and colormaps.
+            tool_group(ui, "window", |ui| {
+                ui.label("CT");
+                for (i, p) in CT_PRESETS.iter().enumerate() {
+                    if ui
+                        .small_button(p.name)
+                        .on_hover_text(format!("W {} / L {}", p.window.width, p.window.center))
+                        .clicked()
+                    {
+                        self.commands.push(Command::CtPreset(i));
                     }
                 }
-            }
-            ui.separator();
-            ui.add(egui::Slider::new(&mut self.viewer.checker_mm, 2.0..=64.0).text("checker mm"));
+                if ui
+                    .small_button("MR auto")
+                    .on_hover_text("robust 2-98% window inside the head")
+                    .clicked()
+                {
+                    self.commands.push(Command::AutoWindowMr);
+                }
+                ui.menu_button("Colours", |ui| {
+                    for (label, vol) in [
+                        ("CT map", self.ct_volume().cloned()),
+                        ("MR map", self.mr_volume().cloned()),
+                    ] {
+                        if let Some(v) = vol {
+                            let mut d = self.viewer.display_of(&v);
+                            let before = d.colormap;
+                            egui::ComboBox::from_label(label)
+                                .selected_text(d.colormap.name())
+                                .show_ui(ui, |ui| {
+                                    for c in Colormap::ALL {
+                                        ui.selectable_value(&mut d.colormap, c, c.name());
+                                    }
+                                });
+                            if d.colormap != before {
+                                self.viewer.display.insert(v.id, d);
+                            }
+                        }
+                    }
+                })
+                .response
+                .on_hover_text("Colormaps of the CT and the MR");
+            });
+            // How the compare pane mixes the pair.
+            tool_group(ui, "compare", |ui| {
+                let v = &mut self.viewer;
+                let mode = match v.compare {
+                    Combine::Checker(_) => "Checker",
+                    Combine::Blend(_) => "Fade",
+                    Combine::Difference => "Difference",
+                    Combine::SignedError { .. } => "Error",
+                    Combine::AbsError { .. } => "|Error|",
+                    Combine::Single => "Single",
+                };
+                egui::ComboBox::from_id_salt("compare-mode")
+                    .selected_text(mode)
+                    .width(84.0)
+                    .show_ui(ui, |ui| {
+                        if ui
+                            .selectable_label(matches!(v.compare, Combine::Checker(_)), "Checker")
+                            .clicked()
+                        {
+                            v.compare = Combine::Checker(v.checker_mm);
+                        }
+                        if ui
+                            .selectable_label(matches!(v.compare, Combine::Blend(_)), "Fade")
+                            .clicked()
+                        {
+                            v.compare = Combine::Blend(0.5);
+                        }
+                        if ui
+                            .selectable_label(v.compare == Combine::Difference, "Difference")
+                            .clicked()
+                        {
+                            v.compare = Combine::Difference;
+                        }
+                    })
+                    .response
+                    .on_hover_text("How the compare pane shows the pair");
+                match &mut v.compare {
+                    Combine::Checker(_) => {
+                        ui.add(
+                            egui::DragValue::new(&mut v.checker_mm)
+                                .range(2.0..=64.0)
+                                .speed(0.5)
+                                .suffix(" mm"),
+                        )
+                        .on_hover_text("Checkerboard square size");
+                    }
+                    Combine::Blend(w) => {
+                        ui.add(
+                            egui::DragValue::new(w)
+                                .range(0.0..=1.0)
+                                .speed(0.01)
+                                .prefix("opacity "),
+                        )
+                        .on_hover_text("Opacity of the MR over the CT");
+                    }
+                    _ => {}
+                }
+            });
+            // The panels most used, as toggles (all are in View).
+            tool_group(ui, "panels", |ui| {
+                ui.toggle_value(&mut self.registration.show, "Register…");
+                ui.toggle_value(&mut self.synthesis.show, "Synthesise…");
+                ui.toggle_value(&mut self.training.show, "Train…");
+            });
         });
     }
 
@@ -339,6 +478,19 @@ impl SynthScopeApp {
             return;
         }
         use egui::Key;
+        let layout_keys = [Key::Num1, Key::Num2, Key::Num3, Key::Num4];
+        let (layout, dock) = ctx.input(|i| {
+            (
+                layout_keys.iter().position(|k| i.key_pressed(*k)),
+                i.key_pressed(Key::D),
+            )
+        });
+        if let Some(k) = layout {
+            self.viewer.layout = Layout::ALL[k];
+        }
+        if dock {
+            self.workspace.collapsed = !self.workspace.collapsed;
+        }
         let (up, down, pup, pdown, r, w, a, c, s, z) = ctx.input(|i| {
             (
                 i.key_pressed(Key::ArrowUp),

@@ -144,12 +144,12 @@ impl SynthScopeApp {
                     .and_then(|i| self.volumes.get(i))
                     .cloned()
                 {
-                    match crate::io::dicom::write::write_derived_series(
-                        &v,
-                        &v.meta,
-                        &v.meta.description,
-                        path,
-                    ) {
+                    let model = self
+                        .model
+                        .info()
+                        .map(|(c, _)| c.path.display().to_string())
+                        .unwrap_or_default();
+                    match crate::io::dicom::write::write_derived_series(&v, &v.meta, &model, path) {
                         Ok(files) => self.errors.push(format!(
                             "Saved {} DICOM files (a new DERIVED\\SECONDARY series) in {}",
                             files.len(),

@@ -143,97 +143,95 @@ impl FeatureState {
     }
 
     /// The window.
-    pub(crate) fn ui(&mut self, ctx: &egui::Context, cx: &mut Cx) {
-        let mut open = self.show;
-        egui::Window::new("Feature maps")
-            .open(&mut open)
-            .default_width(560.0)
-            .show(ctx, |ui| {
-                if cx.model.notice_ui(ui) {
-                    return;
-                }
-                let f = &mut *self;
-                ui.horizontal(|ui| {
-                    let names = cx.model.layers();
-                    egui::ComboBox::from_label("Layer")
-                        .selected_text(names.get(f.layer).cloned().unwrap_or_default())
-                        .show_ui(ui, |ui| {
-                            for (i, n) in names.iter().enumerate() {
-                                ui.selectable_value(&mut f.layer, i, n);
-                            }
-                        });
-                    let click = run_button(
-                        ui,
-                        f.job.as_ref(),
-                        cx.model.loaded.is_some(),
-                        "Compute for this slice",
-                    );
-                    if let Some(c) = click {
-                        cx.push(c.command(Command::StartFeatures, Task::Features));
-                    }
-                });
-                if let Some(maps) = &f.maps {
-                    ui.label(format!(
-                        "{}: {} channels of {}x{} (showing {}), each scaled to its own range, JET",
-                        maps.layer,
-                        maps.total_channels,
-                        maps.width,
-                        maps.height,
-                        f.textures.len()
-                    ));
-                    if let Some(k) = f.enlarged
-                        && let Some((t, lo, hi)) = f.textures.get(k)
-                    {
-                        ui.horizontal(|ui| {
-                            ui.add(egui::Image::new(t).fit_to_exact_size(egui::vec2(256.0, 256.0)));
-                            ui.label(format!(
-                                "channel {k}\nrange {lo:.3} .. {hi:.3}\n(click a tile to change)"
-                            ));
-                        });
-                    }
-                    egui::ScrollArea::vertical()
-                        .max_height(320.0)
-                        .show(ui, |ui| {
-                            ui.horizontal_wrapped(|ui| {
-                                for (k, (t, lo, hi)) in f.textures.iter().enumerate() {
-                                    let r = ui
-                                        .add(
-                                            egui::Image::new(t)
-                                                .fit_to_exact_size(egui::vec2(56.0, 56.0))
-                                                .sense(egui::Sense::click()),
-                                        )
-                                        .on_hover_text(format!("channel {k}: {lo:.3} .. {hi:.3}"));
-                                    if r.clicked() {
-                                        f.enlarged = Some(k);
-                                    }
-                                }
-                            });
-                        });
-                }
-                ui.collapsing("First-layer filters", |ui| {
-                    if f.filter_textures.is_empty()
-                        && let Some((m, _)) = &cx.model.loaded
-                        && let Ok((filters, k)) = first_filters(m)
-                    {
-                        f.filter_textures = filters
-                            .iter()
-                            .enumerate()
-                            .map(|(i, f)| {
-                                ctx.load_texture(
-                                    format!("filter-{i}"),
-                                    jet_image(f, k, k),
-                                    egui::TextureOptions::NEAREST,
-                                )
-                            })
-                            .collect();
-                    }
-                    ui.horizontal_wrapped(|ui| {
-                        for t in &f.filter_textures {
-                            ui.add(egui::Image::new(t).fit_to_exact_size(egui::vec2(36.0, 36.0)));
+    pub(crate) fn ui(&mut self, host: &mut egui::Ui, cx: &mut Cx) {
+        let ctx = &host.ctx().clone();
+        let open = self.show;
+        super::body(host, |ui| {
+            if cx.model.notice_ui(ui) {
+                return;
+            }
+            let f = &mut *self;
+            ui.horizontal(|ui| {
+                let names = cx.model.layers();
+                egui::ComboBox::from_label("Layer")
+                    .selected_text(names.get(f.layer).cloned().unwrap_or_default())
+                    .show_ui(ui, |ui| {
+                        for (i, n) in names.iter().enumerate() {
+                            ui.selectable_value(&mut f.layer, i, n);
                         }
                     });
+                let click = run_button(
+                    ui,
+                    f.job.as_ref(),
+                    cx.model.loaded.is_some(),
+                    "Compute for this slice",
+                );
+                if let Some(c) = click {
+                    cx.push(c.command(Command::StartFeatures, Task::Features));
+                }
+            });
+            if let Some(maps) = &f.maps {
+                ui.label(format!(
+                    "{}: {} channels of {}x{} (showing {}), each scaled to its own range, JET",
+                    maps.layer,
+                    maps.total_channels,
+                    maps.width,
+                    maps.height,
+                    f.textures.len()
+                ));
+                if let Some(k) = f.enlarged
+                    && let Some((t, lo, hi)) = f.textures.get(k)
+                {
+                    ui.horizontal(|ui| {
+                        ui.add(egui::Image::new(t).fit_to_exact_size(egui::vec2(256.0, 256.0)));
+                        ui.label(format!(
+                            "channel {k}\nrange {lo:.3} .. {hi:.3}\n(click a tile to change)"
+                        ));
+                    });
+                }
+                egui::ScrollArea::vertical()
+                    .max_height(320.0)
+                    .show(ui, |ui| {
+                        ui.horizontal_wrapped(|ui| {
+                            for (k, (t, lo, hi)) in f.textures.iter().enumerate() {
+                                let r = ui
+                                    .add(
+                                        egui::Image::new(t)
+                                            .fit_to_exact_size(egui::vec2(56.0, 56.0))
+                                            .sense(egui::Sense::click()),
+                                    )
+                                    .on_hover_text(format!("channel {k}: {lo:.3} .. {hi:.3}"));
+                                if r.clicked() {
+                                    f.enlarged = Some(k);
+                                }
+                            }
+                        });
+                    });
+            }
+            ui.collapsing("First-layer filters", |ui| {
+                if f.filter_textures.is_empty()
+                    && let Some((m, _)) = &cx.model.loaded
+                    && let Ok((filters, k)) = first_filters(m)
+                {
+                    f.filter_textures = filters
+                        .iter()
+                        .enumerate()
+                        .map(|(i, f)| {
+                            ctx.load_texture(
+                                format!("filter-{i}"),
+                                jet_image(f, k, k),
+                                egui::TextureOptions::NEAREST,
+                            )
+                        })
+                        .collect();
+                }
+                ui.horizontal_wrapped(|ui| {
+                    for t in &f.filter_textures {
+                        ui.add(egui::Image::new(t).fit_to_exact_size(egui::vec2(36.0, 36.0)));
+                    }
                 });
             });
+        });
         self.show = open;
     }
 }

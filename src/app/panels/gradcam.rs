@@ -384,98 +384,94 @@ impl GradcamState {
     }
 
     /// The window.
-    pub(crate) fn ui(&mut self, ctx: &egui::Context, cx: &mut Cx) {
-        let mut open = self.show;
+    pub(crate) fn ui(&mut self, host: &mut egui::Ui, cx: &mut Cx) {
+        let ctx = &host.ctx().clone();
+        let open = self.show;
         if !open {
             return;
         }
-        egui::Window::new("Grad-CAM")
-            .open(&mut open)
-            .default_width(420.0)
-            .show(ctx, |ui| {
-                ui.horizontal(|ui| {
-                    ui.selectable_value(&mut self.classifier_view, false, "Synthesis network");
-                    ui.selectable_value(
-                        &mut self.classifier_view,
-                        true,
-                        "Classifier: real vs synthetic",
-                    );
-                });
-                ui.separator();
-                if self.classifier_view {
-                    self.classifier_ui(ctx, ui, cx);
-                    return;
-                }
-                if cx.model.notice_ui(ui) {
-                    return;
-                }
-                let names: Vec<String> = cx
-                    .model
-                    .layers()
-                    .iter()
-                    .filter(|n| *n != "output")
-                    .cloned()
-                    .collect();
-                let g = &mut *self;
-                g.layer = g.layer.min(names.len().saturating_sub(1));
-                egui::ComboBox::from_label("Layer")
-                    .selected_text(names.get(g.layer).cloned().unwrap_or_default())
-                    .show_ui(ui, |ui| {
-                        for (i, n) in names.iter().enumerate() {
-                            ui.selectable_value(&mut g.layer, i, n);
-                        }
-                    });
-                ui.horizontal(|ui| {
-                    ui.label("Explain the mean output in");
-                    ui.radio_value(&mut g.bone, true, "bone (CT > 300 HU)");
-                    ui.radio_value(&mut g.bone, false, "a disc at the crosshair");
-                });
-                if !g.bone {
-                    ui.add(egui::Slider::new(&mut g.radius, 2.0..=64.0).text("radius (px)"));
-                }
-                ui.add(egui::Slider::new(&mut g.opacity, 0.0..=1.0).text("opacity"));
-                egui::ComboBox::from_label("Heatmap colours")
-                    .selected_text(g.colormap.name())
-                    .show_ui(ui, |ui| {
-                        for c in [Colormap::Jet, Colormap::Inferno, Colormap::Grey] {
-                            ui.selectable_value(&mut g.colormap, c, c.name());
-                        }
-                    });
-                ui.horizontal(|ui| {
-                    let click = run_button(ui, g.job.as_ref(), true, "Compute for this slice");
-                    if let Some(c) = click {
-                        cx.push(c.command(Command::StartGradcam, Task::Gradcam));
+        super::body(host, |ui| {
+            ui.horizontal(|ui| {
+                ui.selectable_value(&mut self.classifier_view, false, "Synthesis network");
+                ui.selectable_value(
+                    &mut self.classifier_view,
+                    true,
+                    "Classifier: real vs synthetic",
+                );
+            });
+            ui.separator();
+            if self.classifier_view {
+                self.classifier_ui(ctx, ui, cx);
+                return;
+            }
+            if cx.model.notice_ui(ui) {
+                return;
+            }
+            let names: Vec<String> = cx
+                .model
+                .layers()
+                .iter()
+                .filter(|n| *n != "output")
+                .cloned()
+                .collect();
+            let g = &mut *self;
+            g.layer = g.layer.min(names.len().saturating_sub(1));
+            egui::ComboBox::from_label("Layer")
+                .selected_text(names.get(g.layer).cloned().unwrap_or_default())
+                .show_ui(ui, |ui| {
+                    for (i, n) in names.iter().enumerate() {
+                        ui.selectable_value(&mut g.layer, i, n);
                     }
                 });
-                if let Some(c) = &g.result {
-                    let stale = g
-                        .texture
-                        .as_ref()
-                        .is_none_or(|(_, o, m)| *o != g.opacity || *m != g.colormap);
-                    if stale {
-                        g.texture = Some((
-                            ctx.load_texture(
-                                "gradcam",
-                                overlay(c, g.opacity, g.colormap),
-                                egui::TextureOptions::LINEAR,
-                            ),
-                            g.opacity,
-                            g.colormap,
-                        ));
+            ui.horizontal(|ui| {
+                ui.label("Explain the mean output in");
+                ui.radio_value(&mut g.bone, true, "bone (CT > 300 HU)");
+                ui.radio_value(&mut g.bone, false, "a disc at the crosshair");
+            });
+            if !g.bone {
+                ui.add(egui::Slider::new(&mut g.radius, 2.0..=64.0).text("radius (px)"));
+            }
+            ui.add(egui::Slider::new(&mut g.opacity, 0.0..=1.0).text("opacity"));
+            egui::ComboBox::from_label("Heatmap colours")
+                .selected_text(g.colormap.name())
+                .show_ui(ui, |ui| {
+                    for c in [Colormap::Jet, Colormap::Inferno, Colormap::Grey] {
+                        ui.selectable_value(&mut g.colormap, c, c.name());
                     }
-                    ui.small(format!(
-                        "{} · {} x {} · {:.2} s · white outline: the target region",
-                        c.layer, c.width, c.height, c.seconds
-                    ));
-                    if let Some((t, _, _)) = &g.texture {
-                        let side = 380.0;
-                        let aspect = c.height as f32 / c.width.max(1) as f32;
-                        ui.add(
-                            egui::Image::new(t).fit_to_exact_size(egui::vec2(side, side * aspect)),
-                        );
-                    }
+                });
+            ui.horizontal(|ui| {
+                let click = run_button(ui, g.job.as_ref(), true, "Compute for this slice");
+                if let Some(c) = click {
+                    cx.push(c.command(Command::StartGradcam, Task::Gradcam));
                 }
             });
+            if let Some(c) = &g.result {
+                let stale = g
+                    .texture
+                    .as_ref()
+                    .is_none_or(|(_, o, m)| *o != g.opacity || *m != g.colormap);
+                if stale {
+                    g.texture = Some((
+                        ctx.load_texture(
+                            "gradcam",
+                            overlay(c, g.opacity, g.colormap),
+                            egui::TextureOptions::LINEAR,
+                        ),
+                        g.opacity,
+                        g.colormap,
+                    ));
+                }
+                ui.small(format!(
+                    "{} · {} x {} · {:.2} s · white outline: the target region",
+                    c.layer, c.width, c.height, c.seconds
+                ));
+                if let Some((t, _, _)) = &g.texture {
+                    let side = 380.0;
+                    let aspect = c.height as f32 / c.width.max(1) as f32;
+                    ui.add(egui::Image::new(t).fit_to_exact_size(egui::vec2(side, side * aspect)));
+                }
+            }
+        });
         self.show = open;
     }
 }

@@ -49,6 +49,11 @@ impl Cx<'_> {
     }
 }
 
+/// A panel's contents, drawn into its tab of the dock (or its floating window).
+pub(crate) fn body<R>(ui: &mut egui::Ui, add: impl FnOnce(&mut egui::Ui) -> R) -> R {
+    add(ui)
+}
+
 /// What a [`run_button`] was clicked for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Click {

@@ -103,179 +103,170 @@ impl RegistrationState {
     }
 
     /// The panel's window.
-    pub(crate) fn ui(&mut self, ctx: &egui::Context, cx: &mut Cx, viewer: &mut Viewer) {
-        let mut open = self.show;
+    pub(crate) fn ui(&mut self, host: &mut egui::Ui, cx: &mut Cx, viewer: &mut Viewer) {
+        let open = self.show;
         let mut dialog = None;
-        egui::Window::new("Registration")
-            .open(&mut open)
-            .default_width(420.0)
-            .show(ctx, |ui| {
-                let name = |v: Option<&Arc<Volume>>| {
-                    v.map(|v| v.meta.description.clone())
-                        .unwrap_or_else(|| "(none)".into())
-                };
-                ui.label(format!("Fixed (CT): {}", name(cx.ct())));
-                ui.label(format!("Moving (MR): {}", name(cx.mr())));
-                ui.checkbox(
-                    &mut self.affine,
-                    "Affine after rigid (12 degrees of freedom: for scanner distortion)",
-                );
-                let mask_name = |i: Option<usize>, vols: &[Arc<Volume>]| {
-                    i.and_then(|i| vols.get(i))
-                        .map(|v| v.meta.description.clone())
-                        .unwrap_or_else(|| "none (whole field of view)".into())
-                };
-                egui::ComboBox::from_label("Mask")
-                    .selected_text(mask_name(self.mask, cx.volumes))
-                    .show_ui(ui, |ui| {
-                        ui.selectable_value(&mut self.mask, None, "none (whole field of view)");
-                        for (i, v) in cx.volumes.iter().enumerate() {
-                            ui.selectable_value(
-                                &mut self.mask,
-                                Some(i),
-                                v.meta.description.clone(),
-                            );
-                        }
-                    });
-                ui.label(
-                    "Mattes mutual information, 32 bins, pyramid 4-2-1, centre-of-mass start.",
-                );
-                ui.horizontal(|ui| {
-                    if let Some(job) = &self.job {
-                        ui.add(
-                            egui::ProgressBar::new(job.progress().fraction())
-                                .desired_width(220.0)
-                                .show_percentage(),
-                        );
-                        if ui.button("Cancel").clicked() {
-                            cx.push(Command::Cancel(Task::Registration));
-                        }
-                    } else if ui.button("Run").clicked() {
-                        cx.push(Command::StartRegistration);
+        super::body(host, |ui| {
+            let name = |v: Option<&Arc<Volume>>| {
+                v.map(|v| v.meta.description.clone())
+                    .unwrap_or_else(|| "(none)".into())
+            };
+            ui.label(format!("Fixed (CT): {}", name(cx.ct())));
+            ui.label(format!("Moving (MR): {}", name(cx.mr())));
+            ui.checkbox(
+                &mut self.affine,
+                "Affine after rigid (12 degrees of freedom: for scanner distortion)",
+            );
+            let mask_name = |i: Option<usize>, vols: &[Arc<Volume>]| {
+                i.and_then(|i| vols.get(i))
+                    .map(|v| v.meta.description.clone())
+                    .unwrap_or_else(|| "none (whole field of view)".into())
+            };
+            egui::ComboBox::from_label("Mask")
+                .selected_text(mask_name(self.mask, cx.volumes))
+                .show_ui(ui, |ui| {
+                    ui.selectable_value(&mut self.mask, None, "none (whole field of view)");
+                    for (i, v) in cx.volumes.iter().enumerate() {
+                        ui.selectable_value(&mut self.mask, Some(i), v.meta.description.clone());
                     }
                 });
-                if let Some(last) = self.curve.last() {
-                    ui.label(format!(
-                        "{:?} level {} iteration {}: MI {:.4}",
-                        last.stage,
-                        last.level + 1,
-                        last.iteration + 1,
-                        last.mi
+            ui.label("Mattes mutual information, 32 bins, pyramid 4-2-1, centre-of-mass start.");
+            ui.horizontal(|ui| {
+                if let Some(job) = &self.job {
+                    ui.add(
+                        egui::ProgressBar::new(job.progress().fraction())
+                            .desired_width(220.0)
+                            .show_percentage(),
+                    );
+                    if ui.button("Cancel").clicked() {
+                        cx.push(Command::Cancel(Task::Registration));
+                    }
+                } else if ui.button("Run").clicked() {
+                    cx.push(Command::StartRegistration);
+                }
+            });
+            if let Some(last) = self.curve.last() {
+                ui.label(format!(
+                    "{:?} level {} iteration {}: MI {:.4}",
+                    last.stage,
+                    last.level + 1,
+                    last.iteration + 1,
+                    last.mi
+                ));
+            }
+            curve_ui(ui, &self.curve);
+            if let Some(r) = &self.result {
+                let d = &r.decomposition;
+                egui::Grid::new("reg-result").show(ui, |ui| {
+                    ui.label("rotation (°)");
+                    ui.monospace(format!(
+                        "{:7.3} {:7.3} {:7.3}",
+                        d.rotation_deg[0], d.rotation_deg[1], d.rotation_deg[2]
+                    ));
+                    ui.end_row();
+                    ui.label("translation (mm)");
+                    ui.monospace(format!(
+                        "{:7.3} {:7.3} {:7.3}",
+                        d.translation[0], d.translation[1], d.translation[2]
+                    ));
+                    ui.end_row();
+                    ui.label("scale");
+                    ui.monospace(format!(
+                        "{:7.4} {:7.4} {:7.4}",
+                        d.scale[0], d.scale[1], d.scale[2]
+                    ));
+                    ui.end_row();
+                    ui.label("shear");
+                    ui.monospace(format!(
+                        "{:7.4} {:7.4} {:7.4}",
+                        d.shear[0], d.shear[1], d.shear[2]
+                    ));
+                    ui.end_row();
+                    ui.label("final MI");
+                    ui.monospace(format!("{:.4} in {:.2} s", r.final_mi, r.seconds));
+                    ui.end_row();
+                });
+                for l in &r.levels {
+                    ui.small(format!(
+                        "{:?} shrink {}: {} iterations, MI {:.4}, {:.2} s",
+                        l.stage, l.shrink, l.iterations, l.mi, l.seconds
                     ));
                 }
-                curve_ui(ui, &self.curve);
-                if let Some(r) = &self.result {
-                    let d = &r.decomposition;
-                    egui::Grid::new("reg-result").show(ui, |ui| {
-                        ui.label("rotation (°)");
-                        ui.monospace(format!(
-                            "{:7.3} {:7.3} {:7.3}",
-                            d.rotation_deg[0], d.rotation_deg[1], d.rotation_deg[2]
-                        ));
-                        ui.end_row();
-                        ui.label("translation (mm)");
-                        ui.monospace(format!(
-                            "{:7.3} {:7.3} {:7.3}",
-                            d.translation[0], d.translation[1], d.translation[2]
-                        ));
-                        ui.end_row();
-                        ui.label("scale");
-                        ui.monospace(format!(
-                            "{:7.4} {:7.4} {:7.4}",
-                            d.scale[0], d.scale[1], d.scale[2]
-                        ));
-                        ui.end_row();
-                        ui.label("shear");
-                        ui.monospace(format!(
-                            "{:7.4} {:7.4} {:7.4}",
-                            d.shear[0], d.shear[1], d.shear[2]
-                        ));
-                        ui.end_row();
-                        ui.label("final MI");
-                        ui.monospace(format!("{:.4} in {:.2} s", r.final_mi, r.seconds));
-                        ui.end_row();
-                    });
-                    for l in &r.levels {
-                        ui.small(format!(
-                            "{:?} shrink {}: {} iterations, MI {:.4}, {:.2} s",
-                            l.stage, l.shrink, l.iterations, l.mi, l.seconds
-                        ));
-                    }
+            }
+            ui.separator();
+            ui.horizontal(|ui| {
+                ui.label("Third pane:");
+                let v = &mut *viewer;
+                let checker = matches!(v.compare, Combine::Checker(_));
+                if ui.selectable_label(checker, "Checkerboard").clicked() {
+                    v.compare = Combine::Checker(v.checker_mm);
                 }
-                ui.separator();
-                ui.horizontal(|ui| {
-                    ui.label("Third pane:");
-                    let v = &mut *viewer;
-                    let checker = matches!(v.compare, Combine::Checker(_));
-                    if ui.selectable_label(checker, "Checkerboard").clicked() {
-                        v.compare = Combine::Checker(v.checker_mm);
-                    }
-                    if ui
-                        .selectable_label(matches!(v.compare, Combine::Blend(_)), "Fade")
-                        .clicked()
-                    {
-                        v.compare = Combine::Blend(0.5);
-                    }
-                    if ui
-                        .selectable_label(v.compare == Combine::Difference, "Difference")
-                        .clicked()
-                    {
-                        v.compare = Combine::Difference;
-                    }
-                });
-                if let Combine::Blend(w) = &mut viewer.compare {
-                    ui.add(egui::Slider::new(w, 0.0..=1.0).text("CT → MR"));
+                if ui
+                    .selectable_label(matches!(v.compare, Combine::Blend(_)), "Fade")
+                    .clicked()
+                {
+                    v.compare = Combine::Blend(0.5);
                 }
-                ui.horizontal(|ui| {
-                    if ui
-                        .add_enabled(cx.pair.can_undo(), egui::Button::new("Undo"))
-                        .clicked()
-                    {
-                        cx.push(Command::UndoTransform);
-                    }
-                    if ui
-                        .add_enabled(
-                            cx.pair.mr_from_ct.is_some(),
-                            egui::Button::new("Reset to identity"),
-                        )
-                        .clicked()
-                    {
-                        cx.push(Command::ResetTransform);
-                    }
-                });
-                ui.horizontal(|ui| {
-                    if ui
-                        .add_enabled(
-                            cx.pair.mr_from_ct.is_some(),
-                            egui::Button::new("Save .tfm…"),
-                        )
-                        .clicked()
-                    {
-                        dialog = Some(Dialog::SaveTfm);
-                    }
-                    if ui.button("Load .tfm…").clicked() {
-                        dialog = Some(Dialog::LoadTfm);
-                    }
-                    if ui
-                        .add_enabled(
-                            cx.pair.mr_from_ct.is_some(),
-                            egui::Button::new("Save MR on CT grid…"),
-                        )
-                        .clicked()
-                    {
-                        dialog = Some(Dialog::SaveResampled);
-                    }
-                    if ui
-                        .add_enabled(
-                            cx.pair.mr_from_ct.is_some(),
-                            egui::Button::new("Save CT on MR grid…"),
-                        )
-                        .clicked()
-                    {
-                        dialog = Some(Dialog::SaveCtOnMr);
-                    }
-                });
+                if ui
+                    .selectable_label(v.compare == Combine::Difference, "Difference")
+                    .clicked()
+                {
+                    v.compare = Combine::Difference;
+                }
             });
+            if let Combine::Blend(w) = &mut viewer.compare {
+                ui.add(egui::Slider::new(w, 0.0..=1.0).text("CT → MR"));
+            }
+            ui.horizontal(|ui| {
+                if ui
+                    .add_enabled(cx.pair.can_undo(), egui::Button::new("Undo"))
+                    .clicked()
+                {
+                    cx.push(Command::UndoTransform);
+                }
+                if ui
+                    .add_enabled(
+                        cx.pair.mr_from_ct.is_some(),
+                        egui::Button::new("Reset to identity"),
+                    )
+                    .clicked()
+                {
+                    cx.push(Command::ResetTransform);
+                }
+            });
+            ui.horizontal(|ui| {
+                if ui
+                    .add_enabled(
+                        cx.pair.mr_from_ct.is_some(),
+                        egui::Button::new("Save .tfm…"),
+                    )
+                    .clicked()
+                {
+                    dialog = Some(Dialog::SaveTfm);
+                }
+                if ui.button("Load .tfm…").clicked() {
+                    dialog = Some(Dialog::LoadTfm);
+                }
+                if ui
+                    .add_enabled(
+                        cx.pair.mr_from_ct.is_some(),
+                        egui::Button::new("Save MR on CT grid…"),
+                    )
+                    .clicked()
+                {
+                    dialog = Some(Dialog::SaveResampled);
+                }
+                if ui
+                    .add_enabled(
+                        cx.pair.mr_from_ct.is_some(),
+                        egui::Button::new("Save CT on MR grid…"),
+                    )
+                    .clicked()
+                {
+                    dialog = Some(Dialog::SaveCtOnMr);
+                }
+            });
+        });
         self.show = open;
         if let Some(d) = dialog {
             cx.push(Command::Dialog(d));

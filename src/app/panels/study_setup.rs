@@ -153,8 +153,8 @@ impl StudyTools {
     /// Write the open results as CSV.
     pub fn export_csv(&self, path: &Path) -> Result<(), String> {
         match &self.results {
-            Some((logs, q, _)) => std::fs::write(path, crate::study::answers_csv(logs, q))
-                .map_err(|e| format!("{}: cannot write: {e}", path.display())),
+            Some((logs, q, _)) => crate::atomic::write(path, crate::study::answers_csv(logs, q))
+                .map_err(|e| e.to_string()),
             None => Ok(()),
         }
     }
@@ -182,8 +182,8 @@ impl StudyTools {
     }
 
     /// The Study setup window.
-    pub(crate) fn setup_ui(&mut self, ctx: &egui::Context, commands: &mut Vec<Command>) {
-        let mut open = self.show_setup;
+    pub(crate) fn setup_ui(&mut self, host: &mut egui::Ui, commands: &mut Vec<Command>) {
+        let open = self.show_setup;
         if !open {
             return;
         }
@@ -191,24 +191,21 @@ impl StudyTools {
         let mut save_to: Option<PathBuf> = None;
         let mut results_of: Option<PathBuf> = None;
         let mut read = false;
-        egui::Window::new("Study setup")
-            .open(&mut open)
-            .default_width(640.0)
-            .show(ctx, |ui| {
-                let t = &mut *self;
-                ui.horizontal(|ui| {
-                    if ui.button("Open study…").clicked() {
-                        dialog = Some(Dialog::OpenStudy);
-                    }
-                    if ui.button("Save as…").clicked() {
-                        dialog = Some(Dialog::SaveStudy);
-                    }
-                    match &t.path {
-                        Some(p) => ui.weak(p.display().to_string()),
-                        None => ui.weak("not saved yet"),
-                    };
-                });
-                egui::Grid::new("study-settings").num_columns(2).show(ui, |ui| {
+        super::body(host, |ui| {
+            let t = &mut *self;
+            ui.horizontal(|ui| {
+                if ui.button("Open study…").clicked() {
+                    dialog = Some(Dialog::OpenStudy);
+                }
+                if ui.button("Save as…").clicked() {
+                    dialog = Some(Dialog::SaveStudy);
+                }
+                match &t.path {
+                    Some(p) => ui.weak(p.display().to_string()),
+                    None => ui.weak("not saved yet"),
+                };
+            });
+            egui::Grid::new("study-settings").num_columns(2).show(ui, |ui| {
                     let l = ui.label("Name");
                     ui.text_edit_singleline(&mut t.draft.name).labelled_by(l.id);
                     ui.end_row();
@@ -290,31 +287,72 @@ impl StudyTools {
                     });
                     ui.end_row();
                 });
-                ui.separator();
-                ui.strong(format!("Cases ({}) — hidden from readers", t.draft.cases.len()));
-                let ids: Vec<String> = t.draft.cases.iter().filter(|c| c.truth == Truth::Real).map(|c| c.id.clone()).collect();
-                let mut remove = None;
-                egui::ScrollArea::vertical().max_height(220.0).show(ui, |ui| {
+            ui.separator();
+            ui.strong(format!(
+                "Cases ({}) — hidden from readers",
+                t.draft.cases.len()
+            ));
+            let ids: Vec<String> = t
+                .draft
+                .cases
+                .iter()
+                .filter(|c| c.truth == Truth::Real)
+                .map(|c| c.id.clone())
+                .collect();
+            let mut remove = None;
+            egui::ScrollArea::vertical()
+                .max_height(220.0)
+                .show(ui, |ui| {
                     egui::Grid::new("study-cases").striped(true).show(ui, |ui| {
-                        let hdr: Vec<egui::Id> = ["id", "truth", "source", "fixed slices", "pair (A/B)", "file", ""]
-                            .iter()
-                            .map(|h| ui.strong(*h).id)
-                            .collect();
+                        let hdr: Vec<egui::Id> = [
+                            "id",
+                            "truth",
+                            "source",
+                            "fixed slices",
+                            "pair (A/B)",
+                            "file",
+                            "",
+                        ]
+                        .iter()
+                        .map(|h| ui.strong(*h).id)
+                        .collect();
                         ui.end_row();
                         for (i, c) in t.draft.cases.iter_mut().enumerate() {
-                            ui.add(egui::TextEdit::singleline(&mut c.id).desired_width(90.0)).labelled_by(hdr[0]);
+                            ui.add(egui::TextEdit::singleline(&mut c.id).desired_width(90.0))
+                                .labelled_by(hdr[0]);
                             egui::ComboBox::from_id_salt(("truth", i))
                                 .selected_text(c.truth.name())
                                 .show_ui(ui, |ui| {
                                     ui.selectable_value(&mut c.truth, Truth::Real, "real");
-                                    ui.selectable_value(&mut c.truth, Truth::Synthetic, "synthetic");
+                                    ui.selectable_value(
+                                        &mut c.truth,
+                                        Truth::Synthetic,
+                                        "synthetic",
+                                    );
                                 })
                                 .response
                                 .labelled_by(hdr[1]);
-                            ui.add(egui::TextEdit::singleline(&mut c.source).desired_width(110.0)).labelled_by(hdr[2]);
-                            let mut text = c.slices.iter().map(|z| z.to_string()).collect::<Vec<_>>().join(" ");
-                            if ui.add(egui::TextEdit::singleline(&mut text).desired_width(70.0).hint_text("sampled")).labelled_by(hdr[3]).changed() {
-                                c.slices = text.split([' ', ',']).filter_map(|s| s.trim().parse().ok()).collect();
+                            ui.add(egui::TextEdit::singleline(&mut c.source).desired_width(110.0))
+                                .labelled_by(hdr[2]);
+                            let mut text = c
+                                .slices
+                                .iter()
+                                .map(|z| z.to_string())
+                                .collect::<Vec<_>>()
+                                .join(" ");
+                            if ui
+                                .add(
+                                    egui::TextEdit::singleline(&mut text)
+                                        .desired_width(70.0)
+                                        .hint_text("sampled"),
+                                )
+                                .labelled_by(hdr[3])
+                                .changed()
+                            {
+                                c.slices = text
+                                    .split([' ', ','])
+                                    .filter_map(|s| s.trim().parse().ok())
+                                    .collect();
                             }
                             if c.truth == Truth::Synthetic {
                                 egui::ComboBox::from_id_salt(("pair", i))
@@ -338,50 +376,56 @@ impl StudyTools {
                         }
                     });
                 });
-                if let Some(i) = remove {
-                    t.draft.cases.remove(i);
+            if let Some(i) = remove {
+                t.draft.cases.remove(i);
+            }
+            ui.horizontal(|ui| {
+                if ui.button("Add case…").clicked() {
+                    dialog = Some(Dialog::AddStudyCase);
                 }
-                ui.horizontal(|ui| {
-                    if ui.button("Add case…").clicked() {
-                        dialog = Some(Dialog::AddStudyCase);
-                    }
-                    ui.label("as");
-                    ui.radio_value(&mut t.add_truth, Truth::Real, "real");
-                    ui.radio_value(&mut t.add_truth, Truth::Synthetic, "synthetic");
-                    let l = ui.label("source");
-                    ui.add(egui::TextEdit::singleline(&mut t.add_source).desired_width(120.0)).labelled_by(l.id);
-                });
-                ui.separator();
-                match t.draft.validate() {
-                    Ok(()) => {
-                        ui.horizontal(|ui| {
-                            if ui.button("Save").clicked() {
-                                match t.path.clone() {
-                                    Some(p) => save_to = Some(p),
-                                    None => dialog = Some(Dialog::SaveStudy),
-                                }
-                            }
-                            let l = ui.label("Reader ID");
-                            ui.add(egui::TextEdit::singleline(&mut t.reader).desired_width(100.0)).labelled_by(l.id);
-                            if ui.button("Read this study (full screen)").clicked() {
-                                read = true;
-                            }
-                            if ui.button("Results…").clicked()
-                                && let Some(p) = &t.path
-                            {
-                                results_of = Some(p.clone());
-                            }
-                        });
-                    }
-                    Err(e) => {
-                        ui.colored_label(egui::Color32::YELLOW, format!("Not ready: {e}"));
-                    }
-                }
-                if let Some((bad, m)) = &t.message {
-                    let c = if *bad { egui::Color32::LIGHT_RED } else { ui.visuals().weak_text_color() };
-                    ui.colored_label(c, m);
-                }
+                ui.label("as");
+                ui.radio_value(&mut t.add_truth, Truth::Real, "real");
+                ui.radio_value(&mut t.add_truth, Truth::Synthetic, "synthetic");
+                let l = ui.label("source");
+                ui.add(egui::TextEdit::singleline(&mut t.add_source).desired_width(120.0))
+                    .labelled_by(l.id);
             });
+            ui.separator();
+            match t.draft.validate() {
+                Ok(()) => {
+                    ui.horizontal(|ui| {
+                        if ui.button("Save").clicked() {
+                            match t.path.clone() {
+                                Some(p) => save_to = Some(p),
+                                None => dialog = Some(Dialog::SaveStudy),
+                            }
+                        }
+                        let l = ui.label("Reader ID");
+                        ui.add(egui::TextEdit::singleline(&mut t.reader).desired_width(100.0))
+                            .labelled_by(l.id);
+                        if ui.button("Read this study (full screen)").clicked() {
+                            read = true;
+                        }
+                        if ui.button("Results…").clicked()
+                            && let Some(p) = &t.path
+                        {
+                            results_of = Some(p.clone());
+                        }
+                    });
+                }
+                Err(e) => {
+                    ui.colored_label(egui::Color32::YELLOW, format!("Not ready: {e}"));
+                }
+            }
+            if let Some((bad, m)) = &t.message {
+                let c = if *bad {
+                    egui::Color32::LIGHT_RED
+                } else {
+                    ui.visuals().weak_text_color()
+                };
+                ui.colored_label(c, m);
+            }
+        });
         self.show_setup = open;
         if let Some(p) = save_to {
             commands.push(Command::SaveStudy(p));
@@ -398,44 +442,39 @@ impl StudyTools {
     }
 
     /// The Study results window.
-    pub(crate) fn results_ui(&mut self, ctx: &egui::Context, commands: &mut Vec<Command>) {
-        let mut open = self.show_results;
+    pub(crate) fn results_ui(&mut self, host: &mut egui::Ui, commands: &mut Vec<Command>) {
+        let open = self.show_results;
         if !open {
             return;
         }
         let mut dialog = None;
-        egui::Window::new("Study results")
-            .open(&mut open)
-            .default_width(620.0)
-            .show(ctx, |ui| {
-                ui.horizontal(|ui| {
-                    if ui.button("Open logs…").clicked() {
-                        dialog = Some(Dialog::OpenResults);
-                    }
-                    if self.results.is_some() && ui.button("Export CSV…").clicked() {
-                        dialog = Some(Dialog::SaveStudyCsv);
-                    }
-                });
-                let Some((logs, order, summary)) = &self.results else {
-                    ui.weak(
-                        "Open a study's answers folder (STUDY.answers) or reader logs (*.jsonl).",
-                    );
-                    return;
-                };
-                ui.weak(format!("{} reader log(s)", logs.len()));
-                let s = match summary {
-                    Ok(s) => s,
-                    Err(e) => {
-                        ui.colored_label(egui::Color32::LIGHT_RED, e);
-                        return;
-                    }
-                };
-                results_chart(ui, s);
-                likert_chart(ui, s, order);
-                egui::ScrollArea::both().max_height(260.0).show(ui, |ui| {
-                    ui.add(egui::Label::new(egui::RichText::new(s.to_text()).monospace()).extend());
-                });
+        super::body(host, |ui| {
+            ui.horizontal(|ui| {
+                if ui.button("Open logs…").clicked() {
+                    dialog = Some(Dialog::OpenResults);
+                }
+                if self.results.is_some() && ui.button("Export CSV…").clicked() {
+                    dialog = Some(Dialog::SaveStudyCsv);
+                }
             });
+            let Some((logs, order, summary)) = &self.results else {
+                ui.weak("Open a study's answers folder (STUDY.answers) or reader logs (*.jsonl).");
+                return;
+            };
+            ui.weak(format!("{} reader log(s)", logs.len()));
+            let s = match summary {
+                Ok(s) => s,
+                Err(e) => {
+                    ui.colored_label(egui::Color32::LIGHT_RED, e);
+                    return;
+                }
+            };
+            results_chart(ui, s);
+            likert_chart(ui, s, order);
+            egui::ScrollArea::both().max_height(260.0).show(ui, |ui| {
+                ui.add(egui::Label::new(egui::RichText::new(s.to_text()).monospace()).extend());
+            });
+        });
         self.show_results = open;
         if let Some(d) = dialog {
             commands.push(Command::Dialog(d));

@@ -137,16 +137,18 @@ impl SynthesisState {
     }
 
     /// The panel's window.
-    pub(crate) fn ui(&mut self, ctx: &egui::Context, cx: &mut Cx, viewer: &mut Viewer) {
-        let mut open = self.show;
+    pub(crate) fn ui(&mut self, host: &mut egui::Ui, cx: &mut Cx, viewer: &mut Viewer) {
+        let open = self.show;
         let mut dialog = None;
-        egui::Window::new("Synthesis").open(&mut open).default_width(420.0).show(ctx, |ui| {
+        super::body(host, |ui| {
             let (s, v) = (&mut *self, &mut *viewer);
             match cx.model.info() {
                 Some((c, true)) => {
                     ui.label(format!("Model: {}", c.path.display()));
                     if c.path.as_os_str() == crate::model::demo::DEMO_MODEL_NAME {
-                        ui.small("Trained on phantom heads only: a demonstration, not a clinical tool.");
+                        ui.small(
+                            "Trained on phantom heads only: a demonstration, not a clinical tool.",
+                        );
                     }
                     ui.small(format!("{:?}", c.meta.model));
                 }
@@ -161,34 +163,77 @@ impl SynthesisState {
                 if ui.button("Load checkpoint…").clicked() {
                     dialog = Some(Dialog::LoadModel);
                 }
-                if ui.button("Demo model").on_hover_text(crate::model::demo::DEMO_MODEL_NAME).clicked() {
+                if ui
+                    .button("Demo model")
+                    .on_hover_text(crate::model::demo::DEMO_MODEL_NAME)
+                    .clicked()
+                {
                     cx.push(Command::LoadDemoModel);
                 }
                 if let Some(job) = &s.job {
-                    ui.add(egui::ProgressBar::new(job.progress().fraction()).desired_width(180.0).show_percentage());
+                    ui.add(
+                        egui::ProgressBar::new(job.progress().fraction())
+                            .desired_width(180.0)
+                            .show_percentage(),
+                    );
                     if ui.button("Cancel").clicked() {
                         cx.push(Command::Cancel(Task::Synthesis));
                     }
-                } else if ui.add_enabled(cx.model.loaded.is_some(), egui::Button::new("Synthesise")).clicked() {
+                } else if ui
+                    .add_enabled(cx.model.loaded.is_some(), egui::Button::new("Synthesise"))
+                    .clicked()
+                {
                     cx.push(Command::StartSynthesis);
                 }
             });
             if s.synthetic.is_some() {
-                ui.checkbox(&mut s.third_shows_synthetic, "Third pane: real vs synthetic");
+                ui.checkbox(
+                    &mut s.third_shows_synthetic,
+                    "Third pane: real vs synthetic",
+                );
                 ui.horizontal(|ui| {
                     let (mut range, background) = match v.compare {
-                        Combine::SignedError { range, background } | Combine::AbsError { range, background } => (range, background),
-                        _ => (200.0, if cx.model.direction() == Some(crate::model::Direction::CtToMr) { 50.0 } else { -500.0 }),
+                        Combine::SignedError { range, background }
+                        | Combine::AbsError { range, background } => (range, background),
+                        _ => (
+                            200.0,
+                            if cx.model.direction() == Some(crate::model::Direction::CtToMr) {
+                                50.0
+                            } else {
+                                -500.0
+                            },
+                        ),
                     };
-                    if ui.selectable_label(matches!(v.compare, Combine::SignedError { .. }), "Error (signed)").clicked() {
+                    if ui
+                        .selectable_label(
+                            matches!(v.compare, Combine::SignedError { .. }),
+                            "Error (signed)",
+                        )
+                        .clicked()
+                    {
                         v.compare = Combine::SignedError { range, background };
                     }
-                    if ui.selectable_label(matches!(v.compare, Combine::AbsError { .. }), "|Error|").clicked() {
+                    if ui
+                        .selectable_label(matches!(v.compare, Combine::AbsError { .. }), "|Error|")
+                        .clicked()
+                    {
                         v.compare = Combine::AbsError { range, background };
                     }
-                    if matches!(v.compare, Combine::SignedError { .. } | Combine::AbsError { .. }) && ui.add(egui::Slider::new(&mut range, 10.0..=2000.0).logarithmic(true).text("± range")).changed() {
+                    if matches!(
+                        v.compare,
+                        Combine::SignedError { .. } | Combine::AbsError { .. }
+                    ) && ui
+                        .add(
+                            egui::Slider::new(&mut range, 10.0..=2000.0)
+                                .logarithmic(true)
+                                .text("± range"),
+                        )
+                        .changed()
+                    {
                         v.compare = match v.compare {
-                            Combine::SignedError { .. } => Combine::SignedError { range, background },
+                            Combine::SignedError { .. } => {
+                                Combine::SignedError { range, background }
+                            }
                             _ => Combine::AbsError { range, background },
                         };
                     }
@@ -209,21 +254,23 @@ impl SynthesisState {
                     } else if s.registration != cx.pair.mr_from_ct {
                         ui.colored_label(egui::Color32::YELLOW, "The registration changed since these metrics were computed: synthesise again to compare through the current one.");
                     }
-                    egui::Grid::new("synth-metrics").striped(true).show(ui, |ui| {
-                        for h in ["region", "MAE", "RMSE", "PSNR dB", "SSIM", "UQI"] {
-                            ui.strong(h);
-                        }
-                        ui.end_row();
-                        for r in m {
-                            ui.label(format!("{:?}", r.region));
-                            ui.monospace(format!("{:.2}", r.mae));
-                            ui.monospace(format!("{:.2}", r.rmse));
-                            ui.monospace(format!("{:.2}", r.psnr));
-                            ui.monospace(format!("{:.4}", r.ssim));
-                            ui.monospace(format!("{:.4}", r.uqi));
+                    egui::Grid::new("synth-metrics")
+                        .striped(true)
+                        .show(ui, |ui| {
+                            for h in ["region", "MAE", "RMSE", "PSNR dB", "SSIM", "UQI"] {
+                                ui.strong(h);
+                            }
                             ui.end_row();
-                        }
-                    });
+                            for r in m {
+                                ui.label(format!("{:?}", r.region));
+                                ui.monospace(format!("{:.2}", r.mae));
+                                ui.monospace(format!("{:.2}", r.rmse));
+                                ui.monospace(format!("{:.2}", r.psnr));
+                                ui.monospace(format!("{:.4}", r.ssim));
+                                ui.monospace(format!("{:.4}", r.uqi));
+                                ui.end_row();
+                            }
+                        });
                 }
                 Some(Err(e)) => {
                     ui.colored_label(egui::Color32::LIGHT_RED, e);

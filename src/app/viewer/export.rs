@@ -30,8 +30,13 @@ pub fn save_png_crop(
             );
         }
     }
-    buf.save_with_format(path, image::ImageFormat::Png)
-        .map_err(|e| format!("{}: cannot write PNG: {e}", path.display()))?;
+    crate::atomic::write_with(path, |w| {
+        let mut png = Vec::new();
+        buf.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+            .map_err(std::io::Error::other)?;
+        w.write_all(&png)
+    })
+    .map_err(|e| format!("{}: cannot write PNG: {}", path.display(), e.problem))?;
     Ok((x1 - x0, y1 - y0))
 }
 
@@ -88,13 +93,20 @@ impl SynthScopeApp {
         }
         let path: PathBuf = path.clone();
         self.screenshot_at_start = None;
-        let rect = self.panes_px(ctx);
+        // SYNTHSCOPE_SCREENSHOT_WINDOW=1: the whole window (menus, toolbar, dock), not the panes.
+        let window = std::env::var_os("SYNTHSCOPE_SCREENSHOT_WINDOW").is_some();
+        let rect = if window {
+            [0, 0, usize::MAX / 4, usize::MAX / 4]
+        } else {
+            self.panes_px(ctx)
+        };
         let c = ctx.clone();
         ctx.request_screenshot(move |img| match save_png_crop(&img, rect, &path) {
             Ok((w, h)) => {
                 println!(
-                    "screenshot: {} ({w} x {h} pixels, the three panes)",
-                    path.display()
+                    "screenshot: {} ({w} x {h} pixels, {})",
+                    path.display(),
+                    if window { "the window" } else { "the panes" }
                 );
                 c.send_viewport_cmd(egui::ViewportCommand::Close);
                 c.request_repaint();

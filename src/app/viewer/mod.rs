@@ -1,7 +1,8 @@
-//! The viewer: the three linked panes (CT, MR, and the two compared), their display settings,
+//! The viewer: the linked panes of the chosen layout (CT, MR, the two compared, their difference), their display settings,
 //! the GPU slice renderer behind them, and the PNG export of what they show.
 
 pub mod export;
+pub mod layout;
 mod panes;
 pub mod render;
 pub mod view;
@@ -47,8 +48,14 @@ pub struct Viewer {
     pub show_inset: bool,
     /// The inset's magnification.
     pub inset_mag: f32,
+    /// The pane layout (keys 1-4).
+    pub layout: layout::Layout,
+    /// The volume of the single-volume layouts.
+    pub focus: layout::PaneKind,
     /// Where the panes were drawn last frame (points).
-    pub(super) panes_rect: egui::Rect,
+    pub panes_rect: egui::Rect,
+    /// Each pane of the layout, last frame (points).
+    pub pane_rects: Vec<egui::Rect>,
     pub(super) hover: Option<Hover>,
     pub(super) has_gpu_renderer: bool,
     pub(super) render_state: Option<eframe::egui_wgpu::RenderState>,
@@ -70,7 +77,10 @@ impl Viewer {
             wl_mode: false,
             show_inset: false,
             inset_mag: 3.0,
+            layout: layout::Layout::default(),
+            focus: layout::PaneKind::default(),
             panes_rect: egui::Rect::NOTHING,
+            pane_rects: Vec::new(),
             hover: None,
             has_gpu_renderer: render_state.is_some(),
             render_state,
@@ -89,6 +99,17 @@ impl Viewer {
             },
             colormap: Colormap::Grey,
         })
+    }
+
+    /// Give every volume without display settings its defaults, once: the robust window of an
+    /// MR scans the whole volume, too slow to compute again in every frame.
+    pub fn settle_displays(&mut self, volumes: &[Arc<Volume>]) {
+        for v in volumes {
+            if !self.display.contains_key(&v.id) {
+                let d = self.display_of(v);
+                self.display.insert(v.id, d);
+            }
+        }
     }
 
     /// Set the window of volume `v`.

@@ -1,6 +1,7 @@
-//! The three panes side by side: CT, MR, and the third that compares CT with MR (or the
-//! synthetic volume with its reference).
+//! The panes of the chosen layout: CT, MR, the pane that compares CT with MR (or the
+//! synthetic volume with its reference), and their difference, in one or three orientations.
 
+use super::layout::{self, PaneKind};
 use super::render::Combine;
 use super::view;
 use super::viewport::{PaneLayer, pane_ui};
@@ -79,54 +80,69 @@ impl SynthScopeApp {
             Some(v) => format!("{role}: {}", v.meta.description),
             None => role.to_string(),
         };
-        let panes = [
-            (
+        let registered = if mr_from_ct.is_some() {
+            " (registered)"
+        } else {
+            ""
+        };
+        let describe = |kind: PaneKind| match kind {
+            PaneKind::Ct => (
                 title("CT", &ct),
                 [ct_layer.clone(), None],
                 Combine::Single,
                 ct.clone(),
                 "CT",
             ),
-            (
+            PaneKind::Mr => (
                 title("MR", &mr),
                 [mr_layer.clone(), None],
                 Combine::Single,
                 mr.clone(),
                 "MR",
             ),
-            (
-                format!(
-                    "{third}{}",
-                    if mr_from_ct.is_some() {
-                        " (registered)"
-                    } else {
-                        ""
-                    }
-                ),
-                third_layers,
+            PaneKind::Compare => (
+                format!("{third}{registered}"),
+                third_layers.clone(),
                 compare,
                 ct.clone().or(mr.clone()),
                 "CT",
             ),
-        ];
+            PaneKind::Difference => (
+                format!(
+                    "Difference {} − {} (windowed){registered}",
+                    names.0, names.1
+                ),
+                third_layers.clone(),
+                Combine::Difference,
+                ct.clone().or(mr.clone()),
+                "CT",
+            ),
+        };
         let gap = 4.0;
         let avail = ui.available_rect_before_wrap();
         v.panes_rect = avail;
-        let w = ((avail.width() - 2.0 * gap) / 3.0).max(10.0);
-        let mut scroll = 0;
+        let mut scroll = Vec::new();
         let mut hover = None;
-        for (k, (title, layers, combine, probe_vol, name)) in panes.into_iter().enumerate() {
-            let rect = egui::Rect::from_min_size(
-                egui::pos2(avail.min.x + k as f32 * (w + gap), avail.min.y),
-                egui::vec2(w, avail.height()),
+        let slots = layout::arrange(v.layout, v.focus, avail, gap);
+        v.pane_rects = slots.iter().map(|s| s.rect).collect();
+        for (k, slot) in slots.into_iter().enumerate() {
+            let (title, layers, combine, probe_vol, name) = describe(slot.kind);
+            let mut child = ui.new_child(
+                egui::UiBuilder::new()
+                    .max_rect(slot.rect)
+                    .id_salt(("pane", k)),
             );
-            let mut child =
-                ui.new_child(egui::UiBuilder::new().max_rect(rect).id_salt(("pane", k)));
+            // A pane of another orientation draws a copy of the views, its pan mapped in and
+            // back out (one pan in patient space), its crosshair and zoom linked.
+            let own = slot.orientation.filter(|o| *o != v.view.orientation);
+            let mut other = own.map(|o| v.view.in_orientation(o));
+            let before = other.clone();
+            let pane_view = other.as_mut().unwrap_or(&mut v.view);
             let ev = pane_ui(
                 &mut child,
                 k as u64,
                 &title,
-                &mut v.view,
+                pane_view,
                 layers,
                 combine,
                 v.wl_mode,
@@ -134,7 +150,12 @@ impl SynthScopeApp {
                 v.show_inset.then_some(v.inset_mag),
                 true,
             );
-            scroll += ev.scroll;
+            if let (Some(after), Some(before)) = (&other, &before) {
+                v.view.take_linked(before, after);
+            }
+            if ev.scroll != 0 {
+                scroll.push((own, ev.scroll));
+            }
             if let Some(wpt) = ev.hover_world {
                 let t = if name == "MR" { mr_from_ct } else { None };
                 let probe = probe_vol
@@ -152,8 +173,11 @@ impl SynthScopeApp {
         }
         ui.allocate_rect(avail, egui::Sense::hover());
         v.hover = hover;
-        if scroll != 0 {
-            self.scroll(scroll);
+        for (o, n) in scroll {
+            match o {
+                Some(o) => self.scroll_in(o, n),
+                None => self.scroll(n),
+            }
         }
     }
 }

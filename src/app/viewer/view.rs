@@ -189,6 +189,37 @@ impl ViewState {
         }
     }
 
+    /// The same views seen in orientation `o`: the crosshair and zoom as they are, the pan
+    /// carried over through patient space.
+    pub fn in_orientation(&self, o: Orientation) -> ViewState {
+        let (u, v, _) = self.orientation.axes();
+        let w: Vec3 = std::array::from_fn(|r| u[r] * self.pan[0] + v[r] * self.pan[1]);
+        let (uo, vo, _) = o.axes();
+        ViewState {
+            orientation: o,
+            pan: [dot(w, uo), dot(w, vo)],
+            ..self.clone()
+        }
+    }
+
+    /// Take what a pane drawing [`Self::in_orientation`] changed, from `before` to `after`:
+    /// the crosshair, the zoom, and the pan (its part along this orientation's normal moves
+    /// the field of view's centre).
+    pub fn take_linked(&mut self, before: &ViewState, after: &ViewState) {
+        self.crosshair = after.crosshair;
+        self.zoom = after.zoom;
+        let (uo, vo, _) = after.orientation.axes();
+        let d = [after.pan[0] - before.pan[0], after.pan[1] - before.pan[1]];
+        let wd: Vec3 = std::array::from_fn(|r| uo[r] * d[0] + vo[r] * d[1]);
+        let (u, v, n) = self.orientation.axes();
+        self.pan[0] += dot(wd, u);
+        self.pan[1] += dot(wd, v);
+        let dn = dot(wd, n);
+        for r in 0..3 {
+            self.fov_center[r] += n[r] * dn;
+        }
+    }
+
     /// Index of the slice of `g` the crosshair lies in (along the axis closest to the normal).
     pub fn slice_index(&self, g: &Geometry) -> (usize, usize) {
         let (a, _) = self.slice_axis(g);
@@ -236,6 +267,34 @@ mod tests {
             s.scroll(&g, 1);
             let (i1, _) = s.slice_index(&g);
             assert_eq!(i1, i0 + 1, "{o:?}");
+        }
+    }
+
+    /// A pane of another orientation shows the same point at the same place after a pan, and
+    /// its pan, crosshair and zoom come back into the linked views.
+    #[test]
+    fn panes_of_other_orientations_share_pan_zoom_and_crosshair() {
+        let g = Geometry::axis_aligned([100, 120, 40], [1.0, 1.0, 2.5], [-50.0, -60.0, -50.0]);
+        let mut s = ViewState::fit(&g, Orientation::Axial);
+        s.pan = [5.0, -7.0];
+        let size = [300.0, 300.0];
+        for o in [Orientation::Coronal, Orientation::Sagittal] {
+            let before = s.in_orientation(o);
+            let mut after = before.clone();
+            after.pan = [before.pan[0] + 3.0, before.pan[1] - 2.0];
+            after.zoom = 2.0;
+            after.crosshair = [1.0, 2.0, 3.0];
+            let mut linked = s.clone();
+            linked.take_linked(&before, &after);
+            assert_eq!(linked.zoom, 2.0);
+            assert_eq!(linked.crosshair, [1.0, 2.0, 3.0]);
+            // Seen again in `o`, the pane is where the user left it.
+            let again = linked.in_orientation(o);
+            let p = [40.0, 200.0];
+            let (w0, w1) = (after.world_at(p, size), again.world_at(p, size));
+            let (uo, vo, _) = o.axes();
+            assert!((dot(w0, uo) - dot(w1, uo)).abs() < 1e-9, "{o:?}");
+            assert!((dot(w0, vo) - dot(w1, vo)).abs() < 1e-9, "{o:?}");
         }
     }
 

@@ -13,6 +13,9 @@ pub struct PytorchArgs {
     /// Python with torch (default: $SYNTHSCOPE_TORCH_PYTHON, the cache's torch-venv, python3).
     #[arg(long, requires = "against_pytorch")]
     pub python: Option<PathBuf>,
+    /// Where PyTorch computes: cpu, or cuda (a GPU torch sees).
+    #[arg(long, default_value = "cpu", requires = "against_pytorch")]
+    pub torch_device: String,
 }
 
 /// A network of `bench models|train`, from `unet:BASE:LEVELS` or `drunet:DEPTH` (the syntax
@@ -119,7 +122,7 @@ pub(super) fn run_pytorch(args: &PytorchArgs, script_args: &[String]) -> Option<
     };
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/pytorch_reference.py");
     let mut cmd = std::process::Command::new(&python);
-    cmd.arg(&script).args(script_args);
+    cmd.arg(&script).args(script_args).args(["--device", &args.torch_device]);
     let out = match cmd.output() {
         Ok(o) => o,
         Err(e) => {
@@ -169,6 +172,13 @@ pub(super) fn print_against(
             continue;
         };
         let theirs = r[key].as_f64().unwrap_or(f64::NAN);
+        super::record(
+            "pytorch",
+            serde_json::json!({"net": name, "what": what, "unit": unit, "ours": ours,
+                "pytorch": theirs, "ratio": ours / theirs, "torch": torch["torch"],
+                "torch_device": torch["device"], "torch_threads": torch["threads"],
+                "pytorch_first_s": r["first_s"]}),
+        );
         println!(
             "  {name:<12} PyTorch {theirs:8.3} {unit}  ours {ours:8.3} {unit}  ratio ours/PyTorch {:.3}  (PyTorch first call {:.2} s)",
             ours / theirs,

@@ -9,6 +9,7 @@ pub(super) fn bench_register(
     contrast: &str,
     python: Option<PathBuf>,
     affine: bool,
+    elastix: bool,
 ) -> anyhow::Result<()> {
     use crate::register::{RegistrationConfig, register, transform_error};
     use crate::volume::Affine;
@@ -54,6 +55,11 @@ pub(super) fn bench_register(
         println!(
             "SynthScope ({label}): {:.2} s, TRE mean {tre:.3} mm (max {max:.3})",
             ours.seconds
+        );
+        super::record(
+            "register",
+            serde_json::json!({"tool": "synthscope", "backend": label, "seconds": ours.seconds,
+                "tre_mm": tre, "tre_max_mm": max, "affine": affine}),
         );
         for l in &ours.levels {
             let ms = |v: Option<f64>| {
@@ -110,10 +116,36 @@ pub(super) fn bench_register(
         "SimpleITK (same metric, bins, levels): {:.2} s, TRE mean {:.3} mm (max {:.3}); level times {}",
         sitk_s, sitk_tre, sitk_max, v["level_seconds"]
     );
+    super::record(
+        "register",
+        serde_json::json!({"tool": "simpleitk", "seconds": sitk_s, "tre_mm": sitk_tre,
+            "tre_max_mm": sitk_max, "affine": affine}),
+    );
     println!(
         "speed-up: {:.2}x (SimpleITK time / ours, auto backend)",
         sitk_s / ours_seconds
     );
+    if elastix {
+        if !crate::register::elastix::available() {
+            println!("elastix: not installed (Debian/Ubuntu: apt-get install elastix); skipped");
+        } else {
+            let e = crate::register::elastix::register(&fp, &mp, affine, &dir.join("elastix"))
+                .map_err(|e| anyhow::anyhow!(e))?;
+            let (tre, max) = transform_error(&e.transform, &truth, &ct);
+            println!(
+                "elastix {} (rigid{}, Mattes MI 32 bins, 3 levels, ASGD): {:.2} s, TRE mean {tre:.3} mm (max {max:.3}); speed-up {:.2}x (elastix time / ours)",
+                e.version,
+                if affine { " + affine" } else { "" },
+                e.seconds,
+                e.seconds / ours_seconds
+            );
+            super::record(
+                "register",
+                serde_json::json!({"tool": "elastix", "version": e.version, "seconds": e.seconds,
+                    "tre_mm": tre, "tre_max_mm": max, "affine": affine}),
+            );
+        }
+    }
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }

@@ -113,3 +113,69 @@ pub(super) fn required_int(
 pub(super) fn first_float(obj: &InMemDicomObject, tag: Tag) -> Option<f64> {
     floats(obj, tag).and_then(|v| v.first().copied())
 }
+
+/// Patient, General Study and Patient Study attributes (and the series' PatientPosition) that
+/// a series derived from this one copies: (tag, VR code).
+const COPIED_TO_DERIVED: &[(Tag, &str)] = {
+    use dicom::dictionary_std::tags as t;
+    &[
+        (t::PATIENT_NAME, "PN"),
+        (t::PATIENT_ID, "LO"),
+        (t::ISSUER_OF_PATIENT_ID, "LO"),
+        (t::PATIENT_BIRTH_DATE, "DA"),
+        (t::PATIENT_BIRTH_TIME, "TM"),
+        (t::PATIENT_SEX, "CS"),
+        (t::PATIENT_COMMENTS, "LT"),
+        (t::PATIENT_AGE, "AS"),
+        (t::PATIENT_SIZE, "DS"),
+        (t::PATIENT_WEIGHT, "DS"),
+        (t::STUDY_INSTANCE_UID, "UI"),
+        (t::STUDY_DATE, "DA"),
+        (t::STUDY_TIME, "TM"),
+        (t::REFERRING_PHYSICIAN_NAME, "PN"),
+        (t::STUDY_ID, "SH"),
+        (t::ACCESSION_NUMBER, "SH"),
+        (t::STUDY_DESCRIPTION, "LO"),
+        (t::PATIENT_POSITION, "CS"),
+    ]
+};
+
+/// What a derived series needs of this file: the attributes it copies (see
+/// [`COPIED_TO_DERIVED`]); the instances are filled per slice by the scan.
+pub(super) fn dicom_origin(obj: &InMemDicomObject) -> crate::volume::DicomOrigin {
+    let header = COPIED_TO_DERIVED
+        .iter()
+        .filter_map(|(tag, vr)| {
+            obj.get(*tag)?;
+            let v = text(obj, *tag)?;
+            Some((
+                (u32::from(tag.group()) << 16) | u32::from(tag.element()),
+                vr.to_string(),
+                v,
+            ))
+        })
+        .collect();
+    crate::volume::DicomOrigin {
+        instances: Vec::new(),
+        header,
+    }
+}
+
+/// Give each slice of this file its SOP Class and Instance UID (one shared allocation for all
+/// the frames of a multi-frame file) and its frame number (1-based when `multi_frame`).
+pub(super) fn set_source_instances(
+    obj: &InMemDicomObject,
+    slices: &mut [super::scan::SliceRef],
+    multi_frame: bool,
+) {
+    use dicom::dictionary_std::tags as t;
+    let class: std::sync::Arc<str> = text(obj, t::SOP_CLASS_UID).unwrap_or_default().into();
+    let instance: std::sync::Arc<str> = text(obj, t::SOP_INSTANCE_UID).unwrap_or_default().into();
+    for s in slices {
+        s.sop = crate::volume::SourceInstance {
+            sop_class_uid: class.clone(),
+            sop_instance_uid: instance.clone(),
+            frame: if multi_frame { s.frame + 1 } else { 0 },
+        };
+    }
+}

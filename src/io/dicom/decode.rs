@@ -1,9 +1,15 @@
 //! Decoding: the pixels of a scanned series into a volume (values after rescale), every native
 //! and encapsulated transfer syntax dicom-pixeldata decodes, plus 1-bit, 32-bit and 32-bit RLE
 //! samples that it does not.
+//!
+//! The fast path: uncompressed little-endian single-frame slices whose pixel bytes the scan
+//! located ([`NativePixels`]) are memory-mapped and converted in one pass from the stored
+//! samples to rescaled f32 in the volume's own plane, in parallel across slices, with the
+//! general decoder's arithmetic (bit-identical values). Everything else takes the general
+//! decoder.
 
 use super::attributes::{int, transfer_syntax_name};
-use super::scan::{SeriesScan, series_geometry};
+use super::scan::{NativePixels, SeriesScan, series_geometry};
 use crate::io::{LoadError, Progress};
 use crate::volume::Volume;
 use dicom::dictionary_std::{tags, uids};
@@ -11,6 +17,7 @@ use dicom::pixeldata::{ConvertOptions, ModalityLutOption, PixelDecoder, Rescale}
 use dicom::transfer_syntax::{TransferSyntaxIndex, TransferSyntaxRegistry};
 use rayon::prelude::*;
 use std::collections::BTreeMap;
+use std::mem::MaybeUninit;
 use std::path::Path;
 
 /// Decode the pixels of one file's frames (values after rescale), one Vec per requested frame.
@@ -377,6 +384,109 @@ type FrameJob = (usize, u32, (f64, f64));
 /// A decoded frame: (slice index in the volume, values).
 type DecodedPlane = (usize, Vec<f32>);
 
+/// Convert one plane of stored samples (`N` bytes each, little endian) into `out`: the low
+/// `bits` bits of each sample, two's complement when `signed`, then `slope * x + intercept`
+/// in f64 rounded once to f32, as dicom-pixeldata's rescale table computes it. With slope 1 and
+/// an integer intercept the sum is an integer below 2^24, exact in f32 and computed there.
+/// Returns how many values it wrote (the smaller of the two lengths).
+fn convert_plane<const N: usize>(
+    src: &[u8],
+    out: &mut [MaybeUninit<f32>],
+    bits: u16,
+    signed: bool,
+    (slope, intercept): (f64, f64),
+) -> usize {
+    let (samples, _) = src.as_chunks::<N>();
+    let shift = 32 - bits as u32;
+    let value = |c: &[u8; N]| -> i32 {
+        let raw = if N == 1 {
+            c[0] as u32
+        } else {
+            u16::from_le_bytes([c[0], c[N - 1]]) as u32
+        };
+        if signed {
+            ((raw << shift) as i32) >> shift
+        } else {
+            ((raw << shift) >> shift) as i32
+        }
+    };
+    if slope == 1.0 && intercept.fract() == 0.0 && intercept.abs() <= 8_388_608.0 {
+        let b = intercept as i32;
+        for (o, c) in out.iter_mut().zip(samples) {
+            o.write((value(c) + b) as f32);
+        }
+    } else {
+        for (o, c) in out.iter_mut().zip(samples) {
+            o.write((slope * value(c) as f64 + intercept) as f32);
+        }
+    }
+    samples.len().min(out.len())
+}
+
+/// The fast path for one slice: check the located Pixel Data against the plane's size and the
+/// file's length, map its bytes and convert them into `out` (one plane).
+fn native_plane(
+    path: &Path,
+    px: NativePixels,
+    rescale: (f64, f64),
+    (cols, rows): (usize, usize),
+    out: &mut [MaybeUninit<f32>],
+) -> Result<(), LoadError> {
+    let bytes = (px.bits_allocated / 8) as u64;
+    let need = out.len() as u64 * bytes;
+    if px.length < need {
+        return Err(LoadError::file(
+            path,
+            format!(
+                "pixel data holds {} bytes but {cols}x{rows}x1 frames at {} bits need {need}: file truncated or dimensions wrong",
+                px.length, px.bits_allocated
+            ),
+        ));
+    }
+    let file = std::fs::File::open(path)
+        .map_err(|e| LoadError::file(path, format!("cannot open: {e}")))?;
+    let file_len = file
+        .metadata()
+        .map_err(|e| LoadError::file(path, format!("cannot read: {e}")))?
+        .len();
+    if px.offset.saturating_add(px.length) > file_len {
+        return Err(LoadError::file(
+            path,
+            format!(
+                "Pixel Data (7FE0,0010) declares {} bytes at offset {} but the file ends {} bytes after it: file truncated",
+                px.length,
+                px.offset,
+                file_len.saturating_sub(px.offset)
+            ),
+        ));
+    }
+    if need == 0 {
+        return Ok(());
+    }
+    // SAFETY: the map is read-only and private to this call, and covers bytes that the file
+    // holds (checked just above against its length). The one hazard of a file map, another
+    // process truncating the file while this slice is converted, would fault the reading
+    // thread; a series being loaded is not expected to be rewritten in that window.
+    let map = unsafe {
+        memmap2::MmapOptions::new()
+            .offset(px.offset)
+            .len(need as usize)
+            .map(&file)
+    }
+    .map_err(|e| LoadError::file(path, format!("cannot map the pixel data: {e}")))?;
+    let written = match px.bits_allocated {
+        8 => convert_plane::<1>(&map, out, px.bits_stored, px.signed, rescale),
+        _ => convert_plane::<2>(&map, out, px.bits_stored, px.signed, rescale),
+    };
+    if written != out.len() {
+        return Err(LoadError::file(
+            path,
+            format!("mapped {written} of {} samples", out.len()),
+        ));
+    }
+    Ok(())
+}
+
 /// Decode a scanned series into a volume (values after rescale, HU for CT).
 pub fn decode_series(s: &SeriesScan, progress: &Progress) -> Result<Volume, LoadError> {
     if let Some(first) = s.slices.first() {
@@ -394,13 +504,17 @@ pub fn decode_series(s: &SeriesScan, progress: &Progress) -> Result<Volume, Load
     }
     let (geometry, warnings) = series_geometry(s);
     let plane = s.rows * s.cols;
-    // Group frames by file so each file is opened and decoded once.
+    let n = s.slices.len();
+    // The general decoder, for the slices off the fast path: frames grouped by file so each
+    // file is opened and decoded once.
     let mut by_file: BTreeMap<&Path, Vec<FrameJob>> = BTreeMap::new();
     for (z, sl) in s.slices.iter().enumerate() {
-        by_file
-            .entry(sl.path.as_path())
-            .or_default()
-            .push((z, sl.frame, sl.rescale));
+        if sl.pixels.is_none() {
+            by_file
+                .entry(sl.path.as_path())
+                .or_default()
+                .push((z, sl.frame, sl.rescale));
+        }
     }
     let jobs: Vec<_> = by_file.into_iter().collect();
     let decoded: Vec<Result<Vec<DecodedPlane>, LoadError>> = jobs
@@ -415,12 +529,60 @@ pub fn decode_series(s: &SeriesScan, progress: &Progress) -> Result<Volume, Load
             Ok(frames.iter().map(|f| f.0).zip(planes).collect())
         })
         .collect();
-    let mut data = vec![0f32; plane * s.slices.len()];
+    let mut general: Vec<Option<Vec<f32>>> = vec![None; n];
     for r in decoded {
         for (z, p) in r? {
-            data[z * plane..(z + 1) * plane].copy_from_slice(&p);
+            general[z] = Some(p);
         }
     }
+    // Every plane of the volume written once, straight from its source: the fast path converts
+    // into it, the general decoder's planes are copied; nothing is zero-filled first.
+    let mut data: Vec<f32> = Vec::new();
+    data.try_reserve_exact(plane * n).map_err(|_| {
+        LoadError::file(
+            &s.meta.source,
+            format!(
+                "cannot allocate {} MB for the volume",
+                plane * n * 4 / 1_000_000
+            ),
+        )
+    })?;
+    if plane > 0 {
+        data.spare_capacity_mut()[..plane * n]
+            .par_chunks_mut(plane)
+            .zip(s.slices.par_iter())
+            .zip(general.par_iter_mut())
+            .try_for_each(|((out, sl), done)| {
+                progress.check()?;
+                match (done.take(), sl.pixels) {
+                    (Some(values), _) => {
+                        if values.len() != out.len() {
+                            return Err(LoadError::file(
+                                &sl.path,
+                                format!("{} values decoded, {} expected", values.len(), out.len()),
+                            ));
+                        }
+                        for (o, v) in out.iter_mut().zip(values) {
+                            o.write(v);
+                        }
+                    }
+                    (None, Some(px)) => {
+                        native_plane(&sl.path, px, sl.rescale, (s.cols, s.rows), out)?;
+                        progress.step();
+                    }
+                    (None, None) => {
+                        return Err(LoadError::file(&sl.path, "frame not decoded"));
+                    }
+                }
+                Ok(())
+            })?;
+    }
+    // SAFETY: the capacity is plane * n, and every one of those elements was written above:
+    // each of the n chunks of `plane` elements by its one task, which checks that it wrote its
+    // whole chunk (a general decoder's plane of exactly `plane` values copied, or the fast
+    // path's count of converted samples) and otherwise returns an error, so this point is not
+    // reached.
+    unsafe { data.set_len(plane * n) };
     let mut meta = s.meta.clone();
     meta.warnings = warnings;
     Ok(Volume::new(geometry, data, meta))

@@ -1,19 +1,49 @@
 //! Scanning: read each file's header (up to the pixel data), group files into series, sort each
-//! series along its slice normal, and derive its geometry.
+//! series along its slice normal, and derive its geometry. For uncompressed little-endian
+//! single-frame greyscale files the scan also records where the pixel bytes lie
+//! ([`NativePixels`]), so decoding converts them without parsing the file again.
 
 use super::attributes::{
     first_float, floats, has_dicm_magic, in_group, int, items, required_int, text,
 };
 use crate::io::{LoadError, Progress};
 use crate::volume::{Geometry, Modality, Vec3, VolumeMeta};
+use dicom::core::VR;
 use dicom::dictionary_std::{tags, uids};
-use dicom::object::{InMemDicomObject, OpenFileOptions};
+use dicom::object::file::ReadPreamble;
+use dicom::object::{FileMetaTable, InMemDicomObject, OpenFileOptions};
+use dicom::parser::dataset::DataToken;
+use dicom::parser::dataset::read::{DataSetReader, DataSetReaderOptions, ValueReadStrategy};
+use dicom::transfer_syntax::{TransferSyntaxIndex, TransferSyntaxRegistry};
 use rayon::prelude::*;
 use std::collections::BTreeMap;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 /// The most frames one file may declare (enhanced multi-frame series hold thousands).
 const MAX_FRAMES: i64 = 1 << 20;
+
+/// Bytes read from the start of each file in one call: the header of a CT or MR slice (a few
+/// KB, tens with private tags) fits, so its pixel data is found without a second read.
+const HEAD_BYTES: u64 = 64 * 1024;
+
+/// Where an uncompressed little-endian single-frame greyscale file keeps its samples, found by
+/// [`scan`]: what the fast path of [`decode_series`](super::decode_series) needs to convert them
+/// straight into the volume. Files without one take the general decoder.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NativePixels {
+    /// Byte offset of the Pixel Data (7FE0,0010) value in the file.
+    pub offset: u64,
+    /// Length of that value as its element header declares it.
+    pub length: u64,
+    /// BitsAllocated (0028,0100): 8 or 16.
+    pub bits_allocated: u16,
+    /// Low bits of each sample that hold its value, as the general decoder reads them:
+    /// BitsStored (0028,0101) for 16-bit samples, 8 for 8-bit ones.
+    pub bits_stored: u16,
+    /// PixelRepresentation (0028,0103) = 1: two's complement in `bits_stored` bits.
+    pub signed: bool,
+}
 
 /// One frame of one file, placed in space.
 #[derive(Clone, Debug)]
@@ -28,6 +58,10 @@ pub struct SliceRef {
     pub instance: i64,
     /// Rescale of this frame.
     pub rescale: (f64, f64),
+    /// The SOP instance (and frame) it is, for series derived from this one.
+    pub sop: crate::volume::SourceInstance,
+    /// Where the file's samples lie, for the fast path (None: the general decoder).
+    pub pixels: Option<NativePixels>,
 }
 
 /// A series found by [`scan`]: its header facts and its slices, not yet decoded.
@@ -62,10 +96,30 @@ pub struct ScanResult {
 
 /// Read one file's header (up to the pixel data) and return its slices and series facts.
 fn scan_file(path: &Path) -> Result<(SeriesScan, String), LoadError> {
+    let unreadable = |e: &dyn std::fmt::Display| {
+        LoadError::file(path, format!("not a readable DICOM file: {e}"))
+    };
+    // One read of the file's start holds the header of a usual slice; the parser continues
+    // from the file where a header is longer.
+    let mut file = std::fs::File::open(path).map_err(|e| unreadable(&e))?;
+    let mut head = Vec::new();
+    (&mut file)
+        .take(HEAD_BYTES)
+        .read_to_end(&mut head)
+        .map_err(|e| unreadable(&e))?;
+    // The 128-byte preamble, skipped as dicom-rs's open_file does: unless "DICM" starts the
+    // file and does not also follow a preamble.
+    let skip = if head.len() >= 4 && &head[..4] == b"DICM" && head.get(128..132) != Some(b"DICM") {
+        0
+    } else {
+        128.min(head.len())
+    };
+    let after_preamble = &head[skip..];
     let obj = OpenFileOptions::new()
         .read_until(tags::PIXEL_DATA)
-        .open_file(path)
-        .map_err(|e| LoadError::file(path, format!("not a readable DICOM file: {e}")))?;
+        .read_preamble(ReadPreamble::Never)
+        .from_reader(after_preamble.chain(&mut file))
+        .map_err(|e| unreadable(&e))?;
     let sop_class = obj
         .meta()
         .media_storage_sop_class_uid()
@@ -123,7 +177,17 @@ fn scan_file(path: &Path) -> Result<(SeriesScan, String), LoadError> {
     let per_frame = items(&obj, tags::PER_FRAME_FUNCTIONAL_GROUPS_SEQUENCE);
 
     let (iop, pixel_spacing, nominal) = plane_geometry(&obj, shared, per_frame);
-    let slices = frame_slices(&obj, path, frames, shared, per_frame, iop, nominal);
+    let mut slices = frame_slices(&obj, path, frames, shared, per_frame, iop, nominal);
+    super::attributes::set_source_instances(&obj, &mut slices, frames > 1);
+    if frames == 1
+        && let Some(pixels) = native_pixels(&obj, &ts, after_preamble)
+        && let Some(first) = slices.first_mut()
+    {
+        first.pixels = Some(NativePixels {
+            offset: pixels.offset + skip as u64,
+            ..pixels
+        });
+    }
     let meta = series_meta(&obj, path);
     let scan = SeriesScan {
         meta,
@@ -149,6 +213,77 @@ fn scan_file(path: &Path) -> Result<(SeriesScan, String), LoadError> {
             .unwrap_or_default()
     );
     Ok((scan, key))
+}
+
+/// The fast path's facts for a file whose samples the general decoder would read as plain
+/// little-endian integers: implicit or explicit VR little endian, one greyscale sample of 8 or
+/// 16 bits (BitsStored within them), MONOCHROME1/2, and a top-level Pixel Data element of
+/// defined length in the header bytes `after_preamble` (from "DICM" on). None for anything
+/// else, which the general decoder then handles (and refuses where it must).
+fn native_pixels(obj: &InMemDicomObject, ts: &str, after_preamble: &[u8]) -> Option<NativePixels> {
+    if ts != uids::EXPLICIT_VR_LITTLE_ENDIAN && ts != uids::IMPLICIT_VR_LITTLE_ENDIAN {
+        return None;
+    }
+    if int(obj, tags::SAMPLES_PER_PIXEL).unwrap_or(1) != 1 {
+        return None;
+    }
+    let photometric = text(obj, tags::PHOTOMETRIC_INTERPRETATION)?;
+    if photometric != "MONOCHROME1" && photometric != "MONOCHROME2" {
+        return None;
+    }
+    let bits_allocated = int(obj, tags::BITS_ALLOCATED)?;
+    let bits_stored = int(obj, tags::BITS_STORED)?;
+    let signed = match int(obj, tags::PIXEL_REPRESENTATION)? {
+        0 => false,
+        1 => true,
+        _ => return None,
+    };
+    let bits_stored = match bits_allocated {
+        // dicom-pixeldata reads 8-bit samples whole, whatever BitsStored says.
+        8 if (1..=8).contains(&bits_stored) => 8,
+        16 if (1..=16).contains(&bits_stored) => bits_stored as u16,
+        _ => return None,
+    };
+    let (offset, length) = pixel_data_value(after_preamble, ts)?;
+    Some(NativePixels {
+        offset,
+        length,
+        bits_allocated: bits_allocated as u16,
+        bits_stored,
+        signed,
+    })
+}
+
+/// Offset (in `after_preamble`) and declared length of the value of the top-level Pixel Data
+/// element, found by dicom-rs's parser walking the data set up to it; None when the header does
+/// not end in `after_preamble`, the element is encapsulated or of undefined length, or the data
+/// set has no Pixel Data.
+fn pixel_data_value(after_preamble: &[u8], ts: &str) -> Option<(u64, u64)> {
+    let syntax = TransferSyntaxRegistry.get(ts)?;
+    let mut rest = after_preamble;
+    FileMetaTable::from_reader(&mut rest).ok()?;
+    let header = {
+        let options = DataSetReaderOptions::default().value_read(ValueReadStrategy::Raw);
+        let mut reader = DataSetReader::new_with_ts_options(&mut rest, syntax, options).ok()?;
+        // Sequences (and pixel sequences inside them, as in icon images) open a level; only a
+        // Pixel Data element at the top level holds the image.
+        let mut depth = 0usize;
+        loop {
+            match reader.next()?.ok()? {
+                DataToken::SequenceStart { .. } => depth += 1,
+                DataToken::PixelSequenceStart if depth > 0 => depth += 1,
+                DataToken::PixelSequenceStart => return None,
+                DataToken::SequenceEnd => depth = depth.checked_sub(1)?,
+                DataToken::ElementHeader(h) if depth == 0 && h.tag >= tags::PIXEL_DATA => break h,
+                _ => {}
+            }
+        }
+    };
+    if header.tag != tags::PIXEL_DATA || !matches!(header.vr, VR::OB | VR::OW | VR::UN) {
+        return None;
+    }
+    let length = header.len.get()?;
+    Some(((after_preamble.len() - rest.len()) as u64, length as u64))
 }
 
 /// ImageOrientationPatient, PixelSpacing and the nominal slice spacing, from the top level or
@@ -264,6 +399,8 @@ fn frame_slices(
             position,
             instance: instance * 100_000 + f as i64,
             rescale,
+            sop: Default::default(),
+            pixels: None,
         });
     }
     // A legacy multi-frame file without per-frame positions: stack frames from the top-level
@@ -305,6 +442,7 @@ fn series_meta(obj: &InMemDicomObject, path: &Path) -> VolumeMeta {
         source: path.display().to_string(),
         monochrome1: photometric == "MONOCHROME1",
         warnings: Vec::new(),
+        dicom: Some(std::sync::Arc::new(super::attributes::dicom_origin(obj))),
     }
 }
 
@@ -359,6 +497,10 @@ pub fn scan(files: &[(PathBuf, bool)], progress: &Progress) -> Result<ScanResult
     }
     for (_, mut s) in groups {
         sort_slices(&mut s);
+        if let Some(o) = &mut s.meta.dicom {
+            std::sync::Arc::make_mut(o).instances =
+                s.slices.iter().map(|x| x.sop.clone()).collect();
+        }
         out.series.push(s);
     }
     Ok(out)
@@ -502,6 +644,8 @@ mod tests {
                     position: Some([0.0, 0.0, *z]),
                     instance: (positions.len() - i) as i64,
                     rescale: (1.0, 0.0),
+                    sop: Default::default(),
+                    pixels: None,
                 })
                 .collect(),
         }

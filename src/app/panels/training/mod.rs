@@ -311,103 +311,98 @@ impl TrainingState {
     }
 
     /// The Training panel and the Runs view.
-    pub(crate) fn ui(&mut self, ctx: &egui::Context, commands: &mut Vec<Command>) {
-        self.runs_ui(ctx, commands);
-        let mut open = self.show;
+    pub(crate) fn ui(&mut self, host: &mut egui::Ui, commands: &mut Vec<Command>) {
+        let open = self.show;
         if !open {
             return;
         }
-        egui::Window::new("Training")
-            .open(&mut open)
-            .default_width(560.0)
-            .vscroll(true)
-            .show(ctx, |ui| {
-                let running = self.job.is_some();
-                let t = &*self;
-                ui.label(format!(
-                    "{} · {} · {} · {} epochs × batch {} · lr {} · patch {}",
-                    match t.cfg.direction {
-                        Direction::MrToCt => "MR to CT",
-                        Direction::CtToMr => "CT to MR",
-                    },
-                    t.cfg.model.label(),
-                    t.cfg.loss_label(),
-                    t.cfg.epochs,
-                    t.cfg.batch_size,
-                    t.cfg.learning_rate,
-                    if t.cfg.patch == 0 {
-                        "whole slice".to_string()
-                    } else {
-                        t.cfg.patch.to_string()
-                    }
-                ));
-                let id = ui.make_persistent_id("train-settings-header");
-                let mut state = egui::collapsing_header::CollapsingState::load_with_default_open(
-                    ui.ctx(),
-                    id,
-                    !running,
-                );
-                if running && self.steps.len() == 1 {
-                    // Make room for the curves once the run is under way.
-                    state.set_open(false);
+        crate::app::panels::body(host, |ui| {
+            let running = self.job.is_some();
+            let t = &*self;
+            ui.label(format!(
+                "{} · {} · {} · {} epochs × batch {} · lr {} · patch {}",
+                match t.cfg.direction {
+                    Direction::MrToCt => "MR to CT",
+                    Direction::CtToMr => "CT to MR",
+                },
+                t.cfg.model.label(),
+                t.cfg.loss_label(),
+                t.cfg.epochs,
+                t.cfg.batch_size,
+                t.cfg.learning_rate,
+                if t.cfg.patch == 0 {
+                    "whole slice".to_string()
+                } else {
+                    t.cfg.patch.to_string()
                 }
-                state
-                    .show_header(ui, |ui| ui.strong("Settings"))
-                    .body(|ui| ui.add_enabled_ui(!running, |ui| self.settings_ui(ui)));
-                ui.separator();
-                ui.horizontal(|ui| {
-                    match &self.job {
-                        None => {
-                            if ui.button("Start").clicked() {
-                                commands.push(Command::StartTraining);
-                            }
-                        }
-                        Some(job) => {
-                            if job.control.is_paused() {
-                                if ui.button("Resume").clicked() {
-                                    commands.push(Command::Training(TrainControl::Resume));
-                                }
-                            } else if ui.button("Pause").clicked() {
-                                commands.push(Command::Training(TrainControl::Pause));
-                            }
-                            if ui.button("Stop").clicked() {
-                                commands.push(Command::Training(TrainControl::Stop));
-                            }
+            ));
+            let id = ui.make_persistent_id("train-settings-header");
+            let mut state = egui::collapsing_header::CollapsingState::load_with_default_open(
+                ui.ctx(),
+                id,
+                !running,
+            );
+            if running && self.steps.len() == 1 {
+                // Make room for the curves once the run is under way.
+                state.set_open(false);
+            }
+            state
+                .show_header(ui, |ui| ui.strong("Settings"))
+                .body(|ui| ui.add_enabled_ui(!running, |ui| self.settings_ui(ui)));
+            ui.separator();
+            ui.horizontal_wrapped(|ui| {
+                match &self.job {
+                    None => {
+                        if ui.button("Start").clicked() {
+                            commands.push(Command::StartTraining);
                         }
                     }
-                    let dir = self
-                        .job
-                        .as_ref()
-                        .map(|j| j.run_dir.clone())
-                        .or_else(|| self.finished.as_ref().map(|(d, _)| d.clone()));
-                    if let Some(d) = dir {
-                        ui.label(format!("run folder: {}", d.display()));
-                        if d.join("checkpoints/last.bpk").exists()
-                            && ui.button("Load into synthesis").clicked()
-                        {
-                            commands.push(Command::LoadRun(d));
+                    Some(job) => {
+                        if job.control.is_paused() {
+                            if ui.button("Resume").clicked() {
+                                commands.push(Command::Training(TrainControl::Resume));
+                            }
+                        } else if ui.button("Pause").clicked() {
+                            commands.push(Command::Training(TrainControl::Pause));
+                        }
+                        if ui.button("Stop").clicked() {
+                            commands.push(Command::Training(TrainControl::Stop));
                         }
                     }
-                });
-                self.progress_ui(ui);
-                self.curves_ui(ui);
-                if let Some((p, tex)) = &self.preview {
-                    ui.label(format!(
+                }
+                let dir = self
+                    .job
+                    .as_ref()
+                    .map(|j| j.run_dir.clone())
+                    .or_else(|| self.finished.as_ref().map(|(d, _)| d.clone()));
+                if let Some(d) = dir {
+                    ui.label(format!("run folder: {}", d.display()));
+                    if d.join("checkpoints/last.bpk").exists()
+                        && ui.button("Load into synthesis").clicked()
+                    {
+                        commands.push(Command::LoadRun(d));
+                    }
+                }
+            });
+            self.progress_ui(ui);
+            self.curves_ui(ui);
+            if let Some((p, tex)) = &self.preview {
+                ui.label(format!(
                         "Validation slice after epoch {}: input · synthetic · reference · synthetic − reference",
                         p.epoch
                     ));
-                    ui.horizontal(|ui| {
-                        for t in tex {
-                            ui.add(egui::Image::new(t).fit_to_exact_size(egui::vec2(128.0, 128.0)));
-                        }
-                    });
-                }
-                ui.separator();
-                if ui.button("Runs…").clicked() {
-                    self.show_runs = true;
-                    commands.push(Command::ScanRuns);
-                }
-            });
+                ui.horizontal(|ui| {
+                    for t in tex {
+                        ui.add(egui::Image::new(t).fit_to_exact_size(egui::vec2(128.0, 128.0)));
+                    }
+                });
+            }
+            ui.separator();
+            if ui.button("Runs…").clicked() {
+                self.show_runs = true;
+                commands.push(Command::ScanRuns);
+            }
+        });
         self.show = open;
     }
 

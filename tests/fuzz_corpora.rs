@@ -1,0 +1,44 @@
+//! Every input of the fuzz corpora (`fuzz/corpus/TARGET`) and every crash the fuzzer found
+//! (`fuzz/regressions/TARGET`) goes through the same loader entry points as under cargo-fuzz,
+//! on stable Rust: each must load or be refused in words, never panic, and answer in bounded
+//! time. Fuzz with `scripts/fuzz.sh TARGET SECONDS`.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use synthscope::fuzzing::{TARGETS, run};
+
+fn inputs(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.is_file()).collect())
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+#[test]
+fn corpora_and_found_crashes_replay_without_a_panic() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
+    let mut total = 0;
+    let mut failures = Vec::new();
+    for target in TARGETS {
+        let corpus = inputs(&root.join("corpus").join(target));
+        let regressions = inputs(&root.join("regressions").join(target));
+        assert!(!corpus.is_empty(), "{target}: no seed corpus under fuzz/corpus/{target}");
+        for file in corpus.iter().chain(&regressions) {
+            let data = std::fs::read(file).unwrap();
+            let t0 = Instant::now();
+            let answer = std::panic::catch_unwind(|| run(target, &data).unwrap());
+            let took = t0.elapsed();
+            match answer {
+                Ok(a) => assert!(!a.is_empty()),
+                Err(_) => failures.push(format!("{target}: {} panicked", file.display())),
+            }
+            if took > Duration::from_secs(20) {
+                failures.push(format!("{target}: {} took {took:?}", file.display()));
+            }
+            total += 1;
+        }
+        eprintln!("{target}: {} corpus inputs, {} found crashes replayed", corpus.len(), regressions.len());
+    }
+    assert!(failures.is_empty(), "{} of {total} inputs failed:\n{}", failures.len(), failures.join("\n"));
+}

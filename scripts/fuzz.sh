@@ -16,6 +16,10 @@ seconds="${2:?usage: scripts/fuzz.sh TARGET SECONDS}"
 shift 2
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz
 export CARGO_TARGET_DIR="${FUZZ_TARGET_DIR:-$HOME/.cache/synthscope/fuzz-target}"
+# A volume limit of 2^24 voxels (the default is 2^29): what is fuzzed is that a declared size over
+# the limit is refused, and decoding up to 2 GiB of compressed pixels per input would make each
+# execution take seconds.
+export SYNTHSCOPE_MAX_VOXELS="${SYNTHSCOPE_MAX_VOXELS:-16777216}"
 build=(cargo +nightly fuzz build --fuzz-dir fuzz --sanitizer none -O --codegen-units 16)
 if [ "$target" = all ]; then
   "${build[@]}"
@@ -24,7 +28,8 @@ if [ "$target" = all ]; then
   done
   exit 0
 fi
-"${build[@]}" "$target"
+# FUZZ_NO_BUILD=1: run the binary built last (while the tree is being edited).
+[ "${FUZZ_NO_BUILD:-0}" = 1 ] || "${build[@]}" "$target"
 mkdir -p "fuzz/corpus/$target" "fuzz/artifacts/$target" "fuzz/regressions/$target"
 bin="$CARGO_TARGET_DIR/x86_64-unknown-linux-gnu/release/$target"
 log="fuzz/artifacts/$target/fuzz.log"

@@ -93,7 +93,14 @@ fn words<T, E: std::fmt::Display>(r: Result<T, E>, ok: impl FnOnce(T) -> String)
 
 fn load(paths: &[PathBuf]) -> String {
     let progress = crate::io::Progress::default();
-    words(crate::io::load_paths(paths, &progress), |o| format!("{o:?}").chars().take(200).collect())
+    match crate::io::load_paths(paths, &progress) {
+        Ok(o) if o.volumes.is_empty() => {
+            let why: Vec<String> = o.errors.iter().map(|e| e.to_string()).collect();
+            format!("refused: {}", why.join("; "))
+        }
+        Ok(o) => format!("loaded {} volumes ({} refused)", o.volumes.len(), o.errors.len()),
+        Err(e) => format!("refused: {e}"),
+    }
 }
 
 /// One DICOM file, as `synthscope info FILE` opens it.

@@ -306,6 +306,18 @@ fn written_series_are_valid_ct_and_mr_image_instances() {
         uids::MR_IMAGE_STORAGE,
         "MR",
     );
+    // Another phantom patient (seed) is another study and series.
+    let other = phantom_ct(&PhantomConfig {
+        seed: cfg.seed + 1,
+        ..cfg.clone()
+    });
+    assert_ne!(other.meta.series_uid, ct.meta.series_uid);
+    assert_ne!(other.meta.study_uid, ct.meta.study_uid);
+    assert_eq!(
+        phantom_ct(&cfg).meta.series_uid,
+        ct.meta.series_uid,
+        "stable"
+    );
     // UIDs: all valid, SOP instances unique over every file written.
     let mut seen = HashSet::new();
     for (label, files) in &series {

@@ -69,40 +69,80 @@ fn tiny_experiment_tables_match_run_folders() {
             let folds = read_folds(&cfg, &out, arm).unwrap();
             assert_eq!(folds.len(), 2);
             for (k, region) in REGIONS.iter().enumerate() {
-                let v: Vec<f64> = folds.iter().map(|f| fold_value(&f.rows, region, m)).collect();
+                let v: Vec<f64> = folds
+                    .iter()
+                    .map(|f| fold_value(&f.rows, region, m))
+                    .collect();
                 let (mean, sd) = mean_sd(&v);
-                let (cm, cs): (f64, f64) = (row[1 + 2 * k].parse().unwrap(), row[2 + 2 * k].parse().unwrap());
-                assert!(close(cm, mean) && close(cs, sd), "{m} {arm} {region}: csv {cm} {cs} vs {mean} {sd}");
+                let (cm, cs): (f64, f64) = (
+                    row[1 + 2 * k].parse().unwrap(),
+                    row[2 + 2 * k].parse().unwrap(),
+                );
+                assert!(
+                    close(cm, mean) && close(cs, sd),
+                    "{m} {arm} {region}: csv {cm} {cs} vs {mean} {sd}"
+                );
             }
         }
     }
     // One fold re-measured independently from its checkpoint.
     let dir = run_dir(&out, "mse", 3, 1);
-    let (model, _) = synthscope::model::checkpoint::load(&dir.join("checkpoints/last.bpk"), &device).unwrap();
+    let (model, _) =
+        synthscope::model::checkpoint::load(&dir.join("checkpoints/last.bpk"), &device).unwrap();
     let folds = read_folds(&cfg, &out, "mse").unwrap();
     for k in cfg.held_out(1) {
         let p = patient(&cfg, k);
         let zs = eval_slices(&p.ct, cfg.eval_slices);
-        let (ct, mr) = (slab(&p.ct, &zs), slab(&p.mr, &zs));
-        let synth = synthscope::synth::synthesize(&model, synthscope::model::Direction::MrToCt, &mr, 4, &device, &Default::default()).unwrap();
+        // The whole MR through the network (its own normalisation), then the evaluated slices.
+        let synth = synthscope::synth::synthesize(
+            &model,
+            synthscope::model::Direction::MrToCt,
+            &p.mr,
+            4,
+            &device,
+            &Default::default(),
+        )
+        .unwrap();
+        let (ct, synth) = (slab(&p.ct, &zs), slab(&synth, &zs));
         let mut mask = ct.clone();
-        mask.data.iter_mut().for_each(|v| *v = if *v > -500.0 { 1.0 } else { 0.0 });
+        mask.data
+            .iter_mut()
+            .for_each(|v| *v = if *v > -500.0 { 1.0 } else { 0.0 });
         let r = evaluate_volumes(&synth, &ct, Some(&mask), None).unwrap();
         let head = r.iter().find(|r| r.region == Region::Head).unwrap();
         let bone = r.iter().find(|r| r.region == Region::Bone).unwrap();
         let stored = &folds[1].rows;
-        let s_head = stored.iter().find(|s| s.patient == k && s.region == "head").unwrap();
-        let s_bone = stored.iter().find(|s| s.patient == k && s.region == "bone").unwrap();
-        assert!(close(head.mae, s_head.mae) && close(head.psnr, s_head.psnr) && close(head.ssim, s_head.ssim));
+        let s_head = stored
+            .iter()
+            .find(|s| s.patient == k && s.region == "head")
+            .unwrap();
+        let s_bone = stored
+            .iter()
+            .find(|s| s.patient == k && s.region == "bone")
+            .unwrap();
+        assert!(
+            close(head.mae, s_head.mae)
+                && close(head.psnr, s_head.psnr)
+                && close(head.ssim, s_head.ssim)
+        );
         assert!(close(bone.mae, s_bone.mae) && close(bone.uqi, s_bone.uqi));
     }
     // The tests in tests.csv are ours on the same fold values.
     let tests = csv(&out.join("tables/tests.csv"));
     assert_eq!(tests.len(), REGIONS.len() * METRICS.len());
-    let (fa, fb) = (read_folds(&cfg, &out, "mse").unwrap(), read_folds(&cfg, &out, "l1").unwrap());
+    let (fa, fb) = (
+        read_folds(&cfg, &out, "mse").unwrap(),
+        read_folds(&cfg, &out, "l1").unwrap(),
+    );
     for t in &tests {
-        let va: Vec<f64> = fa.iter().map(|f| fold_value(&f.rows, &t[0], &t[1])).collect();
-        let vb: Vec<f64> = fb.iter().map(|f| fold_value(&f.rows, &t[0], &t[1])).collect();
+        let va: Vec<f64> = fa
+            .iter()
+            .map(|f| fold_value(&f.rows, &t[0], &t[1]))
+            .collect();
+        let vb: Vec<f64> = fb
+            .iter()
+            .map(|f| fold_value(&f.rows, &t[0], &t[1]))
+            .collect();
         let w = ttest_ind(&va, &vb, false);
         let x = wilcoxon(&va, &vb);
         assert!(close(t[4].parse().unwrap(), w.statistic) && close(t[6].parse().unwrap(), w.p));
@@ -110,7 +150,9 @@ fn tiny_experiment_tables_match_run_folders() {
     }
     // The report is one file with its images inside.
     let html = std::fs::read_to_string(&report).unwrap();
-    let imgs = html.matches("src=\"data:image/png;base64,iVBORw0KGgo").count();
+    let imgs = html
+        .matches("src=\"data:image/png;base64,iVBORw0KGgo")
+        .count();
     assert!(imgs >= 2 * 3, "{imgs} embedded PNGs");
     assert!(!html.contains("src=\"figures/") && !html.contains("http"));
     for f in ["loss_mse.png", "slices_l1.png", "filters_mse.png"] {
@@ -119,7 +161,11 @@ fn tiny_experiment_tables_match_run_folders() {
     // Resume: every fold is finished, so nothing trains again.
     let mut again = Vec::new();
     run_experiment(&cfg, &out, &device, &control, &mut |l| again.push(l)).unwrap();
-    assert_eq!(again.iter().filter(|l| l.contains("skipped")).count(), 4, "{again:?}");
+    assert_eq!(
+        again.iter().filter(|l| l.contains("skipped")).count(),
+        4,
+        "{again:?}"
+    );
     assert!(!again.iter().any(|l| l.contains("training on")));
     let _ = std::fs::remove_dir_all(&out);
 }
@@ -131,9 +177,15 @@ fn bad_experiment_files_are_refused_with_the_file_named() {
     let f = dir.join("bad.toml");
     std::fs::write(&f, TOML.replace("folds = 2", "folds = 9")).unwrap();
     let e = ExperimentConfig::read(&f).unwrap_err().to_string();
-    assert!(e.contains("bad.toml") && e.contains("fewer than folds"), "{e}");
+    assert!(
+        e.contains("bad.toml") && e.contains("fewer than folds"),
+        "{e}"
+    );
     std::fs::write(&f, "name = 3").unwrap();
     let e = ExperimentConfig::read(&f).unwrap_err().to_string();
-    assert!(e.contains("bad.toml") && e.contains("not a valid experiment"), "{e}");
+    assert!(
+        e.contains("bad.toml") && e.contains("not a valid experiment"),
+        "{e}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -806,7 +806,8 @@ fn dimse_bad_cases_are_clear_errors() {
     // sending something that is not DICOM
     let junk = dir.path().join("junk.dcm");
     std::fs::write(&junk, b"not dicom").unwrap();
-    let e = without_control(|c| dimse::store(&o.peer(), &opts(), &[junk.clone()], c)).unwrap_err();
+    let e = without_control(|c| dimse::store(&o.peer(), &opts(), std::slice::from_ref(&junk), c))
+        .unwrap_err();
     assert!(e.to_string().contains("junk.dcm"), "{e}");
 }
 

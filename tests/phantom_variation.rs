@@ -45,7 +45,11 @@ fn ventricles_ml(v: &Volume) -> f64 {
         .filter(|&i| {
             let h = v.data[i];
             let w = world(v, i);
-            (0.0..=12.0).contains(&h) && w[0].abs() < 35.0 && w[1].abs() < 55.0 && w[2] > -8.0 && w[2] < 42.0
+            (0.0..=12.0).contains(&h)
+                && w[0].abs() < 35.0
+                && w[1].abs() < 55.0
+                && w[2] > -8.0
+                && w[2] < 42.0
         })
         .count();
     n as f64 * s[0] * s[1] * s[2] / 1000.0
@@ -73,12 +77,24 @@ fn lesion_count(v: &Volume) -> usize {
                     stack.push(j);
                 }
             };
-            if x > 0 { push(i - 1); }
-            if x + 1 < nx { push(i + 1); }
-            if y > 0 { push(i - nx); }
-            if y + 1 < ny { push(i + nx); }
-            if z > 0 { push(i - nx * ny); }
-            if z + 1 < nz { push(i + nx * ny); }
+            if x > 0 {
+                push(i - 1);
+            }
+            if x + 1 < nx {
+                push(i + 1);
+            }
+            if y > 0 {
+                push(i - nx);
+            }
+            if y + 1 < ny {
+                push(i + nx);
+            }
+            if z > 0 {
+                push(i - nx * ny);
+            }
+            if z + 1 < nz {
+                push(i + nx * ny);
+            }
         }
         if size >= 8 {
             count += 1;
@@ -101,15 +117,28 @@ fn seeds_give_different_anatomy() {
             var.head_scale,
             var.atrophy
         );
-        assert_eq!(l, var.lesions.len(), "patient {k}: lesions measured vs drawn");
+        assert_eq!(
+            l,
+            var.lesions.len(),
+            "patient {k}: lesions measured vs drawn"
+        );
         heads.push(h);
         vents.push(ve);
         lesions.push(l);
     }
-    let ratio = |v: &[f64]| v.iter().cloned().fold(f64::MIN, f64::max) / v.iter().cloned().fold(f64::MAX, f64::min);
-    println!("head volume max/min {:.2}, ventricle volume max/min {:.2}", ratio(&heads), ratio(&vents));
+    let ratio = |v: &[f64]| {
+        v.iter().cloned().fold(f64::MIN, f64::max) / v.iter().cloned().fold(f64::MAX, f64::min)
+    };
+    println!(
+        "head volume max/min {:.2}, ventricle volume max/min {:.2}",
+        ratio(&heads),
+        ratio(&vents)
+    );
     assert!(ratio(&heads) > 1.15, "head sizes hardly differ: {heads:?}");
-    assert!(ratio(&vents) > 1.5, "ventricle volumes hardly differ: {vents:?}");
+    assert!(
+        ratio(&vents) > 1.5,
+        "ventricle volumes hardly differ: {vents:?}"
+    );
     assert!((heads[1] - heads[2]).abs() > 0.01 * heads[1]);
     assert!((vents[1] - vents[2]).abs() > 0.05 * vents[1]);
     let mut distinct = lesions.clone();
@@ -125,7 +154,9 @@ fn parameters_stay_within_their_ranges() {
     let mut hi = [f64::MIN; 12];
     let mut counts = [0usize; PatientVariation::MAX_LESIONS + 1];
     for k in 0..500 {
-        let v = varied_patient_config(&PhantomConfig::small(), k).variation.unwrap();
+        let v = varied_patient_config(&PhantomConfig::small(), k)
+            .variation
+            .unwrap();
         let vals = [
             v.head_scale[0],
             v.head_scale[1],
@@ -141,7 +172,12 @@ fn parameters_stay_within_their_ranges() {
             v.noise_kernel_voxels,
         ];
         for (i, x) in vals.iter().enumerate() {
-            assert!(*x >= r[i].1 && *x <= r[i].2, "patient {k}: {} = {x} outside {:?}", r[i].0, r[i]);
+            assert!(
+                *x >= r[i].1 && *x <= r[i].2,
+                "patient {k}: {} = {x} outside {:?}",
+                r[i].0,
+                r[i]
+            );
             lo[i] = lo[i].min(*x);
             hi[i] = hi[i].max(*x);
         }
@@ -150,12 +186,18 @@ fn parameters_stay_within_their_ranges() {
         }
         counts[v.lesions.len()] += 1;
         for (_, rad) in &v.lesions {
-            assert!(*rad >= PatientVariation::LESION_RADIUS.0 && *rad <= PatientVariation::LESION_RADIUS.1);
+            assert!(
+                *rad >= PatientVariation::LESION_RADIUS.0
+                    && *rad <= PatientVariation::LESION_RADIUS.1
+            );
         }
     }
     for i in 0..12 {
         let span = (hi[i] - lo[i]) / (r[i].2 - r[i].1);
-        println!("{:<20} drawn {:.3}..{:.3} of {:.3}..{:.3}", r[i].0, lo[i], hi[i], r[i].1, r[i].2);
+        println!(
+            "{:<20} drawn {:.3}..{:.3} of {:.3}..{:.3}",
+            r[i].0, lo[i], hi[i], r[i].1, r[i].2
+        );
         assert!(span > 0.9, "{} covers only {span:.2} of its range", r[i].0);
     }
     println!("lesion counts 0..=4: {counts:?}");
@@ -172,9 +214,19 @@ fn ct_noise_is_kernel_correlated_and_grey_white_separate() {
         let white: Vec<usize> = (0..clean.data.len() - 1)
             .filter(|&i| clean.data[i] == 28.0 && clean.data[i + 1] == 28.0 && (i + 1) % nx != 0)
             .collect();
-        let grey: Vec<usize> = (0..clean.data.len()).filter(|&i| clean.data[i] == 38.0).collect();
-        assert!(white.len() > 10_000 && grey.len() > 1_000, "{} {}", white.len(), grey.len());
-        let n: Vec<f64> = white.iter().map(|&i| (noisy.data[i] - 28.0) as f64).collect();
+        let grey: Vec<usize> = (0..clean.data.len())
+            .filter(|&i| clean.data[i] == 38.0)
+            .collect();
+        assert!(
+            white.len() > 10_000 && grey.len() > 1_000,
+            "{} {}",
+            white.len(),
+            grey.len()
+        );
+        let n: Vec<f64> = white
+            .iter()
+            .map(|&i| (noisy.data[i] - 28.0) as f64)
+            .collect();
         let m = n.iter().sum::<f64>() / n.len() as f64;
         let sd = (n.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (n.len() - 1) as f64).sqrt();
         let lag: f64 = white
@@ -196,11 +248,21 @@ fn ct_noise_is_kernel_correlated_and_grey_white_separate() {
             (g_mean - w_mean) / sd
         );
         assert!((3.0..=6.0).contains(&sd), "noise sd {sd}");
-        assert!((sd - var.ct_noise_hu).abs() < 0.1 * var.ct_noise_hu, "sd {sd} vs drawn {}", var.ct_noise_hu);
+        assert!(
+            (sd - var.ct_noise_hu).abs() < 0.1 * var.ct_noise_hu,
+            "sd {sd} vs drawn {}",
+            var.ct_noise_hu
+        );
         assert!(rho > 0.4, "lag-1 correlation {rho}");
-        assert!((rho - expected_rho).abs() < 0.1, "lag-1 correlation {rho} vs {expected_rho}");
+        assert!(
+            (rho - expected_rho).abs() < 0.1,
+            "lag-1 correlation {rho} vs {expected_rho}"
+        );
         assert!(m.abs() < 0.3, "noise mean {m}");
-        assert!(g_mean - w_mean > 2.0 * sd, "grey {g_mean} white {w_mean} sd {sd}");
+        assert!(
+            g_mean - w_mean > 2.0 * sd,
+            "grey {g_mean} white {w_mean} sd {sd}"
+        );
     }
 }
 

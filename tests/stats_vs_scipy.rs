@@ -11,22 +11,33 @@ fn cases() -> Vec<(Vec<f64>, Vec<f64>)> {
         let mut s = seed;
         (0..n)
             .map(|_| {
-                s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                s = s
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
                 shift + scale * ((s >> 11) as f64 / (1u64 << 53) as f64 - 0.5)
             })
             .collect()
     };
     vec![
         (vec![27.1, 28.4, 26.9], vec![26.2, 27.0, 26.8]),
-        (vec![0.81, 0.79, 0.84, 0.80, 0.83], vec![0.78, 0.80, 0.79, 0.77, 0.81]),
+        (
+            vec![0.81, 0.79, 0.84, 0.80, 0.83],
+            vec![0.78, 0.80, 0.79, 0.77, 0.81],
+        ),
         (lcg(1, 8, 2.0, 30.0), lcg(2, 8, 5.0, 29.0)),
         (lcg(3, 12, 1.0, 0.5), lcg(4, 12, 1.0, 0.2)),
         (lcg(5, 20, 10.0, 100.0), lcg(6, 20, 3.0, 98.0)),
         (lcg(7, 60, 1.0, 0.0), lcg(8, 60, 1.5, 0.3)),
         // Ties among |differences| (permutation branch in scipy's "auto").
-        (vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0], vec![0.5, 2.5, 2.0, 5.0, 4.5, 5.0]),
+        (
+            vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0],
+            vec![0.5, 2.5, 2.0, 5.0, 4.5, 5.0],
+        ),
         // A zero difference.
-        (vec![1.0, 2.0, 3.5, 4.0, 5.25, 7.0, 8.0], vec![1.0, 1.5, 2.0, 4.5, 3.0, 6.0, 9.5]),
+        (
+            vec![1.0, 2.0, 3.5, 4.0, 5.25, 7.0, 8.0],
+            vec![1.0, 1.5, 2.0, 4.5, 3.0, 6.0, 9.5],
+        ),
         // Ties with n > 13: the normal approximation.
         (
             (0..16).map(|i| (i % 5) as f64).collect(),
@@ -61,9 +72,18 @@ fn tests_match_scipy() {
         .spawn()
         .expect("run the venv python");
     use std::io::Write;
-    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
     let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "scipy failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "scipy failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let expected: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
     let mut worst: f64 = 0.0;
     for (i, ((a, b), e)) in cases.iter().zip(&expected).enumerate() {
@@ -78,8 +98,15 @@ fn tests_match_scipy() {
             let p = e[name][1].as_f64().unwrap();
             let ds = (r.statistic - s).abs() / s.abs().max(1.0);
             let dp = (r.p - p).abs();
-            println!("case {i} {name:<8} ours t={:.9} p={:.9}  scipy t={s:.9} p={p:.9}", r.statistic, r.p);
-            assert!(ds < 1e-6, "case {i} {name}: statistic {} vs scipy {s}", r.statistic);
+            println!(
+                "case {i} {name:<8} ours t={:.9} p={:.9}  scipy t={s:.9} p={p:.9}",
+                r.statistic, r.p
+            );
+            assert!(
+                ds < 1e-6,
+                "case {i} {name}: statistic {} vs scipy {s}",
+                r.statistic
+            );
             assert!(dp < 1e-6, "case {i} {name}: p {} vs scipy {p}", r.p);
             worst = worst.max(ds).max(dp);
         }

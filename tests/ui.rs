@@ -396,7 +396,6 @@ fn training_panel_trains_shows_curves_and_loads_the_run() {
     h.state_mut().training.show_runs = true;
     h.run();
     assert_eq!(h.state().training.runs.len(), 1);
-    h.render().unwrap().save("/tmp/train_dbg.png").unwrap(); eprintln!("DBG {:?}", h.get_by_label("Load into synthesis").rect());
     h.get_by_label("Load into synthesis").click();
     h.run();
     assert!(

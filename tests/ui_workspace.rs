@@ -53,7 +53,10 @@ fn assert_panes_uncovered(h: &Harness<'static, SynthScopeApp>, what: &str) {
     assert!(!panes.is_empty(), "{what}: no panes drawn");
     let dock = app.workspace.dock_rect;
     for r in panes {
-        assert!(r.width() > 100.0 && r.height() > 100.0, "{what}: pane {r:?}");
+        assert!(
+            r.width() > 100.0 && r.height() > 100.0,
+            "{what}: pane {r:?}"
+        );
         if let Some(d) = dock {
             assert!(
                 !d.shrink(1.0).intersects(r.shrink(1.0)),
@@ -141,7 +144,10 @@ fn closing_a_tab_clears_its_panel_and_folding_frees_the_views() {
     h.get_by_label("Close").click();
     h.run();
     h.run();
-    assert!(!h.state().registration.show, "closing the tab closes the panel");
+    assert!(
+        !h.state().registration.show,
+        "closing the tab closes the panel"
+    );
     assert!(!h.state().workspace.has_panels());
 }
 
@@ -169,9 +175,15 @@ fn layouts_tile_the_centre_with_a_linked_crosshair() {
     let ct = h.state().ct_volume().unwrap().clone();
     let before = h.state().viewer.view.clone();
     let coronal = h.state().viewer.pane_rects[1];
-    click_at(&mut h, coronal.center() + egui::vec2(0.0, -coronal.height() * 0.25));
+    click_at(
+        &mut h,
+        coronal.center() + egui::vec2(0.0, -coronal.height() * 0.25),
+    );
     let after = h.state().viewer.view.clone();
-    assert_eq!(after.orientation, before.orientation, "the views stay axial");
+    assert_eq!(
+        after.orientation, before.orientation,
+        "the views stay axial"
+    );
     assert!(
         after.slice_index(&ct.geometry).0 != before.slice_index(&ct.geometry).0,
         "the axial slice follows a click in the coronal pane"
@@ -209,7 +221,10 @@ fn the_arrangement_is_saved_restored_and_reset() {
     assert_eq!(app.viewer.layout, Layout::Quad);
     assert!(app.training.show && app.registration.show);
     assert!(app.workspace.tile_of(Panel::Registration).is_some());
-    assert!(app.workspace.is_visible(Panel::Training), "the active tab too");
+    assert!(
+        app.workspace.is_visible(Panel::Training),
+        "the active tab too"
+    );
     assert_panes_uncovered(&h, "restored");
     h.state_mut().reset_layout();
     h.run();
@@ -230,8 +245,18 @@ fn the_toolbar_fits_at_1280_points() {
     h.state_mut().viewer.show_inset = true;
     h.run();
     for label in [
-        "3 vol", "2×2", "Ax", "Sag", "W/L drag", "Inset", "Bone", "MR auto", "Colours", "Register…",
-        "Synthesise…", "Train…",
+        "3 vol",
+        "2×2",
+        "Ax",
+        "Sag",
+        "W/L drag",
+        "Inset",
+        "Bone",
+        "MR auto",
+        "Colours",
+        "Register…",
+        "Synthesise…",
+        "Train…",
     ] {
         let r = h.get_by_label(label).rect();
         assert!(

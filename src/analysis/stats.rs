@@ -276,9 +276,20 @@ pub fn wilcoxon(a: &[f64], b: &[f64]) -> TestResult {
     }
     let abs: Vec<f64> = d.iter().map(|v| v.abs()).collect();
     let (r, tie_counts) = ranks(&abs);
-    let r_plus: f64 = d.iter().zip(&r).filter(|(v, _)| **v > 0.0).map(|(_, r)| r).sum();
-    let r_minus: f64 = d.iter().zip(&r).filter(|(v, _)| **v < 0.0).map(|(_, r)| r).sum();
-    let statistic = r_plus.min(r_minus);
+    let r_plus: f64 = d
+        .iter()
+        .zip(&r)
+        .filter(|(v, _)| **v > 0.0)
+        .map(|(_, r)| r)
+        .sum();
+    let r_minus: f64 = d
+        .iter()
+        .zip(&r)
+        .filter(|(v, _)| **v < 0.0)
+        .map(|(_, r)| r)
+        .sum();
+    // + 0.0: an empty sum is -0.0.
+    let statistic = r_plus.min(r_minus) + 0.0;
     let has_ties = tie_counts.iter().any(|t| *t > 1);
     let n = d.len();
     let p = if n_all <= 50 && !has_ties && n_zero == 0 {
@@ -317,10 +328,7 @@ pub fn wilcoxon(a: &[f64], b: &[f64]) -> TestResult {
     } else {
         let nf = n as f64;
         let mn = nf * (nf + 1.0) / 4.0;
-        let tie: f64 = tie_counts
-            .iter()
-            .map(|&t| (t * t * t - t) as f64)
-            .sum();
+        let tie: f64 = tie_counts.iter().map(|&t| (t * t * t - t) as f64).sum();
         let se = ((nf * (nf + 1.0) * (2.0 * nf + 1.0) - tie / 2.0) / 24.0).sqrt();
         // scipy's default: no continuity correction.
         let z = (r_plus - mn) / se;

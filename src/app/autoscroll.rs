@@ -78,7 +78,10 @@ impl Autoscroll {
     pub(crate) fn new(frames: usize) -> Self {
         Self {
             per_phase: (frames / 2).max(2),
-            phases: Phase::from_env().into_iter().map(|p| (p, Vec::new())).collect(),
+            phases: Phase::from_env()
+                .into_iter()
+                .map(|p| (p, Vec::new()))
+                .collect(),
             current: 0,
             last: Instant::now(),
             job_started: None,
@@ -181,14 +184,22 @@ impl SynthScopeApp {
             }
         }
         ctx.request_repaint();
-        let phase = self.autoscroll.as_ref().unwrap().phases[self.autoscroll.as_ref().unwrap().current].0;
+        let phase =
+            self.autoscroll.as_ref().unwrap().phases[self.autoscroll.as_ref().unwrap().current].0;
         if phase == Phase::Static {
             return;
         }
         // Bounce through the volume so every frame shows a new slice.
-        let left = self.autoscroll.as_ref().map_or(0, |a| a.phases[a.current].1.len());
+        let left = self
+            .autoscroll
+            .as_ref()
+            .map_or(0, |a| a.phases[a.current].1.len());
         let (i, n) = self.slice_index().unwrap_or((0, 1));
-        let dir = if (left / n.max(1)) % 2 == 0 { 1 } else { -1 };
+        let dir = if (left / n.max(1)).is_multiple_of(2) {
+            1
+        } else {
+            -1
+        };
         let dir = if i + 1 >= n {
             -1
         } else if i == 0 {

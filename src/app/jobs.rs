@@ -51,10 +51,12 @@ pub fn repaint(ctx: &egui::Context) -> Wake {
 /// Start a named worker thread: the one place the app spawns threads. It runs at a lower
 /// priority than the UI thread (see [`lower_priority`]).
 pub fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> Result<(), JobError> {
-    std::thread::Builder::new().name(name.into()).spawn(move || {
-        lower_priority();
-        f()
-    })?;
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(move || {
+            lower_priority();
+            f()
+        })?;
     Ok(())
 }
 

@@ -10,7 +10,9 @@
 
 use super::SynthScopeApp;
 use super::viewer::layout::{Layout, PaneKind};
-use egui_tiles::{Behavior, Container, SimplificationOptions, Tile, TileId, Tiles, Tree, UiResponse};
+use egui_tiles::{
+    Behavior, Container, SimplificationOptions, Tile, TileId, Tiles, Tree, UiResponse,
+};
 use std::collections::HashSet;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -219,7 +221,11 @@ impl Workspace {
                 );
                 if vertical {
                     if let Some(Tile::Container(Container::Linear(l))) = tiles.get_mut(parent) {
-                        let at = l.children.iter().position(|c| *c == group).map_or(0, |i| i + 1);
+                        let at = l
+                            .children
+                            .iter()
+                            .position(|c| *c == group)
+                            .map_or(0, |i| i + 1);
                         l.children.insert(at, tabs);
                     }
                 } else {
@@ -280,10 +286,7 @@ impl Workspace {
 
     /// Whether the dock has any panel.
     pub fn has_panels(&self) -> bool {
-        self.tree
-            .tiles
-            .tiles()
-            .any(|t| matches!(t, Tile::Pane(_)))
+        self.tree.tiles.tiles().any(|t| matches!(t, Tile::Pane(_)))
     }
 
     /// Back to the first-start arrangement: open panels in one tab group, the dock expanded at
@@ -563,8 +566,8 @@ impl SynthScopeApp {
                 self.viewer.focus = s.focus;
                 // The panels it held are open again.
                 for p in Panel::ALL {
-                    let open = self.workspace.tile_of(p).is_some()
-                        || self.workspace.floating.contains(&p);
+                    let open =
+                        self.workspace.tile_of(p).is_some() || self.workspace.floating.contains(&p);
                     *self.panel_flag_mut(p) = open;
                     if open {
                         self.workspace.shown.insert(p);

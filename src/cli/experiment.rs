@@ -54,6 +54,10 @@ pub(super) fn experiment(a: &ExperimentArgs) -> anyhow::Result<()> {
         println!("[{:>6.0} s] {line}", t.elapsed().as_secs_f64())
     })
     .map_err(|e| anyhow!(e))?;
-    println!("report: {} ({:.0} s)", report.display(), t.elapsed().as_secs_f64());
+    println!(
+        "report: {} ({:.0} s)",
+        report.display(),
+        t.elapsed().as_secs_f64()
+    );
     Ok(())
 }

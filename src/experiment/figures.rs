@@ -33,7 +33,12 @@ pub fn text(img: &mut RgbImage, x: i64, y: i64, s: i64, t: &str, colour: [u8; 3]
                 if bits >> (2 - col) & 1 == 1 {
                     for dy in 0..s {
                         for dx in 0..s {
-                            put(img, x + (i as i64 * 4 + col) * s + dx, y + row as i64 * s + dy, colour);
+                            put(
+                                img,
+                                x + (i as i64 * 4 + col) * s + dx,
+                                y + row as i64 * s + dy,
+                                colour,
+                            );
                         }
                     }
                 }
@@ -72,11 +77,17 @@ pub fn fmt_tick(v: f64) -> String {
     }
 }
 
+/// A plotted series: (points, colour, dashed).
+pub type Series = (Vec<(f64, f64)>, [u8; 3], bool);
+
 /// Line plot of `series` (points, colour, dashed) in a w x h image with a frame, y ticks at the
 /// bottom and top of the range, and x ticks at its ends.
-pub fn line_plot(series: &[(Vec<(f64, f64)>, [u8; 3], bool)], w: u32, h: u32) -> RgbImage {
+pub fn line_plot(series: &[Series], w: u32, h: u32) -> RgbImage {
     let mut img = RgbImage::from_pixel(w, h, Rgb([255, 255, 255]));
-    let pts = series.iter().flat_map(|s| s.0.iter()).filter(|p| p.1.is_finite());
+    let pts = series
+        .iter()
+        .flat_map(|s| s.0.iter())
+        .filter(|p| p.1.is_finite());
     let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
     for &(x, y) in pts {
         x0 = x0.min(x);
@@ -98,15 +109,34 @@ pub fn line_plot(series: &[(Vec<(f64, f64)>, [u8; 3], bool)], w: u32, h: u32) ->
         let y = t + (b - t) * i as f64 / 4.0;
         line(&mut img, (l, y), (r, y), grey, 1);
     }
-    for (a, c) in [((l, t), (l, b)), ((l, b), (r, b)), ((r, t), (r, b)), ((l, t), (r, t))] {
+    for (a, c) in [
+        ((l, t), (l, b)),
+        ((l, b), (r, b)),
+        ((r, t), (r, b)),
+        ((l, t), (r, t)),
+    ] {
         line(&mut img, a, c, [0, 0, 0], 1);
     }
     let fx = |x: f64| l + (r - l) * (x - x0) / (x1 - x0);
     let fy = |y: f64| b - (b - t) * (y - y0) / (y1 - y0);
     text(&mut img, 2, t as i64, 2, &fmt_tick(y1), [0, 0, 0]);
     text(&mut img, 2, b as i64 - 10, 2, &fmt_tick(y0), [0, 0, 0]);
-    text(&mut img, l as i64, b as i64 + 6, 2, &fmt_tick(x0), [0, 0, 0]);
-    text(&mut img, r as i64 - 20, b as i64 + 6, 2, &fmt_tick(x1), [0, 0, 0]);
+    text(
+        &mut img,
+        l as i64,
+        b as i64 + 6,
+        2,
+        &fmt_tick(x0),
+        [0, 0, 0],
+    );
+    text(
+        &mut img,
+        r as i64 - 20,
+        b as i64 + 6,
+        2,
+        &fmt_tick(x1),
+        [0, 0, 0],
+    );
     for (p, c, dashed) in series {
         for (i, wnd) in p.windows(2).enumerate() {
             if *dashed && i % 2 == 1 && p.len() > 6 {
@@ -119,7 +149,13 @@ pub fn line_plot(series: &[(Vec<(f64, f64)>, [u8; 3], bool)], w: u32, h: u32) ->
                     // Dashes: every other tenth of the segment.
                     for k in (0..10).step_by(2) {
                         let (s, e) = (k as f64 / 10.0, (k + 1) as f64 / 10.0);
-                        line(&mut img, (ax + (bx - ax) * s, ay + (by - ay) * s), (ax + (bx - ax) * e, ay + (by - ay) * e), *c, 2);
+                        line(
+                            &mut img,
+                            (ax + (bx - ax) * s, ay + (by - ay) * s),
+                            (ax + (bx - ax) * e, ay + (by - ay) * e),
+                            *c,
+                            2,
+                        );
                     }
                 } else {
                     line(&mut img, (ax, ay), (bx, by), *c, 2);
@@ -130,7 +166,12 @@ pub fn line_plot(series: &[(Vec<(f64, f64)>, [u8; 3], bool)], w: u32, h: u32) ->
             if y.is_finite() {
                 for dy in -2..=2 {
                     for dx in -2..=2 {
-                        put(&mut img, fx(x).round() as i64 + dx, fy(y).round() as i64 + dy, *c);
+                        put(
+                            &mut img,
+                            fx(x).round() as i64 + dx,
+                            fy(y).round() as i64 + dy,
+                            *c,
+                        );
                     }
                 }
             }
@@ -162,7 +203,9 @@ pub fn diverging_colour(t: f32) -> [u8; 3] {
 /// A signed slice coloured by [`diverging_colour`], +-`limit`.
 pub fn diverging(slice: &[f32], nx: usize, ny: usize, limit: f32) -> RgbImage {
     RgbImage::from_fn(nx as u32, ny as u32, |x, y| {
-        Rgb(diverging_colour(slice[x as usize + nx * y as usize] / limit))
+        Rgb(diverging_colour(
+            slice[x as usize + nx * y as usize] / limit,
+        ))
     })
 }
 
@@ -185,13 +228,18 @@ pub fn colour_bar(limit: f32, h: u32) -> RgbImage {
 
 /// Scale an image by an integer factor (nearest neighbour).
 pub fn scale(img: &RgbImage, f: u32) -> RgbImage {
-    RgbImage::from_fn(img.width() * f, img.height() * f, |x, y| *img.get_pixel(x / f, y / f))
+    RgbImage::from_fn(img.width() * f, img.height() * f, |x, y| {
+        *img.get_pixel(x / f, y / f)
+    })
 }
 
 /// The region (x, y, w, h) of `img`, enlarged `f` times.
 pub fn zoom(img: &RgbImage, (x0, y0, w, h): (u32, u32, u32, u32), f: u32) -> RgbImage {
     let crop = RgbImage::from_fn(w, h, |x, y| {
-        let (sx, sy) = ((x0 + x).min(img.width() - 1), (y0 + y).min(img.height() - 1));
+        let (sx, sy) = (
+            (x0 + x).min(img.width() - 1),
+            (y0 + y).min(img.height() - 1),
+        );
         *img.get_pixel(sx, sy)
     });
     scale(&crop, f)
@@ -200,14 +248,20 @@ pub fn zoom(img: &RgbImage, (x0, y0, w, h): (u32, u32, u32, u32), f: u32) -> Rgb
 /// Draw the outline of a rectangle.
 pub fn outline(img: &mut RgbImage, (x0, y0, w, h): (u32, u32, u32, u32), c: [u8; 3]) {
     let (x0, y0, x1, y1) = (x0 as f64, y0 as f64, (x0 + w) as f64, (y0 + h) as f64);
-    for (a, b) in [((x0, y0), (x1, y0)), ((x1, y0), (x1, y1)), ((x1, y1), (x0, y1)), ((x0, y1), (x0, y0))] {
+    for (a, b) in [
+        ((x0, y0), (x1, y0)),
+        ((x1, y0), (x1, y1)),
+        ((x1, y1), (x0, y1)),
+        ((x0, y1), (x0, y0)),
+    ] {
         line(img, a, b, c, 1);
     }
 }
 
 /// Images side by side, top-aligned, `gap` white pixels apart.
 pub fn hstack(images: &[RgbImage], gap: u32) -> RgbImage {
-    let w = images.iter().map(|i| i.width()).sum::<u32>() + gap * images.len().saturating_sub(1) as u32;
+    let w =
+        images.iter().map(|i| i.width()).sum::<u32>() + gap * images.len().saturating_sub(1) as u32;
     let h = images.iter().map(|i| i.height()).max().unwrap_or(1);
     let mut out = RgbImage::from_pixel(w.max(1), h, Rgb([255, 255, 255]));
     let mut x0 = 0;
@@ -223,11 +277,17 @@ pub fn filter_grid(filters: &[Vec<f32>], k: usize, s: u32) -> RgbImage {
     let cols = (filters.len() as f64).sqrt().ceil().max(1.0) as usize;
     let rows = filters.len().div_ceil(cols).max(1);
     let cell = k as u32 * s + 4;
-    let mut out = RgbImage::from_pixel(cols as u32 * cell, rows as u32 * cell, Rgb([255, 255, 255]));
+    let mut out =
+        RgbImage::from_pixel(cols as u32 * cell, rows as u32 * cell, Rgb([255, 255, 255]));
     for (i, f) in filters.iter().enumerate() {
         let m = f.iter().fold(1e-12f32, |a, v| a.max(v.abs()));
         let img = scale(&diverging(f, k, k, m), s);
-        image::imageops::replace(&mut out, &img, ((i % cols) as u32 * cell + 2) as i64, ((i / cols) as u32 * cell + 2) as i64);
+        image::imageops::replace(
+            &mut out,
+            &img,
+            ((i % cols) as u32 * cell + 2) as i64,
+            ((i / cols) as u32 * cell + 2) as i64,
+        );
     }
     out
 }
@@ -235,7 +295,10 @@ pub fn filter_grid(filters: &[Vec<f32>], k: usize, s: u32) -> RgbImage {
 /// PNG bytes of an image.
 pub fn png(img: &RgbImage) -> Vec<u8> {
     let mut bytes = Vec::new();
-    let _ = img.write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Png);
+    let _ = img.write_to(
+        &mut std::io::Cursor::new(&mut bytes),
+        image::ImageFormat::Png,
+    );
     bytes
 }
 
@@ -244,11 +307,21 @@ pub fn base64(bytes: &[u8]) -> String {
     const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut s = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for c in bytes.chunks(3) {
-        let n = (c[0] as u32) << 16 | (*c.get(1).unwrap_or(&0) as u32) << 8 | *c.get(2).unwrap_or(&0) as u32;
+        let n = (c[0] as u32) << 16
+            | (*c.get(1).unwrap_or(&0) as u32) << 8
+            | *c.get(2).unwrap_or(&0) as u32;
         s.push(A[(n >> 18) as usize & 63] as char);
         s.push(A[(n >> 12) as usize & 63] as char);
-        s.push(if c.len() > 1 { A[(n >> 6) as usize & 63] as char } else { '=' });
-        s.push(if c.len() > 2 { A[n as usize & 63] as char } else { '=' });
+        s.push(if c.len() > 1 {
+            A[(n >> 6) as usize & 63] as char
+        } else {
+            '='
+        });
+        s.push(if c.len() > 2 {
+            A[n as usize & 63] as char
+        } else {
+            '='
+        });
     }
     s
 }

@@ -14,8 +14,7 @@ use crate::io::phantom::{PhantomConfig, phantom_patient_varied};
 use crate::model::Direction;
 use crate::train::runs::Run;
 use crate::train::{
-    Case, Control, DataSource, Dataset, LossTerm, ModelChoice, TrainConfig, TrainError,
-    TrainEvent,
+    Case, Control, DataSource, Dataset, LossTerm, ModelChoice, TrainConfig, TrainError, TrainEvent,
 };
 use crate::volume::Volume;
 use burn::tensor::Device;
@@ -175,7 +174,13 @@ impl ExperimentConfig {
     }
 
     /// The training config of one fold of one arm.
-    pub fn train_config(&self, arm: &Arm, seed: u64, fold: usize, description: &str) -> TrainConfig {
+    pub fn train_config(
+        &self,
+        arm: &Arm,
+        seed: u64,
+        fold: usize,
+        description: &str,
+    ) -> TrainConfig {
         TrainConfig {
             name: format!("{}-s{seed}-f{fold}", arm.name),
             seed,
@@ -317,12 +322,21 @@ pub fn eval_slices(ct: &Volume, n: usize) -> Vec<usize> {
     let [nx, ny, nz] = ct.geometry.dims;
     let plane = nx * ny;
     let head: Vec<usize> = (0..nz)
-        .filter(|z| ct.data[z * plane..(z + 1) * plane].iter().filter(|v| **v > -500.0).count() * 10 >= plane)
+        .filter(|z| {
+            ct.data[z * plane..(z + 1) * plane]
+                .iter()
+                .filter(|v| **v > -500.0)
+                .count()
+                * 10
+                >= plane
+        })
         .collect();
     if n == 0 || n >= head.len() {
         return head;
     }
-    (0..n).map(|i| head[(i * 2 + 1) * head.len() / (2 * n)]).collect()
+    (0..n)
+        .map(|i| head[(i * 2 + 1) * head.len() / (2 * n)])
+        .collect()
 }
 
 /// A volume made of the slices `zs` of `v`.
@@ -338,6 +352,22 @@ pub fn slab(v: &Volume, zs: &[usize]) -> Volume {
     Volume::new(g, data, v.meta.clone())
 }
 
+/// The synthetic CT of a whole MR volume.
+pub fn synthesize_ct(
+    model: &crate::model::checkpoint::AnyModel,
+    mr: &Volume,
+    device: &Device,
+) -> Result<Volume, crate::synth::SynthError> {
+    crate::synth::synthesize(
+        model,
+        Direction::MrToCt,
+        mr,
+        4,
+        device,
+        &Progress::default(),
+    )
+}
+
 /// Synthesise the held-out patients' CTs with the run's final checkpoint and measure them
 /// against the real CTs (whole head and bone, on the evaluated slices).
 pub fn evaluate_fold(
@@ -350,12 +380,16 @@ pub fn evaluate_fold(
     let (model, _) = crate::model::checkpoint::load(&ckpt, device)?;
     let mut rows = Vec::new();
     for p in patients {
-        let zs = eval_slices(&p.ct, eval_slices_n);
-        let (ct, mr) = (slab(&p.ct, &zs), slab(&p.mr, &zs));
-        let synth = crate::synth::synthesize(&model, Direction::MrToCt, &mr, 4, device, &Progress::default())
+        // The whole MR goes through (its normalisation is the whole volume's, as in training);
+        // the evaluated slices are cut afterwards.
+        let synth = synthesize_ct(&model, &p.mr, device)
             .map_err(|e| TrainError::file(&ckpt, format!("synthesis failed: {e}")))?;
+        let zs = eval_slices(&p.ct, eval_slices_n);
+        let (ct, synth) = (slab(&p.ct, &zs), slab(&synth, &zs));
         let mut mask = ct.clone();
-        mask.data.iter_mut().for_each(|v| *v = if *v > -500.0 { 1.0 } else { 0.0 });
+        mask.data
+            .iter_mut()
+            .for_each(|v| *v = if *v > -500.0 { 1.0 } else { 0.0 });
         let reports = evaluate_volumes(&synth, &ct, Some(&mask), None)
             .map_err(|e| TrainError::file(run, e.to_string()))?;
         for r in &reports {
@@ -388,7 +422,15 @@ pub fn run_experiment(
     let patients: Vec<Patient> = (0..cfg.patients).map(|k| patient(cfg, k)).collect();
     let cases: Vec<Case> = patients
         .iter()
-        .map(|p| Case::from_pair(&format!("patient {}", p.index), &p.ct, &p.mr, None, Direction::MrToCt))
+        .map(|p| {
+            Case::from_pair(
+                &format!("patient {}", p.index),
+                &p.ct,
+                &p.mr,
+                None,
+                Direction::MrToCt,
+            )
+        })
         .collect::<Result<_, _>>()?;
     let grid = cfg.grid();
     let total = grid.len();
@@ -402,11 +444,19 @@ pub fn run_experiment(
         let eval_file = dir.join("evaluation.json");
         let held = cfg.held_out(*fold);
         if dir.join("summary.json").exists() && eval_file.exists() {
-            say(format!("[{}/{total}] {} seed {seed} fold {fold}: done, skipped", i + 1, arm.name));
+            say(format!(
+                "[{}/{total}] {} seed {seed} fold {fold}: done, skipped",
+                i + 1,
+                arm.name
+            ));
             continue;
         }
         let train_idx: Vec<usize> = (0..cfg.patients).filter(|k| !held.contains(k)).collect();
-        let ordered: Vec<Case> = train_idx.iter().chain(&held).map(|&k| cases[k].clone()).collect();
+        let ordered: Vec<Case> = train_idx
+            .iter()
+            .chain(&held)
+            .map(|&k| cases[k].clone())
+            .collect();
         let dataset = Dataset::split(ordered, held.len() as f64 / cfg.patients as f64);
         let description = format!(
             "varied phantom patients: train {train_idx:?}, held out {held:?} (fold {fold} of {})",
@@ -433,8 +483,9 @@ pub fn run_experiment(
                 crate::train::resume(&tc, &dataset, &dir, device, control, &mut on_event)?
             } else {
                 if dir.exists() {
-                    std::fs::remove_dir_all(&dir)
-                        .map_err(|e| TrainError::file(&dir, format!("cannot clear an unfinished fold: {e}")))?;
+                    std::fs::remove_dir_all(&dir).map_err(|e| {
+                        TrainError::file(&dir, format!("cannot clear an unfinished fold: {e}"))
+                    })?;
                 }
                 crate::train::train(&tc, &dataset, &dir, device, control, &mut on_event)?
             };
@@ -448,7 +499,8 @@ pub fn run_experiment(
         let held_p: Vec<&Patient> = held.iter().map(|&k| &patients[k]).collect();
         let rows = evaluate_fold(&dir, &held_p, cfg.eval_slices, device)?;
         let json = serde_json::to_string_pretty(&rows).unwrap_or_default();
-        crate::atomic::write(&eval_file, json).map_err(|e| TrainError::file(&eval_file, e.to_string()))?;
+        crate::atomic::write(&eval_file, json)
+            .map_err(|e| TrainError::file(&eval_file, e.to_string()))?;
         say(format!(
             "    held out: head MAE {:.1} HU, bone MAE {:.1} HU, head PSNR {:.2} dB",
             fold_value(&rows, "head", "mae"),
@@ -473,7 +525,11 @@ pub struct FoldResult {
 }
 
 /// Read every fold of `arm` back from `out`.
-pub fn read_folds(cfg: &ExperimentConfig, out: &Path, arm: &str) -> Result<Vec<FoldResult>, TrainError> {
+pub fn read_folds(
+    cfg: &ExperimentConfig,
+    out: &Path,
+    arm: &str,
+) -> Result<Vec<FoldResult>, TrainError> {
     let mut v = Vec::new();
     for &seed in &cfg.seeds {
         for fold in 0..cfg.folds {

@@ -3,9 +3,10 @@
 //! report with the figures embedded.
 
 use super::figures::{self, base64, png};
-use super::{ExperimentConfig, FoldResult, METRICS, Patient, REGIONS, fold_value, read_folds, run_dir, slab};
+use super::{
+    ExperimentConfig, FoldResult, METRICS, Patient, REGIONS, fold_value, read_folds, run_dir, slab,
+};
 use crate::analysis::stats::{TestResult, mean_sd, ttest_ind, wilcoxon};
-use crate::model::Direction;
 use crate::train::TrainError;
 use burn::tensor::Device;
 use std::fmt::Write as _;
@@ -25,7 +26,10 @@ pub const COLOURS: [[u8; 3]; 8] = [
 
 /// Per-fold values of `metric` in `region`, in (seed, fold) order.
 pub fn values(folds: &[FoldResult], region: &str, metric: &str) -> Vec<f64> {
-    folds.iter().map(|f| fold_value(&f.rows, region, metric)).collect()
+    folds
+        .iter()
+        .map(|f| fold_value(&f.rows, region, metric))
+        .collect()
 }
 
 /// One pairwise comparison.
@@ -56,7 +60,9 @@ fn write(path: &Path, bytes: impl AsRef<[u8]>) -> Result<(), TrainError> {
 }
 
 fn html_escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 fn num(v: f64) -> String {
@@ -118,26 +124,53 @@ pub fn write_all(
         cfg.seeds,
         cfg.folds * cfg.seeds.len(),
         cfg.epochs,
-        html_escape(&arms.iter().map(|a| a.model.label()).collect::<Vec<_>>().join(", ")),
-        if cfg.eval_slices == 0 { "(all)".to_string() } else { format!("({} evenly spaced)", cfg.eval_slices) }
+        html_escape(
+            &cfg.networks
+                .iter()
+                .map(|n| n.model.label())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        if cfg.eval_slices == 0 {
+            "(all)".to_string()
+        } else {
+            format!("({} evenly spaced)", cfg.eval_slices)
+        }
     );
     html.push_str("<p>Arms: ");
     for (i, a) in arms.iter().enumerate() {
         let c = COLOURS[i % COLOURS.len()];
-        let terms: Vec<String> = a.losses.iter().map(|t| format!("{} x{}", t.kind.label(), t.weight)).collect();
+        let terms: Vec<String> = a
+            .losses
+            .iter()
+            .map(|t| format!("{} x{}", t.kind.label(), t.weight))
+            .collect();
         let _ = write!(
             html,
             "<span class=\"sw\" style=\"background:rgb({},{},{})\"></span><b>{}</b> ({}; {}) &nbsp; ",
-            c[0], c[1], c[2], html_escape(&a.name), html_escape(&terms.join(" + ")), html_escape(&a.model.label())
+            c[0],
+            c[1],
+            c[2],
+            html_escape(&a.name),
+            html_escape(&terms.join(" + ")),
+            html_escape(&a.model.label())
         );
     }
     html.push_str("</p>");
     // Tables: one per metric, both regions.
-    html.push_str("<h2>Held-out metrics (mean &plusmn; sd over folds)</h2>");
+    html.push_str(
+        "<h2>Held-out metrics (mean &plusmn; sd over folds)</h2><p>PSNR, SSIM, MAE and RMSE are measured inside the \
+         head mask and inside bone (real CT above 300 HU). Tenengrad (sharpness of the synthetic CT) and UQI are \
+         computed on whole slices, so their two columns are the same.</p>",
+    );
     let mut long = String::from("arm,region,metric,mean,sd,n,fold_values\n");
     for m in METRICS {
         let mut csv = String::from("arm,head_mean,head_sd,bone_mean,bone_sd,n\n");
-        let _ = write!(html, "<h3>{}</h3><table><tr><th class=\"l\">arm</th><th>head</th><th>bone</th></tr>", metric_title(m));
+        let _ = write!(
+            html,
+            "<h3>{}</h3><table><tr><th class=\"l\">arm</th><th>head</th><th>bone</th></tr>",
+            metric_title(m)
+        );
         for (a, folds) in arms.iter().zip(&results) {
             let mut cells = Vec::new();
             let mut row = a.name.clone();
@@ -147,10 +180,22 @@ pub fn write_all(
                 let _ = write!(row, ",{mean},{sd}");
                 cells.push(format!("{} &plusmn; {}", num(mean), num(sd)));
                 let vals: Vec<String> = v.iter().map(|x| x.to_string()).collect();
-                let _ = writeln!(long, "{},{r},{m},{mean},{sd},{},{}", a.name, v.len(), vals.join(";"));
+                let _ = writeln!(
+                    long,
+                    "{},{r},{m},{mean},{sd},{},{}",
+                    a.name,
+                    v.len(),
+                    vals.join(";")
+                );
             }
             let _ = writeln!(csv, "{row},{}", folds.len());
-            let _ = write!(html, "<tr><td class=\"l\">{}</td><td>{}</td><td>{}</td></tr>", html_escape(&a.name), cells[0], cells[1]);
+            let _ = write!(
+                html,
+                "<tr><td class=\"l\">{}</td><td>{}</td><td>{}</td></tr>",
+                html_escape(&a.name),
+                cells[0],
+                cells[1]
+            );
         }
         html.push_str("</table>");
         write(&tables.join(format!("{m}.csv")), csv)?;
@@ -176,12 +221,24 @@ pub fn write_all(
             }
         }
     }
-    let mut csv = String::from("region,metric,arm_a,arm_b,welch_t,welch_df,welch_p,student_t,student_p,wilcoxon_w,wilcoxon_p\n");
+    let mut csv = String::from(
+        "region,metric,arm_a,arm_b,welch_t,welch_df,welch_p,student_t,student_p,wilcoxon_w,wilcoxon_p\n",
+    );
     for c in &comps {
         let _ = writeln!(
             csv,
             "{},{},{},{},{},{},{},{},{},{},{}",
-            c.region, c.metric, c.a, c.b, c.welch.statistic, c.welch.df, c.welch.p, c.student.statistic, c.student.p, c.wilcoxon.statistic, c.wilcoxon.p
+            c.region,
+            c.metric,
+            c.a,
+            c.b,
+            c.welch.statistic,
+            c.welch.df,
+            c.welch.p,
+            c.student.statistic,
+            c.student.p,
+            c.wilcoxon.statistic,
+            c.wilcoxon.p
         );
     }
     write(&tables.join("tests.csv"), csv)?;
@@ -202,7 +259,14 @@ pub fn write_all(
         let _ = write!(
             html,
             "<tr><td class=\"l\">{}</td><td class=\"l\">{}</td><td class=\"l\">{}</td><td class=\"l\">{}</td><td>{}</td>{}<td>{}</td>{}</tr>",
-            c.region, c.metric, html_escape(&c.a), html_escape(&c.b), num(c.welch.statistic), p(c.welch.p), num(c.wilcoxon.statistic), p(c.wilcoxon.p)
+            c.region,
+            c.metric,
+            html_escape(&c.a),
+            html_escape(&c.b),
+            num(c.welch.statistic),
+            p(c.welch.p),
+            num(c.wilcoxon.statistic),
+            p(c.wilcoxon.p)
         );
     }
     html.push_str("</table>");
@@ -216,16 +280,30 @@ pub fn write_all(
         let mut train = Vec::new();
         let mut val = Vec::new();
         for e in 1..=cfg.epochs {
-            let ep: Vec<_> = folds.iter().filter_map(|f| f.run.epochs.iter().find(|x| x.epoch == e)).collect();
+            let ep: Vec<_> = folds
+                .iter()
+                .filter_map(|f| f.run.epochs.iter().find(|x| x.epoch == e))
+                .collect();
             if !ep.is_empty() {
-                train.push((e as f64, ep.iter().map(|x| x.train_loss).sum::<f64>() / ep.len() as f64));
-                val.push((e as f64, ep.iter().map(|x| x.val_loss).sum::<f64>() / ep.len() as f64));
+                train.push((
+                    e as f64,
+                    ep.iter().map(|x| x.train_loss).sum::<f64>() / ep.len() as f64,
+                ));
+                val.push((
+                    e as f64,
+                    ep.iter().map(|x| x.val_loss).sum::<f64>() / ep.len() as f64,
+                ));
             }
         }
         let img = figures::line_plot(&[(train, c, false), (val, c, true)], 320, 200);
         let bytes = png(&img);
         write(&figs.join(format!("loss_{}.png", a.name)), &bytes)?;
-        let _ = write!(html, "<figure style=\"display:inline-block\">{}<figcaption>{}</figcaption></figure>", img_tag(&bytes, &a.name), html_escape(&a.name));
+        let _ = write!(
+            html,
+            "<figure style=\"display:inline-block\">{}<figcaption>{}</figcaption></figure>",
+            img_tag(&bytes, &a.name),
+            html_escape(&a.name)
+        );
     }
     // Real / synthetic / difference on the same slices across arms.
     let seed = cfg.seeds[0];
@@ -240,7 +318,7 @@ pub fn write_all(
          outlined region enlarged 3x (synthetic).</p>",
         p.index, zs
     );
-    let (ct, mr) = (slab(&p.ct, &zs), slab(&p.mr, &zs));
+    let ct = slab(&p.ct, &zs);
     let [nx, ny, nz] = ct.geometry.dims;
     let plane = nx * ny;
     let region = ((nx / 3) as u32, 0u32, (nx / 3) as u32, (ny / 3) as u32);
@@ -249,8 +327,9 @@ pub fn write_all(
         let dir = run_dir(out, &a.name, seed, 0);
         let ckpt = dir.join("checkpoints").join("last.bpk");
         let (model, _) = crate::model::checkpoint::load(&ckpt, device)?;
-        let synth = crate::synth::synthesize(&model, Direction::MrToCt, &mr, 4, device, &crate::io::Progress::default())
+        let synth = super::synthesize_ct(&model, &p.mr, device)
             .map_err(|e| err(&ckpt, format!("synthesis failed: {e}")))?;
+        let synth = slab(&synth, &zs);
         let mut rows = Vec::new();
         for z in 0..nz {
             let r = &ct.data[z * plane..(z + 1) * plane];
@@ -263,7 +342,10 @@ pub fn write_all(
             figures::outline(&mut real_img, reg2, [255, 200, 0]);
             figures::outline(&mut synth_img, reg2, [255, 200, 0]);
             let diff_img = figures::scale(&figures::diverging(&d, nx, ny, limit), 2);
-            rows.push(figures::hstack(&[real_img, synth_img, diff_img, bar.clone(), zoomed], 6));
+            rows.push(figures::hstack(
+                &[real_img, synth_img, diff_img, bar.clone(), zoomed],
+                6,
+            ));
         }
         let h: u32 = rows.iter().map(|r| r.height() + 6).sum();
         let w = rows.iter().map(|r| r.width()).max().unwrap_or(1);
@@ -279,14 +361,23 @@ pub fn write_all(
         let _ = write!(
             html,
             "<h3><span class=\"sw\" style=\"background:rgb({},{},{})\"></span>{}</h3>{}",
-            c[0], c[1], c[2], html_escape(&a.name), img_tag(&bytes, &a.name)
+            c[0],
+            c[1],
+            c[2],
+            html_escape(&a.name),
+            img_tag(&bytes, &a.name)
         );
         // First-layer filters.
         if let Ok((filters, k)) = crate::analysis::features::first_filters(&model) {
             let img = figures::filter_grid(&filters, k, 8);
             let bytes = png(&img);
             write(&figs.join(format!("filters_{}.png", a.name)), &bytes)?;
-            let _ = write!(html, "<p>First-layer filters ({} of {k}x{k}, blue negative, red positive, each to its own maximum):</p>{}", filters.len(), img_tag(&bytes, "filters"));
+            let _ = write!(
+                html,
+                "<p>First-layer filters ({} of {k}x{k}, blue negative, red positive, each to its own maximum):</p>{}",
+                filters.len(),
+                img_tag(&bytes, "filters")
+            );
         }
     }
     html.push_str("<h2>Files</h2><p>tables/*.csv (one per metric, metrics_long.csv with every fold's value, tests.csv), figures/*.png, runs/ARM-sSEED-fFOLD/ (each a training run folder with evaluation.json).</p></body></html>");

@@ -331,8 +331,8 @@ impl PatientVariation {
                 8.0 + u[2] * 0.4 * HEAD[2] * head_scale[2],
             ];
             let apart = lesions.iter().all(|(o, ro)| {
-                let d = ((c[0] - o[0]).powi(2) + (c[1] - o[1]).powi(2) + (c[2] - o[2]).powi(2))
-                    .sqrt();
+                let d =
+                    ((c[0] - o[0]).powi(2) + (c[1] - o[1]).powi(2) + (c[2] - o[2]).powi(2)).sqrt();
                 d > radius + ro + 8.0
             });
             if apart {
@@ -564,7 +564,10 @@ fn head_properties_of(a: &Anatomy, p: Vec3, h: f64) -> [f32; 3] {
         Tissue::Cortical,
         coverage(a.sphenoid_bone.distance(p), h) * in_fov,
     );
-    paint(Tissue::Air, coverage(a.sphenoid_air.distance(p), h) * in_fov);
+    paint(
+        Tissue::Air,
+        coverage(a.sphenoid_air.distance(p), h) * in_fov,
+    );
     v
 }
 
@@ -646,18 +649,25 @@ fn correlated_noise(seed: u64, dims: [usize; 3], sigma: f64, std: f64) -> Vec<f3
     out
 }
 
-fn meta(modality: Modality, description: &str, uid_suffix: &str) -> VolumeMeta {
-    // Valid DICOM UIDs (2.25.<UUID>), the same in every run.
+fn meta(
+    cfg: &PhantomConfig,
+    modality: Modality,
+    description: &str,
+    uid_suffix: &str,
+) -> VolumeMeta {
+    // Valid DICOM UIDs (2.25.<UUID>), the same in every run for the same configuration and
+    // different for different ones (another seed is another patient's series).
     use crate::io::dicom::write::uid_from;
+    let key = serde_json::to_string(cfg).unwrap_or_default();
     VolumeMeta {
         modality,
-        series_uid: uid_from(&format!("phantom:series:{uid_suffix}")),
+        series_uid: uid_from(&format!("phantom:{key}:series:{uid_suffix}")),
         description: description.to_string(),
         patient_name: "SynthScope^Phantom".to_string(),
         patient_id: "PHANTOM-001".to_string(),
-        study_uid: uid_from("phantom:study"),
+        study_uid: uid_from(&format!("phantom:{key}:study")),
         study_description: "Procedural head phantom".to_string(),
-        frame_of_reference_uid: uid_from("phantom:frame-of-reference"),
+        frame_of_reference_uid: uid_from(&format!("phantom:{key}:frame-of-reference")),
         source: "embedded demo phantom".to_string(),
         ..Default::default()
     }
@@ -666,7 +676,7 @@ fn meta(modality: Modality, description: &str, uid_suffix: &str) -> VolumeMeta {
 /// The phantom CT in HU on the CT grid (patient frame = head frame).
 pub fn phantom_ct(cfg: &PhantomConfig) -> Volume {
     let v = render_ct(cfg, cfg.ct_geometry(), |w| w);
-    Volume::new(v.0, v.1, meta(Modality::Ct, "Phantom CT (HU)", "2"))
+    Volume::new(v.0, v.1, meta(cfg, Modality::Ct, "Phantom CT (HU)", "2"))
 }
 
 /// The phantom CT on the MR grid, the head in the MR's pose: the CT half of a perfectly
@@ -677,7 +687,7 @@ pub fn phantom_ct_on_mr_grid(cfg: &PhantomConfig) -> Volume {
     Volume::new(
         v.0,
         v.1,
-        meta(Modality::Ct, "Phantom CT on the MR grid (HU)", "5"),
+        meta(cfg, Modality::Ct, "Phantom CT on the MR grid (HU)", "5"),
     )
 }
 
@@ -798,7 +808,7 @@ pub fn phantom_mr(cfg: &PhantomConfig, contrast: MrContrast) -> Volume {
         MrContrast::T1 => ("Phantom T1 MR", "3"),
         MrContrast::T2 => ("Phantom T2 MR", "4"),
     };
-    Volume::new(g, data, meta(Modality::Mr, name.0, name.1))
+    Volume::new(g, data, meta(cfg, Modality::Mr, name.0, name.1))
 }
 
 /// The embedded demo pair: (CT, T1 MR).

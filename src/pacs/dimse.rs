@@ -101,6 +101,7 @@ impl<A: SyncAssociation<TcpStream>> Channel<A> {
             if let Some(p) = self.queue.pop_front() {
                 return Ok(p);
             }
+            quick_ack(SyncAssociation::inner_stream(&mut self.assoc));
             match SyncAssociation::receive(&mut self.assoc) {
                 Ok(Pdu::PData { data }) => self.queue.extend(data),
                 Ok(Pdu::ReleaseRQ) => {
@@ -224,6 +225,30 @@ impl<A: SyncAssociation<TcpStream>> Channel<A> {
     pub(crate) fn abort(self) {
         let _ = SyncAssociation::abort(self.assoc);
     }
+}
+
+/// Ask Linux to acknowledge the next segments at once. A peer that writes a command and a data
+/// set without TCP_NODELAY otherwise waits for our delayed ACK (tens of ms) before each instance:
+/// measured on Orthanc's C-GET of 256 x 256 slices. The flag is not sticky, so it is set before
+/// every receive.
+fn quick_ack(stream: &mut TcpStream) {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        use std::os::fd::AsRawFd;
+        let one: libc::c_int = 1;
+        // SAFETY: a valid socket descriptor and a c_int option value of the right size.
+        unsafe {
+            libc::setsockopt(
+                stream.as_raw_fd(),
+                libc::IPPROTO_TCP,
+                libc::TCP_QUICKACK,
+                (&one as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            );
+        }
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    let _ = stream;
 }
 
 /// Open an association with `peer`, proposing `contexts` and, for C-GET, the SCP role for

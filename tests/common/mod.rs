@@ -96,7 +96,10 @@ pub fn sitk_python() -> &'static Path {
         let py = venv.join("bin/python");
         let ok = |py: &Path| {
             Command::new(py)
-                .args(["-c", "import SimpleITK, skimage, pydicom, safetensors, scipy"])
+                .args([
+                    "-c",
+                    "import SimpleITK, skimage, pydicom, safetensors, scipy",
+                ])
                 .status()
                 .map(|s| s.success())
                 .unwrap_or(false)

@@ -149,7 +149,8 @@ fn tool_group(ui: &mut egui::Ui, name: &str, add: impl FnOnce(&mut egui::Ui)) {
     let w = r.rect.width();
     if width.is_none_or(|old: f32| (old - w).abs() > 0.5) {
         ui.ctx().data_mut(|d| d.insert_temp(id, w));
-        ui.ctx().request_discard("the toolbar's group widths changed");
+        ui.ctx()
+            .request_discard("the toolbar's group widths changed");
     }
 }
 
@@ -293,11 +294,7 @@ impl SynthScopeApp {
             tool_group(ui, "orientation", |ui| {
                 for (o, short) in Orientation::ALL.into_iter().zip(["Ax", "Cor", "Sag"]) {
                     ui.selectable_value(&mut self.viewer.view.orientation, o, short)
-                        .on_hover_text(format!(
-                            "{} ({})",
-                            o.name(),
-                            &o.name()[..1].to_lowercase()
-                        ));
+                        .on_hover_text(format!("{} ({})", o.name(), &o.name()[..1].to_lowercase()));
                 }
             });
             // Mouse tools.

@@ -6,7 +6,9 @@ use super::view::Orientation;
 use egui::{Rect, pos2, vec2};
 
 /// What one pane shows.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub enum PaneKind {
     /// The CT.
     #[default]
@@ -35,7 +37,9 @@ impl PaneKind {
 }
 
 /// The arrangement of the panes.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub enum Layout {
     /// CT, MR and the compared pair side by side, one orientation (key 1).
     #[default]
@@ -187,7 +191,10 @@ mod tests {
             for (i, a) in panes.iter().enumerate() {
                 assert!(area.expand(0.01).contains_rect(a.rect), "{l:?}");
                 for b in &panes[i + 1..] {
-                    assert!(!a.rect.shrink(0.01).intersects(b.rect.shrink(0.01)), "{l:?}");
+                    assert!(
+                        !a.rect.shrink(0.01).intersects(b.rect.shrink(0.01)),
+                        "{l:?}"
+                    );
                 }
             }
         }

@@ -336,20 +336,6 @@ impl TrainingState {
                     t.cfg.patch.to_string()
                 }
             ));
-            let id = ui.make_persistent_id("train-settings-header");
-            let mut state = egui::collapsing_header::CollapsingState::load_with_default_open(
-                ui.ctx(),
-                id,
-                !running,
-            );
-            if running && self.steps.len() == 1 {
-                // Make room for the curves once the run is under way.
-                state.set_open(false);
-            }
-            state
-                .show_header(ui, |ui| ui.strong("Settings"))
-                .body(|ui| ui.add_enabled_ui(!running, |ui| self.settings_ui(ui)));
-            ui.separator();
             ui.horizontal_wrapped(|ui| {
                 match &self.job {
                     None => {
@@ -384,6 +370,20 @@ impl TrainingState {
                     }
                 }
             });
+            let id = ui.make_persistent_id("train-settings-header");
+            let mut state = egui::collapsing_header::CollapsingState::load_with_default_open(
+                ui.ctx(),
+                id,
+                !running,
+            );
+            if running && self.steps.len() == 1 {
+                // Make room for the curves once the run is under way.
+                state.set_open(false);
+            }
+            state
+                .show_header(ui, |ui| ui.strong("Settings"))
+                .body(|ui| ui.add_enabled_ui(!running, |ui| self.settings_ui(ui)));
+            ui.separator();
             self.progress_ui(ui);
             self.curves_ui(ui);
             if let Some((p, tex)) = &self.preview {

@@ -184,10 +184,26 @@ pub fn load(path: &Path, device: &Device) -> Result<(AnyModel, CheckpointMeta), 
             format!("weights do not fit the {:?} config: {err:?}", meta.model),
         )
     };
-    let model = match model {
-        AnyModel::Unet(m) => AnyModel::Unet(m.try_load_file(&bpk).map_err(e)?),
-        AnyModel::Drunet(m) => AnyModel::Drunet(m.try_load_file(&bpk).map_err(e)?),
-        AnyModel::Classifier(m) => AnyModel::Classifier(m.try_load_file(&bpk).map_err(e)?),
+    // The record's tensors are cast to the network's (float) dtypes: a weights file whose
+    // tensors claim another dtype (an integer, found by fuzzing) is converted or refused, never
+    // handed to burn as a float tensor of integers (which panics inside burn).
+    let record = burn::store::ModuleRecord::load(&bpk).map_err(e)?.cast_to_module_dtype();
+    // And should burn still panic on a damaged file, the user gets an error, not a crash.
+    let loaded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match model {
+        AnyModel::Unet(m) => m.try_load_record(record).map(AnyModel::Unet),
+        AnyModel::Drunet(m) => m.try_load_record(record).map(AnyModel::Drunet),
+        AnyModel::Classifier(m) => m.try_load_record(record).map(AnyModel::Classifier),
+    }));
+    let model = match loaded {
+        Ok(r) => r.map_err(e)?,
+        Err(panic) => {
+            let why = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "unreadable".into());
+            return Err(ModelError::file(&bpk, format!("damaged weights file: {why}")));
+        }
     };
     Ok((model, meta))
 }

@@ -3,31 +3,9 @@
 //! inter-reader agreement (Cohen's kappa per pair of readers, Fleiss' kappa over all).
 
 use super::{LogStudy, ReaderLog, StudyError};
+use crate::analysis::stats::ln_gamma;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
-
-/// ln Γ(x) (Lanczos, g = 7; relative error below 1e-13 for x > 0).
-fn ln_gamma(x: f64) -> f64 {
-    const C: [f64; 9] = [
-        0.999_999_999_999_809_9,
-        676.520_368_121_885_1,
-        -1_259.139_216_722_402_8,
-        771.323_428_777_653_1,
-        -176.615_029_162_140_6,
-        12.507_343_278_686_905,
-        -0.138_571_095_265_720_12,
-        9.984_369_578_019_572e-6,
-        1.505_632_735_149_311_6e-7,
-    ];
-    if x < 0.5 {
-        let pi = std::f64::consts::PI;
-        return (pi / (pi * x).sin()).ln() - ln_gamma(1.0 - x);
-    }
-    let x = x - 1.0;
-    let t = x + 7.5;
-    let s = C[0] + (1..9).map(|i| C[i] / (x + i as f64)).sum::<f64>();
-    0.5 * (2.0 * std::f64::consts::PI).ln() + (x + 0.5) * t.ln() - t + s.ln()
-}
 
 /// P(X <= k) for X ~ Binomial(n, p).
 fn binom_cdf(k: u64, n: u64, p: f64) -> f64 {

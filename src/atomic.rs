@@ -121,7 +121,10 @@ pub fn write_with(
 /// its earlier content.
 pub fn sync_and_rename(tmp: &Path, path: &Path) -> Result<(), WriteError> {
     let result = (|| -> io::Result<()> {
-        std::fs::OpenOptions::new().write(true).open(tmp)?.sync_all()?;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(tmp)?
+            .sync_all()?;
         std::fs::rename(tmp, path)?;
         if let Ok(d) = std::fs::File::open(folder(path)) {
             let _ = d.sync_all();
@@ -165,6 +168,9 @@ mod tests {
     #[test]
     fn a_missing_folder_is_named() {
         let e = write(Path::new("/nonexistent-synthscope-dir/x.bin"), b"1").unwrap_err();
-        assert!(e.to_string().starts_with("/nonexistent-synthscope-dir/x.bin: could not write"));
+        assert!(
+            e.to_string()
+                .starts_with("/nonexistent-synthscope-dir/x.bin: could not write")
+        );
     }
 }

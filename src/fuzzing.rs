@@ -98,7 +98,11 @@ fn load(paths: &[PathBuf]) -> String {
             let why: Vec<String> = o.errors.iter().map(|e| e.to_string()).collect();
             format!("refused: {}", why.join("; "))
         }
-        Ok(o) => format!("loaded {} volumes ({} refused)", o.volumes.len(), o.errors.len()),
+        Ok(o) => format!(
+            "loaded {} volumes ({} refused)",
+            o.volumes.len(),
+            o.errors.len()
+        ),
         Err(e) => format!("refused: {e}"),
     }
 }
@@ -122,23 +126,35 @@ pub fn dicom_folder(data: &[u8]) -> String {
 /// A NIfTI-1 or -2 file; gzip-compressed when the input starts with gzip's magic number.
 pub fn nifti(data: &[u8]) -> String {
     let dir = scratch("nifti");
-    let name = if data.starts_with(&[0x1f, 0x8b]) { "image.nii.gz" } else { "image.nii" };
+    let name = if data.starts_with(&[0x1f, 0x8b]) {
+        "image.nii.gz"
+    } else {
+        "image.nii"
+    };
     load(&[put(&dir, name, data)])
 }
 
 /// A reader-study file: TOML, or JSON when the input starts with `{`.
 pub fn study(data: &[u8]) -> String {
     let dir = scratch("study");
-    let name = if data.trim_ascii_start().starts_with(b"{") { "study.json" } else { "study.toml" };
+    let name = if data.trim_ascii_start().starts_with(b"{") {
+        "study.json"
+    } else {
+        "study.toml"
+    };
     let p = put(&dir, name, data);
-    words(crate::study::Study::read(&p), |s| format!("{} cases", s.cases.len()))
+    words(crate::study::Study::read(&p), |s| {
+        format!("{} cases", s.cases.len())
+    })
 }
 
 /// A reader log (one JSON line per answer).
 pub fn reader_log(data: &[u8]) -> String {
     let dir = scratch("reader_log");
     let p = put(&dir, "reader.jsonl", data);
-    words(crate::study::read_log(&p), |l| format!("{} answers", l.answers.len()))
+    words(crate::study::read_log(&p), |l| {
+        format!("{} answers", l.answers.len())
+    })
 }
 
 /// A run folder: config.toml, metrics.jsonl, summary.json and checkpoints/resume.json from the
@@ -146,14 +162,26 @@ pub fn reader_log(data: &[u8]) -> String {
 pub fn run_config(data: &[u8]) -> String {
     let dir = scratch("run_config");
     let parts = split(data);
-    let names = ["config.toml", "metrics.jsonl", "summary.json", "checkpoints/resume.json"];
+    let names = [
+        "config.toml",
+        "metrics.jsonl",
+        "summary.json",
+        "checkpoints/resume.json",
+    ];
     std::fs::create_dir_all(dir.join("checkpoints")).expect("scratch folder");
     for (name, part) in names.iter().zip(&parts) {
         put(&dir, name, part);
     }
-    let config = words(crate::train::TrainConfig::read(&dir.join("config.toml")), |_| "config".into());
-    let run = words(crate::train::runs::Run::read(&dir), |r| format!("{} steps", r.steps.len()));
-    let resume = words(crate::train::ResumeState::read(&dir), |_| "resume state".into());
+    let config = words(
+        crate::train::TrainConfig::read(&dir.join("config.toml")),
+        |_| "config".into(),
+    );
+    let run = words(crate::train::runs::Run::read(&dir), |r| {
+        format!("{} steps", r.steps.len())
+    });
+    let resume = words(crate::train::ResumeState::read(&dir), |_| {
+        "resume state".into()
+    });
     format!("{config}; {run}; {resume}")
 }
 
@@ -174,9 +202,10 @@ pub fn checkpoint(data: &[u8]) -> String {
         put(&dir, "model.bpk", bpk);
     }
     let device = burn::tensor::Device::flex();
-    words(crate::model::checkpoint::load(&dir.join("model.json"), &device), |(_, m)| {
-        format!("{:?}", m.model)
-    })
+    words(
+        crate::model::checkpoint::load(&dir.join("model.json"), &device),
+        |(_, m)| format!("{:?}", m.model),
+    )
 }
 
 #[cfg(test)]

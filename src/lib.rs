@@ -8,8 +8,8 @@
 #![allow(clippy::needless_range_loop)]
 
 pub mod analysis;
-pub mod atomic;
 pub mod app;
+pub mod atomic;
 pub mod cli;
 pub mod db;
 pub mod experiment;

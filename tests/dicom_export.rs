@@ -31,7 +31,10 @@ fn derived_series_round_trips_through_our_loader_and_pydicom() {
         assert!((v.geometry.origin[a] - source.geometry.origin[a]).abs() < 1e-4);
     }
     assert_ne!(v.meta.series_uid, source.meta.series_uid);
-    assert_eq!(v.meta.study_uid, source.meta.study_uid, "in the source's study");
+    assert_eq!(
+        v.meta.study_uid, source.meta.study_uid,
+        "in the source's study"
+    );
     assert_eq!(
         v.meta.frame_of_reference_uid,
         source.meta.frame_of_reference_uid
@@ -52,7 +55,10 @@ print(json.dumps(dict(image_type=list(ds.ImageType), patient=ds.PatientID, for_u
     );
     let out = common::run_ok(std::process::Command::new(py).args(["-c", &script]));
     let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(j["image_type"], serde_json::json!(["DERIVED", "SECONDARY", "AXIAL"]));
+    assert_eq!(
+        j["image_type"],
+        serde_json::json!(["DERIVED", "SECONDARY", "AXIAL"])
+    );
     assert_eq!(j["patient"], source.meta.patient_id);
     assert_eq!(j["for_uid"], source.meta.frame_of_reference_uid);
     assert_eq!(j["modality"], "CT");

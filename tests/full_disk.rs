@@ -34,7 +34,11 @@ fn running_as_root() -> bool {
 fn a_full_disk_during_an_export_keeps_the_earlier_file_and_names_the_disk() {
     let dir = tempfile::tempdir().unwrap();
     let ph = dir.path().join("ph");
-    common::run_ok(common::synthscope().args(["phantom", "--small", "--out"]).arg(&ph));
+    common::run_ok(
+        common::synthscope()
+            .args(["phantom", "--small", "--out"])
+            .arg(&ph),
+    );
     let mnt = dir.path().join("mnt");
     std::fs::create_dir(&mnt).unwrap();
     // First export of the CT fits; then the disk is filled; then the MR over the same name.
@@ -59,12 +63,25 @@ echo "FILES $(ls -A "$D" | tr '\n' ' ')"
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(!stdout.contains("FIRST EXPORT FAILED"), "{stdout}");
-    assert!(stdout.contains("STATUS ") && !stdout.contains("STATUS 0"), "the export into a full disk must fail: {stdout}");
-    assert!(stdout.contains("INTACT"), "the earlier export must be intact: {stdout}");
+    assert!(
+        stdout.contains("STATUS ") && !stdout.contains("STATUS 0"),
+        "the export into a full disk must fail: {stdout}"
+    );
+    assert!(
+        stdout.contains("INTACT"),
+        "the earlier export must be intact: {stdout}"
+    );
     let files = stdout.lines().find(|l| l.starts_with("FILES")).unwrap();
-    assert_eq!(files.split_whitespace().collect::<Vec<_>>(), ["FILES", "export.nii", "filler"], "no partial file may be left: {files}");
+    assert_eq!(
+        files.split_whitespace().collect::<Vec<_>>(),
+        ["FILES", "export.nii", "filler"],
+        "no partial file may be left: {files}"
+    );
     let msg = stderr.trim();
     assert_eq!(msg.lines().count(), 1, "one line: {msg}");
     assert!(msg.contains("export.nii"), "names the file: {msg}");
-    assert!(msg.contains("is full") && msg.contains(&*mnt.to_string_lossy()), "names the disk: {msg}");
+    assert!(
+        msg.contains("is full") && msg.contains(&*mnt.to_string_lossy()),
+        "names the disk: {msg}"
+    );
 }

@@ -9,7 +9,12 @@ use synthscope::fuzzing::{TARGETS, run};
 
 fn inputs(dir: &Path) -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.is_file()).collect())
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .map(|e| e.path())
+                .filter(|p| p.is_file())
+                .collect()
+        })
         .unwrap_or_default();
     v.sort();
     v
@@ -26,7 +31,10 @@ fn corpora_and_found_crashes_replay_without_a_panic() {
     for target in TARGETS {
         let corpus = inputs(&root.join("corpus").join(target));
         let regressions = inputs(&root.join("regressions").join(target));
-        assert!(!corpus.is_empty(), "{target}: no seed corpus under fuzz/corpus/{target}");
+        assert!(
+            !corpus.is_empty(),
+            "{target}: no seed corpus under fuzz/corpus/{target}"
+        );
         for file in corpus.iter().chain(&regressions) {
             let data = std::fs::read(file).unwrap();
             let t0 = Instant::now();
@@ -41,7 +49,16 @@ fn corpora_and_found_crashes_replay_without_a_panic() {
             }
             total += 1;
         }
-        eprintln!("{target}: {} corpus inputs, {} found crashes replayed", corpus.len(), regressions.len());
+        eprintln!(
+            "{target}: {} corpus inputs, {} found crashes replayed",
+            corpus.len(),
+            regressions.len()
+        );
     }
-    assert!(failures.is_empty(), "{} of {total} inputs failed:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {total} inputs failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }

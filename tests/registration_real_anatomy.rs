@@ -125,12 +125,18 @@ fn elastix_tre(
         return None;
     }
     let dir = tempfile::tempdir().unwrap();
-    let (f, m) = (dir.path().join("fixed.nii.gz"), dir.path().join("moving.nii.gz"));
+    let (f, m) = (
+        dir.path().join("fixed.nii.gz"),
+        dir.path().join("moving.nii.gz"),
+    );
     write_nifti(fixed, &f).unwrap();
     write_nifti(moving, &m).unwrap();
     let r = elastix::register(&f, &m, affine, &dir.path().join("out")).unwrap();
     let (mean, _) = transform_error(&r.transform, want, fixed);
-    eprintln!("{name}: elastix TRE mean {mean:.3} mm in {:.2} s", r.seconds);
+    eprintln!(
+        "{name}: elastix TRE mean {mean:.3} mm in {:.2} s",
+        r.seconds
+    );
     Some((mean, r.seconds))
 }
 

@@ -150,7 +150,11 @@ pub fn copy(from: &Path, to: &Path) -> Result<(), ModelError> {
         .map_err(|e| {
             ModelError::file(
                 s,
-                format!("cannot copy the checkpoint to {}: {}", d.display(), e.problem),
+                format!(
+                    "cannot copy the checkpoint to {}: {}",
+                    d.display(),
+                    e.problem
+                ),
             )
         })?;
     }
@@ -187,7 +191,9 @@ pub fn load(path: &Path, device: &Device) -> Result<(AnyModel, CheckpointMeta), 
     // The record's tensors are cast to the network's (float) dtypes: a weights file whose
     // tensors claim another dtype (an integer, found by fuzzing) is converted or refused, never
     // handed to burn as a float tensor of integers (which panics inside burn).
-    let record = burn::store::ModuleRecord::load(&bpk).map_err(e)?.cast_to_module_dtype();
+    let record = burn::store::ModuleRecord::load(&bpk)
+        .map_err(e)?
+        .cast_to_module_dtype();
     // And should burn still panic on a damaged file, the user gets an error, not a crash.
     let loaded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match model {
         AnyModel::Unet(m) => m.try_load_record(record).map(AnyModel::Unet),
@@ -202,7 +208,10 @@ pub fn load(path: &Path, device: &Device) -> Result<(AnyModel, CheckpointMeta), 
                 .cloned()
                 .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
                 .unwrap_or_else(|| "unreadable".into());
-            return Err(ModelError::file(&bpk, format!("damaged weights file: {why}")));
+            return Err(ModelError::file(
+                &bpk,
+                format!("damaged weights file: {why}"),
+            ));
         }
     };
     Ok((model, meta))

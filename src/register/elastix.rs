@@ -64,10 +64,20 @@ fn parameters(transform: &str, iterations: usize) -> String {
 
 /// Register `moving` onto `fixed` (image files elastix reads: NIfTI, MetaImage) in `work`,
 /// rigid, then affine when `affine`.
-pub fn register(fixed: &Path, moving: &Path, affine: bool, work: &Path) -> Result<ElastixResult, String> {
+pub fn register(
+    fixed: &Path,
+    moving: &Path,
+    affine: bool,
+    work: &Path,
+) -> Result<ElastixResult, String> {
     std::fs::create_dir_all(work).map_err(|e| format!("{}: {e}", work.display()))?;
     let mut cmd = Command::new("elastix");
-    cmd.arg("-f").arg(fixed).arg("-m").arg(moving).arg("-out").arg(work);
+    cmd.arg("-f")
+        .arg(fixed)
+        .arg("-m")
+        .arg(moving)
+        .arg("-out")
+        .arg(work);
     let mut files = vec![("rigid.txt", parameters("EulerTransform", 500))];
     if affine {
         files.push(("affine.txt", parameters("AffineTransform", 500)));
@@ -78,7 +88,9 @@ pub fn register(fixed: &Path, moving: &Path, affine: bool, work: &Path) -> Resul
         cmd.arg("-p").arg(&p);
     }
     let t = std::time::Instant::now();
-    let out = cmd.output().map_err(|e| format!("cannot run elastix: {e}"))?;
+    let out = cmd
+        .output()
+        .map_err(|e| format!("cannot run elastix: {e}"))?;
     let seconds = t.elapsed().as_secs_f64();
     if !out.status.success() {
         let log = std::fs::read_to_string(work.join("elastix.log")).unwrap_or_default();
@@ -96,14 +108,22 @@ pub fn register(fixed: &Path, moving: &Path, affine: bool, work: &Path) -> Resul
         let stage = parse_transform(&text).map_err(|e| format!("{}: {e}", p.display()))?;
         // Composed (HowToCombineTransforms "Compose"): T(x) = T_current(T_initial(x)), the
         // earlier stage applied first.
-        transform = if i == 0 { stage } else { compose(&stage, &transform) };
+        transform = if i == 0 {
+            stage
+        } else {
+            compose(&stage, &transform)
+        };
     }
     let version = Command::new("elastix")
         .arg("--version")
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
         .unwrap_or_default();
-    Ok(ElastixResult { transform, seconds, version })
+    Ok(ElastixResult {
+        transform,
+        seconds,
+        version,
+    })
 }
 
 /// `a(b(x))` as one affine (about `b`'s centre).
@@ -113,11 +133,17 @@ fn compose(a: &Affine, b: &Affine) -> Affine {
     let c = b.center;
     let bc = b.apply(c);
     let abc = a.apply(bc);
-    Affine { matrix: m, translation: [abc[0] - c[0], abc[1] - c[1], abc[2] - c[2]], center: c }
+    Affine {
+        matrix: m,
+        translation: [abc[0] - c[0], abc[1] - c[1], abc[2] - c[2]],
+        center: c,
+    }
 }
 
 fn numbers(text: &str, key: &str) -> Option<Vec<f64>> {
-    let line = text.lines().find(|l| l.trim_start().starts_with(&format!("({key} ")))?;
+    let line = text
+        .lines()
+        .find(|l| l.trim_start().starts_with(&format!("({key} ")))?;
     let inner = line.trim().trim_start_matches('(').trim_end_matches(')');
     inner
         .split_whitespace()
@@ -127,7 +153,9 @@ fn numbers(text: &str, key: &str) -> Option<Vec<f64>> {
 }
 
 fn word(text: &str, key: &str) -> Option<String> {
-    let line = text.lines().find(|l| l.trim_start().starts_with(&format!("({key} ")))?;
+    let line = text
+        .lines()
+        .find(|l| l.trim_start().starts_with(&format!("({key} ")))?;
     Some(line.split('"').nth(1)?.to_string())
 }
 
@@ -137,7 +165,10 @@ pub fn parse_transform(text: &str) -> Result<Affine, String> {
     let p = numbers(text, "TransformParameters").ok_or("no (TransformParameters ...)")?;
     let c = numbers(text, "CenterOfRotationPoint").ok_or("no (CenterOfRotationPoint ...)")?;
     if c.len() != 3 {
-        return Err(format!("CenterOfRotationPoint has {} numbers, not 3", c.len()));
+        return Err(format!(
+            "CenterOfRotationPoint has {} numbers, not 3",
+            c.len()
+        ));
     }
     let center = [c[0], c[1], c[2]];
     match (kind.as_str(), p.len()) {
@@ -151,8 +182,16 @@ pub fn parse_transform(text: &str) -> Result<Affine, String> {
             let rz = [[cz, -sz, 0.0], [sz, cz, 0.0], [0.0, 0.0, 1.0]];
             use crate::volume::transform::mul3;
             // ITK's Euler3DTransform: Rz Rx Ry, or Rz Ry Rx with ComputeZYX.
-            let m = if zyx { mul3(&rz, &mul3(&ry, &rx)) } else { mul3(&rz, &mul3(&rx, &ry)) };
-            Ok(Affine { matrix: m, translation: [p[3], p[4], p[5]], center })
+            let m = if zyx {
+                mul3(&rz, &mul3(&ry, &rx))
+            } else {
+                mul3(&rz, &mul3(&rx, &ry))
+            };
+            Ok(Affine {
+                matrix: m,
+                translation: [p[3], p[4], p[5]],
+                center,
+            })
         }
         ("AffineTransform", 12) => Ok(Affine::from_itk_parameters(&p, center)),
         (k, n) => Err(format!("{k} with {n} parameters is not read here")),
@@ -172,7 +211,9 @@ mod tests {
         assert_eq!(a.center, [10.0, 20.0, -5.0]);
         // The centre maps to itself plus the translation.
         let c = a.apply([10.0, 20.0, -5.0]);
-        assert!((c[0] - 11.5).abs() < 1e-9 && (c[1] - 18.0).abs() < 1e-9 && (c[2] + 1.0).abs() < 1e-9);
+        assert!(
+            (c[0] - 11.5).abs() < 1e-9 && (c[1] - 18.0).abs() < 1e-9 && (c[2] + 1.0).abs() < 1e-9
+        );
         assert!(parse_transform("(Transform \"BSplineTransform\")\n(TransformParameters 1)\n(CenterOfRotationPoint 0 0 0)").is_err());
     }
 

@@ -57,7 +57,8 @@ pub struct ReaderLog {
 
 /// Read a reader's log, refusing another format version.
 pub fn read_log(path: &Path) -> Result<ReaderLog, StudyError> {
-    let text = crate::io::read_text(path, crate::io::MAX_TEXT_BYTES).map_err(|e| StudyError::io(path, "read", e))?;
+    let text = crate::io::read_text(path, crate::io::MAX_TEXT_BYTES)
+        .map_err(|e| StudyError::io(path, "read", e))?;
     let mut lines: Vec<&str> = text.split('\n').collect();
     // A complete file ends with a newline; anything after the last one is a torn write.
     let tail = lines.pop().unwrap_or("");

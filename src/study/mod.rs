@@ -198,7 +198,8 @@ pub fn fnv(bytes: &[u8]) -> u64 {
 impl Study {
     /// Read a study file (TOML, or JSON by extension), refusing other format versions.
     pub fn read(path: &Path) -> Result<Study, StudyError> {
-        let text = crate::io::read_text(path, crate::io::MAX_TEXT_BYTES).map_err(|e| StudyError::io(path, "read", e))?;
+        let text = crate::io::read_text(path, crate::io::MAX_TEXT_BYTES)
+            .map_err(|e| StudyError::io(path, "read", e))?;
         let syntax = |format, problem: String| StudyError::Syntax {
             path: path.to_path_buf(),
             format,

@@ -215,21 +215,20 @@ impl Affine {
 
     /// Read an ITK transform file holding one affine-family 3D transform.
     pub fn read_tfm(path: &Path) -> Result<Affine, TransformFileError> {
-        let text =
-            {
-                // An ITK transform file is a few hundred bytes; refuse what is not one before
-                // reading it whole.
-                let len = std::fs::metadata(path)
-                    .map_err(|e| bad(path, format!("cannot read: {e}")))?
-                    .len();
-                if len > 1 << 20 {
-                    return Err(bad(
-                        path,
-                        format!("{len} bytes: not an ITK transform file (at most 1048576)"),
-                    ));
-                }
-                std::fs::read_to_string(path).map_err(|e| bad(path, format!("cannot read: {e}")))?
-            };
+        let text = {
+            // An ITK transform file is a few hundred bytes; refuse what is not one before
+            // reading it whole.
+            let len = std::fs::metadata(path)
+                .map_err(|e| bad(path, format!("cannot read: {e}")))?
+                .len();
+            if len > 1 << 20 {
+                return Err(bad(
+                    path,
+                    format!("{len} bytes: not an ITK transform file (at most 1048576)"),
+                ));
+            }
+            std::fs::read_to_string(path).map_err(|e| bad(path, format!("cannot read: {e}")))?
+        };
         let mut kind = None;
         let mut params = None;
         let mut fixed = None;

@@ -56,7 +56,12 @@ pub(super) fn run(a: &AllArgs) -> anyhow::Result<()> {
     let mut results = Vec::new();
     let exe = std::env::current_exe()?;
     let tmp = tempfile_dir()?;
-    for dev in a.devices.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+    for dev in a
+        .devices
+        .split(',')
+        .map(str::trim)
+        .filter(|d| !d.is_empty())
+    {
         let share = match dev {
             "cpu" => "full",
             "gpu" if has_gpu => "nets",
@@ -70,7 +75,8 @@ pub(super) fn run(a: &AllArgs) -> anyhow::Result<()> {
         println!("\n== compute device {dev} ({share} set)");
         let out = tmp.join(format!("{dev}.json"));
         let mut cmd = Command::new(&exe);
-        cmd.args(["bench", "--device", dev, "all", "--child", share, "--json"]).arg(&out);
+        cmd.args(["bench", "--device", dev, "all", "--child", share, "--json"])
+            .arg(&out);
         let software_gpu = dev == "gpu" && adapters.iter().all(|a| a["software"] == true);
         if a.quick || software_gpu {
             cmd.arg("--quick");
@@ -87,7 +93,9 @@ pub(super) fn run(a: &AllArgs) -> anyhow::Result<()> {
             .and_then(|t| serde_json::from_str(&t).ok())
             .unwrap_or_default();
         if !status.success() {
-            recs.push(json!({"bench": "all", "error": format!("the {dev} run exited with {status}")}));
+            recs.push(
+                json!({"bench": "all", "error": format!("the {dev} run exited with {status}")}),
+            );
         }
         for r in &mut recs {
             r["device"] = json!(dev);
@@ -161,7 +169,9 @@ fn run_child(a: &AllArgs, full: bool) {
         torch_device: torch_device_for_child(a),
     };
     let (size, batch, repeat) = if q { (128, 4, 1) } else { (256, 4, 3) };
-    step("synthesize", || super::bench_synthesize(if q { 4 } else { 8 }, 4));
+    step("synthesize", || {
+        super::bench_synthesize(if q { 4 } else { 8 }, 4)
+    });
     step("models", || {
         super::bench_models(size, batch, repeat, "unet:32:4,drunet:34", &pytorch)
     });
@@ -187,7 +197,9 @@ fn run_child(a: &AllArgs, full: bool) {
             size: 512,
         })
     });
-    step("register", || super::register::bench_register("t1", None, false, true));
+    step("register", || {
+        super::register::bench_register("t1", None, false, true)
+    });
     step("frame_time", || frame_time(q));
 }
 
@@ -200,7 +212,10 @@ fn torch_device_for_child(a: &AllArgs) -> String {
         let python = super::pytorch::torch_python(a.python.as_deref());
         let cuda = python.is_some_and(|p| {
             Command::new(p)
-                .args(["-c", "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)"])
+                .args([
+                    "-c",
+                    "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)",
+                ])
                 .status()
                 .is_ok_and(|s| s.success())
         });
@@ -216,7 +231,8 @@ fn torch_device_for_child(a: &AllArgs) -> String {
 fn frame_time(quick: bool) -> anyhow::Result<()> {
     let exe = std::env::current_exe()?;
     let frames = if quick { "60" } else { "240" };
-    let headless = std::env::var_os("DISPLAY").is_none() && std::env::var_os("WAYLAND_DISPLAY").is_none();
+    let headless =
+        std::env::var_os("DISPLAY").is_none() && std::env::var_os("WAYLAND_DISPLAY").is_none();
     let mut cmd = if headless && which("xvfb-run") {
         let mut c = Command::new("xvfb-run");
         c.args(["-a", "-s", "-screen 0 1600x900x24"]).arg(&exe);
@@ -238,7 +254,10 @@ fn frame_time(quick: bool) -> anyhow::Result<()> {
         anyhow::bail!(
             "no frame times from the window ({}): {}",
             out.status,
-            String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or("")
+            String::from_utf8_lossy(&out.stderr)
+                .lines()
+                .last()
+                .unwrap_or("")
         );
     }
     Ok(())
@@ -331,6 +350,8 @@ mod tests {
         assert_eq!(r["phase"], "scrolling");
         assert_eq!(r["frames"], 120.0);
         assert_eq!(r["p95_ms"], 7.2);
-        assert!(super::parse_phase("autoscroll: window 1440x720 points; frame times in ms").is_none());
+        assert!(
+            super::parse_phase("autoscroll: window 1440x720 points; frame times in ms").is_none()
+        );
     }
 }

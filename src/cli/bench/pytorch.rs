@@ -122,7 +122,9 @@ pub(super) fn run_pytorch(args: &PytorchArgs, script_args: &[String]) -> Option<
     };
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/pytorch_reference.py");
     let mut cmd = std::process::Command::new(&python);
-    cmd.arg(&script).args(script_args).args(["--device", &args.torch_device]);
+    cmd.arg(&script)
+        .args(script_args)
+        .args(["--device", &args.torch_device]);
     let out = match cmd.output() {
         Ok(o) => o,
         Err(e) => {

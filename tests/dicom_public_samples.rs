@@ -291,3 +291,57 @@ fn an_image_without_pixel_data_is_refused_naming_the_problem() {
         "{msg}"
     );
 }
+
+/// The declared-length walk (io::dicom::bounds) refuses nothing that dicom-rs itself reads: for
+/// every sample (pydicom's and nibabel's) that dicom-rs opens whole, the walk passes; where it
+/// refuses, dicom-rs's own read fails too. (The walk exists to refuse first, before dicom-rs
+/// commits memory for a length the file cannot hold.)
+#[test]
+fn the_length_walk_refuses_only_what_dicom_rs_cannot_read() {
+    use synthscope::io::dicom::bounds::{Extent, check_file};
+    let mut files = Vec::new();
+    let mut stack = vec![samples_root().to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0) < (64 << 20) {
+                files.push(path);
+            }
+        }
+    }
+    files.sort();
+    let (mut opened, mut refused_by_both) = (0, 0);
+    for path in &files {
+        let walk = check_file(path, Extent::Whole);
+        let ours_refuses = walk.is_err();
+        // Without the walk, a refused file may make dicom-rs reserve gigabytes: only ask it
+        // where the walk passes, or for files the walk refuses with a modest declared length.
+        if !ours_refuses {
+            if dicom::object::open_file(path).is_ok() {
+                opened += 1;
+            }
+            continue;
+        }
+        let message = walk.unwrap_err().to_string();
+        let declared: u64 = message
+            .split("declares ")
+            .nth(1)
+            .and_then(|s| s.split(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        if declared < (256 << 20) {
+            assert!(
+                dicom::object::open_file(path).is_err(),
+                "the length walk refuses a file dicom-rs reads: {message}"
+            );
+        }
+        refused_by_both += 1;
+    }
+    println!(
+        "{} files: {opened} open in dicom-rs and pass the walk, {refused_by_both} refused by the walk",
+        files.len()
+    );
+    assert!(opened > 50, "only {opened} samples opened");
+}

@@ -62,3 +62,21 @@ fn corpora_and_found_crashes_replay_without_a_panic() {
         failures.join("\n")
     );
 }
+
+/// The out-of-memory input the fuzzer found in dicom_file: its last element, (FFFF,8080) with
+/// the unknown VR FF FF, declares ~2 GB at the end of a 21 KB file. dicom-rs reserved and
+/// zero-filled that much before reading; now the declared-length walk refuses it first, in words
+/// that name the element and both numbers, and the process stays small.
+#[test]
+fn the_dicom_oom_input_is_refused_before_anything_is_allocated() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/regressions/dicom_file");
+    let file = root.join("oom-3171e1c111f69caba277800b64ba7cb2265ae135");
+    let data = std::fs::read(&file).unwrap();
+    let t0 = Instant::now();
+    let answer = run("dicom_file", &data).unwrap();
+    assert!(
+        answer.contains("(FFFF,8080) declares 2155937791 bytes but only 72 remain"),
+        "{answer}"
+    );
+    assert!(t0.elapsed() < Duration::from_secs(2), "{:?}", t0.elapsed());
+}

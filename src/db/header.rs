@@ -96,6 +96,12 @@ pub(super) fn read_header(path: &Path) -> Read {
     if !has_dicm_magic(path) {
         return Read::NotDicom;
     }
+    use crate::io::dicom::bounds;
+    if let Err(crate::io::LoadError::File { problem, .. }) =
+        bounds::check_file(path, bounds::Extent::UntilPixelData)
+    {
+        return Read::Unreadable(problem);
+    }
     let opened = std::panic::catch_unwind(|| {
         OpenFileOptions::new()
             .read_until(tags::PIXEL_DATA)

@@ -907,6 +907,12 @@ struct Outgoing {
 }
 
 fn read_outgoing(path: &Path) -> Result<Outgoing, PacsError> {
+    use crate::io::dicom::bounds;
+    if let Err(crate::io::LoadError::File { problem, .. }) =
+        bounds::check_file(path, bounds::Extent::Meta)
+    {
+        return Err(PacsError::file(path, problem));
+    }
     let f = std::fs::File::open(path).map_err(|e| PacsError::file(path, e))?;
     let mut r = BufReader::new(f);
     let mut pre = [0u8; 128];
@@ -1041,6 +1047,14 @@ pub fn store(
                 .map_err(|e| PacsError::file(&f.path, e))?;
             Box::new(BufReader::with_capacity(1 << 20, file))
         } else if is_native(&ts) && is_native(&f.ts) {
+            if let Err(crate::io::LoadError::File { problem, .. }) =
+                crate::io::dicom::bounds::check_file(
+                    &f.path,
+                    crate::io::dicom::bounds::Extent::Whole,
+                )
+            {
+                return Err(PacsError::file(&f.path, problem));
+            }
             let obj = dicom::object::open_file(&f.path)
                 .map_err(|e| PacsError::file(&f.path, chain(&e)))?;
             Box::new(std::io::Cursor::new(encode_identifier(&obj, &ts)?))

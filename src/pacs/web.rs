@@ -476,14 +476,18 @@ fn is_part10(p: &Path) -> bool {
 
 /// The file name of a received part: its SOP instance UID when its meta says.
 fn part_name(tmp: &Path) -> String {
-    let uid = std::fs::File::open(tmp).ok().and_then(|f| {
-        let mut r = std::io::BufReader::new(f);
-        let mut pre = [0u8; 128];
-        r.read_exact(&mut pre).ok()?;
-        dicom::object::FileMetaTable::from_reader(&mut r)
-            .ok()
-            .map(|m| m.media_storage_sop_instance_uid().to_string())
-    });
+    let bounded = crate::io::dicom::bounds::check_file(tmp, crate::io::dicom::bounds::Extent::Meta);
+    let uid = std::fs::File::open(tmp)
+        .ok()
+        .filter(|_| bounded.is_ok())
+        .and_then(|f| {
+            let mut r = std::io::BufReader::new(f);
+            let mut pre = [0u8; 128];
+            r.read_exact(&mut pre).ok()?;
+            dicom::object::FileMetaTable::from_reader(&mut r)
+                .ok()
+                .map(|m| m.media_storage_sop_instance_uid().to_string())
+        });
     match uid {
         Some(u) => instance_file_name(&u),
         None => tmp

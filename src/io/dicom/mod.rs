@@ -2,6 +2,7 @@
 //! a volume as a new series ([`write`]); attribute accessors shared by both sides.
 
 mod attributes;
+pub mod bounds;
 pub mod decode;
 pub mod scan;
 pub mod write;

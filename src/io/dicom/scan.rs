@@ -115,6 +115,7 @@ fn scan_file(path: &Path) -> Result<(SeriesScan, String), LoadError> {
         128.min(head.len())
     };
     let after_preamble = &head[skip..];
+    super::bounds::check_file(path, super::bounds::Extent::UntilPixelData)?;
     let obj = OpenFileOptions::new()
         .read_until(tags::PIXEL_DATA)
         .read_preamble(ReadPreamble::Never)

@@ -80,3 +80,18 @@ fn the_dicom_oom_input_is_refused_before_anything_is_allocated() {
     );
     assert!(t0.elapsed() < Duration::from_secs(2), "{:?}", t0.elapsed());
 }
+
+/// The RLE input the fuzzer found in dicom_file: a segment whose literal run ends past the
+/// segment, so it decodes short. dicom-rs's RLE decoder indexed past the short segment (a panic,
+/// caught and reported, but a panic); RLE is now decoded by ours, which refuses it in words.
+#[test]
+fn a_short_rle_segment_is_refused_in_words() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/regressions/dicom_file");
+    let data = std::fs::read(root.join("crash-db7ba070a6b4eb5f40dbb9b091289069447d91b8")).unwrap();
+    let answer = std::panic::catch_unwind(|| run("dicom_file", &data).unwrap())
+        .expect("no panic, caught or not");
+    assert!(
+        answer.contains("RLE frame 0: literal run past the segment end"),
+        "{answer}"
+    );
+}

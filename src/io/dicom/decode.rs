@@ -32,11 +32,10 @@ fn decode_file(
         .map_err(|e| LoadError::file(path, format!("cannot read the data set (file truncated or corrupt: the data ends before an element's declared length): {e}")))?;
     let ts = obj.meta().transfer_syntax().to_string();
     check_decodable(&obj, path, &ts, rows, cols)?;
-    // RLE with 32-bit samples (dose grids): dicom-rs's RLE decoder stops at 16 bits; ours covers it.
-    if ts.trim_end_matches('\0') == uids::RLE_LOSSLESS
-        && int(&obj, tags::BITS_ALLOCATED).unwrap_or(16) == 32
-    {
-        return decode_rle32(&obj, path, frames, rows * cols);
+    // RLE Lossless is decoded by ours at every depth: dicom-rs's decoder stops at 16 bits and
+    // indexes past a segment that decodes short (a panic on a damaged file).
+    if ts.trim_end_matches('\0') == uids::RLE_LOSSLESS {
+        return decode_rle(&obj, path, frames, rows * cols);
     }
     let decoded =
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| obj.decode_pixel_data()))
@@ -146,14 +145,34 @@ fn check_decodable(
     Ok(())
 }
 
-/// RLE Lossless frames of 32-bit samples, decoded by [`rle_decode_frame`].
-fn decode_rle32(
+/// RLE Lossless frames (single-sample pixels of 8, 16 or 32 bits), decoded by
+/// [`rle_decode_frame`]; values as the general decoder gives them: the low BitsStored bits of
+/// 16-bit samples (all 8 or 32 otherwise), two's complement when PixelRepresentation is 1, then
+/// the rescale, computed as [`convert_plane`] computes it.
+fn decode_rle(
     obj: &dicom::object::DefaultDicomObject,
     path: &Path,
     frames: &[(u32, (f64, f64))],
     plane: usize,
 ) -> Result<Vec<Vec<f32>>, LoadError> {
     let signed = int(obj, tags::PIXEL_REPRESENTATION).unwrap_or(0) == 1;
+    let allocated = int(obj, tags::BITS_ALLOCATED).unwrap_or(16);
+    let bytes = match allocated {
+        8 | 16 | 32 => (allocated / 8) as usize,
+        other => {
+            return Err(LoadError::file(
+                path,
+                format!(
+                    "RLE Lossless with BitsAllocated (0028,0100) = {other}: 8, 16 or 32 are read"
+                ),
+            ));
+        }
+    };
+    let bits = match allocated {
+        16 => int(obj, tags::BITS_STORED).unwrap_or(16).clamp(1, 16) as u32,
+        other => other as u32,
+    };
+    let shift = 32 - bits;
     let fragments = obj
         .get(tags::PIXEL_DATA)
         .and_then(|e| e.value().fragments())
@@ -163,15 +182,27 @@ fn decode_rle32(
         let frag = fragments
             .get(frame as usize)
             .ok_or_else(|| LoadError::file(path, format!("no RLE fragment for frame {frame}")))?;
-        let raw = rle_decode_frame(frag, plane, 4)
+        let raw = rle_decode_frame(frag, plane, bytes)
             .map_err(|m| LoadError::file(path, format!("RLE frame {frame}: {m}")))?;
-        out.push(
+        let value = |r: u32| -> i64 {
+            if bytes == 4 {
+                if signed { r as i32 as i64 } else { r as i64 }
+            } else if signed {
+                (((r << shift) as i32) >> shift) as i64
+            } else {
+                ((r << shift) >> shift) as i64
+            }
+        };
+        let integer =
+            bytes < 4 && slope == 1.0 && intercept.fract() == 0.0 && intercept.abs() <= 8_388_608.0;
+        out.push(if integer {
+            let b = intercept as i64;
+            raw.into_iter().map(|r| (value(r) + b) as f32).collect()
+        } else {
             raw.into_iter()
-                .map(|r| {
-                    ((if signed { r as i32 as f64 } else { r as f64 }) * slope + intercept) as f32
-                })
-                .collect(),
-        );
+                .map(|r| (slope * value(r) as f64 + intercept) as f32)
+                .collect()
+        });
     }
     Ok(out)
 }

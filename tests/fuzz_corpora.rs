@@ -95,3 +95,15 @@ fn a_short_rle_segment_is_refused_in_words() {
         "{answer}"
     );
 }
+
+/// A dicom_folder input from the corpus that took 775 MB: one file's Columns (0028,0011) is a UL
+/// of length 2. dicom-rs reads whole 4-byte units of a UL, so it takes none of the 2 bytes and
+/// reads the next header 2 bytes early, where it finds an OB of 775 MB. The length walk now
+/// follows dicom-rs's stream position and refuses that header.
+#[test]
+fn a_misaligned_header_after_a_short_ul_is_refused() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/regressions/dicom_folder");
+    let data = std::fs::read(root.join("oom-08507b256d73d160348bc09ecd94f2ab6b79384c")).unwrap();
+    let answer = run("dicom_folder", &data).unwrap();
+    assert!(answer.contains("declares 775028744 bytes"), "{answer}");
+}

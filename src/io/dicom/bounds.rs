@@ -179,7 +179,29 @@ fn walk_meta(rest: &[u8]) -> Result<(String, usize), String> {
     Ok((ts, p))
 }
 
-/// The data set, walked as dicom-rs's `DataSetReader` tokenises it.
+/// How many bytes dicom-rs's "preserved" value reader takes from the stream for a value of
+/// `len` bytes: whole numbers of the VR's binary unit (so a UL of length 2 takes none), all of
+/// it for text and bytes. Its own position advances by `len` regardless, which is what its
+/// defined-length sequence and item ends are measured against.
+fn consumed(vr: Option<VR>, len: u64) -> u64 {
+    match vr {
+        Some(VR::AT | VR::FL | VR::OF | VR::SL | VR::UL | VR::OL) => len & !3,
+        Some(VR::SS | VR::US | VR::OW) => len & !1,
+        Some(VR::FD | VR::OD | VR::SV | VR::UV | VR::OV) => len & !7,
+        _ => len,
+    }
+}
+
+/// An open sequence or item: where it ends in dicom-rs's position count (None: undefined
+/// length, ended by a delimiter), and whether it is Pixel Data's fragment sequence.
+struct Open {
+    end: Option<u64>,
+    fragments: bool,
+}
+
+/// The data set, walked as dicom-rs's `DataSetReader` tokenises it: `p` is where the next
+/// header is read in the stream, `q` dicom-rs's own count of bytes read (they differ after a
+/// binary value whose length is not a whole number of its unit).
 fn walk_data_set(data: &[u8], syntax: Syntax, extent: Extent) -> Result<(), String> {
     let u16_at = |p: usize| match syntax {
         Syntax::ExplicitBe => u16::from_be_bytes([data[p], data[p + 1]]),
@@ -190,19 +212,29 @@ fn walk_data_set(data: &[u8], syntax: Syntax, extent: Extent) -> Result<(), Stri
         _ => u32::from_le_bytes([data[p], data[p + 1], data[p + 2], data[p + 3]]),
     };
     let dictionary = StandardDataDictionary;
-    // Depth of nested sequences, and whether the innermost open one holds pixel fragments.
-    let mut depth = 0usize;
-    let mut fragments = false;
-    let mut p = 0usize;
-    while p + 8 <= data.len() {
+    let mut open: Vec<Open> = Vec::new();
+    let (mut p, mut q) = (0usize, 0u64);
+    loop {
+        // Defined-length sequences and items end where dicom-rs's count reaches their end.
+        while open
+            .last()
+            .is_some_and(|o| o.end.is_some_and(|end| q >= end))
+        {
+            open.pop();
+        }
+        if p + 8 > data.len() {
+            return Ok(()); // the parser meets the end of the data
+        }
         let group = u16_at(p);
         let element = u16_at(p + 2);
         if group == 0xFFFE {
             // Items and delimiters: tag and a 32-bit length, no VR.
             let len = u32_at(p + 4) as u64;
             p += 8;
+            q += 8;
+            let in_fragments = open.last().is_some_and(|o| o.fragments);
             match element {
-                0xE000 if fragments => {
+                0xE000 if in_fragments => {
                     // A fragment (or the offset table): its value is allocated and read.
                     if len == u32::MAX as u64 {
                         return Err("a pixel data fragment has an undefined length".into());
@@ -212,10 +244,14 @@ fn walk_data_set(data: &[u8], syntax: Syntax, extent: Extent) -> Result<(), Stri
                         return Err(too_long((group, element), len, left, "pixel data fragment"));
                     }
                     p += len as usize;
+                    q += len;
                 }
-                0xE0DD => {
-                    depth = depth.saturating_sub(1);
-                    fragments = false;
+                0xE000 => open.push(Open {
+                    end: (len != u32::MAX as u64).then_some(q + len),
+                    fragments: false,
+                }),
+                0xE00D | 0xE0DD => {
+                    open.pop();
                 }
                 _ => {}
             }
@@ -223,17 +259,19 @@ fn walk_data_set(data: &[u8], syntax: Syntax, extent: Extent) -> Result<(), Stri
         }
         let tag = (group, element);
         let is_pixel_data = tag == (0x7FE0, 0x0010);
-        if is_pixel_data && depth == 0 && extent == Extent::UntilPixelData {
+        // A header scan (`read_until(PixelData)`) stops at the first top-level tag at or past it.
+        if extent == Extent::UntilPixelData && open.is_empty() && tag >= (0x7FE0, 0x0010) {
             return Ok(());
         }
         let (vr, len, header): (Option<VR>, u64, usize) = match syntax {
             Syntax::ImplicitLe => {
-                let vr = if is_pixel_data {
+                let vr = if is_pixel_data || (group >> 8 == 0x60 && element == 0x3000) {
                     Some(VR::OW)
                 } else {
                     dictionary
                         .by_tag(Tag(group, element))
                         .map(|entry| entry.vr().relaxed())
+                        .or(Some(VR::UN))
                 };
                 (vr, u32_at(p + 4) as u64, 8)
             }
@@ -243,21 +281,35 @@ fn walk_data_set(data: &[u8], syntax: Syntax, extent: Extent) -> Result<(), Stri
                     (VR::from_binary(code), u16_at(p + 6) as u64, 8)
                 } else {
                     if p + 12 > data.len() {
-                        return Ok(()); // the parser meets the end of the file
+                        return Ok(());
                     }
-                    (VR::from_binary(code), u32_at(p + 8) as u64, 12)
+                    (
+                        VR::from_binary(code).or(Some(VR::UN)),
+                        u32_at(p + 8) as u64,
+                        12,
+                    )
                 }
             }
         };
         p += header;
+        q += header as u64;
         if len == u32::MAX as u64 {
             // Encapsulated pixel data, or any other undefined length: a sequence follows.
-            depth += 1;
-            fragments = is_pixel_data;
+            open.push(Open {
+                end: None,
+                fragments: is_pixel_data,
+            });
             continue;
         }
         if vr == Some(VR::SQ) {
             // A sequence of defined length: its items follow, walked in turn.
+            open.push(Open {
+                end: Some(q + len),
+                fragments: false,
+            });
+            continue;
+        }
+        if len == 0 {
             continue;
         }
         // A value: dicom-rs reserves `len` bytes (odd lengths accepted) and reads them.
@@ -265,9 +317,9 @@ fn walk_data_set(data: &[u8], syntax: Syntax, extent: Extent) -> Result<(), Stri
         if len > left as u64 {
             return Err(too_long(tag, len, left, "element"));
         }
-        p += len as usize;
+        p += consumed(vr, len) as usize;
+        q += len;
     }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -398,5 +450,16 @@ mod tests {
         let f = file("1.2.840.10008.1.2", &body);
         let e = check_bytes(&f, Extent::Whole).unwrap_err();
         assert!(e.contains("(0010,0010)"), "{e}");
+    }
+
+    #[test]
+    fn binary_values_take_whole_units_as_dicom_rs_reads_them() {
+        assert_eq!(consumed(Some(VR::UL), 2), 0);
+        assert_eq!(consumed(Some(VR::UL), 7), 4);
+        assert_eq!(consumed(Some(VR::US), 3), 2);
+        assert_eq!(consumed(Some(VR::FD), 12), 8);
+        assert_eq!(consumed(Some(VR::OB), 3), 3);
+        assert_eq!(consumed(Some(VR::CS), 5), 5);
+        assert_eq!(consumed(None, 5), 5);
     }
 }

@@ -107,3 +107,20 @@ fn a_misaligned_header_after_a_short_ul_is_refused() {
     let answer = run("dicom_folder", &data).unwrap();
     assert!(answer.contains("declares 775028744 bytes"), "{answer}");
 }
+
+/// The JPEG 2000 input the fuzzer found in dicom_file: a 64 x 64 image whose codestream says
+/// 64 x 1048640. The decoder worked for the codestream's size and dicom-rs's adapter indexed
+/// past the 64 x 64 frame (a panic); the frame's SIZ is now checked against Rows and Columns
+/// first.
+#[test]
+fn a_codestream_larger_than_its_image_is_refused_in_words() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/regressions/dicom_file");
+    let data = std::fs::read(root.join("crash-0ab39e45521b0257672842f83ad17543fbd2eb21")).unwrap();
+    let answer = std::panic::catch_unwind(|| run("dicom_file", &data).unwrap())
+        .expect("no panic, caught or not");
+    assert!(
+        answer
+            .contains("the codestream is 64x1048640 but Columns x Rows (0028,0011/0010) are 64x64"),
+        "{answer}"
+    );
+}

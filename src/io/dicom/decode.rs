@@ -32,6 +32,20 @@ fn decode_file(
         .map_err(|e| LoadError::file(path, format!("cannot read the data set (file truncated or corrupt: the data ends before an element's declared length): {e}")))?;
     let ts = obj.meta().transfer_syntax().to_string();
     check_decodable(&obj, path, &ts, rows, cols)?;
+    // Compressed frames must agree with Rows/Columns before a decoder sizes its work by them.
+    if let Some(codec) = super::codestream::codec(&ts)
+        && let Some(fragments) = obj
+            .get(tags::PIXEL_DATA)
+            .and_then(|e| e.value().fragments())
+    {
+        super::codestream::check_fragments(
+            codec,
+            fragments.iter().map(|f| f.as_slice()),
+            rows,
+            cols,
+        )
+        .map_err(|e| LoadError::file(path, e))?;
+    }
     // RLE Lossless is decoded by ours at every depth: dicom-rs's decoder stops at 16 bits and
     // indexes past a segment that decodes short (a panic on a damaged file).
     if ts.trim_end_matches('\0') == uids::RLE_LOSSLESS {

@@ -3,6 +3,7 @@
 
 mod attributes;
 pub mod bounds;
+pub mod codestream;
 pub mod decode;
 pub mod scan;
 pub mod write;

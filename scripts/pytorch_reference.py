@@ -12,6 +12,7 @@ prints one JSON object. A benchmark reference only: SynthScope never needs it to
 
   python scripts/pytorch_reference.py infer --models unet:32:4,drunet:34 --size 256 --batch 4
   python scripts/pytorch_reference.py train --models unet:16:4 --size 128 --batch 4 --steps 3
+  python scripts/pytorch_reference.py train-ops --base-width 16 --levels 4 --size 128 --batch 4
 
 Make a Python with torch: python3 -m venv DIR && DIR/bin/pip install torch
 """
@@ -287,9 +288,84 @@ def time_ops(a, device):
     return results
 
 
+def time_train_ops(a, device):
+    """Each op of a U-Net training step alone: forward, and forward + backward seeded through
+    sum(y * g) (as `bench ops --train` does), batch norms in training mode; best of a.repeat."""
+    results = []
+    for o in unet_ops(a.base_width, a.levels, a.size, False):
+        kind, B = o[0], a.batch
+        leaf = lambda *shape: torch.randn(*shape, device=device, requires_grad=True)
+        if kind == "conv":
+            _, k, ci, co, side, bias = o
+            x, w = leaf(B, ci, side, side), leaf(co, ci, k, k)
+            b = (torch.rand(co, device=device) + 0.5).requires_grad_() if bias else None
+            leaves = [t for t in (x, w, b) if t is not None]
+            fn = lambda x=x, w=w, b=b, p=k // 2: F.conv2d(x, w, b, padding=p)
+        elif kind == "bn":
+            _, c, side = o
+            x = leaf(B, c, side, side)
+            g, be = ((torch.rand(c, device=device) + 0.5).requires_grad_() for _ in range(2))
+            leaves = [x, g, be]
+            fn = lambda x=x, g=g, be=be: F.batch_norm(x, None, None, g, be, True, 0.1, 1e-5)
+        elif kind in ("relu", "pool", "up"):
+            x = leaf(B, o[1], o[2], o[2])
+            leaves = [x]
+            fn = {
+                "relu": lambda x=x: F.relu(x),
+                "pool": lambda x=x: F.max_pool2d(x, 2, 2),
+                "up": lambda x=x: F.interpolate(x, scale_factor=2, mode="nearest"),
+            }[kind]
+        else:
+            x, y = leaf(B, o[1], o[3], o[3]), leaf(B, o[2], o[3], o[3])
+            leaves = [x, y]
+            fn = lambda x=x, y=y: torch.cat([x, y], 1)
+        g = torch.randn_like(fn().detach())
+
+        def both(fn=fn, g=g, leaves=leaves):
+            for t in leaves:
+                t.grad = None
+            (fn() * g).sum().backward()
+
+        def best(f):
+            f()
+            sync(device)
+            out = float("inf")
+            for _ in range(max(a.repeat, 1)):
+                t = time.perf_counter()
+                f()
+                sync(device)
+                out = min(out, time.perf_counter() - t)
+            return out * 1e3
+
+        results.append({"name": op_name(o), "fwd_ms": best(fn), "fwd_bwd_ms": best(both)})
+    return results
+
+
+def time_train_phases(a, device):
+    """The whole U-Net's step taken apart: forward + loss, + backward, + Adam (best of a.repeat, ms)."""
+    net = Unet(a.base_width, a.levels, conv_first=a.conv_before_up).to(device).train()
+    x = torch.rand(a.batch, 1, a.size, a.size, device=device)
+    y = torch.rand(a.batch, 1, a.size, a.size, device=device)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    best = [float("inf")] * 3
+    for _ in range(max(a.repeat, 1) + 1):
+        for phase in range(3):
+            opt.zero_grad(set_to_none=True)
+            t = time.perf_counter()
+            loss = F.mse_loss(net(x), y)
+            loss.item()
+            if phase >= 1:
+                loss.backward()
+            if phase == 2:
+                opt.step()
+            sync(device)
+            best[phase] = min(best[phase], (time.perf_counter() - t) * 1e3)
+    return best
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("mode", choices=["infer", "train", "ops"])
+    p.add_argument("mode", choices=["infer", "train", "ops", "train-ops"])
     p.add_argument("--models", default="unet:32:4,drunet:34", help="comma-separated unet:BASE:LEVELS / drunet:DEPTH")
     p.add_argument("--size", type=int, default=256)
     p.add_argument("--batch", type=int, default=4)
@@ -307,6 +383,11 @@ def main():
     if device.type == "cuda" and not torch.cuda.is_available():
         raise SystemExit("torch sees no CUDA device")
     torch.manual_seed(0)
+    if a.mode == "train-ops":
+        out = {"torch": torch.__version__, "threads": torch.get_num_threads(), "ops": time_train_ops(a, device), "phases": time_train_phases(a, device)}
+        json.dump(out, sys.stdout)
+        print()
+        return
     if a.mode == "ops":
         out = {"torch": torch.__version__, "threads": torch.get_num_threads(), "ops": time_ops(a, device)}
         json.dump(out, sys.stdout)

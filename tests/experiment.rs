@@ -158,6 +158,25 @@ fn tiny_experiment_tables_match_run_folders() {
     for f in ["loss_mse.png", "slices_l1.png", "filters_mse.png"] {
         assert!(out.join("figures").join(f).exists(), "{f}");
     }
+    // The report's numbers are the run folders': every mean +/- sd cell, to its printed digits.
+    let cells = report_cells(&html);
+    assert_eq!(cells.len(), 2 * METRICS.len() * REGIONS.len(), "{cells:?}");
+    for (arm, region, metric, mean, sd) in &cells {
+        let folds = read_folds(&cfg, &out, arm).unwrap();
+        let v: Vec<f64> = folds
+            .iter()
+            .map(|f| fold_value(&f.rows, region, metric))
+            .collect();
+        let (m, d) = mean_sd(&v);
+        assert!(
+            printed_equal(mean, m) && printed_equal(sd, d),
+            "{arm} {region} {metric}: report {mean} +/- {sd}, run folders {m} +/- {d}"
+        );
+    }
+    for f in ["features_mse.png", "features_l1.png"] {
+        assert!(out.join("figures").join(f).exists(), "{f}");
+    }
+    assert!(out.join("summary.json").exists());
     // Resume: every fold is finished, so nothing trains again.
     let mut again = Vec::new();
     run_experiment(&cfg, &out, &device, &control, &mut |l| again.push(l)).unwrap();
@@ -167,6 +186,110 @@ fn tiny_experiment_tables_match_run_folders() {
         "{again:?}"
     );
     assert!(!again.iter().any(|l| l.contains("training on")));
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+/// (arm, region, metric, mean, sd) of every table cell of the report.
+fn report_cells(html: &str) -> Vec<(String, String, String, String, String)> {
+    let mut out = Vec::new();
+    for part in html.split("<span class=\"v\" ").skip(1) {
+        let attr = |name: &str| {
+            let k = format!("{name}=\"");
+            let i = part.find(&k).unwrap() + k.len();
+            part[i..i + part[i..].find('"').unwrap()].to_string()
+        };
+        let text = &part[part.find('>').unwrap() + 1..part.find("</span>").unwrap()];
+        let (mean, sd) = text.split_once(" &plusmn; ").unwrap();
+        out.push((
+            attr("data-arm"),
+            attr("data-region"),
+            attr("data-metric"),
+            mean.to_string(),
+            sd.to_string(),
+        ));
+    }
+    out
+}
+
+/// Whether `printed` is `value` rounded to the digits printed.
+fn printed_equal(printed: &str, value: f64) -> bool {
+    if printed == "NaN" {
+        return value.is_nan();
+    }
+    let decimals = printed.split_once('.').map_or(0, |(_, d)| d.len()) as i32;
+    let p: f64 = printed.parse().unwrap();
+    (p - value).abs() <= 0.5 * 10f64.powi(-decimals) + 1e-12
+}
+
+/// Stopped in the middle of a fold (as Cancel in the app and Ctrl-C do), the experiment keeps
+/// its finished folds and continues the stopped one; a different experiment is refused in the
+/// same folder.
+#[test]
+fn a_stopped_experiment_resumes_where_it_stopped() {
+    use synthscope::experiment::{ExperimentEvent, finished_folds, run_experiment_with};
+    let text = TOML
+        .replace("epochs = 1", "epochs = 2")
+        .replace("name = \"tiny\"", "name = \"tiny-stop\"");
+    let cfg: ExperimentConfig = toml::from_str(&text).unwrap();
+    let out = std::env::temp_dir().join(format!("synthscope-exp-stop-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let device = synthscope::gpu::compute_device().unwrap();
+    let control = Control::default();
+    let mut fractions = Vec::new();
+    // Stop once the second fold has finished its first epoch.
+    let r = run_experiment_with(&cfg, &out, &device, &control, &mut |e| match e {
+        ExperimentEvent::Line(l) => {
+            println!("{l}");
+            if l.contains("epoch 1:") && fractions.iter().any(|(f, _)| *f == 1) {
+                control.stop();
+            }
+        }
+        ExperimentEvent::Progress(p) => {
+            assert_eq!(p.total, 4);
+            fractions.push((p.fold, p.fraction));
+        }
+    });
+    let e = r.unwrap_err().to_string();
+    assert!(e.contains("stopped") && e.contains("--resume"), "{e}");
+    assert!(
+        fractions.windows(2).all(|w| w[1].1 >= w[0].1 - 1e-12),
+        "progress never goes back: {fractions:?}"
+    );
+    assert_eq!(finished_folds(&cfg, &out), 1);
+    let stopped = run_dir(&out, "mse", 3, 1);
+    assert!(stopped.join("checkpoints/resume_state.json").exists());
+    // Another experiment in the same folder is refused, naming the file.
+    let other: ExperimentConfig =
+        toml::from_str(&text.replace("epochs = 2", "epochs = 3")).unwrap();
+    let e = run_experiment(&other, &out, &device, &Control::default(), &mut |_| {})
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("experiment.toml") && e.contains("other settings"),
+        "{e}"
+    );
+    // Run again: fold 0 is kept, fold 1 continues from its first epoch, the rest train.
+    let mut lines = Vec::new();
+    run_experiment(&cfg, &out, &device, &Control::default(), &mut |l| {
+        println!("{l}");
+        lines.push(l)
+    })
+    .unwrap();
+    assert_eq!(
+        lines.iter().filter(|l| l.contains("skipped")).count(),
+        1,
+        "{lines:?}"
+    );
+    assert_eq!(finished_folds(&cfg, &out), 4);
+    let run = synthscope::train::runs::Run::read(&stopped).unwrap();
+    let epochs: Vec<usize> = run.epochs.iter().map(|e| e.epoch).collect();
+    assert_eq!(epochs, [1, 2], "the stopped fold has each epoch once");
+    // Resumed, fold 1 logged only its second epoch this time.
+    let i = lines
+        .iter()
+        .position(|l| l.contains("mse seed 3 fold 1"))
+        .unwrap();
+    assert!(lines[i + 1].contains("epoch 2:"), "{:?}", &lines[i..i + 2]);
     let _ = std::fs::remove_dir_all(&out);
 }
 
@@ -188,4 +311,39 @@ fn bad_experiment_files_are_refused_with_the_file_named() {
         "{e}"
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `data = { kind = "varied" }` (the demo model's training data) gives the varied phantom
+/// patients: as many as asked, each of its own anatomy (different head masks, not only poses).
+#[test]
+fn varied_data_source_gives_distinct_patients() {
+    use synthscope::train::{DataSource, TrainConfig, data::load_cases};
+    let cfg: TrainConfig = toml::from_str(
+        r#"
+        name = "v"
+        data = { kind = "varied", patients = 2, small = true }
+        model = { kind = "unet", base_width = 4, levels = 1 }
+        "#,
+    )
+    .unwrap();
+    assert_eq!(
+        cfg.data,
+        DataSource::Varied {
+            patients: 2,
+            small: true
+        }
+    );
+    let cases = load_cases(&cfg, &Default::default()).unwrap();
+    assert_eq!(cases.len(), 2);
+    assert_eq!(cases[1].name, "varied phantom 1");
+    let head = |c: &synthscope::train::Case| c.mask.iter().filter(|m| **m).count();
+    let (a, b) = (head(&cases[0]), head(&cases[1]));
+    assert!(a != b && a > 1000 && b > 1000, "head voxels {a} and {b}");
+    // The same as the experiment's patients 0 and 1.
+    let p1 = synthscope::io::phantom::phantom_patient_varied(
+        &synthscope::io::phantom::PhantomConfig::small(),
+        1,
+    );
+    let mask1 = p1.0.data.iter().filter(|v| **v > -500.0).count();
+    assert_eq!(mask1, b);
 }

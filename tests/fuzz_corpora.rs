@@ -124,3 +124,18 @@ fn a_codestream_larger_than_its_image_is_refused_in_words() {
         "{answer}"
     );
 }
+
+/// A dicom_file input that took 2.3 GB: an OB two sequences deep declares 2,358,021,260 bytes
+/// where the length walk and dicom-rs's reader part ways. Behind the walk, the parse runs under
+/// a per-thread allocation ceiling (io::alloc_guard) of the file's size plus 16 MiB, so
+/// dicom-rs's reservation fails and it reports an error instead.
+#[test]
+fn a_value_larger_than_the_file_fails_its_reservation() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/regressions/dicom_file");
+    let data = std::fs::read(root.join("oom-aba4db38313015bcd32400379229a28ee53d7a6f")).unwrap();
+    let t0 = Instant::now();
+    let answer = run("dicom_file", &data).unwrap();
+    assert!(answer.contains("not a readable DICOM file"), "{answer}");
+    // Zero-filling 2.3 GB took over a second here; refusing takes milliseconds.
+    assert!(t0.elapsed() < Duration::from_secs(2), "{:?}", t0.elapsed());
+}

@@ -176,3 +176,60 @@ fn folded_batch_norm_gives_the_evaluation_output() {
         "demo model: folded vs unfolded max |diff| {diff}"
     );
 }
+
+/// f16 inference (model::half) on the shared wgpu adapter against f32 on the same adapter: the
+/// PSNR of the f16 output above 60 dB, the peak being the networks' 0..1 output range
+/// (model::normalise: 1 = 3000 HU), on a 0..1 input. Skipped, with the reason printed, where
+/// there is no wgpu adapter or it lacks SHADER_F16.
+#[test]
+fn f16_inference_is_within_60_db_of_f32() {
+    use synthscope::model::half;
+    let gpu = match synthscope::gpu::shared() {
+        Ok(g) => g,
+        Err(e) => {
+            println!("f16 test skipped: no wgpu device ({e})");
+            return;
+        }
+    };
+    let features = gpu.setup.device.features();
+    if !half::supports_f16(features) {
+        println!(
+            "f16 test skipped: the adapter {} does not report SHADER_F16",
+            gpu.report.summary()
+        );
+        return;
+    }
+    let d = &gpu.device;
+    // The trained demo U-Net (an untrained one's output spans ~0.03, so its PSNR against
+    // peak 1 swung 53-94 dB with the random initialisation).
+    let net = match synthscope::model::demo::load_demo_model(d) {
+        Ok((synthscope::model::checkpoint::AnyModel::Unet(net), ..)) => net.fold(),
+        Ok(_) => panic!("the demo model is not a U-Net"),
+        Err(e) => panic!("demo model: {e}"),
+    };
+    let x = Tensor::<4>::random([2, 1, 64, 64], Distribution::Uniform(0.0, 1.0), d);
+    let want = net.forward(x.clone());
+    let net16 = half::to_f16(net);
+    let got = half::forward_f16(x, |x| net16.forward(x));
+    let (w, g) = (want.into_data(), got.into_data());
+    let (w, g) = (w.as_slice::<f32>().unwrap(), g.as_slice::<f32>().unwrap());
+    let (lo, hi) = w
+        .iter()
+        .fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &v| {
+            (a.min(v), b.max(v))
+        });
+    let mse = w
+        .iter()
+        .zip(g)
+        .map(|(a, b)| ((a - b) as f64).powi(2))
+        .sum::<f64>()
+        / w.len() as f64;
+    let psnr = 10.0 * (1.0 / mse.max(1e-30)).log10();
+    // The untrained network's output spans far less than 0..1; against that span alone:
+    let psnr_span = 10.0 * (((hi - lo) as f64).powi(2) / mse.max(1e-30)).log10();
+    println!(
+        "f16 vs f32 on {}: PSNR {psnr:.1} dB (peak 1), {psnr_span:.1} dB against the output's span {lo:.3}..{hi:.3}",
+        gpu.report.summary()
+    );
+    assert!(psnr > 60.0, "f16 output PSNR {psnr:.1} dB, want > 60");
+}

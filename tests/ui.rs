@@ -600,3 +600,86 @@ fn gradcam_cancel_drops_the_result_and_returns_the_model() {
     h.run();
     assert!(h.state().gradcam.result.is_some());
 }
+
+/// A volume larger than one frame's upload budget goes to the GPU over several frames, each
+/// frame copying at most the budget, and is drawn once all of it is there (the renderer asks
+/// for the frames itself); the demo pair's small volumes went up whole in one frame.
+#[test]
+fn a_large_series_uploads_over_a_few_frames_then_shows() {
+    use synthscope::app::Role;
+    use synthscope::app::viewer::render::UPLOAD_BYTES_PER_FRAME;
+    use synthscope::volume::{Geometry, Volume, VolumeMeta};
+    let mut h = harness();
+    let _ = h.render();
+    let before = h.state().gpu_uploads();
+    // 256 x 256 x 640 voxels: 80 MiB packed, five frames' budget.
+    let dims = [256usize, 256, 640];
+    let g = Geometry::axis_aligned(dims, [0.8, 0.8, 0.25], [-102.0, -102.0, -80.0]);
+    let data: Vec<f32> = (0..dims[0] * dims[1] * dims[2])
+        .map(|i| ((i % dims[0]) as f32 * 7.0) - 1000.0)
+        .collect();
+    let meta = VolumeMeta {
+        modality: Modality::Ct,
+        series_uid: "large-test-series".into(),
+        description: "large".into(),
+        ..Default::default()
+    };
+    let v = std::sync::Arc::new(Volume::new(g, data, meta));
+    let id = v.id;
+    let bytes = v.data.len() * 2;
+    h.state_mut().volumes.push(v);
+    let n = h.state().volumes.len();
+    h.state_mut().set_role(n - 1, Some(Role::Ct));
+    let mut frames = 0;
+    while !h.state().viewer.is_on_gpu(id) {
+        h.step();
+        let _ = h.render();
+        frames += 1;
+        assert!(frames < 40, "not on the GPU after {frames} frames");
+    }
+    let least = bytes.div_ceil(UPLOAD_BYTES_PER_FRAME);
+    assert!(
+        frames >= least,
+        "{bytes} bytes in {frames} frames: more than the budget per frame"
+    );
+    assert!(frames <= least + 2, "{frames} frames for {least} budgets");
+    assert_eq!(h.state().gpu_uploads(), before + 1, "one upload, in parts");
+    // Once there it is drawn: the CT pane is no longer black.
+    let img = h.render().expect("render");
+    let (w, hgt) = img.dimensions();
+    let lit = (hgt / 4..3 * hgt / 4)
+        .flat_map(|y| (20..w / 3 - 20).map(move |x| (x, y)))
+        .filter(|&(x, y)| img.get_pixel(x, y)[0] > 40)
+        .count();
+    assert!(lit > 1000, "{lit} lit pixels in the CT pane");
+}
+
+/// Messages dock in a strip above the status bar (no window over the views); Dismiss takes
+/// the strip away and the views get their height back.
+#[test]
+fn messages_dock_below_the_views_and_dismiss() {
+    let mut h = harness();
+    let full = h.state().viewer.panes_rect;
+    h.state_mut().errors.push("something to say".into());
+    h.run();
+    let _ = h.get_by_label("something to say");
+    let panes = h.state().viewer.panes_rect;
+    assert!(
+        panes.height() < full.height() && panes.height() > 0.6 * full.height(),
+        "the views make room for the strip: {panes:?} of {full:?}"
+    );
+    for p in [
+        panes.center(),
+        panes.right_bottom() + egui::vec2(-8.0, -8.0),
+    ] {
+        assert_eq!(
+            h.ctx.layer_id_at(p).map(|l| l.order),
+            Some(egui::Order::Background),
+            "something covers the views at {p:?}"
+        );
+    }
+    h.get_by_label("Dismiss").click();
+    h.run();
+    assert!(h.state().errors.is_empty());
+    assert_eq!(h.state().viewer.panes_rect, full);
+}

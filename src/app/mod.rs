@@ -22,7 +22,7 @@ use crate::gpu::{self, AdapterReport};
 use crate::io::LoadError;
 use crate::volume::Volume;
 use jobs::{LoadJob, LoadRequest, repaint};
-use panels::chrome::{Diagnostics, errors_ui, progress_ui};
+use panels::chrome::{Diagnostics, activity_ui};
 use panels::dialogs::Dialogs;
 use panels::features::FeatureState;
 use panels::gradcam::GradcamState;
@@ -100,6 +100,10 @@ pub struct SynthScopeApp {
     load_job: Option<LoadJob>,
     /// The Diagnostics window: the adapter, the self-test, frame times.
     diagnostics: Diagnostics,
+    /// PACS servers, Open from PACS, the local study database.
+    pub pacs: panels::pacs::PacsState,
+    /// The Experiments view.
+    pub experiments: panels::experiments::ExperimentsState,
     /// Show the series browser.
     show_browser: bool,
     /// The dock of panels around the views, and the saved arrangement.
@@ -187,6 +191,8 @@ impl SynthScopeApp {
             study: StudyTools::default(),
             load_job,
             diagnostics: Diagnostics::new(adapter, self_test_job),
+            pacs: Default::default(),
+            experiments: Default::default(),
             show_browser: false,
             workspace: workspace::Workspace::default(),
             dialogs: Dialogs::default(),
@@ -430,6 +436,10 @@ impl SynthScopeApp {
         }
         let r = self.training.poll(ctx, self.diagnostics.last_frame_ms());
         self.report(r);
+        jobs::heartbeat(
+            ctx,
+            self.training.job.is_some() || self.registration.job.is_some(),
+        );
         if self.training.start_pending && self.load_job.is_none() {
             self.training.start_pending = false;
             self.start_training(ctx);
@@ -471,21 +481,32 @@ impl eframe::App for SynthScopeApp {
         egui::Panel::top("menu").show(ui, |ui| self.menu_ui(ui));
         egui::Panel::top("toolbar").show(ui, |ui| self.toolbar_ui(ui));
         egui::Panel::bottom("status").show(ui, |ui| self.status_ui(ui));
+        activity_ui(
+            ui,
+            self.load_job.as_ref(),
+            &mut self.errors,
+            &mut self.commands,
+        );
+        let messages_shown = self.errors.len();
         self.dock_ui(ui);
         egui::CentralPanel::no_frame().show(ui, |ui| self.panes_ui(ui));
         if let Some((d, path)) = self.dialogs.answered() {
             self.file_chosen(d, &path);
         }
-        progress_ui(&ctx, self.load_job.as_ref(), &mut self.commands);
-        errors_ui(&ctx, &mut self.errors);
+        self.pacs_ui(&ctx);
         self.run_commands(&ctx);
         self.autoscroll_step(&ctx, now);
         self.screenshot_step(&ctx);
         self.save_settings(Some(now));
+        if self.errors.len() != messages_shown {
+            // A message from later in this frame: show it in the strip now.
+            ctx.request_repaint();
+        }
     }
 
     fn on_exit(&mut self) {
         self.save_settings(None);
+        let _ = self.pacs.save_servers(None);
     }
 }
 
@@ -500,6 +521,10 @@ pub fn run(options: AppOptions) -> anyhow::Result<()> {
         renderer: eframe::Renderer::Wgpu,
         wgpu_options: eframe::egui_wgpu::WgpuConfiguration {
             wgpu_setup: gpu.egui_setup(),
+            surface: eframe::egui_wgpu::SurfaceConfig {
+                present_mode: viewer::present_mode(gpu.report.software),
+                ..eframe::egui_wgpu::SurfaceConfig::HIGH_THROUGHPUT
+            },
             ..Default::default()
         },
         ..Default::default()
@@ -513,6 +538,8 @@ pub fn run(options: AppOptions) -> anyhow::Result<()> {
             // The arrangement of the last session (not for a reader study, which is full screen).
             if !study {
                 app.use_settings(workspace::settings_path());
+                let r = app.pacs.use_settings(panels::pacs::servers::servers_path());
+                app.report(r);
             }
             Ok(Box::new(app))
         }),

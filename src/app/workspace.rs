@@ -40,11 +40,13 @@ pub enum Panel {
     StudyResults,
     /// Adapter, self-test and frame times.
     Diagnostics,
+    /// Experiments: a grid of runs, its tables, tests and report.
+    Experiments,
 }
 
 impl Panel {
     /// Every panel, in menu order.
-    pub const ALL: [Panel; 10] = [
+    pub const ALL: [Panel; 11] = [
         Panel::Browser,
         Panel::Registration,
         Panel::Synthesis,
@@ -54,6 +56,7 @@ impl Panel {
         Panel::Features,
         Panel::StudySetup,
         Panel::StudyResults,
+        Panel::Experiments,
         Panel::Diagnostics,
     ];
 
@@ -70,6 +73,7 @@ impl Panel {
             Panel::StudySetup => "Study setup",
             Panel::StudyResults => "Study results",
             Panel::Diagnostics => "Diagnostics",
+            Panel::Experiments => "Experiments",
         }
     }
 }
@@ -413,6 +417,7 @@ impl SynthScopeApp {
             Panel::StudySetup => &self.study.show_setup,
             Panel::StudyResults => &self.study.show_results,
             Panel::Diagnostics => &self.diagnostics.show,
+            Panel::Experiments => &self.experiments.show,
         }
     }
 
@@ -429,6 +434,7 @@ impl SynthScopeApp {
             Panel::StudySetup => &mut self.study.show_setup,
             Panel::StudyResults => &mut self.study.show_results,
             Panel::Diagnostics => &mut self.diagnostics.show,
+            Panel::Experiments => &mut self.experiments.show,
         }
     }
 
@@ -442,7 +448,7 @@ impl SynthScopeApp {
             commands: &mut self.commands,
         };
         match p {
-            Panel::Browser => super::panels::browser::browser_ui(ui, &mut cx),
+            Panel::Browser => super::panels::browser::browser_ui(ui, &mut cx, &mut self.pacs.local),
             Panel::Registration => self.registration.ui(ui, &mut cx, &mut self.viewer),
             Panel::Synthesis => self.synthesis.ui(ui, &mut cx, &mut self.viewer),
             Panel::Training => self.training.ui(ui, cx.commands),
@@ -452,6 +458,7 @@ impl SynthScopeApp {
             Panel::StudySetup => self.study.setup_ui(ui, cx.commands),
             Panel::StudyResults => self.study.results_ui(ui, cx.commands),
             Panel::Diagnostics => self.diagnostics.ui(ui),
+            Panel::Experiments => self.experiments.ui(ui),
         }
     }
 

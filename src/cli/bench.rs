@@ -107,6 +107,10 @@ pub enum Bench {
         /// The unfolded network (batch norms as separate ops).
         #[arg(long)]
         unfolded: bool,
+        /// The training step instead: each op's forward and backward pass on the autodiff
+        /// device (batch norms in training mode), then the step's phases (forward, backward, Adam).
+        #[arg(long)]
+        train: bool,
         #[command(flatten)]
         pytorch: PytorchArgs,
     },
@@ -196,8 +200,19 @@ pub(super) fn run(what: Bench, device: Option<crate::gpu::DeviceChoice>) -> anyh
             size,
             batch,
             repeat,
+            unfolded: _,
+            train,
+            pytorch,
+        } if train => ops::run_train((base_width, levels, size, batch, repeat), &pytorch),
+        Bench::Ops {
+            base_width,
+            levels,
+            size,
+            batch,
+            repeat,
             unfolded,
             pytorch,
+            ..
         } => ops::run(
             (base_width, levels, size, batch, repeat),
             !unfolded,

@@ -97,15 +97,17 @@ pub(super) fn read_header(path: &Path) -> Read {
         return Read::NotDicom;
     }
     use crate::io::dicom::bounds;
-    if let Err(crate::io::LoadError::File { problem, .. }) =
-        bounds::check_file(path, bounds::Extent::UntilPixelData)
-    {
-        return Read::Unreadable(problem);
-    }
+    let ceiling = match bounds::check_file(path, bounds::Extent::UntilPixelData) {
+        Ok(c) => c,
+        Err(crate::io::LoadError::File { problem, .. }) => return Read::Unreadable(problem),
+        Err(e) => return Read::Unreadable(e.to_string()),
+    };
     let opened = std::panic::catch_unwind(|| {
-        OpenFileOptions::new()
-            .read_until(tags::PIXEL_DATA)
-            .open_file(path)
+        crate::io::alloc_guard::with_ceiling(ceiling, || {
+            OpenFileOptions::new()
+                .read_until(tags::PIXEL_DATA)
+                .open_file(path)
+        })
     });
     let obj = match opened {
         Ok(Ok(o)) => o,

@@ -68,6 +68,8 @@ fn line(img: &mut RgbImage, (x0, y0): (f64, f64), (x1, y1): (f64, f64), c: [u8; 
 pub fn fmt_tick(v: f64) -> String {
     if v == 0.0 {
         "0".into()
+    } else if v.fract() == 0.0 && v.abs() < 1000.0 {
+        format!("{v:.0}")
     } else if v.abs() >= 1000.0 || v.abs() < 0.01 {
         format!("{v:.1e}")
     } else if v.abs() >= 10.0 {
@@ -102,7 +104,15 @@ pub fn line_plot(series: &[Series], w: u32, h: u32) -> RgbImage {
         x1 = x0 + 1.0;
     }
     let pad = ((y1 - y0) * 0.05).max(1e-9);
-    let (y0, y1) = (y0 - pad, y1 + pad);
+    // A range of non-negative values (losses) does not dip below zero.
+    let (y0, y1) = (
+        if y0 >= 0.0 {
+            (y0 - pad).max(0.0)
+        } else {
+            y0 - pad
+        },
+        y1 + pad,
+    );
     let (l, r, t, b) = (50.0, w as f64 - 10.0, 10.0, h as f64 - 22.0);
     let grey = [200, 200, 200];
     for i in 0..=4 {
@@ -288,6 +298,42 @@ pub fn filter_grid(filters: &[Vec<f32>], k: usize, s: u32) -> RgbImage {
             ((i % cols) as u32 * cell + 2) as i64,
             ((i / cols) as u32 * cell + 2) as i64,
         );
+    }
+    out
+}
+
+/// Feature maps (`w` x `h` each) in rows of `cols`, each grey from its own minimum to its
+/// maximum, `s` pixels a value.
+pub fn feature_grid(maps: &[Vec<f32>], w: usize, h: usize, cols: usize, s: u32) -> RgbImage {
+    let cols = cols.max(1);
+    let rows: Vec<RgbImage> = maps
+        .chunks(cols)
+        .map(|row| {
+            let imgs: Vec<RgbImage> = row
+                .iter()
+                .map(|m| {
+                    let lo = m.iter().cloned().fold(f32::INFINITY, f32::min);
+                    let hi = m.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+                    let hi = if hi > lo { hi } else { lo + 1.0 };
+                    scale(&grey(m, w, h, lo, hi), s)
+                })
+                .collect();
+            hstack(&imgs, 4)
+        })
+        .collect();
+    vstack(&rows, 4)
+}
+
+/// Images one under another, left-aligned, `gap` white pixels apart.
+pub fn vstack(images: &[RgbImage], gap: u32) -> RgbImage {
+    let h = images.iter().map(|i| i.height()).sum::<u32>()
+        + gap * images.len().saturating_sub(1) as u32;
+    let w = images.iter().map(|i| i.width()).max().unwrap_or(1);
+    let mut out = RgbImage::from_pixel(w, h.max(1), Rgb([255, 255, 255]));
+    let mut y0 = 0;
+    for im in images {
+        image::imageops::replace(&mut out, im, 0, y0 as i64);
+        y0 += im.height() + gap;
     }
     out
 }

@@ -2,20 +2,25 @@
 //! seeds x k folds by patient on varied phantom patients, each fold an ordinary training run
 //! folder; the held-out patients of each fold evaluated (whole head and bone); tables of
 //! mean +/- sd over folds, pairwise tests between arms, figures, and one self-contained HTML
-//! report. An interrupted experiment resumes: folds with a `summary.json` and an
-//! `evaluation.json` are skipped, a fold with a resumable checkpoint continues from it.
+//! report. An interrupted experiment resumes: folds trained to their end and evaluated are
+//! skipped, a fold with a resumable checkpoint (killed or stopped) continues from it.
 
 pub mod figures;
+pub mod heldout;
 pub mod report;
+mod run;
 
-use crate::analysis::metrics::{MetricsReport, Region, evaluate_volumes};
+pub use run::{
+    ExperimentEvent, ExperimentProgress, check_output, finished_folds, fold_finished, fold_trained,
+    run_experiment, run_experiment_with,
+};
+
+use crate::analysis::metrics::MetricsReport;
 use crate::io::Progress;
 use crate::io::phantom::{PhantomConfig, phantom_patient_varied};
 use crate::model::Direction;
 use crate::train::runs::Run;
-use crate::train::{
-    Case, Control, DataSource, Dataset, LossTerm, ModelChoice, TrainConfig, TrainError, TrainEvent,
-};
+use crate::train::{DataSource, LossTerm, ModelChoice, TrainConfig, TrainError};
 use crate::volume::Volume;
 use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
@@ -378,138 +383,10 @@ pub fn evaluate_fold(
 ) -> Result<Vec<PatientMetrics>, TrainError> {
     let ckpt = run.join("checkpoints").join("last.bpk");
     let (model, _) = crate::model::checkpoint::load(&ckpt, device)?;
-    let mut rows = Vec::new();
-    for p in patients {
-        // The whole MR goes through (its normalisation is the whole volume's, as in training);
-        // the evaluated slices are cut afterwards.
-        let synth = synthesize_ct(&model, &p.mr, device)
-            .map_err(|e| TrainError::file(&ckpt, format!("synthesis failed: {e}")))?;
-        let zs = eval_slices(&p.ct, eval_slices_n);
-        let (ct, synth) = (slab(&p.ct, &zs), slab(&synth, &zs));
-        let mut mask = ct.clone();
-        mask.data
-            .iter_mut()
-            .for_each(|v| *v = if *v > -500.0 { 1.0 } else { 0.0 });
-        let reports = evaluate_volumes(&synth, &ct, Some(&mask), None)
-            .map_err(|e| TrainError::file(run, e.to_string()))?;
-        for r in &reports {
-            let region = match r.region {
-                Region::Head => "head",
-                Region::Bone => "bone",
-                Region::All => continue,
-            };
-            rows.push(PatientMetrics::from_report(p.index, region, r));
-        }
-    }
-    Ok(rows)
-}
-
-/// Run (or resume) the whole experiment into `out`, then write the tables and the report.
-/// `say` gets one line per stage and per epoch.
-pub fn run_experiment(
-    cfg: &ExperimentConfig,
-    out: &Path,
-    device: &Device,
-    control: &Control,
-    say: &mut dyn FnMut(String),
-) -> Result<PathBuf, TrainError> {
-    std::fs::create_dir_all(out.join("runs"))
-        .map_err(|e| TrainError::file(out, format!("cannot create the folder: {e}")))?;
-    let text = toml::to_string_pretty(cfg).unwrap_or_default();
-    crate::atomic::write(&out.join("experiment.toml"), text)
-        .map_err(|e| TrainError::file(out, e.to_string()))?;
-    say(format!("making {} varied phantom patients", cfg.patients));
-    let patients: Vec<Patient> = (0..cfg.patients).map(|k| patient(cfg, k)).collect();
-    let cases: Vec<Case> = patients
-        .iter()
-        .map(|p| {
-            Case::from_pair(
-                &format!("patient {}", p.index),
-                &p.ct,
-                &p.mr,
-                None,
-                Direction::MrToCt,
-            )
-        })
-        .collect::<Result<_, _>>()?;
-    let grid = cfg.grid();
-    let total = grid.len();
-    for (i, (arm, seed, fold)) in grid.iter().enumerate() {
-        if control.is_stopped() {
-            return Err(TrainError::Config(format!(
-                "stopped after {i} of {total} folds; run again with --resume to continue"
-            )));
-        }
-        let dir = run_dir(out, &arm.name, *seed, *fold);
-        let eval_file = dir.join("evaluation.json");
-        let held = cfg.held_out(*fold);
-        if dir.join("summary.json").exists() && eval_file.exists() {
-            say(format!(
-                "[{}/{total}] {} seed {seed} fold {fold}: done, skipped",
-                i + 1,
-                arm.name
-            ));
-            continue;
-        }
-        let train_idx: Vec<usize> = (0..cfg.patients).filter(|k| !held.contains(k)).collect();
-        let ordered: Vec<Case> = train_idx
-            .iter()
-            .chain(&held)
-            .map(|&k| cases[k].clone())
-            .collect();
-        let dataset = Dataset::split(ordered, held.len() as f64 / cfg.patients as f64);
-        let description = format!(
-            "varied phantom patients: train {train_idx:?}, held out {held:?} (fold {fold} of {})",
-            cfg.folds
-        );
-        let tc = cfg.train_config(arm, *seed, *fold, &description);
-        if !dir.join("summary.json").exists() {
-            say(format!(
-                "[{}/{total}] {} seed {seed} fold {fold}: training on {train_idx:?}, held out {held:?}",
-                i + 1,
-                arm.name
-            ));
-            let mut on_event = |e: TrainEvent| {
-                if let TrainEvent::Epoch(e) = e {
-                    say(format!(
-                        "    epoch {}: train loss {:.4}  val loss {:.4}  PSNR {:.2} dB  MAE {:.1} HU  [{:.0} s]",
-                        e.epoch, e.train_loss, e.val_loss, e.val_psnr, e.val_mae, e.elapsed_s
-                    ));
-                }
-            };
-            device.seed(*seed);
-            let resumable = crate::train::ResumeState::read(&dir).is_ok();
-            let summary = if resumable {
-                crate::train::resume(&tc, &dataset, &dir, device, control, &mut on_event)?
-            } else {
-                if dir.exists() {
-                    std::fs::remove_dir_all(&dir).map_err(|e| {
-                        TrainError::file(&dir, format!("cannot clear an unfinished fold: {e}"))
-                    })?;
-                }
-                crate::train::train(&tc, &dataset, &dir, device, control, &mut on_event)?
-            };
-            if summary.stopped {
-                return Err(TrainError::Config(format!(
-                    "stopped in {}; run again with --resume to continue",
-                    dir.display()
-                )));
-            }
-        }
-        let held_p: Vec<&Patient> = held.iter().map(|&k| &patients[k]).collect();
-        let rows = evaluate_fold(&dir, &held_p, cfg.eval_slices, device)?;
-        let json = serde_json::to_string_pretty(&rows).unwrap_or_default();
-        crate::atomic::write(&eval_file, json)
-            .map_err(|e| TrainError::file(&eval_file, e.to_string()))?;
-        say(format!(
-            "    held out: head MAE {:.1} HU, bone MAE {:.1} HU, head PSNR {:.2} dB",
-            fold_value(&rows, "head", "mae"),
-            fold_value(&rows, "bone", "mae"),
-            fold_value(&rows, "head", "psnr")
-        ));
-    }
-    say("writing tables, statistics, figures and the report".into());
-    report::write_all(cfg, out, &patients, device)
+    let list: Vec<(usize, &Volume, &Volume)> =
+        patients.iter().map(|p| (p.index, &p.ct, &p.mr)).collect();
+    heldout::synthesis_metrics(&model, &list, eval_slices_n, device)
+        .map_err(|e| TrainError::file(&ckpt, e.to_string()))
 }
 
 /// Everything of one fold read back from its run folder.

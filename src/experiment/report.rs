@@ -51,6 +51,101 @@ pub struct Comparison {
     pub wilcoxon: TestResult,
 }
 
+/// One arm's value of one metric in one region over its folds.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Stat {
+    /// Arm.
+    pub arm: String,
+    /// "head" or "bone".
+    pub region: String,
+    /// Metric (see [`METRICS`]).
+    pub metric: String,
+    /// Mean over the folds.
+    pub mean: f64,
+    /// Sample standard deviation over the folds.
+    pub sd: f64,
+    /// Each fold's value, in (seed, fold) order.
+    pub values: Vec<f64>,
+}
+
+/// What the tables and the tests of a finished grid say: the report's numbers, the panel's
+/// table and `summary.json` are all this.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Summary {
+    /// Experiment name.
+    pub name: String,
+    /// Arms, in grid order.
+    pub arms: Vec<String>,
+    /// Every arm x region x metric.
+    pub stats: Vec<Stat>,
+    /// Every pair of arms x region x metric.
+    pub comparisons: Vec<Comparison>,
+}
+
+impl Summary {
+    /// The stat of `arm` / `region` / `metric`.
+    pub fn stat(&self, arm: &str, region: &str, metric: &str) -> Option<&Stat> {
+        self.stats
+            .iter()
+            .find(|s| s.arm == arm && s.region == region && s.metric == metric)
+    }
+}
+
+/// Read every fold of a finished grid in `out` and compute the tables and the tests.
+pub fn summarise(
+    cfg: &ExperimentConfig,
+    out: &Path,
+) -> Result<(Summary, Vec<Vec<FoldResult>>), TrainError> {
+    let arms = cfg.arms();
+    let mut results = Vec::new();
+    for a in &arms {
+        results.push(read_folds(cfg, out, &a.name)?);
+    }
+    let mut stats = Vec::new();
+    for m in METRICS {
+        for (a, folds) in arms.iter().zip(&results) {
+            for r in REGIONS {
+                let v = values(folds, r, m);
+                let (mean, sd) = mean_sd(&v);
+                stats.push(Stat {
+                    arm: a.name.clone(),
+                    region: r.into(),
+                    metric: m.into(),
+                    mean,
+                    sd,
+                    values: v,
+                });
+            }
+        }
+    }
+    let mut comparisons = Vec::new();
+    for i in 0..arms.len() {
+        for j in i + 1..arms.len() {
+            for r in REGIONS {
+                for m in METRICS {
+                    let (va, vb) = (values(&results[i], r, m), values(&results[j], r, m));
+                    comparisons.push(Comparison {
+                        region: r.into(),
+                        metric: m.into(),
+                        a: arms[i].name.clone(),
+                        b: arms[j].name.clone(),
+                        welch: ttest_ind(&va, &vb, false),
+                        student: ttest_ind(&va, &vb, true),
+                        wilcoxon: wilcoxon(&va, &vb),
+                    });
+                }
+            }
+        }
+    }
+    let summary = Summary {
+        name: cfg.name.clone(),
+        arms: arms.iter().map(|a| a.name.clone()).collect(),
+        stats,
+        comparisons,
+    };
+    Ok((summary, results))
+}
+
 fn err(path: &Path, e: impl std::fmt::Display) -> TrainError {
     TrainError::file(path, e.to_string())
 }
@@ -93,10 +188,7 @@ pub fn write_all(
     device: &Device,
 ) -> Result<PathBuf, TrainError> {
     let arms = cfg.arms();
-    let mut results = Vec::new();
-    for a in &arms {
-        results.push(read_folds(cfg, out, &a.name)?);
-    }
+    let (summary, results) = summarise(cfg, out)?;
     let tables = out.join("tables");
     let figs = out.join("figures");
     for d in [&tables, &figs] {
@@ -175,10 +267,17 @@ pub fn write_all(
             let mut cells = Vec::new();
             let mut row = a.name.clone();
             for r in REGIONS {
-                let v = values(folds, r, m);
-                let (mean, sd) = mean_sd(&v);
+                let Some(st) = summary.stat(&a.name, r, m) else {
+                    continue;
+                };
+                let (mean, sd, v) = (st.mean, st.sd, &st.values);
                 let _ = write!(row, ",{mean},{sd}");
-                cells.push(format!("{} &plusmn; {}", num(mean), num(sd)));
+                cells.push(format!(
+                    "<span class=\"v\" data-arm=\"{}\" data-region=\"{r}\" data-metric=\"{m}\">{} &plusmn; {}</span>",
+                    html_escape(&a.name),
+                    num(mean),
+                    num(sd)
+                ));
                 let vals: Vec<String> = v.iter().map(|x| x.to_string()).collect();
                 let _ = writeln!(
                     long,
@@ -202,29 +301,11 @@ pub fn write_all(
     }
     write(&tables.join("metrics_long.csv"), long)?;
     // Pairwise tests.
-    let mut comps = Vec::new();
-    for i in 0..arms.len() {
-        for j in i + 1..arms.len() {
-            for r in REGIONS {
-                for m in METRICS {
-                    let (va, vb) = (values(&results[i], r, m), values(&results[j], r, m));
-                    comps.push(Comparison {
-                        region: r.into(),
-                        metric: m.into(),
-                        a: arms[i].name.clone(),
-                        b: arms[j].name.clone(),
-                        welch: ttest_ind(&va, &vb, false),
-                        student: ttest_ind(&va, &vb, true),
-                        wilcoxon: wilcoxon(&va, &vb),
-                    });
-                }
-            }
-        }
-    }
+    let comps = &summary.comparisons;
     let mut csv = String::from(
         "region,metric,arm_a,arm_b,welch_t,welch_df,welch_p,student_t,student_p,wilcoxon_w,wilcoxon_p\n",
     );
-    for c in &comps {
+    for c in comps {
         let _ = writeln!(
             csv,
             "{},{},{},{},{},{},{},{},{},{},{}",
@@ -242,13 +323,15 @@ pub fn write_all(
         );
     }
     write(&tables.join("tests.csv"), csv)?;
+    let json = serde_json::to_string_pretty(&summary).map_err(|e| err(out, e))?;
+    write(&out.join("summary.json"), json)?;
     html.push_str(
         "<h2>Pairwise tests between arms</h2><p>Independent-samples t-test (Welch; Student's in tests.csv) over the folds, and \
          Wilcoxon signed-rank on the folds paired by seed and fold (exact distribution; with n folds the smallest \
          two-sided p it can reach is 2/2<sup>n</sup>). p &lt; 0.05 in bold red. Positive t: the first arm is higher.</p>\
          <table><tr><th class=\"l\">region</th><th class=\"l\">metric</th><th class=\"l\">A</th><th class=\"l\">B</th><th>Welch t</th><th>p</th><th>Wilcoxon W</th><th>p</th></tr>",
     );
-    for c in &comps {
+    for c in comps {
         let p = |v: f64| {
             if v < 0.05 {
                 format!("<td class=\"sig\">{}</td>", num(v))
@@ -314,8 +397,8 @@ pub fn write_all(
     let _ = write!(
         html,
         "<h2>Real, synthetic and difference</h2><p>Held-out patient {} (fold 0, seed {seed}), slices {:?}: real CT, synthetic CT \
-         (window -200..1600 HU), synthetic - real (colour bar &plusmn;{limit} HU, red = synthetic too bright) and the \
-         outlined region enlarged 3x (synthetic).</p>",
+         (window -200..1600 HU), synthetic - real (colour bar &plusmn;{limit} HU, red = synthetic too bright), then the \
+         outlined region enlarged 3x: real, synthetic. The same patient and slices for every arm.</p>",
         p.index, zs
     );
     let ct = slab(&p.ct, &zs);
@@ -337,13 +420,22 @@ pub fn write_all(
             let d: Vec<f32> = s.iter().zip(r).map(|(a, b)| a - b).collect();
             let mut real_img = figures::scale(&figures::grey(r, nx, ny, -200.0, 1600.0), 2);
             let mut synth_img = figures::scale(&figures::grey(s, nx, ny, -200.0, 1600.0), 2);
-            let zoomed = figures::zoom(&figures::grey(s, nx, ny, -200.0, 1600.0), region, 6);
+            let real_zoom = figures::zoom(&figures::grey(r, nx, ny, -200.0, 1600.0), region, 6);
+            let synth_zoom = figures::zoom(&figures::grey(s, nx, ny, -200.0, 1600.0), region, 6);
             let reg2 = (region.0 * 2, region.1 * 2, region.2 * 2, region.3 * 2);
+            let mut diff_img = figures::scale(&figures::diverging(&d, nx, ny, limit), 2);
             figures::outline(&mut real_img, reg2, [255, 200, 0]);
             figures::outline(&mut synth_img, reg2, [255, 200, 0]);
-            let diff_img = figures::scale(&figures::diverging(&d, nx, ny, limit), 2);
+            figures::outline(&mut diff_img, reg2, [60, 60, 60]);
             rows.push(figures::hstack(
-                &[real_img, synth_img, diff_img, bar.clone(), zoomed],
+                &[
+                    real_img,
+                    synth_img,
+                    diff_img,
+                    bar.clone(),
+                    real_zoom,
+                    synth_zoom,
+                ],
                 6,
             ));
         }
@@ -377,6 +469,30 @@ pub fn write_all(
                 "<p>First-layer filters ({} of {k}x{k}, blue negative, red positive, each to its own maximum):</p>{}",
                 filters.len(),
                 img_tag(&bytes, "filters")
+            );
+        }
+        // Feature maps of the first layer for the middle slice shown.
+        let z_mid = zs[zs.len() / 2];
+        if let Ok(maps) = crate::analysis::features::slice_features(
+            &model,
+            crate::model::Direction::MrToCt,
+            &p.mr,
+            z_mid,
+            0,
+            8,
+            device,
+        ) {
+            let img = figures::feature_grid(&maps.channels, maps.width, maps.height, 4, 2);
+            let bytes = png(&img);
+            write(&figs.join(format!("features_{}.png", a.name)), &bytes)?;
+            let _ = write!(
+                html,
+                "<p>Feature maps of layer {} (the first block's output; {} of its {} channels, each grey from its own \
+                 minimum to maximum) for MR slice {z_mid}:</p>{}",
+                html_escape(&maps.layer),
+                maps.channels.len(),
+                maps.total_channels,
+                img_tag(&bytes, "feature maps")
             );
         }
     }

@@ -1,6 +1,7 @@
 //! Decoding files into volumes (DICOM series, NIfTI) and writing them back, plus the demo phantom.
 
 pub use crate::atomic;
+pub mod alloc_guard;
 pub mod dicom;
 pub mod nifti;
 pub mod phantom;

@@ -41,29 +41,9 @@ impl ConvBn {
     /// x: [B, cin, H, W] -> [B, cout, H / stride, W / stride]
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         if self.folded {
-            let [_, _, h, w] = x.dims();
-            let c = &self.conv;
-            if super::cpu_conv::worthwhile(&x.device(), c.kernel_size, c.stride, [h, w]) {
-                return super::cpu_conv::conv3x3(
-                    x,
-                    c.weight.val(),
-                    c.bias.as_ref().map(|b| b.val()),
-                );
-            }
-            self.conv.forward(x)
-        } else if super::cpu_conv::differentiated(
-            &x.device(),
-            self.conv.kernel_size,
-            self.conv.stride,
-        ) {
-            let c = &self.conv;
-            self.bn.forward(super::cpu_conv::conv_shifted(
-                x,
-                c.weight.val(),
-                c.bias.as_ref().map(|b| b.val()),
-            ))
+            conv_forward(&self.conv, x)
         } else {
-            self.bn.forward(self.conv.forward(x))
+            self.bn.forward(conv_forward(&self.conv, x))
         }
     }
 
@@ -96,6 +76,38 @@ impl ConvBn {
     /// The convolution's weights: [cout, cin, k, k].
     pub fn weight(&self) -> Tensor<4> {
         self.conv.weight.val()
+    }
+}
+
+/// `conv.forward(x)` for a "same"-padded convolution (every one in these networks: k x k with
+/// padding k / 2, or 1 x 1), through [`super::cpu_conv_train::conv_same`] where it is
+/// differentiated on the CPU device (see [`super::cpu_conv::differentiated`]): training, Grad-CAM;
+/// through [`super::cpu_conv::conv3x3`] where that is faster than burn's (inference, 3x3).
+pub fn conv_forward(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
+    use super::cpu_conv::{conv_shifted, conv3x3, differentiated, worthwhile};
+    let [_, _, h, w] = x.dims();
+    if worthwhile(&x.device(), conv.kernel_size, conv.stride, [h, w]) {
+        return conv3x3(x, conv.weight.val(), conv.bias.as_ref().map(|b| b.val()));
+    }
+    if !differentiated(&x.device(), conv.kernel_size, conv.stride) {
+        return conv.forward(x);
+    }
+    let w = conv.weight.val();
+    // Our differentiable op wants both operands on the autodiff device (training). Grad-CAM
+    // runs an evaluation-mode model (plain weights) on a tracked activation: conv_shifted's
+    // burn ops carry that mix.
+    let ours = if w.is_autodiff() {
+        super::cpu_conv_train::conv_same(&x, &w)
+    } else {
+        None
+    };
+    let y = match ours {
+        Some(y) => y,
+        None => conv_shifted(x, w, None),
+    };
+    match &conv.bias {
+        Some(b) => y + b.val().reshape([1, -1, 1, 1]),
+        None => y,
     }
 }
 

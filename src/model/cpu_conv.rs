@@ -5,22 +5,28 @@
 //! 512-pixel tile, which leaves its 3x3 convolutions at 60-80 GFLOPS on 256^2 and 128^2 slices
 //! here (`synthscope bench ops`). This one builds im2col rows straight from the NCHW planes (each
 //! a shifted copy of an input row), a few output rows per task in parallel, and lets gemm write
-//! each tile into the NCHW output in place: 2-3x faster at 256^2 and 128^2, slower than burn-flex
-//! below (deep, small layers), where [`worthwhile`] hands back to burn. Inference only: it has no
+//! each tile into the NCHW output in place: 2-3x faster at 256^2 and 128^2, 1.3-3x at 64^2 down
+//! to 8^2 (see [`worthwhile`]). Inference only: it has no
 //! backward pass.
 
 use burn::tensor::{Device, Tensor, TensorData};
 use rayon::prelude::*;
 
-/// True when this kernel beats burn-flex's: a 3x3, stride 1 convolution on the CPU device with
-/// at least 128 x 128 output pixels (measured on U-Net layers; see the module docs).
+/// True when this kernel beats burn-flex's: a 3x3, stride 1 convolution on the (not
+/// differentiated) CPU device with at least 8 x 8 output pixels. Measured with the
+/// im2col-per-tile form below against burn-flex 0.22.1's conv2d, batch 4: 1.3-5x faster from
+/// 512 channels at 8^2 to 32 channels at 256^2 (the DRUNet and U-Net layers).
 pub fn worthwhile(device: &Device, kernel: [usize; 2], stride: [usize; 2], hw: [usize; 2]) -> bool {
-    kernel == [3, 3] && stride == [1, 1] && hw[0] * hw[1] >= 128 * 128 && *device == Device::flex()
+    kernel == [3, 3]
+        && stride == [1, 1]
+        && hw[0] * hw[1] >= 8 * 8
+        && !device.is_autodiff()
+        && *device == Device::flex()
 }
 
 /// True when a 3x3 or 1x1, stride 1 convolution on the CPU device is being differentiated
-/// (training, Grad-CAM): then [`conv_shifted`] gives burn's autodiff a matrix product to
-/// differentiate.
+/// (training, Grad-CAM): then [`super::cpu_conv_train::conv_same`] computes it and both its
+/// gradients with our kernels ([`conv_shifted`] where that cannot take the tensors).
 /// burn 0.22.1 takes a convolution's weight gradient as a convolution of the input with the
 /// output gradient, batch as channels; with batch <= 4 and <= 16 output channels burn-flex runs
 /// that on its direct small-channel kernel (a 3x3 output, an H x W "kernel"), and otherwise on a
@@ -87,7 +93,7 @@ pub fn conv3x3(x: Tensor<4>, weight: Tensor<4>, bias: Option<Tensor<1>>) -> Tens
 
 /// The output pointer shared by the tasks; each writes only its own rows of every channel.
 #[derive(Clone, Copy)]
-struct OutPtr(*mut f32);
+pub(super) struct OutPtr(*mut f32);
 // SAFETY: tasks write disjoint regions (distinct images or distinct output rows), see below.
 unsafe impl Send for OutPtr {}
 unsafe impl Sync for OutPtr {}
@@ -99,19 +105,82 @@ impl OutPtr {
     }
 }
 
+/// Output rows per task for an h x w plane: about `pixels` output pixels, at least one row.
+pub(super) fn tile_rows(h: usize, w: usize, pixels: usize) -> usize {
+    (pixels / w.max(1)).clamp(1, h.max(1))
+}
+
+/// The im2col tile of `image` ([ci, h, w]) for output rows r0..r1 of a 3x3 "same" convolution:
+/// [ci * 9, (r1 - r0) * w], row (c, dy, dx) holding input pixel (r + dy - 1, x + dx - 1) of plane
+/// c (zero outside the image); each row a shifted copy of input rows.
+pub(super) fn im2col3(
+    image: &[f32],
+    ci: usize,
+    h: usize,
+    w: usize,
+    r0: usize,
+    r1: usize,
+) -> Vec<f32> {
+    let hw = h * w;
+    let l = (r1 - r0) * w;
+    let mut col = vec![0f32; ci * 9 * l];
+    for c in 0..ci {
+        let plane = &image[c * hw..(c + 1) * hw];
+        for dy in 0..3 {
+            for dx in 0..3 {
+                let row = (c * 9 + dy * 3 + dx) * l;
+                for r in r0..r1 {
+                    let dst = &mut col[row + (r - r0) * w..row + (r - r0 + 1) * w];
+                    let Some(sr) = (r + dy).checked_sub(1).filter(|&s| s < h) else {
+                        continue; // above or below the image: zeros
+                    };
+                    let src = &plane[sr * w..(sr + 1) * w];
+                    match dx {
+                        0 => dst[1..].copy_from_slice(&src[..w - 1]),
+                        1 => dst.copy_from_slice(src),
+                        _ => dst[..w - 1].copy_from_slice(&src[1..]),
+                    }
+                }
+            }
+        }
+    }
+    col
+}
+
 /// The kernel on plain slices: x [b, ci, h, w], wt [co, ci, 3, 3], bias [co].
-pub fn conv3x3_nchw(
+pub fn conv3x3_nchw(x: &[f32], wt: &[f32], bias: Option<&[f32]>, dims: [usize; 5]) -> Vec<f32> {
+    conv_nchw(x, wt, bias, dims, 3)
+}
+
+/// A k x k (k = 1 or 3) "same", stride 1 convolution on plain slices: x [b, ci, h, w],
+/// wt [co, ci, k, k], bias [co] -> [b, co, h, w]. For k = 1 the gemm reads the input planes in
+/// place (no im2col).
+pub fn conv_nchw(
+    x: &[f32],
+    wt: &[f32],
+    bias: Option<&[f32]>,
+    dims: [usize; 5],
+    k: usize,
+) -> Vec<f32> {
+    conv_nchw_tiled(x, wt, bias, dims, k, 1024)
+}
+
+/// [`conv_nchw`] with about `pixels` output pixels per task (1024 there: the im2col tile,
+/// kd x pixels, near L2 size).
+fn conv_nchw_tiled(
     x: &[f32],
     wt: &[f32],
     bias: Option<&[f32]>,
     [b, ci, co, h, w]: [usize; 5],
+    k: usize,
+    pixels: usize,
 ) -> Vec<f32> {
-    assert_eq!(x.len(), b * ci * h * w, "conv3x3: input size");
-    assert_eq!(wt.len(), co * ci * 9, "conv3x3: weight size");
-    let k = ci * 9;
+    assert!(k == 1 || k == 3, "conv_nchw: kernel {k}");
+    assert_eq!(x.len(), b * ci * h * w, "conv_nchw: input size");
+    assert_eq!(wt.len(), co * ci * k * k, "conv_nchw: weight size");
+    let kd = ci * k * k;
     let hw = h * w;
-    // About a thousand output pixels per task: the im2col tile (k x l) stays near L2 size.
-    let rows = (1024 / w.max(1)).clamp(1, h.max(1));
+    let rows = tile_rows(h, w, pixels);
     let tiles = h.div_ceil(rows);
     let mut out = vec![0f32; b * co * hw];
     let out_ptr = OutPtr(out.as_mut_ptr());
@@ -119,29 +188,15 @@ pub fn conv3x3_nchw(
         let (bi, ti) = (t / tiles, t % tiles);
         let (r0, r1) = (ti * rows, (ti * rows + rows).min(h));
         let l = (r1 - r0) * w;
-        // im2col: row (c, dy, dx) holds input pixel (r + dy - 1, x + dx - 1) of plane c.
-        let mut col = vec![0f32; k * l];
         let image = &x[bi * ci * hw..(bi + 1) * ci * hw];
-        for c in 0..ci {
-            let plane = &image[c * hw..(c + 1) * hw];
-            for dy in 0..3 {
-                for dx in 0..3 {
-                    let row = (c * 9 + dy * 3 + dx) * l;
-                    for r in r0..r1 {
-                        let dst = &mut col[row + (r - r0) * w..row + (r - r0 + 1) * w];
-                        let Some(sr) = (r + dy).checked_sub(1).filter(|&s| s < h) else {
-                            continue; // above or below the image: zeros
-                        };
-                        let src = &plane[sr * w..(sr + 1) * w];
-                        match dx {
-                            0 => dst[1..].copy_from_slice(&src[..w - 1]),
-                            1 => dst.copy_from_slice(src),
-                            _ => dst[..w - 1].copy_from_slice(&src[1..]),
-                        }
-                    }
-                }
-            }
-        }
+        let col;
+        // rhs (kd x l): row j of the tile's pixels.
+        let (rhs, rhs_rs) = if k == 1 {
+            (image[r0 * w..].as_ptr(), hw as isize)
+        } else {
+            col = im2col3(image, ci, h, w, r0, r1);
+            (col.as_ptr(), l as isize)
+        };
         // The tile of the output: channel rows of stride hw, pixels r0*w .. r0*w + l.
         let base = bi * co * hw + r0 * w;
         if let Some(bias) = bias {
@@ -153,22 +208,23 @@ pub fn conv3x3_nchw(
             }
         }
         // SAFETY: dst is co x l with row stride hw and column stride 1, inside this task's
-        // region (as above); lhs is co x k row-major, rhs k x l row-major, both fully in bounds.
+        // region (as above); lhs is co x kd row-major, rhs kd x l with row stride rhs_rs, both
+        // in bounds (for k = 1 rows r0..r1 of each of the image's ci planes).
         unsafe {
             gemm::gemm(
                 co,
                 l,
-                k,
+                kd,
                 out_ptr.at(base),
                 1,
                 hw as isize,
                 bias.is_some(),
                 wt.as_ptr(),
                 1,
-                k as isize,
-                col.as_ptr(),
+                kd as isize,
+                rhs,
                 1,
-                l as isize,
+                rhs_rs,
                 1.0,
                 1.0,
                 false,

@@ -1,7 +1,8 @@
 //! The demo model shipped in `assets/demo-model` and embedded in the binary: a small U-Net
-//! trained by `synthscope train --config assets/demo-model/demo_mr_to_ct.toml` on phantom
-//! patients (MR -> CT). It shows what synthesis looks like on the demo pair; it has never seen
-//! a real patient.
+//! trained by `synthscope train --config assets/demo-model/demo_mr_to_ct.toml` on varied
+//! phantom patients 0-5 (each its own anatomy; 6-7 validated, 8-11 held out for
+//! `tests/demo_model_heldout.rs`), MR -> CT. It shows what synthesis looks like on the demo
+//! pair; it has never seen a real patient.
 
 use super::ModelError;
 use super::checkpoint::{self, AnyModel, CheckpointMeta};
@@ -29,7 +30,7 @@ pub fn load_demo_model(device: &Device) -> Result<(AnyModel, CheckpointMeta, Pat
 
 /// Load the embedded MR/CT classifier (trained by
 /// `synthscope train --config assets/demo-model/demo_classifier.toml --classifier-only` on the
-/// same phantom patients) onto `device`.
+/// same varied phantom patients) onto `device`.
 pub fn load_demo_classifier(
     device: &Device,
 ) -> Result<(AnyModel, CheckpointMeta, PathBuf), ModelError> {

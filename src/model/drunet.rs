@@ -261,7 +261,7 @@ impl Drunet {
             );
             dec.push(y.clone());
         }
-        let logits = self.head.forward(self.final_up.forward(y));
+        let logits = super::blocks::conv_forward(&self.head, self.final_up.forward(y));
         (enc, dec, logits)
     }
 }

@@ -5,8 +5,10 @@
 pub mod blocks;
 pub mod checkpoint;
 pub mod cpu_conv;
+pub mod cpu_conv_train;
 pub mod demo;
 mod drunet;
+pub mod half;
 pub mod import;
 pub mod normalise;
 mod unet;

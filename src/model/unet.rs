@@ -169,7 +169,7 @@ impl Unet {
             y = hook(k, conv.forward(Tensor::cat(vec![up.forward(y), skip], 1)));
             k += 1;
         }
-        self.head.forward(y)
+        super::blocks::conv_forward(&self.head, y)
     }
 
     /// Weights of the first convolution: [w0, in, 3, 3].

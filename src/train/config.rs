@@ -32,6 +32,17 @@ pub enum DataSource {
         #[serde(default)]
         small: bool,
     },
+    /// Varied phantom patients 0..patients: each a head of its own (size, skull, ventricles,
+    /// gyri, sinuses, atrophy, lesions), pose and correlated CT noise
+    /// ([`crate::io::phantom::phantom_patient_varied`]), registered by construction.
+    Varied {
+        /// Number of patients.
+        #[serde(default = "three")]
+        patients: usize,
+        /// Coarse test grids instead of the demo pair's.
+        #[serde(default)]
+        small: bool,
+    },
     /// A SynthRAD-style folder: one sub-folder per patient with `ct`, `mr` and optional `mask`.
     Folder {
         /// The folder.

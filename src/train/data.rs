@@ -4,7 +4,7 @@
 
 use super::TrainError;
 use super::config::{DataSource, TrainConfig};
-use crate::io::phantom::{PhantomConfig, phantom_patient};
+use crate::io::phantom::{PhantomConfig, phantom_patient, phantom_patient_varied};
 use crate::io::{Progress, load_paths};
 use crate::model::Direction;
 use crate::model::normalise::Normalisation;
@@ -247,10 +247,32 @@ pub fn phantom_cases(n: usize, small: bool, direction: Direction) -> Result<Vec<
         .collect()
 }
 
+/// Varied phantom patients 0..n (see [`phantom_patient_varied`]): different anatomy per patient.
+pub fn varied_phantom_cases(
+    n: usize,
+    small: bool,
+    direction: Direction,
+) -> Result<Vec<Case>, TrainError> {
+    let base = if small {
+        PhantomConfig::small()
+    } else {
+        PhantomConfig::default()
+    };
+    (0..n.max(1))
+        .map(|k| {
+            let (ct, mr) = phantom_patient_varied(&base, k);
+            Case::from_pair(&format!("varied phantom {k}"), &ct, &mr, None, direction)
+        })
+        .collect()
+}
+
 /// Cases named by the config's data source (not `Loaded`, which the app supplies itself).
 pub fn load_cases(cfg: &TrainConfig, progress: &Progress) -> Result<Vec<Case>, TrainError> {
     match &cfg.data {
         DataSource::Demo { patients, small } => phantom_cases(*patients, *small, cfg.direction),
+        DataSource::Varied { patients, small } => {
+            varied_phantom_cases(*patients, *small, cfg.direction)
+        }
         DataSource::Folder { path } => cases_from_folder(path, cfg.direction, progress),
         DataSource::Pair { ct, mr, mask } => Ok(vec![case_from_files(
             "pair",

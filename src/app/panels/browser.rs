@@ -1,12 +1,14 @@
 //! The series browser: every loaded series with its patient, study, size and warnings, and
-//! the CT / MR roles.
+//! the CT / MR roles; under it the local study database (kept across restarts), whose series
+//! open into a role, and where a folder is imported or a series removed.
 
 use super::Cx;
+use super::pacs::local::LocalDb;
 use crate::app::command::Command;
 use crate::app::pair::Role;
 
-/// The Series browser panel.
-pub(crate) fn browser_ui(host: &mut egui::Ui, cx: &mut Cx) {
+/// The Series browser panel: the loaded series, then the local database.
+pub(crate) fn browser_ui(host: &mut egui::Ui, cx: &mut Cx, local: &mut LocalDb) {
     let mut role_changes = Vec::new();
     super::body(host, |ui| {
         egui::Grid::new("series")
@@ -56,6 +58,8 @@ pub(crate) fn browser_ui(host: &mut egui::Ui, cx: &mut Cx) {
                     ui.end_row();
                 }
             });
+        ui.separator();
+        local.ui(ui);
     });
     for (i, r) in role_changes {
         cx.push(Command::SetRole(i, r));

@@ -154,56 +154,62 @@ fn tool_group(ui: &mut egui::Ui, name: &str, add: impl FnOnce(&mut egui::Ui)) {
     }
 }
 
-/// The progress of `load`, if one runs, with Cancel.
-pub(crate) fn progress_ui(
-    ctx: &egui::Context,
+/// The strip above the status bar: a running load's progress with Cancel, and the messages
+/// not yet dismissed. Docked (a bottom panel, added before the views), so it never covers a
+/// pane; absent when there is neither.
+pub(crate) fn activity_ui(
+    ui: &mut egui::Ui,
     load: Option<&LoadJob>,
+    errors: &mut Vec<String>,
     commands: &mut Vec<Command>,
 ) {
-    let Some(load) = load else { return };
-    egui::Window::new("Loading")
-        .collapsible(false)
-        .resizable(false)
-        .anchor(egui::Align2::CENTER_CENTER, [0.0, 0.0])
-        .show(ctx, |ui| {
-            ui.label(&load.label);
-            ui.label(load.job.progress().stage());
-            ui.add(
-                egui::ProgressBar::new(load.job.progress().fraction())
-                    .show_percentage()
-                    .desired_width(320.0),
-            );
-            if ui.button("Cancel").clicked() {
-                commands.push(Command::Cancel(Task::Load));
-            }
-        });
-    ctx.request_repaint_after(Duration::from_millis(100));
-}
-
-/// The messages not yet dismissed, with Dismiss.
-pub(crate) fn errors_ui(ctx: &egui::Context, errors: &mut Vec<String>) {
-    if errors.is_empty() {
+    if load.is_none() && errors.is_empty() {
         return;
     }
-    let mut clear = false;
-    egui::Window::new("Messages")
-        .anchor(egui::Align2::RIGHT_BOTTOM, [-8.0, -32.0])
-        .default_width(480.0)
-        .show(ctx, |ui| {
-            egui::ScrollArea::vertical()
-                .max_height(160.0)
-                .show(ui, |ui| {
-                    for e in errors.iter() {
-                        ui.label(e);
+    egui::Panel::bottom("activity")
+        .resizable(false)
+        .show(ui, |ui| {
+            if let Some(load) = load {
+                ui.horizontal(|ui| {
+                    ui.spinner();
+                    ui.label(&load.label);
+                    ui.add(
+                        egui::ProgressBar::new(load.job.progress().fraction())
+                            .show_percentage()
+                            .desired_width(240.0),
+                    );
+                    ui.label(load.job.progress().stage());
+                    if ui.button("Cancel").clicked() {
+                        commands.push(Command::Cancel(Task::Load));
                     }
                 });
-            if ui.button("Dismiss").clicked() {
-                clear = true;
+                // The progress is shared memory, not an event: look again soon (not every
+                // frame: a software rasteriser's repaint takes the loader's cores).
+                ui.ctx().request_repaint_after(Duration::from_millis(250));
+            }
+            if !errors.is_empty() {
+                let mut clear = false;
+                ui.horizontal(|ui| {
+                    ui.strong(format!("Messages ({})", errors.len()));
+                    if ui.small_button("Dismiss").clicked() {
+                        clear = true;
+                    }
+                });
+                egui::ScrollArea::vertical()
+                    .id_salt("messages")
+                    .max_height(72.0)
+                    .stick_to_bottom(true)
+                    .auto_shrink([false, true])
+                    .show(ui, |ui| {
+                        for e in errors.iter() {
+                            ui.label(e);
+                        }
+                    });
+                if clear {
+                    errors.clear();
+                }
             }
         });
-    if clear {
-        errors.clear();
-    }
 }
 
 impl SynthScopeApp {
@@ -219,6 +225,12 @@ impl SynthScopeApp {
                 }
                 if ui.button("Load demo pair").clicked() {
                     self.commands.push(Command::Open(LoadRequest::Demo));
+                }
+                if ui.button("Open from PACS…").clicked() {
+                    self.pacs.show_query = true;
+                }
+                if ui.button("PACS servers…").clicked() {
+                    self.pacs.show_settings = true;
                 }
                 ui.separator();
                 if ui.button("Save views as PNG…").clicked() {

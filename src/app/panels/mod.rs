@@ -5,8 +5,10 @@
 pub(crate) mod browser;
 pub mod chrome;
 pub mod dialogs;
+pub mod experiments;
 pub mod features;
 pub mod gradcam;
+pub mod pacs;
 pub mod registration;
 pub mod study_reading;
 pub mod study_setup;

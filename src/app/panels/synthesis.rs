@@ -29,6 +29,8 @@ pub struct SynthesisState {
     registration: Option<Affine>,
     /// The third pane compares the synthetic volume with its reference (else CT with MR).
     pub third_shows_synthetic: bool,
+    /// Send to PACS.
+    pub send: super::pacs::send::SendToPacs,
 }
 
 /// The network's input at the crosshair: its direction, the input volume, and the crosshair
@@ -246,6 +248,7 @@ impl SynthesisState {
                         dialog = Some(Dialog::SaveSyntheticDicom);
                     }
                 });
+                s.send.ui(ui);
             }
             match &s.metrics {
                 Some(Ok(m)) => {

@@ -31,11 +31,19 @@ struct Uniforms {
 
 /// A volume on the GPU: 16-bit quantised voxels with the dequantisation to get values back.
 struct GpuVolume {
+    texture: wgpu::Texture,
     view: wgpu::TextureView,
     scale: f32,
     offset: f32,
     last_used: Instant,
+    /// While its upload is under way: the packed voxels and the first slice still to copy.
+    pending: Option<(Arc<Quantized>, usize)>,
 }
+
+/// Voxel bytes copied to the GPU in one frame (besides volumes smaller than this, which go up
+/// whole): a large series is uploaded over a few frames (shown once complete) instead of in
+/// one long frame (a 512 x 512 x 500 CT is 256 MB).
+pub const UPLOAD_BYTES_PER_FRAME: usize = 16 * 1024 * 1024;
 
 /// A volume packed into 16 bits for the GPU: `value = q * scale + offset`.
 pub struct Quantized {
@@ -74,20 +82,16 @@ pub fn quantise(volume: &Volume) -> Quantized {
     }
 }
 
-fn upload(
+/// A texture for `volume`, its voxels still to copy (see [`GpuVolume::upload_some`]).
+fn start_upload(
     device: &wgpu::Device,
-    queue: &wgpu::Queue,
     volume: &Volume,
-    packed: Option<&Quantized>,
+    packed: Option<&Arc<Quantized>>,
 ) -> GpuVolume {
     let [nx, ny, nz] = volume.geometry.dims;
-    let local;
     let q = match packed {
-        Some(q) if q.data.len() == volume.data.len() => q,
-        _ => {
-            local = quantise(volume);
-            &local
-        }
+        Some(q) if q.data.len() == volume.data.len() => q.clone(),
+        _ => Arc::new(quantise(volume)),
     };
     let texture = device.create_texture(&wgpu::TextureDescriptor {
         label: Some("volume"),
@@ -103,15 +107,29 @@ fn upload(
         usage: wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::COPY_DST,
         view_formats: &[],
     });
-    // Upload in slabs so no single staging buffer gets large.
-    let plane = nx * ny;
-    let slab = (16 * 1024 * 1024 / (plane * 2)).clamp(1, nz.max(1));
-    let mut z = 0;
-    while z < nz {
-        let n = slab.min(nz - z);
+    GpuVolume {
+        view: texture.create_view(&Default::default()),
+        texture,
+        scale: q.scale,
+        offset: q.offset,
+        last_used: Instant::now(),
+        pending: (nz > 0).then_some((q, 0)),
+    }
+}
+
+impl GpuVolume {
+    /// Copy whole slices from the first one still to copy, about `budget` bytes of them (at
+    /// least one slice); returns the bytes copied.
+    fn upload_some(&mut self, queue: &wgpu::Queue, dims: [usize; 3], budget: usize) -> usize {
+        let Some((q, z)) = self.pending.take() else {
+            return 0;
+        };
+        let [nx, ny, nz] = dims;
+        let plane = nx * ny;
+        let n = (budget / (plane * 2).max(1)).clamp(1, nz - z);
         queue.write_texture(
             wgpu::TexelCopyTextureInfo {
-                texture: &texture,
+                texture: &self.texture,
                 mip_level: 0,
                 origin: wgpu::Origin3d {
                     x: 0,
@@ -132,13 +150,10 @@ fn upload(
                 depth_or_array_layers: n as u32,
             },
         );
-        z += n;
-    }
-    GpuVolume {
-        view: texture.create_view(&Default::default()),
-        scale: q.scale,
-        offset: q.offset,
-        last_used: Instant::now(),
+        if z + n < nz {
+            self.pending = Some((q, z + n));
+        }
+        n * plane * 2
     }
 }
 
@@ -152,6 +167,8 @@ pub struct SliceRenderer {
     views: HashMap<u64, (wgpu::Buffer, wgpu::BindGroup)>,
     /// Number of volume uploads so far (tests use it to prove scrolling never re-uploads).
     pub uploads: u64,
+    /// The frame the upload budget was last refilled in, and what is left of it.
+    budget: (u64, usize),
 }
 
 impl SliceRenderer {
@@ -291,6 +308,7 @@ impl SliceRenderer {
             volumes: HashMap::new(),
             views: HashMap::new(),
             uploads: 0,
+            budget: (u64::MAX, UPLOAD_BYTES_PER_FRAME),
         }
     }
 
@@ -304,28 +322,48 @@ impl SliceRenderer {
         render_state.renderer.write().callback_resources.insert(r);
     }
 
-    /// True once volume `id` is on the GPU.
+    /// True once volume `id` is on the GPU, all of it.
     pub fn has_volume(&self, id: u64) -> bool {
-        self.volumes.contains_key(&id)
+        self.volumes.get(&id).is_some_and(|g| g.pending.is_none())
     }
 
+    /// Make sure volume `v` is on the GPU or on its way there: start its upload, or go on
+    /// with it within this frame's budget (shared by every view drawn in frame `frame`).
+    /// True when all of it is there.
     fn ensure_volume(
         &mut self,
         device: &wgpu::Device,
         queue: &wgpu::Queue,
         v: &Volume,
-        packed: Option<&Quantized>,
-    ) {
+        packed: Option<&Arc<Quantized>>,
+        frame: u64,
+    ) -> bool {
         let now = Instant::now();
-        if let Some(g) = self.volumes.get_mut(&v.id) {
-            g.last_used = now;
-            return;
+        if self.budget.0 != frame {
+            self.budget = (frame, UPLOAD_BYTES_PER_FRAME);
         }
-        self.volumes.insert(v.id, upload(device, queue, v, packed));
-        self.uploads += 1;
-        // Drop volumes no view has drawn for a while (replaced series).
-        self.volumes
-            .retain(|_, g| now.duration_since(g.last_used).as_secs() < 20);
+        if let std::collections::hash_map::Entry::Vacant(e) = self.volumes.entry(v.id) {
+            e.insert(start_upload(device, v, packed));
+            self.uploads += 1;
+            // Drop volumes no view has drawn for a while (replaced series).
+            self.volumes
+                .retain(|_, g| now.duration_since(g.last_used).as_secs() < 20);
+        }
+        let Some(g) = self.volumes.get_mut(&v.id) else {
+            return false;
+        };
+        g.last_used = now;
+        if g.pending.is_some() {
+            // A volume within one frame's budget goes up whole, whatever this frame has sent
+            // already (so a pane never waits for a small one); a larger one in parts.
+            let whole = v.data.len() * 2 <= UPLOAD_BYTES_PER_FRAME;
+            if whole || self.budget.1 > 0 {
+                let budget = if whole { usize::MAX } else { self.budget.1 };
+                let sent = g.upload_some(queue, v.geometry.dims, budget);
+                self.budget.1 = self.budget.1.saturating_sub(sent);
+            }
+        }
+        g.pending.is_none()
     }
 }
 
@@ -383,6 +421,10 @@ pub enum Combine {
 pub struct SliceCallback {
     /// Stable id of the view (its uniform buffer is reused).
     pub view_id: u64,
+    /// The frame it is drawn in (egui's frame number): volume uploads share a budget per frame.
+    pub frame: u64,
+    /// The context to ask for the next frame while an upload is under way.
+    pub ctx: egui::Context,
     /// Up to two layers.
     pub layers: [Option<LayerDraw>; 2],
     /// Combination of the layers.
@@ -406,15 +448,26 @@ impl CallbackTrait for SliceCallback {
         let mut u = Uniforms::default();
         for (i, l) in self.layers.iter().enumerate() {
             let Some(l) = l else { continue };
-            r.ensure_volume(device, queue, &l.volume, l.packed.as_deref());
-            let g = &r.volumes[&l.volume.id];
+            let ready = r.ensure_volume(device, queue, &l.volume, l.packed.as_ref(), self.frame);
+            if !ready {
+                self.ctx.request_repaint();
+            }
+            let Some(g) = r.volumes.get(&l.volume.id) else {
+                continue;
+            };
             let d = l.volume.geometry.dims;
             let f = |v: [f64; 3]| [v[0] as f32, v[1] as f32, v[2] as f32, 0.0];
             u.layers[i] = LayerUniform {
                 origin: f(l.origin),
                 du: f(l.du),
                 dv: f(l.dv),
-                dims: [d[0] as f32, d[1] as f32, d[2] as f32, 1.0],
+                // A volume whose upload is under way is not drawn yet (the shader's enabled flag).
+                dims: [
+                    d[0] as f32,
+                    d[1] as f32,
+                    d[2] as f32,
+                    f32::from(u8::from(ready)),
+                ],
                 window: [l.window.low(), l.window.width, g.scale, g.offset],
                 cmap: [
                     l.colormap.row() as f32,

@@ -64,15 +64,22 @@ pub fn pane_ui(
     let (rect, response) = ui.allocate_exact_size(ui.available_size(), Sense::click_and_drag());
     let size = [rect.width(), rect.height()];
     let painter = ui.painter_at(rect);
-    painter.rect_filled(rect, 0.0, Color32::BLACK);
     let reference = layers[0]
         .as_ref()
         .or(layers[1].as_ref())
         .map(|l| l.volume.clone());
 
-    if has_gpu && size[0] > 1.0 && size[1] > 1.0 {
-        paint_layers(&painter, rect, view_id, view, &layers, combine);
-    } else if !has_gpu {
+    // The slice shader writes every pixel of its rect (opaque black outside the volumes), so
+    // the black background is painted only where no slice is drawn: under a software
+    // rasteriser every pixel shaded twice costs frame time.
+    let painted = has_gpu
+        && size[0] > 1.0
+        && size[1] > 1.0
+        && paint_layers(&painter, rect, view_id, view, &layers, combine);
+    if !painted {
+        painter.rect_filled(rect, 0.0, Color32::BLACK);
+    }
+    if !has_gpu {
         painter.text(
             rect.center(),
             egui::Align2::CENTER_CENTER,
@@ -223,7 +230,8 @@ pub fn pane_ui(
     ev
 }
 
-/// Paint the layers of a view into `rect` through the GPU callback.
+/// Paint the layers of a view into `rect` through the GPU callback (which covers the whole
+/// rect); false when there is no layer to draw.
 fn paint_layers(
     painter: &egui::Painter,
     rect: Rect,
@@ -231,7 +239,7 @@ fn paint_layers(
     view: &ViewState,
     layers: &[Option<PaneLayer>; 2],
     combine: Combine,
-) {
+) -> bool {
     let size = [rect.width(), rect.height()];
     let mut draws: [Option<LayerDraw>; 2] = [None, None];
     for (i, l) in layers.iter().enumerate() {
@@ -251,7 +259,7 @@ fn paint_layers(
         }
     }
     if draws.iter().all(Option::is_none) {
-        return;
+        return false;
     }
     let combine = if draws[1].is_some() && draws[0].is_some() {
         combine
@@ -263,11 +271,14 @@ fn paint_layers(
     }
     let cb = SliceCallback {
         view_id,
+        frame: painter.ctx().cumulative_frame_nr(),
+        ctx: painter.ctx().clone(),
         layers: draws,
         combine,
         plane: view.plane_mm(size),
     };
     painter.add(egui_wgpu::Callback::new_paint_callback(rect, cb));
+    true
 }
 
 /// The view state that shows the region around the crosshair magnified `mag` times in a
@@ -313,7 +324,7 @@ fn zoom_inset(
     );
     let z = inset_view(view, size, side, mag);
     // A distinct id: the inset's view uniforms must not overwrite the pane's.
-    paint_layers(painter, inset, view_id + 1_000, &z, layers, combine);
+    let _ = paint_layers(painter, inset, view_id + 1_000, &z, layers, combine);
     let outline = Stroke::new(1.5, Color32::from_rgb(80, 220, 255));
     painter.rect_stroke(inset, 0.0, outline, egui::StrokeKind::Outside);
     let c = view.screen_of(view.crosshair, size);

@@ -282,13 +282,26 @@ fn parse_phase(line: &str) -> Option<Value> {
             .ok()
     };
     let frames = nums.split_whitespace().next()?.parse::<f64>().ok()?;
-    Some(json!({
+    let mut r = json!({
         "phase": phase.trim(),
         "frames": frames,
         "mean_ms": num_after("mean")?,
         "p50_ms": num_after("p50")?,
         "p95_ms": num_after("p95")?,
-    }))
+    });
+    // Later fields (max, frames over 250 ms, the UI thread's share, the load average).
+    for (key, field) in [
+        ("max", "max_ms"),
+        ("250 ms", "over_250ms"),
+        ("ui p50", "ui_p50_ms"),
+        ("ui p95", "ui_p95_ms"),
+        ("load", "load_avg"),
+    ] {
+        if let Some(v) = num_after(key) {
+            r[field] = json!(v);
+        }
+    }
+    Some(r)
 }
 
 /// The headline figures of the run, a line each.
@@ -323,10 +336,12 @@ fn summary(results: &[Value]) {
                 r["tre_mm"].as_f64().unwrap_or(f64::NAN)
             ),
             "frame_time" => format!(
-                "{dev:>4} frame time {:<26} p50 {:.1} ms, p95 {:.1} ms",
+                "{dev:>4} frame time {:<26} p50 {:.1} ms, p95 {:.1} ms, max {:.1} ms (load {:.1})",
                 r["phase"].as_str().unwrap_or(""),
                 r["p50_ms"].as_f64().unwrap_or(f64::NAN),
-                r["p95_ms"].as_f64().unwrap_or(f64::NAN)
+                r["p95_ms"].as_f64().unwrap_or(f64::NAN),
+                r["max_ms"].as_f64().unwrap_or(f64::NAN),
+                r["load_avg"].as_f64().unwrap_or(f64::NAN)
             ),
             _ if r.get("error").is_some() => format!(
                 "{dev:>4} {} FAILED: {}",
@@ -350,6 +365,16 @@ mod tests {
         assert_eq!(r["phase"], "scrolling");
         assert_eq!(r["frames"], 120.0);
         assert_eq!(r["p95_ms"], 7.2);
+        assert!(r.get("max_ms").is_none());
+        let r = super::parse_phase(
+            "autoscroll: scrolling while training:     100 frames, mean   54.27, p50   50.57, p95   81.88, max  140.20, over 250 ms 0, ui p50   3.10, ui p95   6.40, load 2.54 (19.8 fps at p50)",
+        )
+        .unwrap();
+        assert_eq!(r["p95_ms"], 81.88);
+        assert_eq!(r["max_ms"], 140.2);
+        assert_eq!(r["over_250ms"], 0.0);
+        assert_eq!(r["ui_p95_ms"], 6.4);
+        assert_eq!(r["load_avg"], 2.54);
         assert!(
             super::parse_phase("autoscroll: window 1440x720 points; frame times in ms").is_none()
         );

@@ -107,6 +107,18 @@ pub(super) fn torch_python(asked: Option<&Path>) -> Option<PathBuf> {
     })
 }
 
+/// scripts/pytorch_reference.py of the source tree this binary was built from, else of the
+/// current folder (a binary built in another checkout that shares the target folder).
+fn reference_script() -> Option<PathBuf> {
+    let rel = Path::new("scripts/pytorch_reference.py");
+    [
+        Path::new(env!("CARGO_MANIFEST_DIR")).join(rel),
+        rel.to_path_buf(),
+    ]
+    .into_iter()
+    .find(|p| p.is_file())
+}
+
 /// Run scripts/pytorch_reference.py (`mode`: infer or train) and parse its JSON; None (with the
 /// reason printed, and how to make a torch Python) when there is no torch.
 pub(super) fn run_pytorch(args: &PytorchArgs, script_args: &[String]) -> Option<serde_json::Value> {
@@ -120,7 +132,13 @@ pub(super) fn run_pytorch(args: &PytorchArgs, script_args: &[String]) -> Option<
         );
         return None;
     };
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/pytorch_reference.py");
+    let Some(script) = reference_script() else {
+        println!(
+            "PyTorch reference: scripts/pytorch_reference.py is neither in the source tree this binary was built from ({}) nor under the current folder",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        return None;
+    };
     let mut cmd = std::process::Command::new(&python);
     cmd.arg(&script)
         .args(script_args)

@@ -31,11 +31,13 @@ pub enum Extent {
 }
 
 /// The largest inflated data set of a Deflated Explicit VR Little Endian file that is walked.
-const MAX_INFLATED: u64 = 1 << 30;
+pub const MAX_INFLATED: u64 = 1 << 30;
 
 /// Check a file's declared lengths (see the module documentation). Files too short to be DICOM
-/// pass: the parser refuses them with its own message.
-pub fn check_file(path: &Path, extent: Extent) -> Result<(), crate::io::LoadError> {
+/// pass: the parser refuses them with its own message. Ok holds the allocation ceiling to parse
+/// the file under ([`crate::io::alloc_guard::with_ceiling`]): no value can be longer than the
+/// file, or than the inflated data set of a deflated one.
+pub fn check_file(path: &Path, extent: Extent) -> Result<usize, crate::io::LoadError> {
     let file = std::fs::File::open(path)
         .map_err(|e| crate::io::LoadError::file(path, format!("cannot open: {e}")))?;
     let len = file
@@ -43,13 +45,36 @@ pub fn check_file(path: &Path, extent: Extent) -> Result<(), crate::io::LoadErro
         .map_err(|e| crate::io::LoadError::file(path, format!("cannot read its size: {e}")))?
         .len();
     if len < 132 {
-        return Ok(());
+        return Ok(crate::io::alloc_guard::ceiling_for_file(len, false));
     }
     // SAFETY: the map is read-only and dropped before returning; a file truncated while it is
     // mapped would raise SIGBUS, as for every memory-mapped reader (the fast path maps too).
     let map = unsafe { memmap2::Mmap::map(&file) }
         .map_err(|e| crate::io::LoadError::file(path, format!("cannot map: {e}")))?;
-    check_bytes(&map, extent).map_err(|problem| crate::io::LoadError::file(path, problem))
+    check_bytes(&map, extent).map_err(|problem| crate::io::LoadError::file(path, problem))?;
+    Ok(crate::io::alloc_guard::ceiling_for_file(
+        len,
+        deflated(&map),
+    ))
+}
+
+/// Whether a Part-10 file's meta names a deflated transfer syntax.
+fn deflated(data: &[u8]) -> bool {
+    let skip = if data.len() >= 4 && &data[..4] == b"DICM" && data.get(128..132) != Some(b"DICM") {
+        0
+    } else {
+        128.min(data.len())
+    };
+    let rest = &data[skip..];
+    if rest.len() < 4 || &rest[..4] != b"DICM" {
+        return false;
+    }
+    matches!(
+        walk_meta(rest)
+            .map(|(ts, _)| ts.trim_end_matches(['\0', ' ']).to_string())
+            .as_deref(),
+        Ok("1.2.840.10008.1.2.1.99" | "1.2.840.10008.1.2.4.95")
+    )
 }
 
 /// Check a Part-10 file held in memory (preamble included, or "DICM" at its start).

@@ -27,8 +27,8 @@ fn decode_file(
     rows: usize,
     cols: usize,
 ) -> Result<Vec<Vec<f32>>, LoadError> {
-    super::bounds::check_file(path, super::bounds::Extent::Whole)?;
-    let obj = dicom::object::open_file(path)
+    let ceiling = super::bounds::check_file(path, super::bounds::Extent::Whole)?;
+    let obj = crate::io::alloc_guard::with_ceiling(ceiling, || dicom::object::open_file(path))
         .map_err(|e| LoadError::file(path, format!("cannot read the data set (file truncated or corrupt: the data ends before an element's declared length): {e}")))?;
     let ts = obj.meta().transfer_syntax().to_string();
     check_decodable(&obj, path, &ts, rows, cols)?;

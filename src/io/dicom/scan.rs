@@ -115,12 +115,14 @@ fn scan_file(path: &Path) -> Result<(SeriesScan, String), LoadError> {
         128.min(head.len())
     };
     let after_preamble = &head[skip..];
-    super::bounds::check_file(path, super::bounds::Extent::UntilPixelData)?;
-    let obj = OpenFileOptions::new()
-        .read_until(tags::PIXEL_DATA)
-        .read_preamble(ReadPreamble::Never)
-        .from_reader(after_preamble.chain(&mut file))
-        .map_err(|e| unreadable(&e))?;
+    let ceiling = super::bounds::check_file(path, super::bounds::Extent::UntilPixelData)?;
+    let obj = crate::io::alloc_guard::with_ceiling(ceiling, || {
+        OpenFileOptions::new()
+            .read_until(tags::PIXEL_DATA)
+            .read_preamble(ReadPreamble::Never)
+            .from_reader(after_preamble.chain(&mut file))
+    })
+    .map_err(|e| unreadable(&e))?;
     let sop_class = obj
         .meta()
         .media_storage_sop_class_uid()

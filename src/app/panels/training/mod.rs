@@ -126,7 +126,7 @@ impl TrainingState {
                 DataChoice::Folder
             }
             DataSource::Loaded { .. } => DataChoice::Loaded,
-            DataSource::Pair { .. } => DataChoice::Config,
+            DataSource::Pair { .. } | DataSource::Varied { .. } => DataChoice::Config,
         };
         self.cfg = cfg;
         self.show = true;
@@ -468,7 +468,20 @@ impl TrainingState {
             return;
         }
         ui.columns(2, |cols| {
-            let train: Vec<[f64; 2]> = t.steps.iter().map(|s| [s.step as f64, s.loss]).collect();
+            // At most about a thousand points (and the last): the plot is tessellated in every
+            // frame, and a long run has tens of thousands of steps.
+            let stride = t.steps.len().div_ceil(1000).max(1);
+            let mut train: Vec<[f64; 2]> = t
+                .steps
+                .iter()
+                .step_by(stride)
+                .map(|s| [s.step as f64, s.loss])
+                .collect();
+            if let Some(s) = t.steps.last()
+                && !(t.steps.len() - 1).is_multiple_of(stride)
+            {
+                train.push([s.step as f64, s.loss]);
+            }
             let val: Vec<[f64; 2]> = t
                 .epochs
                 .iter()

@@ -113,6 +113,18 @@ fn check_decodable(
             ),
         ));
     }
+    // dicom-pixeldata builds a 2^BitsStored-entry lookup table and asserts 1..=32 bits.
+    let allocated = int(obj, tags::BITS_ALLOCATED).unwrap_or(16);
+    if let Some(stored) = int(obj, tags::BITS_STORED)
+        && (stored < 1 || stored > allocated.min(32))
+    {
+        return Err(LoadError::file(
+            path,
+            format!(
+                "BitsStored (0028,0101) = {stored} with BitsAllocated (0028,0100) = {allocated}: it must be 1 to BitsAllocated"
+            ),
+        ));
+    }
     let registry_ts = TransferSyntaxRegistry.get(ts.trim_end_matches('\0'));
     match registry_ts {
         None => {

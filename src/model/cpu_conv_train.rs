@@ -208,16 +208,20 @@ pub(super) fn weight_grad(
         }
         acc
     };
-    (0..b * tiles)
+    // Fixed groups of tiles, summed in order: the same bits on every run (rayon's fold groups
+    // by work stealing, so its sums differed run to run, and a resumed training run drifted
+    // from the uninterrupted one).
+    const GROUP: usize = 4;
+    let n = b * tiles;
+    let partials: Vec<Vec<f32>> = (0..n.div_ceil(GROUP))
         .into_par_iter()
-        .fold(|| vec![0f32; co * kd], partial)
-        .reduce(
-            || vec![0f32; co * kd],
-            |mut a, b| {
-                a.iter_mut().zip(&b).for_each(|(p, q)| *p += q);
-                a
-            },
-        )
+        .map(|g| (g * GROUP..((g + 1) * GROUP).min(n)).fold(vec![0f32; co * kd], &partial))
+        .collect();
+    let mut out = vec![0f32; co * kd];
+    for p in &partials {
+        out.iter_mut().zip(p).for_each(|(o, q)| *o += q);
+    }
+    out
 }
 
 #[cfg(test)]

@@ -1,7 +1,10 @@
 //! UI tests (egui_kittest on the shared wgpu device): the app starts on the demo pair, scrolling
 //! moves every linked view, W/L presets change the drawn image, volumes upload once.
 
+#[path = "common/app_harness.rs"]
+mod app_harness;
 mod common;
+use app_harness::harness_sized;
 
 use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
@@ -11,26 +14,6 @@ use synthscope::volume::Modality;
 
 fn harness() -> Harness<'static, SynthScopeApp> {
     harness_sized(1200.0, 480.0)
-}
-
-fn harness_sized(w: f32, h: f32) -> Harness<'static, SynthScopeApp> {
-    let gpu = synthscope::gpu::shared().expect("shared device");
-    let mut h = Harness::builder()
-        .with_size(egui::vec2(w, h))
-        .wgpu_setup(gpu.egui_setup())
-        .build_eframe(|cc| {
-            SynthScopeApp::new(
-                cc,
-                AppOptions {
-                    small_demo: true,
-                    self_test: false,
-                    ..Default::default()
-                },
-            )
-        });
-    h.state_mut().wait_for_jobs(Duration::from_secs(120));
-    h.run();
-    h
 }
 
 fn ct_mr_slices(app: &SynthScopeApp) -> (usize, usize) {

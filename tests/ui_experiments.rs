@@ -4,11 +4,15 @@
 //! folders) and the pairwise p-values, with the report's path; a finished grid read again shows
 //! its results without training.
 
+#[path = "common/app_harness.rs"]
+mod app_harness;
+use app_harness::harness_sized;
+
 use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
 use std::time::{Duration, Instant};
+use synthscope::app::SynthScopeApp;
 use synthscope::app::workspace::Panel;
-use synthscope::app::{AppOptions, SynthScopeApp};
 use synthscope::experiment::report::summarise;
 use synthscope::experiment::{ExperimentConfig, finished_folds};
 
@@ -34,23 +38,7 @@ losses = [{ kind = "l1" }]
 "#;
 
 fn harness() -> Harness<'static, SynthScopeApp> {
-    let gpu = synthscope::gpu::shared().expect("shared device");
-    let mut h = Harness::builder()
-        .with_size(egui::vec2(1500.0, 900.0))
-        .wgpu_setup(gpu.egui_setup())
-        .build_eframe(|cc| {
-            SynthScopeApp::new(
-                cc,
-                AppOptions {
-                    small_demo: true,
-                    self_test: false,
-                    ..Default::default()
-                },
-            )
-        });
-    h.state_mut().wait_for_jobs(Duration::from_secs(120));
-    h.run();
-    h
+    harness_sized(1500.0, 900.0)
 }
 
 /// A value as the tab prints it.

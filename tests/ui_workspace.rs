@@ -3,32 +3,15 @@
 //! a linked crosshair (one snapshot each); the arrangement is saved and restored, and Reset
 //! layout puts back the first-start one; the toolbar fits at 1280 points.
 
+#[path = "common/app_harness.rs"]
+mod app_harness;
+use app_harness::harness_sized;
+
 use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
-use std::time::Duration;
+use synthscope::app::SynthScopeApp;
 use synthscope::app::viewer::layout::Layout;
 use synthscope::app::workspace::Panel;
-use synthscope::app::{AppOptions, SynthScopeApp};
-
-fn harness_sized(w: f32, h: f32) -> Harness<'static, SynthScopeApp> {
-    let gpu = synthscope::gpu::shared().expect("shared device");
-    let mut h = Harness::builder()
-        .with_size(egui::vec2(w, h))
-        .wgpu_setup(gpu.egui_setup())
-        .build_eframe(|cc| {
-            SynthScopeApp::new(
-                cc,
-                AppOptions {
-                    small_demo: true,
-                    self_test: false,
-                    ..Default::default()
-                },
-            )
-        });
-    h.state_mut().wait_for_jobs(Duration::from_secs(120));
-    h.run();
-    h
-}
 
 /// A left click at `pos`.
 fn click_at(h: &mut Harness<'static, SynthScopeApp>, pos: egui::Pos2) {

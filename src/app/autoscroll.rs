@@ -245,8 +245,10 @@ impl SynthScopeApp {
             }
         }
         ctx.request_repaint();
-        let phase =
-            self.autoscroll.as_ref().unwrap().phases[self.autoscroll.as_ref().unwrap().current].0;
+        let Some(a) = self.autoscroll.as_ref() else {
+            return;
+        };
+        let phase = a.phases[a.current].0;
         if phase == Phase::Static {
             return;
         }

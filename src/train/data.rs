@@ -234,17 +234,7 @@ pub fn cases_from_folder(
 
 /// Phantom patients 0..n (see [`phantom_patient`]); `small` uses the test grids.
 pub fn phantom_cases(n: usize, small: bool, direction: Direction) -> Result<Vec<Case>, TrainError> {
-    let base = if small {
-        PhantomConfig::small()
-    } else {
-        PhantomConfig::default()
-    };
-    (0..n.max(1))
-        .map(|k| {
-            let (ct, mr) = phantom_patient(&base, k);
-            Case::from_pair(&format!("phantom {k}"), &ct, &mr, None, direction)
-        })
-        .collect()
+    patient_cases(n, small, direction, "phantom", phantom_patient)
 }
 
 /// Varied phantom patients 0..n (see [`phantom_patient_varied`]): different anatomy per patient.
@@ -253,6 +243,24 @@ pub fn varied_phantom_cases(
     small: bool,
     direction: Direction,
 ) -> Result<Vec<Case>, TrainError> {
+    patient_cases(
+        n,
+        small,
+        direction,
+        "varied phantom",
+        phantom_patient_varied,
+    )
+}
+
+/// Patients 0..n of `patient` (CT, MR) on the default or (`small`) the test grids, as cases
+/// named "`label` k".
+fn patient_cases(
+    n: usize,
+    small: bool,
+    direction: Direction,
+    label: &str,
+    patient: impl Fn(&PhantomConfig, usize) -> (Volume, Volume),
+) -> Result<Vec<Case>, TrainError> {
     let base = if small {
         PhantomConfig::small()
     } else {
@@ -260,8 +268,8 @@ pub fn varied_phantom_cases(
     };
     (0..n.max(1))
         .map(|k| {
-            let (ct, mr) = phantom_patient_varied(&base, k);
-            Case::from_pair(&format!("varied phantom {k}"), &ct, &mr, None, direction)
+            let (ct, mr) = patient(&base, k);
+            Case::from_pair(&format!("{label} {k}"), &ct, &mr, None, direction)
         })
         .collect()
 }

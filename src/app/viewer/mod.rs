@@ -5,6 +5,7 @@ pub mod export;
 pub mod layout;
 mod panes;
 pub mod render;
+pub mod render_cache;
 pub mod view;
 pub mod viewport;
 

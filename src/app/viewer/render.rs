@@ -1,6 +1,7 @@
 //! The bridge from volumes to the GPU: 3D textures uploaded once per volume, one pipeline,
 //! and a paint callback per view (egui-wgpu `CallbackTrait`). Knows nothing of egui layout.
 
+use super::render_cache::{self, Grid, SliceInputs, ViewCache};
 use crate::volume::{Colormap, Volume, WindowLevel};
 use eframe::egui_wgpu::{self, CallbackResources, CallbackTrait, wgpu};
 use std::collections::HashMap;
@@ -12,10 +13,10 @@ pub const SLICE_WGSL: &str = include_str!("../../../shaders/slice.wgsl");
 
 #[repr(C)]
 #[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
-struct LayerUniform {
-    origin: [f32; 4],
-    du: [f32; 4],
-    dv: [f32; 4],
+pub(super) struct LayerUniform {
+    pub(super) origin: [f32; 4],
+    pub(super) du: [f32; 4],
+    pub(super) dv: [f32; 4],
     dims: [f32; 4],
     window: [f32; 4],
     cmap: [f32; 4],
@@ -23,10 +24,10 @@ struct LayerUniform {
 
 #[repr(C)]
 #[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
-struct Uniforms {
-    layers: [LayerUniform; 2],
+pub(super) struct Uniforms {
+    pub(super) layers: [LayerUniform; 2],
     mode: [f32; 4],
-    plane: [f32; 4],
+    pub(super) plane: [f32; 4],
 }
 
 /// A volume on the GPU: 16-bit quantised voxels with the dequantisation to get values back.
@@ -157,6 +158,15 @@ impl GpuVolume {
     }
 }
 
+/// One view's GPU side: its uniforms and bind group, and its per-voxel cache when it has one.
+struct ViewGpu {
+    buffer: wgpu::Buffer,
+    bind: wgpu::BindGroup,
+    cache: Option<ViewCache>,
+    /// Whether this frame draws the view from its cache.
+    use_cache: bool,
+}
+
 /// Long-lived GPU state, kept in egui-wgpu's `callback_resources`.
 pub struct SliceRenderer {
     pipeline: wgpu::RenderPipeline,
@@ -164,7 +174,9 @@ pub struct SliceRenderer {
     colormaps: wgpu::TextureView,
     empty_volume: wgpu::TextureView,
     volumes: HashMap<u64, GpuVolume>,
-    views: HashMap<u64, (wgpu::Buffer, wgpu::BindGroup)>,
+    views: HashMap<u64, ViewGpu>,
+    /// The pipelines of views drawn once per voxel (see [`render_cache`]).
+    cached: render_cache::Pipelines,
     /// Number of volume uploads so far (tests use it to prove scrolling never re-uploads).
     pub uploads: u64,
     /// The frame the upload budget was last refilled in, and what is left of it.
@@ -251,6 +263,7 @@ impl SliceRenderer {
             multiview_mask: None,
             cache: None,
         });
+        let cached = render_cache::Pipelines::new(device, &shader, &pipeline_layout, format);
         let rows = Colormap::ALL.len() as u32;
         let table: Vec<u8> = Colormap::ALL
             .iter()
@@ -307,6 +320,7 @@ impl SliceRenderer {
             empty_volume: empty.create_view(&Default::default()),
             volumes: HashMap::new(),
             views: HashMap::new(),
+            cached,
             uploads: 0,
             budget: (u64::MAX, UPLOAD_BYTES_PER_FRAME),
         }
@@ -431,6 +445,8 @@ pub struct SliceCallback {
     pub combine: Combine,
     /// In-plane mm at uv (0,0) and extent (mm) of the rect: for world-fixed checkerboards.
     pub plane: [f32; 4],
+    /// The rect's size in physical pixels (whether a per-voxel cache pays, see [`render_cache`]).
+    pub pixels: [f32; 2],
 }
 
 impl CallbackTrait for SliceCallback {
@@ -439,7 +455,7 @@ impl CallbackTrait for SliceCallback {
         device: &wgpu::Device,
         queue: &wgpu::Queue,
         _screen: &egui_wgpu::ScreenDescriptor,
-        _encoder: &mut wgpu::CommandEncoder,
+        encoder: &mut wgpu::CommandEncoder,
         resources: &mut CallbackResources,
     ) -> Vec<wgpu::CommandBuffer> {
         let Some(r) = resources.get_mut::<SliceRenderer>() else {
@@ -498,14 +514,17 @@ impl CallbackTrait for SliceCallback {
                 .unwrap_or_else(|| r.empty_volume.clone())
         };
         let (v0, v1) = (view_of(r, 0), view_of(r, 1));
-        let buffer = match r.views.get(&self.view_id) {
-            Some((b, _)) => b.clone(),
-            None => device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some("slice uniforms"),
-                size: std::mem::size_of::<Uniforms>() as u64,
-                usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
-                mapped_at_creation: false,
-            }),
+        let (buffer, mut cache) = match r.views.remove(&self.view_id) {
+            Some(g) => (g.buffer, g.cache),
+            None => (
+                device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some("slice uniforms"),
+                    size: std::mem::size_of::<Uniforms>() as u64,
+                    usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+                    mapped_at_creation: false,
+                }),
+                None,
+            ),
         };
         queue.write_buffer(&buffer, 0, bytemuck::bytes_of(&u));
         let bind = device.create_bind_group(&wgpu::BindGroupDescriptor {
@@ -530,7 +549,37 @@ impl CallbackTrait for SliceCallback {
                 },
             ],
         });
-        r.views.insert(self.view_id, (buffer, bind));
+        let l0 = &u.layers[0];
+        let l1 = &u.layers[1];
+        let second = self.layers[1].is_some().then_some((l1.du, l1.dv));
+        let grid: Option<Grid> = render_cache::grid(l0.origin, l0.du, l0.dv, second, self.pixels);
+        match &grid {
+            Some(g) => {
+                let ids = self
+                    .layers
+                    .each_ref()
+                    .map(|l| l.as_ref().map_or(0, |l| l.volume.id));
+                let inputs = SliceInputs {
+                    layout: &r.layout,
+                    textures: [&v0, &v1, &r.colormaps],
+                    volumes: ids,
+                };
+                ViewCache::update(
+                    &mut cache, &r.cached, device, queue, encoder, &u, g, &inputs,
+                );
+            }
+            // A view drawn directly lets its cache go (its size would change anyway).
+            None => cache = None,
+        }
+        r.views.insert(
+            self.view_id,
+            ViewGpu {
+                buffer,
+                bind,
+                use_cache: grid.is_some() && cache.is_some(),
+                cache,
+            },
+        );
         Vec::new()
     }
 
@@ -543,11 +592,15 @@ impl CallbackTrait for SliceCallback {
         let Some(r) = resources.get::<SliceRenderer>() else {
             return;
         };
-        let Some((_, bind)) = r.views.get(&self.view_id) else {
+        let Some(view) = r.views.get(&self.view_id) else {
             return;
         };
+        if let (true, Some(c)) = (view.use_cache, &view.cache) {
+            c.paint(&r.cached, pass);
+            return;
+        }
         pass.set_pipeline(&r.pipeline);
-        pass.set_bind_group(0, bind, &[]);
+        pass.set_bind_group(0, &view.bind, &[]);
         pass.draw(0..4, 0..1);
     }
 }

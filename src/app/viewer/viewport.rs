@@ -276,6 +276,10 @@ fn paint_layers(
         layers: draws,
         combine,
         plane: view.plane_mm(size),
+        pixels: [
+            rect.width() * painter.ctx().pixels_per_point(),
+            rect.height() * painter.ctx().pixels_per_point(),
+        ],
     };
     painter.add(egui_wgpu::Callback::new_paint_callback(rect, cb));
     true

@@ -2,6 +2,7 @@
 //! rebuilds the exact network (`NAME.json`), so one file pair alone restores a model. Both are
 //! written to temporary names and renamed, so an interrupted save never leaves a torn checkpoint.
 
+use super::cyclegan::{ResnetGenerator, ResnetGeneratorConfig};
 use super::{Classifier, ClassifierConfig, Drunet, DrunetConfig, ModelError, Unet, UnetConfig};
 use burn::module::Module;
 use burn::tensor::Device;
@@ -18,6 +19,8 @@ pub enum ModelSpec {
     Drunet(DrunetConfig),
     /// The MR/CT classifier.
     Classifier(ClassifierConfig),
+    /// A CycleGAN ResNet generator (one direction of an unpaired model, or an imported one).
+    ResnetGenerator(ResnetGeneratorConfig),
 }
 
 /// A network of any kind.
@@ -31,6 +34,8 @@ pub enum AnyModel {
     Drunet(Drunet),
     /// Classifier.
     Classifier(Classifier),
+    /// CycleGAN ResNet generator.
+    ResnetGenerator(ResnetGenerator),
 }
 
 /// What a checkpoint file pair says about itself.
@@ -83,11 +88,18 @@ impl ModelSpec {
                 within("in_channels", c.in_channels, 1, 64)?;
                 within("classes", c.classes, 1, 1000)?;
             }
+            ModelSpec::ResnetGenerator(c) => {
+                within("ngf", c.ngf, 1, 1024)?;
+                within("blocks", c.blocks, 1, 64)?;
+                within("in_channels", c.in_channels, 1, 64)?;
+                within("out_channels", c.out_channels, 1, 64)?;
+            }
         }
         let params = match self {
             ModelSpec::Unet(c) => c.param_count(),
             ModelSpec::Drunet(c) => c.param_count().map_err(|e| e.to_string())?,
             ModelSpec::Classifier(c) => c.param_count(),
+            ModelSpec::ResnetGenerator(c) => c.param_count(),
         };
         if params > MAX_PARAMS {
             return Err(format!(
@@ -103,6 +115,7 @@ impl ModelSpec {
             ModelSpec::Unet(c) => AnyModel::Unet(c.init(device)),
             ModelSpec::Drunet(c) => AnyModel::Drunet(c.init(device)?),
             ModelSpec::Classifier(c) => AnyModel::Classifier(c.init(device)),
+            ModelSpec::ResnetGenerator(c) => AnyModel::ResnetGenerator(c.init(device)),
         })
     }
 }
@@ -125,6 +138,7 @@ pub fn save(
         AnyModel::Unet(m) => m.clone().save_file(&tmp_bpk),
         AnyModel::Drunet(m) => m.clone().save_file(&tmp_bpk),
         AnyModel::Classifier(m) => m.clone().save_file(&tmp_bpk),
+        AnyModel::ResnetGenerator(m) => m.clone().save_file(&tmp_bpk),
     };
     r.map_err(|e| err(&bpk, format!("{e:?}")))?;
     let meta = CheckpointMeta {
@@ -161,12 +175,28 @@ pub fn copy(from: &Path, to: &Path) -> Result<(), ModelError> {
     Ok(())
 }
 
+/// Fill in what configs written before a field existed lack (burn's config derive reads every
+/// field as required): a U-Net saved before residual outputs existed is not residual.
+fn upgrade(mut v: serde_json::Value) -> serde_json::Value {
+    let model = v.get_mut("model");
+    if let Some(m) = model
+        && m.get("kind").and_then(|k| k.as_str()) == Some("unet")
+        && let Some(c) = m.get_mut("config").and_then(|c| c.as_object_mut())
+    {
+        c.entry("residual")
+            .or_insert(serde_json::Value::Bool(false));
+    }
+    v
+}
+
 /// Load a checkpoint (either file of the pair, or their common stem) onto `device`.
 pub fn load(path: &Path, device: &Device) -> Result<(AnyModel, CheckpointMeta), ModelError> {
     let (bpk, json) = paths(path);
     let text = crate::io::read_text(&json, crate::io::MAX_TEXT_BYTES)
         .map_err(|e| ModelError::file(&json, format!("cannot read the checkpoint config: {e}")))?;
-    let meta: CheckpointMeta = serde_json::from_str(&text)
+    let meta: CheckpointMeta = serde_json::from_str::<serde_json::Value>(&text)
+        .map(upgrade)
+        .and_then(serde_json::from_value)
         .map_err(|e| ModelError::file(&json, format!("not a SynthScope checkpoint config: {e}")))?;
     if meta.format != CHECKPOINT_FORMAT {
         return Err(ModelError::file(
@@ -199,6 +229,7 @@ pub fn load(path: &Path, device: &Device) -> Result<(AnyModel, CheckpointMeta), 
         AnyModel::Unet(m) => m.try_load_record(record).map(AnyModel::Unet),
         AnyModel::Drunet(m) => m.try_load_record(record).map(AnyModel::Drunet),
         AnyModel::Classifier(m) => m.try_load_record(record).map(AnyModel::Classifier),
+        AnyModel::ResnetGenerator(m) => m.try_load_record(record).map(AnyModel::ResnetGenerator),
     }));
     let model = match loaded {
         Ok(r) => r.map_err(e)?,
@@ -226,6 +257,7 @@ impl AnyModel {
             AnyModel::Unet(m) => AnyModel::Unet(m.valid()),
             AnyModel::Drunet(m) => AnyModel::Drunet(m.valid()),
             AnyModel::Classifier(m) => AnyModel::Classifier(m.valid()),
+            AnyModel::ResnetGenerator(m) => AnyModel::ResnetGenerator(m.valid()),
         }
     }
 
@@ -236,6 +268,7 @@ impl AnyModel {
             AnyModel::Unet(m) => AnyModel::Unet(m.valid().fold()),
             AnyModel::Drunet(m) => AnyModel::Drunet(m.valid().fold()),
             AnyModel::Classifier(m) => AnyModel::Classifier(m.valid()),
+            AnyModel::ResnetGenerator(m) => AnyModel::ResnetGenerator(m.valid()),
         }
     }
 
@@ -248,6 +281,7 @@ impl AnyModel {
                 .iter()
                 .map(|s| s.to_string())
                 .collect(),
+            AnyModel::ResnetGenerator(m) => m.layer_names(),
         }
     }
 
@@ -257,6 +291,7 @@ impl AnyModel {
             AnyModel::Unet(m) => m.forward_features(x),
             AnyModel::Drunet(m) => m.activations(x),
             AnyModel::Classifier(m) => (0..4).map(|l| m.features_at(x.clone(), l)).collect(),
+            AnyModel::ResnetGenerator(m) => m.activations(x),
         }
     }
 
@@ -271,6 +306,7 @@ impl AnyModel {
             AnyModel::Unet(m) => Some(m.forward_hooked(x, hook)),
             AnyModel::Drunet(m) => Some(m.forward_hooked(x, hook)),
             AnyModel::Classifier(_) => None,
+            AnyModel::ResnetGenerator(m) => Some(m.forward_hooked(x, hook)),
         }
     }
 
@@ -280,6 +316,7 @@ impl AnyModel {
             AnyModel::Unet(m) => m.first_filters(),
             AnyModel::Drunet(m) => m.first_filters(),
             AnyModel::Classifier(m) => m.first_filters(),
+            AnyModel::ResnetGenerator(m) => m.first_filters(),
         }
     }
 
@@ -289,6 +326,8 @@ impl AnyModel {
             AnyModel::Unet(_) => (1, 16),
             AnyModel::Drunet(_) => (3, 32),
             AnyModel::Classifier(_) => (1, 16),
+            // Grey slices in 0..1; the generator's own range is applied in `forward_synth`.
+            AnyModel::ResnetGenerator(_) => (1, 4),
         }
     }
 }

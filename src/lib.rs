@@ -16,6 +16,7 @@ pub mod experiment;
 pub mod fuzzing;
 pub mod gpu;
 pub mod io;
+pub mod ldct;
 pub mod model;
 pub mod pacs;
 pub mod register;

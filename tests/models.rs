@@ -145,6 +145,7 @@ fn folded_batch_norm_gives_the_evaluation_output() {
             let _ = match &trained {
                 AnyModel::Unet(m) => m.forward(x),
                 AnyModel::Drunet(m) => m.forward(x),
+                AnyModel::ResnetGenerator(m) => m.forward(x),
                 AnyModel::Classifier(_) => unreachable!(),
             }
             .into_data();

@@ -37,6 +37,7 @@ fn safetensors_in_pytorch_naming_import_into_a_fresh_model() {
             AnyModel::Unet(m) => m.save_into(&mut store).unwrap(),
             AnyModel::Classifier(m) => m.save_into(&mut store).unwrap(),
             AnyModel::Drunet(m) => m.save_into(&mut store).unwrap(),
+            AnyModel::ResnetGenerator(m) => m.save_into(&mut store).unwrap(),
         }
         // "PyTorch" side: check the naming, scale every tensor, write a new state dict.
         let doubled = dir.path().join(format!("{name}_scaled.safetensors"));

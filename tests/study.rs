@@ -392,7 +392,7 @@ fn summary_of_three_readers_from_the_command_line() {
     let header = text.lines().next().unwrap();
     assert_eq!(
         header,
-        "reader,trial,position,case,partner,slice,source,truth,answer,correct,confidence,likert: image quality,likert: diagnostic usability,likert: artifacts (5 = none),time_s,text,at_unix",
+        "reader,trial,position,case,partner,slice,source,truth,answer,correct,confidence,likert: image quality,likert: diagnostic usability,likert: artifacts (5 = none),time_s,text,at_unix,rating,modality,subject,abnormal,screen_w,screen_h,pixels_per_point,window_width,window_center,zoom",
         "Likert columns in the study's order"
     );
     // The text form names the interval and the kappas.

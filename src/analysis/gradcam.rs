@@ -176,10 +176,11 @@ pub fn slice_gradcam(
     match target {
         CamTarget::Bone => {
             let ct: Vec<f32> = match direction {
-                Direction::MrToCt => {
+                Direction::MrToCt | Direction::CtDenoise => {
                     let y = match model {
                         AnyModel::Unet(m) => m.forward(x.clone()),
                         AnyModel::Drunet(m) => m.forward(x.clone()),
+                        AnyModel::ResnetGenerator(m) => m.forward_synth(x.clone()),
                         AnyModel::Classifier(_) => {
                             return Err(ModelError::Unsupported(
                                 "a classifier cannot synthesise".into(),

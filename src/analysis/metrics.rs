@@ -227,6 +227,145 @@ pub fn uqi(pred: &[f32], reference: &[f32], nx: usize, ny: usize) -> f64 {
     s / n.max(1) as f64
 }
 
+/// Pixel-domain visual information fidelity (VIF-P; Sheikh & Bovik 2006) of `pred` against
+/// `reference`, one slice (row-major, x fastest), as `sewar.full_ref.vifp` computes it: four
+/// scales with Gaussian windows of 17, 9, 5 and 3 pixels (sigma = size / 5), each scale after the
+/// first filtered ('valid') and subsampled by 2, visual noise variance `sigma_nsq` (sewar: 2,
+/// meant for 0..255 images; see [`vif_scaled`]). 1 for identical images, 0 for no shared
+/// information; NaN for slices smaller than the four scales need (under 41 pixels on a side).
+pub fn vif(pred: &[f32], reference: &[f32], nx: usize, ny: usize, sigma_nsq: f64) -> f64 {
+    const EPS: f64 = 1e-10;
+    if nx < 41 || ny < 41 || pred.len() < nx * ny || reference.len() < nx * ny {
+        return f64::NAN;
+    }
+    let mut gt = Plane::new(reference.iter().map(|v| *v as f64).collect(), nx, ny);
+    let mut p = Plane::new(pred.iter().map(|v| *v as f64).collect(), nx, ny);
+    let (mut num, mut den) = (0.0, 0.0);
+    for scale in 1..=4u32 {
+        let n = (1usize << (5 - scale)) + 1;
+        let win = vif_window(n, n as f64 / 5.0);
+        if scale > 1 {
+            gt = gt.filter_valid(&win, n).subsample();
+            p = p.filter_valid(&win, n).subsample();
+        }
+        let mu1 = gt.filter_valid(&win, n);
+        let mu2 = p.filter_valid(&win, n);
+        let s11 = gt.mul(&gt).filter_valid(&win, n);
+        let s22 = p.mul(&p).filter_valid(&win, n);
+        let s12 = gt.mul(&p).filter_valid(&win, n);
+        for i in 0..mu1.v.len() {
+            let (m1, m2) = (mu1.v[i], mu2.v[i]);
+            let mut sg = (s11.v[i] - m1 * m1).max(0.0);
+            let sp = (s22.v[i] - m2 * m2).max(0.0);
+            let sgp = s12.v[i] - m1 * m2;
+            let mut g = sgp / (sg + EPS);
+            let mut sv = sp - g * sgp;
+            if sg < EPS {
+                g = 0.0;
+                sv = sp;
+                sg = 0.0;
+            }
+            if sp < EPS {
+                g = 0.0;
+                sv = 0.0;
+            }
+            if g < 0.0 {
+                sv = sp;
+                g = 0.0;
+            }
+            if sv <= EPS {
+                sv = EPS;
+            }
+            num += (1.0 + g * g * sg / (sv + sigma_nsq)).log10();
+            den += (1.0 + sg / sigma_nsq).log10();
+        }
+    }
+    num / den
+}
+
+/// [`vif`] with both slices mapped to 0..255 over the reference's `(min, max)` range first, so
+/// sewar's visual noise (sigma_nsq = 2, for 8-bit images) means the same for HU and MR units.
+pub fn vif_scaled(pred: &[f32], reference: &[f32], nx: usize, ny: usize, range: (f64, f64)) -> f64 {
+    let (lo, hi) = range;
+    let k = if hi > lo { 255.0 / (hi - lo) } else { 1.0 };
+    let map = |s: &[f32]| -> Vec<f32> { s.iter().map(|v| ((*v as f64 - lo) * k) as f32).collect() };
+    vif(&map(pred), &map(reference), nx, ny, 2.0)
+}
+
+/// sewar's `fspecial(GAUSSIAN, ws=n, sigma)`: offsets -(n/2)..n/2, entries under
+/// machine-eps x max set to 0, normalised to sum 1. Row-major n x n.
+fn vif_window(n: usize, sigma: f64) -> Vec<f64> {
+    let r = (n / 2) as i64;
+    let mut g: Vec<f64> = (-r..=r)
+        .flat_map(|y| {
+            (-r..=r).map(move |x| (-((x * x + y * y) as f64) / (2.0 * sigma * sigma)).exp())
+        })
+        .collect();
+    let max = g.iter().cloned().fold(0.0, f64::max);
+    g.iter_mut()
+        .filter(|v| **v < f64::EPSILON * max)
+        .for_each(|v| *v = 0.0);
+    let s: f64 = g.iter().sum();
+    if s != 0.0 {
+        g.iter_mut().for_each(|v| *v /= s);
+    }
+    g
+}
+
+/// A 2-D f64 image, x fastest.
+struct Plane {
+    v: Vec<f64>,
+    nx: usize,
+    ny: usize,
+}
+
+impl Plane {
+    fn new(v: Vec<f64>, nx: usize, ny: usize) -> Self {
+        Self { v, nx, ny }
+    }
+
+    fn mul(&self, o: &Plane) -> Plane {
+        Plane::new(
+            self.v.iter().zip(&o.v).map(|(a, b)| a * b).collect(),
+            self.nx,
+            self.ny,
+        )
+    }
+
+    /// scipy's `convolve2d(img, rot90(win, 2), 'valid')`: the window's correlation where it fits.
+    fn filter_valid(&self, win: &[f64], n: usize) -> Plane {
+        if self.nx < n || self.ny < n {
+            return Plane::new(Vec::new(), 0, 0);
+        }
+        let (ox, oy) = (self.nx + 1 - n, self.ny + 1 - n);
+        let v: Vec<f64> = (0..oy)
+            .into_par_iter()
+            .flat_map_iter(|y| {
+                (0..ox).map(move |x| {
+                    let mut acc = 0.0;
+                    for j in 0..n {
+                        let row = &self.v[(y + j) * self.nx + x..(y + j) * self.nx + x + n];
+                        let w = &win[j * n..(j + 1) * n];
+                        acc += row.iter().zip(w).map(|(a, b)| a * b).sum::<f64>();
+                    }
+                    acc
+                })
+            })
+            .collect();
+        Plane::new(v, ox, oy)
+    }
+
+    /// Every second pixel from the first, both ways (numpy's `[::2, ::2]`).
+    fn subsample(&self) -> Plane {
+        let (ox, oy) = (self.nx.div_ceil(2), self.ny.div_ceil(2));
+        let v = (0..oy)
+            .flat_map(|y| (0..ox).map(move |x| (y, x)))
+            .map(|(y, x)| self.v[2 * y * self.nx + 2 * x])
+            .collect();
+        Plane::new(v, ox, oy)
+    }
+}
+
 /// Where metrics are computed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub enum Region {

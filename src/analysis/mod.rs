@@ -4,6 +4,7 @@
 
 pub mod features;
 pub mod gradcam;
+pub mod lesion;
 pub mod metrics;
 pub mod stats;
 
@@ -22,5 +23,6 @@ pub enum AnalysisError {
 
 pub use gradcam::gradcam;
 pub use metrics::{
-    MetricsReport, Region, evaluate_volumes, mae, psnr, rmse, ssim, tenengrad, to_csv, uqi,
+    MetricsReport, Region, evaluate_volumes, mae, psnr, rmse, ssim, tenengrad, to_csv, uqi, vif,
+    vif_scaled,
 };

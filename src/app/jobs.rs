@@ -458,6 +458,12 @@ fn loaded_case(
             let mr_on_ct = resample(mr, &ct.geometry, &ct_to_mr, 0.0);
             crate::train::Case::from_pair("loaded pair", ct, &mr_on_ct, None, direction)
         }
+        // The loaded CT is the normal dose; its low dose is simulated in the projection domain.
+        Direction::CtDenoise => {
+            let dose = crate::synth::ldct::DoseConfig::default();
+            let low = crate::synth::ldct::low_dose_of(ct, &dose, 0).map_err(|e| e.to_string())?;
+            crate::train::data::denoise_case("loaded CT (simulated low dose)", &low, ct)
+        }
     };
     case.map_err(|e| e.to_string())
 }
@@ -482,10 +488,32 @@ impl TrainJob {
         resume: bool,
         wake: Wake,
     ) -> Result<Self, JobError> {
+        Self::start_on(cfg, data, run_dir, resume, wake, None)
+    }
+
+    /// [`Self::start`] on `remote` (a `ws://` device and its token file) instead of the shared
+    /// compute device when given: connected on the worker, and a dropped connection ends the
+    /// run with a message naming the server and the checkpoint to resume from.
+    pub fn start_on(
+        cfg: crate::train::TrainConfig,
+        data: TrainData,
+        run_dir: PathBuf,
+        resume: bool,
+        wake: Wake,
+        remote: Option<(gpu::DeviceSpec, Option<PathBuf>)>,
+    ) -> Result<Self, JobError> {
         let control = Arc::new(crate::train::Control::default());
         let (c, dir) = (control.clone(), run_dir.clone());
         let job = Job::spawn("train", (), wake, move |(), w| {
-            let device = gpu::compute_device().map_err(|e| e.to_string())?;
+            let device = match &remote {
+                None => gpu::compute_device().map_err(|e| e.to_string())?,
+                Some((spec, token)) => {
+                    w.progress.start(&format!("Connecting to {spec}"), 1);
+                    gpu::remote::choose_spec(Some(spec), token.as_deref())
+                        .map_err(|e| e.to_string())?
+                        .device
+                }
+            };
             let cases = match data {
                 TrainData::Loaded { ct, mr, transform } => {
                     w.progress.start("Resampling the loaded pair", 1);
@@ -501,7 +529,24 @@ impl TrainJob {
             } else {
                 crate::train::train
             };
-            run(&cfg, &dataset, &dir, &device, &c, &mut |e| w.emit(e)).map_err(|e| e.to_string())
+            let go = || {
+                run(&cfg, &dataset, &dir, &device, &c, &mut |e| w.emit(e)).map_err(|e| e.to_string())
+            };
+            match &remote {
+                Some((gpu::DeviceSpec::Remote { url, .. }, _)) => {
+                    gpu::remote::guard_connection(url, go).map_err(|lost| {
+                        match crate::train::ResumeState::read(&dir) {
+                            Ok(s) => format!(
+                                "{lost}; {} holds the resumable checkpoint of epoch {} (Resume it once the server is back)",
+                                dir.display(),
+                                s.epoch
+                            ),
+                            Err(_) => format!("{lost}; no epoch had finished"),
+                        }
+                    })?
+                }
+                _ => go(),
+            }
         })
         .map_err(|n| n.error)?;
         Ok(Self {

@@ -104,6 +104,8 @@ pub struct SynthScopeApp {
     pub pacs: panels::pacs::PacsState,
     /// The Experiments view.
     pub experiments: panels::experiments::ExperimentsState,
+    /// The US -> MR window.
+    pub usmr: panels::usmr::UsMrState,
     /// Show the series browser.
     show_browser: bool,
     /// The dock of panels around the views, and the saved arrangement.
@@ -193,6 +195,7 @@ impl SynthScopeApp {
             diagnostics: Diagnostics::new(adapter, self_test_job),
             pacs: Default::default(),
             experiments: Default::default(),
+            usmr: Default::default(),
             show_browser: false,
             workspace: workspace::Workspace::default(),
             dialogs: Dialogs::default(),

@@ -132,6 +132,9 @@ impl Slot<Checkpoint> {
         self.loaded.as_ref().and_then(|(_, c)| match &c.meta.model {
             ModelSpec::Unet(c) => Some(c.direction),
             ModelSpec::Drunet(c) => Some(c.direction),
+            ModelSpec::ResnetGenerator(_) => {
+                Some(crate::model::cyclegan::generator_direction(&c.meta))
+            }
             ModelSpec::Classifier(_) => None,
         })
     }

@@ -42,11 +42,13 @@ pub enum Panel {
     Diagnostics,
     /// Experiments: a grid of runs, its tables, tests and report.
     Experiments,
+    /// Ultrasound -> MR: a run's ultrasound, synthetic and real MR, and the attention heatmap.
+    UsMr,
 }
 
 impl Panel {
     /// Every panel, in menu order.
-    pub const ALL: [Panel; 11] = [
+    pub const ALL: [Panel; 12] = [
         Panel::Browser,
         Panel::Registration,
         Panel::Synthesis,
@@ -57,6 +59,7 @@ impl Panel {
         Panel::StudySetup,
         Panel::StudyResults,
         Panel::Experiments,
+        Panel::UsMr,
         Panel::Diagnostics,
     ];
 
@@ -74,6 +77,7 @@ impl Panel {
             Panel::StudyResults => "Study results",
             Panel::Diagnostics => "Diagnostics",
             Panel::Experiments => "Experiments",
+            Panel::UsMr => "US -> MR",
         }
     }
 }
@@ -418,6 +422,7 @@ impl SynthScopeApp {
             Panel::StudyResults => &self.study.show_results,
             Panel::Diagnostics => &self.diagnostics.show,
             Panel::Experiments => &self.experiments.show,
+            Panel::UsMr => &self.usmr.show,
         }
     }
 
@@ -435,6 +440,7 @@ impl SynthScopeApp {
             Panel::StudyResults => &mut self.study.show_results,
             Panel::Diagnostics => &mut self.diagnostics.show,
             Panel::Experiments => &mut self.experiments.show,
+            Panel::UsMr => &mut self.usmr.show,
         }
     }
 
@@ -459,6 +465,7 @@ impl SynthScopeApp {
             Panel::StudyResults => self.study.results_ui(ui, cx.commands),
             Panel::Diagnostics => self.diagnostics.ui(ui),
             Panel::Experiments => self.experiments.ui(ui),
+            Panel::UsMr => self.usmr.ui(ui),
         }
     }
 

@@ -6,6 +6,7 @@ mod ops;
 mod pytorch;
 mod record;
 mod register;
+mod stream;
 
 pub(crate) use record::record;
 use serde_json::json;
@@ -82,6 +83,10 @@ pub enum Bench {
         /// Networks, comma-separated: unet:BASE:LEVELS, drunet:DEPTH.
         #[arg(long, default_value = "unet:16:4,unet:32:4,drunet:34")]
         models: String,
+        /// Also time a whole CycleGAN step (two ResNet generators NGF:BLOCKS, two PatchGANs of
+        /// ndf NGF, all four losses) at the same size and batch, as a ratio to the first network.
+        #[arg(long, value_name = "NGF:BLOCKS")]
+        cyclegan: Option<String>,
         #[command(flatten)]
         pytorch: PytorchArgs,
     },
@@ -118,6 +123,9 @@ pub enum Bench {
     /// time) on the CPU and on the GPU adapter, with the PyTorch, SimpleITK and pydicom
     /// references in the same run; `--json FILE` keeps every figure.
     All(all::AllArgs),
+    /// Peak memory of training data for 10 and 100 phantom patients: streamed from an index
+    /// (worker threads, bounded prefetch) against loaded whole, each in a fresh process.
+    Stream(stream::StreamBenchArgs),
     /// DICOM series load time (GB/s of the stored bytes, peak memory) of PATH against a raw
     /// read of the same bytes, and with --against pydicom against pydicom in the same run.
     Load {
@@ -148,6 +156,10 @@ pub enum Bench {
 
 /// `bench ...` (`device`: the `--device` flag).
 pub(super) fn run(what: Bench, device: Option<crate::gpu::DeviceChoice>) -> anyhow::Result<()> {
+    // Before the compute device: its start-up would weigh in the measured memory.
+    if let Bench::Stream(a) = &what {
+        return stream::run(a);
+    }
     let c = super::compute_device(device)?;
     println!("compute device: {}", c.describe());
     match what {
@@ -170,8 +182,15 @@ pub(super) fn run(what: Bench, device: Option<crate::gpu::DeviceChoice>) -> anyh
             batch,
             steps,
             models,
+            cyclegan,
             pytorch,
-        } => bench_train(size, batch, steps, &models, &pytorch),
+        } => {
+            let rates = bench_train_rates(size, batch, steps, &models, &pytorch)?;
+            match cyclegan {
+                Some(c) => super::cyclegan::bench(&c, size, batch, steps, rates.first()),
+                None => Ok(()),
+            }
+        }
         Bench::Load {
             path: Some(path),
             child: true,
@@ -194,6 +213,7 @@ pub(super) fn run(what: Bench, device: Option<crate::gpu::DeviceChoice>) -> anyh
             size,
         }),
         Bench::All(a) => all::run(&a),
+        Bench::Stream(a) => stream::run(&a),
         Bench::Ops {
             base_width,
             levels,
@@ -291,7 +311,9 @@ fn bench_models(
         let forward = |m: &AnyModel, x: Tensor<4>| match m {
             AnyModel::Unet(m) => m.forward(x),
             AnyModel::Drunet(m) => m.forward(x),
-            AnyModel::Classifier(_) => unreachable!("not benchmarked"),
+            AnyModel::Classifier(_) | AnyModel::ResnetGenerator(_) => {
+                unreachable!("not benchmarked")
+            }
         };
         let (cin, _) = model.input_layout();
         time(&net.name(), cin, &|x| forward(&model, x));
@@ -470,6 +492,17 @@ fn bench_train(
     models: &str,
     pytorch: &PytorchArgs,
 ) -> anyhow::Result<()> {
+    bench_train_rates(size, batch, steps, models, pytorch).map(|_| ())
+}
+
+/// [`bench_train`], returning each network's name and steps/s.
+fn bench_train_rates(
+    size: usize,
+    batch: usize,
+    steps: usize,
+    models: &str,
+    pytorch: &PytorchArgs,
+) -> anyhow::Result<Vec<(String, f64)>> {
     use crate::model::checkpoint::AnyModel;
     use burn::module::Module;
     use burn::optim::{AdamConfig, GradientsParams};
@@ -530,7 +563,9 @@ fn bench_train(
         let rate = match net.spec(size).init(&ad).map_err(|e| anyhow::anyhow!(e))? {
             AnyModel::Unet(m) => time(&net.name(), m, 1, &|m, x| m.forward(x), args, &ad),
             AnyModel::Drunet(m) => time(&net.name(), m, 3, &|m, x| m.forward(x), args, &ad),
-            AnyModel::Classifier(_) => unreachable!("not benchmarked"),
+            AnyModel::Classifier(_) | AnyModel::ResnetGenerator(_) => {
+                unreachable!("not benchmarked")
+            }
         };
         ours.push((spec.clone(), net.name(), rate));
     }
@@ -545,5 +580,8 @@ fn bench_train(
             "train mode, MSE, Adam",
         );
     }
-    Ok(())
+    Ok(ours
+        .into_iter()
+        .map(|(_, name, rate)| (name, rate))
+        .collect())
 }

@@ -24,6 +24,22 @@ pub struct PhantomArgs {
     /// Noise seed.
     #[arg(long, default_value_t = 7)]
     pub seed: u64,
+    /// Also simulate ultrasound of the head on the MR grid (`us.nii.gz`, B-mode 0..1).
+    #[arg(long)]
+    pub ultrasound: bool,
+    /// Instead: abdominal lesion phantoms for CT denoising, each as truth, normal-dose and
+    /// simulated low-dose NIfTI (projection-domain Poisson noise) with its lesions as JSON.
+    #[arg(long)]
+    pub low_dose: bool,
+    /// Lesion phantom patients (with --low-dose).
+    #[arg(long, default_value_t = 1, requires = "low_dose")]
+    pub patients: usize,
+    /// Low dose / normal dose (with --low-dose).
+    #[arg(long, default_value_t = 0.25, requires = "low_dose")]
+    pub dose_fraction: f64,
+    /// Normal-dose photons per ray (with --low-dose).
+    #[arg(long, default_value_t = 2.0e5, requires = "low_dose")]
+    pub i0: f64,
 }
 
 /// One series as `info --json` prints it.
@@ -176,6 +192,14 @@ pub(super) fn convert(mut args: Vec<PathBuf>) -> anyhow::Result<()> {
 
 /// `phantom`: the demo phantom as DICOM series and NIfTI files.
 pub(super) fn phantom(a: &PhantomArgs) -> anyhow::Result<()> {
+    if a.low_dose {
+        let dose = crate::synth::ldct::DoseConfig {
+            i0: a.i0,
+            dose_fraction: a.dose_fraction,
+            ..Default::default()
+        };
+        return super::ldct::write_low_dose_phantom(&a.out, a.patients, &dose);
+    }
     let mut cfg = if a.small {
         phantom::PhantomConfig::small()
     } else {
@@ -185,7 +209,21 @@ pub(super) fn phantom(a: &PhantomArgs) -> anyhow::Result<()> {
     if let Some(n) = a.ct_slices {
         cfg = cfg.with_ct_slices(n);
     }
-    write_phantom(&cfg, &a.out)
+    write_phantom(&cfg, &a.out)?;
+    if a.ultrasound {
+        let t0 = Instant::now();
+        let us = crate::io::ultrasound::phantom_ultrasound(&cfg);
+        let path = a.out.join("us.nii.gz");
+        nifti::write_nifti(&us, &path)?;
+        println!(
+            "{}: {} slices -> {} ({:.0} ms)",
+            us.meta.description,
+            us.geometry.dims[2],
+            path.display(),
+            t0.elapsed().as_secs_f64() * 1e3
+        );
+    }
+    Ok(())
 }
 
 /// Write the phantom CT, T1 and T2 as DICOM series (`ct/`, `mr_t1/`, `mr_t2/`) and NIfTI files.

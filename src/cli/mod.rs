@@ -5,14 +5,18 @@
 //! [`train`] (train, runs), [`study`] and [`bench`](mod@bench).
 
 pub mod bench;
+pub mod cyclegan;
 pub mod data;
 pub mod db;
 pub mod experiment;
+pub mod ldct;
 pub mod model;
 pub mod pacs;
 pub mod register;
+pub mod serve;
 pub mod study;
 pub mod train;
+pub mod usmr;
 
 use crate::app::{self, AppOptions};
 use crate::gpu::{ComputeDevice, DeviceChoice};
@@ -97,6 +101,18 @@ pub enum Command {
     },
     /// Train a synthesis network headless (the Training panel's loop) and write a run folder.
     Train(train::TrainArgs),
+    /// Low-dose CT denoising (method 4): the two-step experiment, low-dose simulation.
+    Ldct {
+        /// What to do.
+        #[command(subcommand)]
+        what: ldct::LdctCmd,
+    },
+    /// Serve this machine's compute device to other machines (burn's remote backend over
+    /// WebSocket): `train`/`synthesize --device ws://HOST:PORT` compute here.
+    /// Train the unpaired US -> MR networks (shared latent, adversarial losses, cross-modal
+    /// attention) on simulated phantom ultrasound; evaluate against the phantom's own MR.
+    TrainUsMr(usmr::UsMrArgs),
+    Serve(serve::ServeArgs),
     /// An experiment: a grid of arms x seeds x folds by patient, tables, tests and an HTML report.
     Experiment(experiment::ExperimentArgs),
     /// Training runs.
@@ -160,6 +176,9 @@ pub fn main() -> anyhow::Result<()> {
         Command::SelfTest { json } => model::self_test(json),
         Command::Bench { what, device } => bench::run(what, device),
         Command::Train(a) => train::train(&a),
+        Command::Ldct { what } => ldct::run(what),
+        Command::TrainUsMr(a) => usmr::train(&a),
+        Command::Serve(a) => serve::serve(&a),
         Command::Experiment(a) => experiment::experiment(&a),
         Command::Runs { what } => train::runs(what),
         Command::Study { what } => study::run(what),

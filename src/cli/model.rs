@@ -46,10 +46,13 @@ pub struct SynthesizeArgs {
     /// Slices per batch.
     #[arg(long, default_value_t = 4)]
     pub batch: usize,
-    /// Where the network runs: auto (measured once, cached), cpu (burn-flex) or gpu (wgpu);
-    /// default: $SYNTHSCOPE_DEVICE, else auto.
-    #[arg(long, value_name = "auto|cpu|gpu")]
-    pub device: Option<crate::gpu::DeviceChoice>,
+    /// Where the network runs: auto (measured once, cached), cpu (burn-flex), gpu (wgpu) or
+    /// ws://HOST:PORT (a `synthscope serve` server); default: $SYNTHSCOPE_DEVICE, else auto.
+    #[arg(long, value_name = "auto|cpu|gpu|ws://HOST:PORT")]
+    pub device: Option<crate::gpu::DeviceSpec>,
+    /// The remote server's token (one line; the file must not be readable by every user).
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
 }
 
 /// Model subcommands.
@@ -60,7 +63,9 @@ pub enum ModelCmd {
         /// The PyTorch state dict.
         #[arg(long)]
         weights: PathBuf,
-        /// Architecture: unet, drunet18, drunet34, drunet50, drunet101, classifier.
+        /// Architecture: unet, drunet18, drunet34, drunet50, drunet101, classifier, or cyclegan
+        /// (a ResNet generator state dict of the reference CycleGAN implementation; its size is
+        /// read off the file).
         #[arg(long)]
         arch: String,
         /// Direction: mr-to-ct or ct-to-mr.
@@ -101,7 +106,9 @@ pub(super) fn self_test(json: bool) -> anyhow::Result<()> {
     let c = crate::gpu::compute()?;
     let ct = match c.kind {
         crate::gpu::ComputeKind::Gpu => t.clone(),
-        crate::gpu::ComputeKind::Cpu => crate::gpu::self_test(&c.device, 64)?,
+        crate::gpu::ComputeKind::Cpu | crate::gpu::ComputeKind::Remote => {
+            crate::gpu::self_test(&c.device, 64)?
+        }
     };
     if json {
         println!(
@@ -149,11 +156,12 @@ pub(super) fn synthesize(a: &SynthesizeArgs) -> anyhow::Result<()> {
         a.batch,
     );
     use crate::model::checkpoint::{ModelSpec, load};
-    let g = super::compute_device(a.device)?;
+    let g = crate::gpu::remote::choose_spec(a.device.as_ref(), a.token_file.as_deref())?;
     let (net, meta) = load(model, &g.device).map_err(|e| anyhow::anyhow!(e))?;
     let direction = match &meta.model {
         ModelSpec::Unet(c) => c.direction,
         ModelSpec::Drunet(c) => c.direction,
+        ModelSpec::ResnetGenerator(_) => crate::model::cyclegan::generator_direction(&meta),
         ModelSpec::Classifier(_) => bail!(
             "{}: a classifier checkpoint cannot synthesise",
             model.display()
@@ -161,7 +169,14 @@ pub(super) fn synthesize(a: &SynthesizeArgs) -> anyhow::Result<()> {
     };
     let v = first_volume(input)?;
     let t = Instant::now();
-    let s = crate::synth::synthesize(&net, direction, &v, batch, &g.device, &Progress::default())?;
+    let run =
+        || crate::synth::synthesize(&net, direction, &v, batch, &g.device, &Progress::default());
+    let s = match &a.device {
+        Some(crate::gpu::DeviceSpec::Remote { url, .. }) => {
+            crate::gpu::remote::guard_connection(url, run).map_err(anyhow::Error::msg)??
+        }
+        _ => run()?,
+    };
     let secs = t.elapsed().as_secs_f64();
     if io::is_nifti_path(out) {
         nifti::write_nifti(&s, out)?;
@@ -252,11 +267,12 @@ fn model_summary(size: usize) -> anyhow::Result<()> {
         "Classifier",
         fmt_count(ClassifierConfig::new().param_count())
     );
+    super::cyclegan::summary_lines(size);
     println!("(parameters as burn counts them: batch-norm running statistics included)");
     Ok(())
 }
 
-fn fmt_count(n: usize) -> String {
+pub(super) fn fmt_count(n: usize) -> String {
     if n >= 1_000_000 {
         format!("{:.2} M", n as f64 / 1e6)
     } else {
@@ -271,8 +287,12 @@ fn model_import(weights: &Path, arch: &str, direction: &str, out: &Path) -> anyh
     let direction = match direction {
         "mr-to-ct" => Direction::MrToCt,
         "ct-to-mr" => Direction::CtToMr,
-        other => bail!("unknown direction {other}: mr-to-ct or ct-to-mr"),
+        "ct-denoise" => Direction::CtDenoise,
+        other => bail!("unknown direction {other}: mr-to-ct, ct-to-mr or ct-denoise"),
     };
+    if arch == "cyclegan" {
+        return super::cyclegan::import(weights, direction, out);
+    }
     let spec = match arch {
         "unet" => ModelSpec::Unet(UnetConfig::new().with_direction(direction)),
         "classifier" => ModelSpec::Classifier(ClassifierConfig::new()),
@@ -287,7 +307,9 @@ fn model_import(weights: &Path, arch: &str, direction: &str, out: &Path) -> anyh
                     .with_direction(direction),
             )
         }
-        other => bail!("unknown architecture {other}: unet, drunet18/34/50/101, classifier"),
+        other => {
+            bail!("unknown architecture {other}: unet, drunet18/34/50/101, classifier, cyclegan")
+        }
     };
     let device = crate::gpu::compute_device()?;
     let mut model = spec.init(&device).map_err(|e| anyhow::anyhow!(e))?;

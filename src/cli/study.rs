@@ -10,6 +10,8 @@ use anyhow::{anyhow, bail};
 use clap::Subcommand;
 use std::path::{Path, PathBuf};
 
+mod rating;
+
 /// Reader-study subcommands.
 #[derive(Subcommand, Debug)]
 pub enum StudyCmd {
@@ -44,6 +46,53 @@ pub enum StudyCmd {
         /// Also write one CSV row per answer here.
         #[arg(long)]
         csv: Option<PathBuf>,
+        /// Rating studies: write the ROC points and AUCs as CSV here.
+        #[arg(long)]
+        roc_csv: Option<PathBuf>,
+        /// Rating studies: write the ROC figure (reader-averaged and per-reader curves) as PNG.
+        #[arg(long)]
+        roc_png: Option<PathBuf>,
+        /// Rating studies: DeLong instead of jackknife covariances for the OR analysis.
+        #[arg(long)]
+        delong: bool,
+    },
+    /// MRMC analysis (Obuchowski-Rockette with Hillis df, DBM, iMRMC U-statistics) of a
+    /// LABMRMC `.lrc` file or of rating-study logs.
+    Mrmc {
+        /// An `.lrc` file, or reader logs / folders of them.
+        #[arg(required = true)]
+        input: Vec<PathBuf>,
+        /// DeLong instead of jackknife covariances.
+        #[arg(long)]
+        delong: bool,
+        /// JSON instead of tables.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Readers and cases needed for an AUC difference at a power, from a pilot: an `.lrc`
+    /// file, rating logs, or a JSON file of OR components (var_tr, var_error, cov1-3, cases).
+    Size {
+        /// The pilot.
+        #[arg(required = true)]
+        pilot: Vec<PathBuf>,
+        /// The AUC difference to detect.
+        #[arg(long, default_value_t = 0.05)]
+        delta: f64,
+        /// The power wanted.
+        #[arg(long, default_value_t = 0.8)]
+        power: f64,
+        /// Two-sided significance level.
+        #[arg(long, default_value_t = 0.05)]
+        alpha: f64,
+        /// Fewest readers in the table.
+        #[arg(long, default_value_t = 3)]
+        min_readers: usize,
+        /// Most readers in the table.
+        #[arg(long, default_value_t = 15)]
+        max_readers: usize,
+        /// JSON instead of a table.
+        #[arg(long)]
+        json: bool,
     },
     /// Write a demo study: phantom patients' real CT and the demo model's synthetic CT of them.
     Demo {
@@ -59,6 +108,23 @@ pub enum StudyCmd {
         /// A/B pairs ("which is real?") instead of single images.
         #[arg(long)]
         pairs: bool,
+        /// The design: single, pair, or rating (lesion detection with 5-point confidence in
+        /// real and synthetic CT, with simulated observers' logs for the Results window).
+        #[arg(long)]
+        design: Option<String>,
+        /// Rating design: subjects (every other one with a lesion).
+        #[arg(long, default_value_t = 16)]
+        subjects: usize,
+        /// Rating design: simulated observers.
+        #[arg(long, default_value_t = 4)]
+        readers: usize,
+        /// Where the synthetic CTs come from: demo (the shipped U-Net) or cyclegan (a CycleGAN
+        /// G_A checkpoint, --model, on varied phantom patients on small grids as it trained).
+        #[arg(long, default_value = "demo")]
+        source: String,
+        /// The CycleGAN generator checkpoint for --source cyclegan.
+        #[arg(long, default_value = "runs/cyclegan-scratch/checkpoints/last")]
+        model: PathBuf,
     },
     /// Check a study file: its cases load and how many images each reader will see.
     Check {
@@ -95,18 +161,62 @@ pub(super) fn run(what: StudyCmd) -> anyhow::Result<()> {
             script_keys,
             script_delay_ms,
         } => read(study, reader, windowed, script_keys, script_delay_ms),
-        StudyCmd::Summary { logs, json, csv } => summary(&logs, json, csv),
+        StudyCmd::Summary {
+            logs,
+            json,
+            csv,
+            roc_csv,
+            roc_png,
+            delong,
+        } => summary(&logs, json, csv, roc_csv, roc_png, delong),
+        StudyCmd::Mrmc {
+            input,
+            delong,
+            json,
+        } => rating::mrmc_cmd(&input, delong, json),
+        StudyCmd::Size {
+            pilot,
+            delta,
+            power,
+            alpha,
+            min_readers,
+            max_readers,
+            json,
+        } => rating::size_cmd(
+            &pilot,
+            delta,
+            power,
+            alpha,
+            (min_readers, max_readers),
+            json,
+        ),
         StudyCmd::Demo {
             out,
             patients,
             slab,
             pairs,
-        } => demo(
-            &out,
-            patients,
-            slab,
-            if pairs { Design::Pair } else { Design::Single },
-        ),
+            design,
+            subjects,
+            readers,
+            source,
+            model,
+        } => {
+            let design = match design.as_deref() {
+                Some("rating") => {
+                    return rating::demo_rating(&out, subjects, readers, slab.min(8));
+                }
+                Some("pair") => Design::Pair,
+                Some("single") => Design::Single,
+                Some(o) => bail!("unknown design {o:?} (single, pair, rating)"),
+                None if pairs => Design::Pair,
+                None => Design::Single,
+            };
+            match source.as_str() {
+                "demo" => demo(&out, patients, slab, design),
+                "cyclegan" => super::cyclegan::study_demo(&out, &model, patients, slab, design),
+                o => bail!("unknown source {o:?} (demo, cyclegan)"),
+            }
+        }
         StudyCmd::Check { study } => check(&study),
         StudyCmd::Answer {
             study,
@@ -171,12 +281,9 @@ fn check(file: &Path) -> anyhow::Result<()> {
 /// study file over them.
 pub(super) fn demo(out: &Path, patients: usize, slab: usize, design: Design) -> anyhow::Result<()> {
     use crate::io::phantom::{PhantomConfig, phantom_patient};
-    std::fs::create_dir_all(out)?;
     let g = crate::gpu::compute()?;
     let (model, _, _) = crate::model::demo::load_demo_model(&g.device).map_err(|e| anyhow!(e))?;
-    let mut cases = Vec::new();
-    for k in 0..patients.max(1) {
-        let t = std::time::Instant::now();
+    demo_with(out, patients, design, "demo U-Net MR to CT", &mut |k| {
         // Patients 10+ were never seen in training (the demo model saw 0..2).
         let (ct, mr) = phantom_patient(&PhantomConfig::default(), 10 + k);
         let (ct, mr) = (middle_slab(&ct, slab), middle_slab(&mr, slab));
@@ -188,6 +295,24 @@ pub(super) fn demo(out: &Path, patients: usize, slab: usize, design: Design) -> 
             &g.device,
             &Progress::default(),
         )?;
+        Ok((ct, synth))
+    })
+}
+
+/// A demo study over `patients` (real CT, synthetic CT) pairs that `make(k)` gives, the
+/// synthetic ones labelled `source`.
+pub(super) fn demo_with(
+    out: &Path,
+    patients: usize,
+    design: Design,
+    source: &str,
+    make: &mut dyn FnMut(usize) -> anyhow::Result<(crate::volume::Volume, crate::volume::Volume)>,
+) -> anyhow::Result<()> {
+    std::fs::create_dir_all(out)?;
+    let mut cases = Vec::new();
+    for k in 0..patients.max(1) {
+        let t = std::time::Instant::now();
+        let (ct, synth) = make(k)?;
         let real_name = format!("patient{k}_ct.nii.gz");
         let synth_name = format!("patient{k}_synthetic_ct.nii.gz");
         crate::io::nifti::write_nifti(&ct, &out.join(&real_name))?;
@@ -204,14 +329,20 @@ pub(super) fn demo(out: &Path, patients: usize, slab: usize, design: Design) -> 
             source: "scanner (phantom)".into(),
             slices: Vec::new(),
             pair: None,
+            modality: None,
+            subject: None,
+            abnormal: None,
         });
         cases.push(StudyCase {
             id: format!("p{k}-synth"),
             path: synth_name.into(),
             truth: Truth::Synthetic,
-            source: "demo U-Net MR to CT".into(),
+            source: source.into(),
             slices: Vec::new(),
             pair: (design == Design::Pair).then(|| format!("p{k}-real")),
+            modality: None,
+            subject: None,
+            abnormal: None,
         });
     }
     let s = Study {
@@ -231,6 +362,9 @@ pub(super) fn demo(out: &Path, patients: usize, slab: usize, design: Design) -> 
         seed: 1,
         window: Default::default(),
         questions: Default::default(),
+        rating: Default::default(),
+        view: None,
+        test_pattern: false,
         cases,
     };
     let file = out.join("study.toml");
@@ -291,8 +425,16 @@ pub(super) fn answer(
     Ok(())
 }
 
-/// `study summary`: the summary of reader logs as tables or JSON (and the answers as CSV).
-pub(super) fn summary(paths: &[PathBuf], json: bool, csv: Option<PathBuf>) -> anyhow::Result<()> {
+/// `study summary`: the summary of reader logs as tables or JSON (and the answers as CSV);
+/// rating studies add ROC curves, AUCs and the MRMC analysis (and their CSV and PNG).
+pub(super) fn summary(
+    paths: &[PathBuf],
+    json: bool,
+    csv: Option<PathBuf>,
+    roc_csv: Option<PathBuf>,
+    roc_png: Option<PathBuf>,
+    delong: bool,
+) -> anyhow::Result<()> {
     let study::LogSet {
         logs,
         questions,
@@ -306,10 +448,47 @@ pub(super) fn summary(paths: &[PathBuf], json: bool, csv: Option<PathBuf>) -> an
         crate::atomic::write(&c, study::answers_csv(&logs, &questions))?;
         eprintln!("{}: one row per answer", c.display());
     }
+    let method = if delong {
+        study::mrmc::CovMethod::DeLong
+    } else {
+        study::mrmc::CovMethod::Jackknife
+    };
+    let rating = study::rating_summary::summarise_ratings(&logs, method);
+    if (roc_csv.is_some() || roc_png.is_some())
+        && rating.as_ref().is_none_or(|r| r.curves.is_empty())
+    {
+        bail!("--roc-csv / --roc-png: these logs hold no rating-design answers");
+    }
+    if let Some(r) = &rating {
+        if let Some(p) = &roc_csv {
+            crate::atomic::write(p, r.roc_csv())?;
+            eprintln!("{}: ROC points and AUCs", p.display());
+        }
+        if let Some(p) = &roc_png {
+            crate::atomic::write(p, r.roc_png(480))?;
+            eprintln!(
+                "{}: ROC curves ({})",
+                p.display(),
+                r.average
+                    .iter()
+                    .zip(["blue", "orange", "green", "purple"].iter().cycle())
+                    .map(|(a, c)| format!("{}: {c}", a.modality))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+    }
     if json {
-        println!("{}", serde_json::to_string_pretty(&s)?);
+        let mut v = serde_json::to_value(&s)?;
+        if let (Some(r), Some(o)) = (&rating, v.as_object_mut()) {
+            o.insert("roc".into(), serde_json::to_value(r)?);
+        }
+        println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
         print!("{}", s.to_text());
+        if let Some(r) = &rating {
+            print!("{}", r.to_text());
+        }
     }
     Ok(())
 }

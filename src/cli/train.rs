@@ -26,10 +26,14 @@ pub struct TrainArgs {
     /// OUT/classifier.{bpk,json}: the classifier Grad-CAM view and classifier losses load it.
     #[arg(long)]
     pub classifier_only: bool,
-    /// Where the network trains: auto (measured once, cached), cpu (burn-flex) or gpu (wgpu);
+    /// Where the network trains: auto (measured once, cached), cpu (burn-flex), gpu (wgpu) or
+    /// ws://HOST:PORT (a `synthscope serve` server; the run folder stays here);
     /// default: $SYNTHSCOPE_DEVICE, else auto.
-    #[arg(long, value_name = "auto|cpu|gpu")]
-    pub device: Option<crate::gpu::DeviceChoice>,
+    #[arg(long, value_name = "auto|cpu|gpu|ws://HOST:PORT")]
+    pub device: Option<crate::gpu::DeviceSpec>,
+    /// The remote server's token (one line; the file must not be readable by every user).
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
 }
 
 /// Run-folder subcommands.
@@ -54,6 +58,10 @@ pub(super) fn train(a: &TrainArgs) -> anyhow::Result<()> {
         (None, Some(c)) => c.clone(),
         (None, None) => bail!("--config or --resume is required"),
     };
+    if a.resume.is_none() && crate::train::cyclegan::CycleganConfig::is_cyclegan_file(&config) {
+        let g = crate::gpu::remote::choose_spec(a.device.as_ref(), a.token_file.as_deref())?;
+        return super::cyclegan::train(&config, a.out.as_deref(), &g.device, &g.describe());
+    }
     let cfg = TrainConfig::read(&config).map_err(|e| anyhow!(e))?;
     let out = a
         .resume
@@ -69,8 +77,11 @@ pub(super) fn train(a: &TrainArgs) -> anyhow::Result<()> {
             out.display()
         );
     }
-    let g = super::compute_device(a.device)?;
+    let g = crate::gpu::remote::choose_spec(a.device.as_ref(), a.token_file.as_deref())?;
     println!("device: {}", g.describe());
+    if classifier_only && cfg.direction == crate::model::Direction::CtDenoise {
+        return super::ldct::lesion_classifier_only(&cfg, &out, &g.device);
+    }
     let t = Instant::now();
     let cases = data::load_cases(&cfg, &Progress::default()).map_err(|e| anyhow!(e))?;
     let dataset = Dataset::split(cases, cfg.validation_fraction);
@@ -145,12 +156,24 @@ pub(super) fn train(a: &TrainArgs) -> anyhow::Result<()> {
         );
         return Ok(());
     }
-    let summary = if a.resume.is_some() {
-        crate::train::resume(&cfg, &dataset, &out, &g.device, &control, &mut on_event)
-    } else {
-        crate::train::train(&cfg, &dataset, &out, &g.device, &control, &mut on_event)
-    }
-    .map_err(|e| anyhow!(e))?;
+    let mut run = || {
+        if a.resume.is_some() {
+            crate::train::resume(&cfg, &dataset, &out, &g.device, &control, &mut on_event)
+        } else {
+            crate::train::train(&cfg, &dataset, &out, &g.device, &control, &mut on_event)
+        }
+    };
+    let summary = match &a.device {
+        Some(spec @ crate::gpu::DeviceSpec::Remote { url, .. }) => {
+            crate::gpu::remote::guard_connection(url, run)
+                .map_err(|e| {
+                    bar.abandon();
+                    super::serve::lost_run_message(&e, &out, spec, a.token_file.as_deref())
+                })?
+                .map_err(|e| anyhow!(e))?
+        }
+        _ => run().map_err(|e| anyhow!(e))?,
+    };
     bar.finish_and_clear();
     println!(
         "{}: {} epochs, {} steps in {:.1} s ({:.2} images/s), {} parameters",

@@ -76,6 +76,8 @@ pub enum ComputeKind {
     Cpu,
     /// burn-wgpu on the shared device.
     Gpu,
+    /// A device on a `synthscope serve` server (see [`super::remote`]).
+    Remote,
 }
 
 /// Milliseconds of the probe convolution on each candidate (None: not measured or unavailable).
@@ -107,10 +109,7 @@ pub struct ComputeDevice {
 impl ComputeDevice {
     /// One line for the status bar and command output, e.g. "CPU (burn-flex, 2 threads)".
     pub fn summary(&self) -> String {
-        match self.kind {
-            ComputeKind::Cpu => cpu_label(),
-            ComputeKind::Gpu => gpu_label(),
-        }
+        label(&self.device)
     }
 
     /// A few words for the status bar: "CPU (burn-flex)" or "GPU (burn-wgpu)".
@@ -118,6 +117,7 @@ impl ComputeDevice {
         match self.kind {
             ComputeKind::Cpu => "CPU (burn-flex)",
             ComputeKind::Gpu => "GPU (burn-wgpu)",
+            ComputeKind::Remote => "remote (burn-remote)",
         }
     }
 
@@ -129,7 +129,9 @@ impl ComputeDevice {
 
 /// The backend of `device` (autodiff or not).
 pub fn kind_of(device: &Device) -> ComputeKind {
-    if *device == Device::flex() {
+    if super::remote::url_of(device).is_some() {
+        ComputeKind::Remote
+    } else if *device == Device::flex() {
         ComputeKind::Cpu
     } else {
         ComputeKind::Gpu
@@ -141,6 +143,10 @@ pub fn label(device: &Device) -> String {
     match kind_of(device) {
         ComputeKind::Cpu => cpu_label(),
         ComputeKind::Gpu => gpu_label(),
+        ComputeKind::Remote => format!(
+            "remote ({}, burn-remote over unencrypted websocket)",
+            super::remote::url_of(device).unwrap_or_default()
+        ),
     }
 }
 
@@ -348,7 +354,7 @@ pub fn choose(asked: DeviceChoice) -> Result<ComputeDevice, GpuError> {
         let reason = describe(e.kind, &e.probe, true);
         return Ok(match e.kind {
             ComputeKind::Cpu => cpu(reason, e.probe, true),
-            ComputeKind::Gpu => gpu_device(reason, e.probe, true),
+            ComputeKind::Gpu | ComputeKind::Remote => gpu_device(reason, e.probe, true),
         });
     }
     let t = Instant::now();
@@ -383,7 +389,7 @@ pub fn choose(asked: DeviceChoice) -> Result<ComputeDevice, GpuError> {
     let reason = describe(kind, &probe, false);
     Ok(match kind {
         ComputeKind::Cpu => cpu(reason, probe, false),
-        ComputeKind::Gpu => gpu_device(reason, probe, false),
+        ComputeKind::Gpu | ComputeKind::Remote => gpu_device(reason, probe, false),
     })
 }
 

@@ -7,11 +7,13 @@
 //! on a real GPU, burn's CPU backend on a software adapter (measured, cached, overridable).
 
 pub mod compute;
+pub mod remote;
 
 pub use compute::{
     ComputeDevice, ComputeKind, DeviceChoice, compute, compute_device, compute_if_chosen,
     init_compute,
 };
+pub use remote::DeviceSpec;
 
 use burn::tensor::wgpu::{WgpuSetup, wgpu};
 use burn::tensor::{Device, Tensor, TensorData};

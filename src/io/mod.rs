@@ -5,6 +5,7 @@ pub mod alloc_guard;
 pub mod dicom;
 pub mod nifti;
 pub mod phantom;
+pub mod ultrasound;
 
 use crate::volume::Volume;
 use std::path::{Path, PathBuf};

@@ -42,6 +42,15 @@ fn report(r: burn::store::ApplyResult) -> Result<ImportReport, String> {
 
 /// Load PyTorch weights from `path` into `model` (in place). Every model tensor must be found.
 pub fn import_pytorch(model: &mut AnyModel, path: &Path) -> Result<ImportReport, ModelError> {
+    if let AnyModel::ResnetGenerator(m) = model {
+        // The reference CycleGAN implementation's keys (`model.1.weight`, ...), not ours.
+        let applied = super::cyclegan::load_reference_into(m, path)?;
+        return Ok(ImportReport {
+            applied,
+            missing: Vec::new(),
+            unused: Vec::new(),
+        });
+    }
     let name = path.to_string_lossy().to_ascii_lowercase();
     let e = |err: String| ModelError::file(path, err);
     let result = if name.ends_with(".safetensors") {
@@ -52,6 +61,7 @@ pub fn import_pytorch(model: &mut AnyModel, path: &Path) -> Result<ImportReport,
             AnyModel::Unet(m) => m.load_from(&mut store),
             AnyModel::Drunet(m) => m.load_from(&mut store),
             AnyModel::Classifier(m) => m.load_from(&mut store),
+            AnyModel::ResnetGenerator(m) => m.load_from(&mut store),
         }
         .map_err(|err| e(format!("{err:?}")))?
     } else if name.ends_with(".pt") || name.ends_with(".pth") {
@@ -59,6 +69,7 @@ pub fn import_pytorch(model: &mut AnyModel, path: &Path) -> Result<ImportReport,
             AnyModel::Unet(m) => m.load_from(store),
             AnyModel::Drunet(m) => m.load_from(store),
             AnyModel::Classifier(m) => m.load_from(store),
+            AnyModel::ResnetGenerator(m) => m.load_from(store),
         };
         let mut store = PytorchStore::from_file(path).allow_partial(true);
         let r = load(&mut store, model).map_err(|err| e(format!("{err:?}")))?;

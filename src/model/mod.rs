@@ -6,12 +6,14 @@ pub mod blocks;
 pub mod checkpoint;
 pub mod cpu_conv;
 pub mod cpu_conv_train;
+pub mod cyclegan;
 pub mod demo;
 mod drunet;
 pub mod half;
 pub mod import;
 pub mod normalise;
 mod unet;
+pub mod usmr;
 pub mod vgg;
 
 pub use drunet::{Drunet, DrunetConfig};
@@ -66,4 +68,6 @@ pub enum Direction {
     MrToCt,
     /// CT in, synthetic MR out.
     CtToMr,
+    /// Low-dose CT in, denoised CT out, on the same grid (shared/METHODS.md, method 4).
+    CtDenoise,
 }

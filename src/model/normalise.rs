@@ -63,6 +63,7 @@ pub fn normalisations(
             },
             Modality::Mr,
         ),
+        Direction::CtDenoise => (Normalisation::ct(), Normalisation::ct(), Modality::Ct),
     }
 }
 
@@ -120,11 +121,13 @@ pub fn class_of_modality(modality: &Modality) -> usize {
     usize::from(*modality == Modality::Ct)
 }
 
-/// The class index of the target modality in the MR/CT classifier.
+/// The class index of the target modality in the MR/CT classifier; for CT denoising, the
+/// "lesion present" class of the lesion classifier (crate::ldct::classifier).
 pub fn class_of_target(direction: Direction) -> usize {
     match direction {
         Direction::MrToCt => 1,
         Direction::CtToMr => 0,
+        Direction::CtDenoise => 1,
     }
 }
 

@@ -35,6 +35,10 @@ pub struct UnetConfig {
     /// false: the last convolution's output is the image (as most imported weights).
     #[config(default = false)]
     pub output_sigmoid: bool,
+    /// Residual output: the logits are added to logit(input) (channel 0), so a fresh network
+    /// starts as the identity and learns a correction (denoising; see crate::ldct).
+    #[config(default = false)]
+    pub residual: bool,
 }
 
 /// Two 3x3 conv + BN + ReLU.
@@ -73,6 +77,7 @@ pub struct Unet {
     up_convs: Vec<DoubleConv>,
     head: Conv2d,
     sigmoid: bool,
+    residual: bool,
 }
 
 impl UnetConfig {
@@ -112,6 +117,7 @@ impl UnetConfig {
             up_convs,
             head: Conv2dConfig::new([w[0], self.out_channels], [1, 1]).init(device),
             sigmoid: self.output_sigmoid,
+            residual: self.residual,
         }
     }
 }
@@ -154,6 +160,14 @@ impl Unet {
     fn run(&self, x: Tensor<4>, hook: &mut dyn FnMut(usize, Tensor<4>) -> Tensor<4>) -> Tensor<4> {
         let mut k = 0;
         let mut skips = Vec::new();
+        let base = self.residual.then(|| {
+            let [b, _, h, w] = x.dims();
+            let c = x
+                .clone()
+                .slice([0..b, 0..1, 0..h, 0..w])
+                .clamp(1e-4, 1.0 - 1e-4);
+            (c.clone() / (c.neg() + 1.0)).log()
+        });
         let mut y = x;
         for (i, d) in self.down.iter().enumerate() {
             if i > 0 {
@@ -169,7 +183,11 @@ impl Unet {
             y = hook(k, conv.forward(Tensor::cat(vec![up.forward(y), skip], 1)));
             k += 1;
         }
-        super::blocks::conv_forward(&self.head, y)
+        let out = super::blocks::conv_forward(&self.head, y);
+        match base {
+            Some(b) => out + b,
+            None => out,
+        }
     }
 
     /// Weights of the first convolution: [w0, in, 3, 3].

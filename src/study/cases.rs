@@ -82,6 +82,21 @@ pub fn resolve_slices(
         out.push(case_slices(study, i, &v)?);
         progress.step();
     }
+    if study.design == Design::TwoAfc {
+        // 2AFC pairs any abnormal image with any normal one of its modality: one grid each.
+        for (i, c) in study.cases.iter().enumerate() {
+            if let Some(j) = (0..i).find(|j| study.cases[*j].modality == c.modality)
+                && dims[i] != dims[j]
+            {
+                return Err(StudyError::PairGrid {
+                    case: c.id.clone(),
+                    partner: study.cases[j].id.clone(),
+                    case_dims: dims[i],
+                    partner_dims: dims[j],
+                });
+            }
+        }
+    }
     if study.design == Design::Pair {
         for (i, c) in study.cases.iter().enumerate() {
             if let Some(p) = study.partner(c)

@@ -347,7 +347,9 @@ pub fn answers_csv(logs: &[ReaderLog], questions: &[String]) -> String {
         out.push(',');
         out.push_str(&esc(&format!("likert: {q}")));
     }
-    out.push_str(",time_s,text,at_unix\n");
+    // Columns of rating/2AFC studies and the viewing conditions come last, so readers of the
+    // older columns keep working.
+    out.push_str(",time_s,text,at_unix,rating,modality,subject,abnormal,screen_w,screen_h,pixels_per_point,window_width,window_center,zoom\n");
     for l in logs {
         for a in &l.answers {
             let mut row = vec![
@@ -370,6 +372,24 @@ pub fn answers_csv(logs: &[ReaderLog], questions: &[String]) -> String {
             row.push(format!("{:.3}", a.time_s));
             row.push(esc(&a.text));
             row.push(format!("{:.3}", a.at_unix));
+            row.push(a.rating.map_or(String::new(), |r| format!("{r}")));
+            row.push(esc(a.modality.as_deref().unwrap_or("")));
+            row.push(esc(a.subject.as_deref().unwrap_or("")));
+            row.push(
+                a.abnormal
+                    .map_or(String::new(), |b| u8::from(b).to_string()),
+            );
+            match &a.viewing {
+                Some(v) => {
+                    row.push(v.screen_px[0].to_string());
+                    row.push(v.screen_px[1].to_string());
+                    row.push(format!("{}", v.pixels_per_point));
+                    row.push(format!("{}", v.window.width));
+                    row.push(format!("{}", v.window.center));
+                    row.push(format!("{:.3}", v.zoom));
+                }
+                None => row.extend(std::iter::repeat_n(String::new(), 6)),
+            }
             out.push_str(&row.join(","));
             out.push('\n');
         }

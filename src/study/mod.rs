@@ -17,8 +17,14 @@
 //! slices, [`session`] is the reading state machine, [`log`] the reader logs.
 
 pub mod cases;
+mod design;
 mod error;
 pub mod log;
+pub mod mrmc;
+pub mod order;
+pub mod rating_summary;
+pub mod roc;
+pub mod roemetz;
 pub mod session;
 pub mod stats;
 
@@ -27,6 +33,7 @@ pub use self::log::{
     read_log, read_logs,
 };
 pub use cases::{case_slices, head_slices, load_case, resolve_slices, sample_slices};
+pub use design::{FixedView, RatingTask, ReadingOrder, Scale, Viewing};
 pub use error::{LogStudy, StudyError};
 
 use crate::volume::WindowLevel;
@@ -66,6 +73,25 @@ pub enum Design {
     Single,
     /// A real and a synthetic image side by side (sides shuffled): which is real?
     Pair,
+    /// Detection with a confidence rating (5- or 6-point, or a 0-100 slider) of each image,
+    /// the same cases read in every modality (blocks, or interleaved with a washout): ROC and
+    /// MRMC analysis ([`roc`], [`mrmc`]).
+    Rating,
+    /// Two-alternative forced choice: an abnormal and a normal image of one modality side by
+    /// side: which shows the lesion? Proportion correct estimates the AUC.
+    TwoAfc,
+}
+
+impl Design {
+    /// Designs whose cases carry lesion truth and a modality.
+    pub fn is_detection(self) -> bool {
+        matches!(self, Design::Rating | Design::TwoAfc)
+    }
+
+    /// Designs that show two images side by side.
+    pub fn is_paired(self) -> bool {
+        matches!(self, Design::Pair | Design::TwoAfc)
+    }
 }
 
 /// One case of a study.
@@ -86,6 +112,28 @@ pub struct StudyCase {
     /// Pair design: the id of the real case this synthetic case is shown against (same grid).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pair: Option<String>,
+    /// Rating/2AFC designs: the modality this image is in (e.g. "real CT", "synthetic CT").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub modality: Option<String>,
+    /// Rating/2AFC designs: the subject shown (the same subject in every modality; default:
+    /// the case id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    /// Rating/2AFC designs: a lesion is present.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub abnormal: Option<bool>,
+}
+
+impl StudyCase {
+    /// The subject this case shows (its id when none is given).
+    pub fn subject_id(&self) -> &str {
+        self.subject.as_deref().unwrap_or(&self.id)
+    }
+
+    /// The modality name ("" when none is given).
+    pub fn modality_name(&self) -> &str {
+        self.modality.as_deref().unwrap_or("")
+    }
 }
 
 /// The questions asked for every image (or pair).
@@ -180,8 +228,22 @@ pub struct Study {
     /// The questions.
     #[serde(default)]
     pub questions: Questions,
+    /// Rating and 2AFC designs: the task.
+    #[serde(default, skip_serializing_if = "is_default_task")]
+    pub rating: RatingTask,
+    /// A fixed window and/or zoom for every image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub view: Option<FixedView>,
+    /// Show a grey-scale test pattern before the session (the reader checks that every step
+    /// is visible before reading).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub test_pattern: bool,
     /// The cases.
     pub cases: Vec<StudyCase>,
+}
+
+fn is_default_task(t: &RatingTask) -> bool {
+    *t == RatingTask::default()
 }
 
 fn three() -> usize {
@@ -317,6 +379,11 @@ impl Study {
                 return Some("pair design: no synthetic case is paired with a real one".into());
             }
         }
+        if self.design.is_detection()
+            && let Some(p) = self.detection_problem()
+        {
+            return Some(p);
+        }
         for (i, q) in self.questions.likert.iter().enumerate() {
             if q.trim().is_empty() {
                 return Some(format!("Likert question {} has no text", i + 1));
@@ -328,6 +395,19 @@ impl Study {
     /// A digest of what readers answer about (cases, slices and questions), so a log is never
     /// resumed or summarised against a different study.
     pub fn digest(&self) -> String {
+        if self.design.is_detection() {
+            // The fields detection studies add; older designs keep their old digests.
+            let key = serde_json::json!({
+                "name": self.name,
+                "design": self.design,
+                "cases": self.cases.iter().map(|c| (&c.id, c.truth, &c.slices, &c.modality, c.subject_id(), c.abnormal)).collect::<Vec<_>>(),
+                "slices_per_case": self.slices_per_case,
+                "seed": self.seed,
+                "rating": self.rating,
+                "view": self.view,
+            });
+            return format!("{:016x}", fnv(key.to_string().as_bytes()));
+        }
         let key = serde_json::json!({
             "name": self.name,
             "design": self.design,
@@ -381,9 +461,13 @@ pub struct Trial {
 /// The study's trials in reader `reader`'s order. `slices[i]` are case `i`'s slices (fixed, or
 /// sampled by [`sample_slices`]).
 pub fn trials(study: &Study, slices: &[Vec<usize>], reader: &str) -> Vec<Trial> {
+    if study.design.is_detection() {
+        return order::detection_trials(study, slices, reader);
+    }
     let mut rng = crate::train::data::Rng::new(study.reader_seed(reader));
     let mut out = Vec::new();
     match study.design {
+        Design::Rating | Design::TwoAfc => {}
         Design::Single => {
             for (i, c) in study.cases.iter().enumerate() {
                 for &z in &slices[i] {
@@ -457,11 +541,30 @@ pub struct Answer {
     pub time_s: f64,
     /// When (seconds since the Unix epoch).
     pub at_unix: f64,
+    /// Rating/2AFC designs: the confidence rating (rating design) on the study's scale.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rating: Option<f64>,
+    /// Rating/2AFC designs: the modality of the image (2AFC: of both images).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub modality: Option<String>,
+    /// Rating/2AFC designs: the subject shown (2AFC: the abnormal one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    /// Rating design: a lesion is present (2AFC: `truth` is the lesion's side).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub abnormal: Option<bool>,
+    /// The viewing conditions of the answer (display, window, zoom).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub viewing: Option<Viewing>,
 }
 
 impl Answer {
-    /// Whether the verdict was right (None: no verdict).
+    /// Whether the verdict was right (None: no verdict, or a rating-design answer, which has
+    /// a rating and no verdict).
     pub fn correct(&self) -> Option<bool> {
+        if self.rating.is_some() {
+            return None;
+        }
         self.answer.as_ref().map(|a| *a == self.truth)
     }
 }

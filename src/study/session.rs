@@ -2,7 +2,9 @@
 //! The reading view and `synthscope study answer` both drive this one state machine with the
 //! same keys, so what the tests press is what a radiologist presses.
 
-use super::{Answer, Design, LogLine, LogWriter, Study, StudyError, Trial, Truth, now_unix};
+use super::{
+    Answer, Design, LogLine, LogWriter, Study, StudyError, Trial, Truth, Viewing, now_unix,
+};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -17,8 +19,11 @@ pub enum StudyKey {
     A,
     /// "B (right) is real" (pair design).
     B,
-    /// A rating 1-5: fills the first unanswered rating (confidence, then the Likert questions).
+    /// A rating 1-6: fills the first unanswered rating (confidence, then the Likert questions;
+    /// the rating design: the lesion rating, on its scale).
     Digit(u8),
+    /// A slider value 0-100 (rating design with `scale = "slider"`).
+    Value(u8),
     /// Clear the last rating given.
     Backspace,
     /// Save the answer and go on.
@@ -28,8 +33,15 @@ pub enum StudyKey {
 }
 
 impl StudyKey {
-    /// Parse a scripted key: r, s, a, b, 1-5, next (or n / enter), back, bs.
+    /// Parse a scripted key: r, s, a, b, 1-6, v=0..100 (slider), next (or n / enter), back, bs.
     pub fn parse(s: &str) -> Option<StudyKey> {
+        if let Some(v) = s.strip_prefix("v=") {
+            return v
+                .parse::<u8>()
+                .ok()
+                .filter(|v| *v <= 100)
+                .map(StudyKey::Value);
+        }
         Some(match s.to_ascii_lowercase().as_str() {
             "r" => StudyKey::Real,
             "s" => StudyKey::Synthetic,
@@ -38,7 +50,7 @@ impl StudyKey {
             "n" | "next" | "enter" | "space" => StudyKey::Next,
             "back" | "left" => StudyKey::Back,
             "bs" | "backspace" => StudyKey::Backspace,
-            d if d.len() == 1 && ("1"..="5").contains(&d) => {
+            d if d.len() == 1 && ("1"..="6").contains(&d) => {
                 StudyKey::Digit(d.as_bytes()[0] - b'0')
             }
             _ => return None,
@@ -57,6 +69,8 @@ pub struct Draft {
     pub likert: Vec<Option<u8>>,
     /// Free text.
     pub text: String,
+    /// Rating design: the lesion rating on the study's scale.
+    pub rating: Option<u8>,
 }
 
 /// A reader's session.
@@ -77,6 +91,8 @@ pub struct Session {
     pub draft: Draft,
     /// Answers found in the log at start (a resumed session).
     pub resumed: usize,
+    /// The viewing conditions the reading view reports (logged with each answer).
+    pub viewing: Option<Viewing>,
     shown_at: Instant,
     log: LogWriter,
 }
@@ -103,6 +119,7 @@ impl Session {
             answers,
             pos: 0,
             resumed,
+            viewing: None,
             shown_at: Instant::now(),
             log,
         };
@@ -148,6 +165,9 @@ impl Session {
 
     /// The rating questions in order: confidence (if asked), then the Likert questions.
     pub fn rating_names(&self) -> Vec<String> {
+        if self.study.design == Design::Rating {
+            return vec!["rating".into()];
+        }
         let mut v = Vec::new();
         if self.study.questions.confidence {
             v.push("confidence".to_string());
@@ -160,6 +180,9 @@ impl Session {
 
     /// The ratings of the draft in [`Self::rating_names`]' order.
     pub fn ratings(&self) -> Vec<Option<u8>> {
+        if self.study.design == Design::Rating {
+            return vec![self.draft.rating];
+        }
         let mut v = Vec::new();
         if self.study.questions.confidence {
             v.push(self.draft.confidence);
@@ -172,6 +195,11 @@ impl Session {
 
     /// Set rating `i` (in [`Self::rating_names`]' order).
     pub fn set_rating(&mut self, i: usize, value: Option<u8>) {
+        if self.study.design == Design::Rating {
+            let sc = self.study.rating.scale;
+            self.draft.rating = value.map(|v| v.clamp(sc.min(), sc.max()));
+            return;
+        }
         let value = value.map(|v| v.clamp(1, 5));
         let c = usize::from(self.study.questions.confidence);
         if i < c {
@@ -185,10 +213,12 @@ impl Session {
     pub fn missing(&self) -> Vec<String> {
         let mut m = Vec::new();
         if self.draft.verdict.is_none() {
-            m.push(match self.study.design {
-                Design::Single => "real or synthetic (R / S)".to_string(),
-                Design::Pair => "which is real (A / B)".to_string(),
-            });
+            match self.study.design {
+                Design::Single => m.push("real or synthetic (R / S)".to_string()),
+                Design::Pair => m.push("which is real (A / B)".to_string()),
+                Design::TwoAfc => m.push("which shows the lesion (A / B)".to_string()),
+                Design::Rating => {}
+            }
         }
         for (n, r) in self.rating_names().into_iter().zip(self.ratings()) {
             if r.is_none() {
@@ -222,6 +252,7 @@ impl Session {
                 }
             }
             self.draft.text = a.text.clone();
+            self.draft.rating = a.rating.map(|r| r.round().clamp(0.0, 100.0) as u8);
         }
         self.shown_at = Instant::now();
     }
@@ -231,13 +262,26 @@ impl Session {
         if self.done() {
             return Ok(false);
         }
-        let pair = self.study.design == Design::Pair;
+        let design = self.study.design;
+        let pair = design.is_paired();
+        let single = design == Design::Single;
         match k {
-            StudyKey::Real if !pair => self.draft.verdict = Some("real".into()),
-            StudyKey::Synthetic if !pair => self.draft.verdict = Some("synthetic".into()),
+            StudyKey::Real if single => self.draft.verdict = Some("real".into()),
+            StudyKey::Synthetic if single => self.draft.verdict = Some("synthetic".into()),
             StudyKey::A if pair => self.draft.verdict = Some("A".into()),
             StudyKey::B if pair => self.draft.verdict = Some("B".into()),
-            StudyKey::Digit(d) => {
+            StudyKey::Value(v)
+                if design == Design::Rating && self.study.rating.scale == super::Scale::Slider =>
+            {
+                self.draft.rating = Some(v.min(100));
+            }
+            StudyKey::Digit(d) if design == Design::Rating => {
+                let sc = self.study.rating.scale;
+                if sc != super::Scale::Slider && d >= sc.min() && d <= sc.max() {
+                    self.draft.rating = Some(d);
+                }
+            }
+            StudyKey::Digit(d) if d <= 5 => {
                 if let Some(i) = self.ratings().iter().position(Option::is_none) {
                     self.set_rating(i, Some(d));
                 }
@@ -290,12 +334,28 @@ impl Session {
             return Ok(());
         };
         let case = &self.study.cases[t.case];
+        let rating_design = self.study.design == Design::Rating;
         let (truth, partner) = match t.partner {
             Some(p) => (
                 if t.real_on_left { "A" } else { "B" }.to_string(),
                 Some(self.study.cases[p].id.clone()),
             ),
+            None if rating_design => (
+                if case.abnormal == Some(true) {
+                    "abnormal"
+                } else {
+                    "normal"
+                }
+                .to_string(),
+                None,
+            ),
             None => (case.truth.name().to_string(), None),
+        };
+        let detection = self.study.design.is_detection();
+        let rating = if rating_design && !timed_out {
+            self.draft.rating.map(f64::from)
+        } else {
+            None
         };
         let likert = self
             .study
@@ -322,6 +382,8 @@ impl Session {
             },
             answer: if timed_out {
                 None
+            } else if rating_design {
+                rating.map(|r| format!("{r}"))
             } else {
                 self.draft.verdict.clone()
             },
@@ -330,6 +392,11 @@ impl Session {
             text: self.draft.text.trim().to_string(),
             time_s: self.elapsed(),
             at_unix: now_unix(),
+            rating,
+            modality: detection.then(|| case.modality_name().to_string()),
+            subject: detection.then(|| case.subject_id().to_string()),
+            abnormal: if rating_design { case.abnormal } else { None },
+            viewing: self.viewing,
         };
         // Durable first; only then does the session move on.
         self.log.append(&LogLine::Answer(a.clone()))?;

@@ -182,7 +182,8 @@ pub struct Summary {
 
 fn accuracy_of<'a>(reader: &str, answers: impl Iterator<Item = &'a super::Answer>) -> Accuracy {
     let (mut n, mut correct, mut timeouts, mut time, mut count) = (0, 0, 0, 0.0, 0);
-    for a in answers {
+    // Rating-design answers have a rating, not a verdict: ROC analysis summarises them.
+    for a in answers.filter(|a| a.rating.is_none()) {
         count += 1;
         time += a.time_s;
         match a.correct() {
@@ -297,6 +298,7 @@ pub fn summarise(logs: &[ReaderLog]) -> Result<Summary, StudyError> {
         .map(|l| {
             l.answers
                 .iter()
+                .filter(|a| a.rating.is_none())
                 .filter_map(|a| a.answer.as_deref().map(|v| (a.trial.as_str(), v)))
                 .collect()
         })
@@ -357,28 +359,32 @@ impl Summary {
         use std::fmt::Write;
         let mut s = String::new();
         let _ = writeln!(s, "Study \"{}\"", self.study);
-        let _ = writeln!(
-            s,
-            "\nTelling real from synthetic (chance = 50%; 95% CI exact binomial):"
-        );
-        let _ = writeln!(
-            s,
-            "{:<16} {:>6} {:>8} {:>9} {:>17} {:>9} {:>8}",
-            "reader", "n", "correct", "accuracy", "95% CI", "timeouts", "s/image"
-        );
-        for a in &self.accuracy {
+        // A rating study has no verdicts: its ROC summary follows instead.
+        let verdicts = self.accuracy.iter().any(|a| a.n + a.timeouts > 0);
+        if verdicts {
             let _ = writeln!(
                 s,
-                "{:<16} {:>6} {:>8} {:>8.1}% {:>7.1}% – {:>5.1}% {:>9} {:>8.1}",
-                a.reader,
-                a.n,
-                a.correct,
-                100.0 * a.accuracy,
-                100.0 * a.ci95.0,
-                100.0 * a.ci95.1,
-                a.timeouts,
-                a.mean_time_s
+                "\nTelling real from synthetic (chance = 50%; 95% CI exact binomial):"
             );
+            let _ = writeln!(
+                s,
+                "{:<16} {:>6} {:>8} {:>9} {:>17} {:>9} {:>8}",
+                "reader", "n", "correct", "accuracy", "95% CI", "timeouts", "s/image"
+            );
+            for a in &self.accuracy {
+                let _ = writeln!(
+                    s,
+                    "{:<16} {:>6} {:>8} {:>8.1}% {:>7.1}% – {:>5.1}% {:>9} {:>8.1}",
+                    a.reader,
+                    a.n,
+                    a.correct,
+                    100.0 * a.accuracy,
+                    100.0 * a.ci95.0,
+                    100.0 * a.ci95.1,
+                    a.timeouts,
+                    a.mean_time_s
+                );
+            }
         }
         for (title, rows) in [
             ("Likert means by truth", &self.likert_by_truth),
@@ -397,7 +403,7 @@ impl Summary {
                 );
             }
         }
-        if !self.cohen.is_empty() {
+        if verdicts && !self.cohen.is_empty() {
             let _ = writeln!(s, "\nAgreement between readers (verdicts):");
             for p in &self.cohen {
                 let _ = writeln!(

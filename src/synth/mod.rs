@@ -3,12 +3,28 @@
 //! [`crate::model::normalise`]). The network runs in its inference form: batch norms folded into
 //! their convolutions once per call ([`AnyModel::folded`]).
 
+pub mod ldct;
+
 use crate::io::Progress;
 use crate::model::checkpoint::AnyModel;
 use crate::model::normalise::{normalisations, normalised_slices};
 use crate::model::{Direction, ModelError, tensor_values};
 use crate::volume::{Modality, Volume, VolumeMeta};
 use burn::tensor::{Device, Tensor, TensorData};
+
+/// A synthesis network's output for normalised slices: x: [B, C, H, W] in 0..1 (C and the
+/// size multiple from [`AnyModel::input_layout`]) -> [B, out, H, W] in 0..1. A CycleGAN
+/// generator maps its tanh range to and from 0..1 itself; a classifier is refused.
+pub fn forward_normalised(model: &AnyModel, x: Tensor<4>) -> Result<Tensor<4>, ModelError> {
+    match model {
+        AnyModel::Unet(m) => Ok(m.forward(x)),
+        AnyModel::Drunet(m) => Ok(m.forward(x)),
+        AnyModel::ResnetGenerator(m) => Ok(m.forward_synth(x)),
+        AnyModel::Classifier(_) => Err(ModelError::Unsupported(
+            "a classifier cannot synthesise images".into(),
+        )),
+    }
+}
 
 /// Why a synthesis produced no volume.
 #[derive(Debug, thiserror::Error)]
@@ -86,11 +102,7 @@ pub fn synthesize_timed(
         let buf = normalised_slices(input, z0, n, channels, (px, py), &norm_in);
         let t = Tensor::<4>::from_data(TensorData::new(buf, [n, channels, py, px]), device);
         let t1 = clock();
-        let y = match model {
-            AnyModel::Unet(m) => m.forward(t),
-            AnyModel::Drunet(m) => m.forward(t),
-            AnyModel::Classifier(_) => unreachable!("refused above"),
-        };
+        let y = forward_normalised(model, t)?;
         let vals = tensor_values(y)?;
         let t2 = clock();
         times.prepare += (t1 - t0).as_secs_f64();

@@ -43,6 +43,20 @@ pub enum DataSource {
         #[serde(default)]
         small: bool,
     },
+    /// Low-dose CT phantom patients 0..patients for CT denoising (shared/METHODS.md, method 4):
+    /// abdominal phantoms with liver lesions imaged at normal and low dose in the projection
+    /// domain ([`crate::synth::ldct`]).
+    LowDose {
+        /// Number of patients.
+        #[serde(default = "three")]
+        patients: usize,
+        /// Phantom grid and lesions.
+        #[serde(default)]
+        phantom: crate::synth::ldct::LesionPhantomConfig,
+        /// The two doses.
+        #[serde(default)]
+        dose: crate::synth::ldct::DoseConfig,
+    },
     /// A SynthRAD-style folder: one sub-folder per patient with `ct`, `mr` and optional `mask`.
     Folder {
         /// The folder.
@@ -252,6 +266,7 @@ mod direction_name {
         s.serialize_str(match d {
             Direction::MrToCt => "mr_to_ct",
             Direction::CtToMr => "ct_to_mr",
+            Direction::CtDenoise => "ct_denoise",
         })
     }
 
@@ -260,8 +275,9 @@ mod direction_name {
         match s.to_ascii_lowercase().replace('-', "_").as_str() {
             "mr_to_ct" | "mr_ct" => Ok(Direction::MrToCt),
             "ct_to_mr" | "ct_mr" => Ok(Direction::CtToMr),
+            "ct_denoise" | "denoise" => Ok(Direction::CtDenoise),
             other => Err(serde::de::Error::custom(format!(
-                "direction `{other}` is not mr_to_ct or ct_to_mr"
+                "direction `{other}` is not mr_to_ct, ct_to_mr or ct_denoise"
             ))),
         }
     }
@@ -472,7 +488,8 @@ impl TrainConfig {
                     .with_levels(levels)
                     .with_input_size(input_size)
                     .with_direction(self.direction)
-                    .with_output_sigmoid(true),
+                    .with_output_sigmoid(true)
+                    .with_residual(self.direction == Direction::CtDenoise),
             ),
             ModelChoice::Drunet { depth, base_width } => ModelSpec::Drunet(
                 DrunetConfig::new()

@@ -78,6 +78,11 @@ impl Case {
         let (input, target, in_norm, target_norm) = match direction {
             Direction::MrToCt => (mr, ct, Normalisation::mr(mr), Normalisation::ct()),
             Direction::CtToMr => (ct, mr, Normalisation::ct(), Normalisation::mr(mr)),
+            Direction::CtDenoise => {
+                return Err(TrainError::Config(format!(
+                    "{name}: CT denoising trains on (low-dose, normal-dose) CT pairs (data kind \"low_dose\"), not on a CT/MR pair"
+                )));
+            }
         };
         let mask: Vec<bool> = match mask {
             Some(m) => m.data.iter().map(|v| *v > 0.0).collect(),
@@ -173,7 +178,7 @@ pub fn case_from_files(
     let id = Affine::identity([0.0; 3]);
     let (ct, mr) = match direction {
         Direction::MrToCt => (resample(&ct, &mr.geometry, &id, -1000.0), mr),
-        Direction::CtToMr => {
+        Direction::CtToMr | Direction::CtDenoise => {
             let mr = resample(&mr, &ct.geometry, &id, 0.0);
             (ct, mr)
         }
@@ -274,9 +279,77 @@ fn patient_cases(
         .collect()
 }
 
+/// A CT denoising case: `low` (low-dose CT, the input) and `normal` (its normal-dose target)
+/// on one grid, both normalised as CT; the body is the normal dose above -500 HU.
+pub fn denoise_case(name: &str, low: &Volume, normal: &Volume) -> Result<Case, TrainError> {
+    if low.geometry.dims != normal.geometry.dims {
+        return Err(TrainError::Config(format!(
+            "{name}: low dose {:?} and normal dose {:?} are on different grids",
+            low.geometry.dims, normal.geometry.dims
+        )));
+    }
+    let [nx, ny, nz] = normal.geometry.dims;
+    let norm = Normalisation::ct();
+    let mask: Vec<bool> = normal.data.iter().map(|v| *v > -500.0).collect();
+    let plane = nx * ny;
+    let slices: Vec<usize> = (0..nz)
+        .filter(|z| {
+            mask[z * plane..(z + 1) * plane]
+                .iter()
+                .filter(|m| **m)
+                .count()
+                * 10
+                >= plane
+        })
+        .collect();
+    if slices.is_empty() {
+        return Err(TrainError::Config(format!(
+            "{name}: no slice has at least 10% body (CT above -500 HU)"
+        )));
+    }
+    Ok(Case {
+        name: name.to_string(),
+        nx,
+        ny,
+        nz,
+        input: low.data.iter().map(|v| norm.forward(*v)).collect(),
+        target: normal.data.iter().map(|v| norm.forward(*v)).collect(),
+        mask,
+        target_norm: norm,
+        slices,
+    })
+}
+
+/// Low-dose phantom patients 0..n as denoising cases (see [`crate::synth::ldct`]).
+pub fn low_dose_cases(
+    n: usize,
+    phantom: &crate::synth::ldct::LesionPhantomConfig,
+    dose: &crate::synth::ldct::DoseConfig,
+) -> Result<Vec<Case>, TrainError> {
+    (0..n.max(1))
+        .map(|k| {
+            let p = crate::synth::ldct::lesion_patient(phantom, k)
+                .imaged(dose)
+                .map_err(|e| TrainError::Config(e.to_string()))?;
+            denoise_case(&format!("lesion phantom {k}"), &p.low, &p.normal)
+        })
+        .collect()
+}
+
 /// Cases named by the config's data source (not `Loaded`, which the app supplies itself).
 pub fn load_cases(cfg: &TrainConfig, progress: &Progress) -> Result<Vec<Case>, TrainError> {
+    // Denoising with the phantom data choices: the low-dose lesion phantoms.
+    if cfg.direction == Direction::CtDenoise
+        && let DataSource::Demo { patients, .. } | DataSource::Varied { patients, .. } = &cfg.data
+    {
+        return low_dose_cases(*patients, &Default::default(), &Default::default());
+    }
     match &cfg.data {
+        DataSource::LowDose {
+            patients,
+            phantom,
+            dose,
+        } => low_dose_cases(*patients, phantom, dose),
         DataSource::Demo { patients, small } => phantom_cases(*patients, *small, cfg.direction),
         DataSource::Varied { patients, small } => {
             varied_phantom_cases(*patients, *small, cfg.direction)

@@ -135,6 +135,13 @@ pub(super) fn train_from(
     let needs_classifier = cfg.losses.iter().any(|t| {
         t.kind.needs_classifier() && !(t.kind == LossKind::Contextual && cfg.vgg19.is_some())
     });
+    if needs_classifier && cfg.direction == Direction::CtDenoise && cfg.classifier.is_none() {
+        return Err(TrainError::Config(
+            "CT denoise: the activation-weighted loss needs the lesion classifier: set classifier = \"DIR/classifier.json\" \
+             (written by `synthscope train --classifier-only` with this config, or by `synthscope ldct`)"
+                .into(),
+        ));
+    }
     let vgg = match &cfg.vgg19 {
         Some(p) if cfg.losses.iter().any(|t| t.kind == LossKind::Contextual) => {
             on_event(TrainEvent::Stage("Loading VGG-19".into()));
@@ -205,6 +212,9 @@ pub(super) fn train_from(
         AnyModel::Drunet(m) => run_loop(m, args, on_event),
         AnyModel::Classifier(_) => Err(TrainError::Config(
             "a classifier cannot be trained as a synthesis network".into(),
+        )),
+        AnyModel::ResnetGenerator(_) => Err(TrainError::Config(
+            "a CycleGAN generator trains in a CycleGAN run (mode = \"cyclegan\")".into(),
         )),
     }
 }
@@ -403,6 +413,7 @@ fn run_loop<M: SynthNet>(
         direction: match cfg.direction {
             Direction::MrToCt => "MR -> CT".into(),
             Direction::CtToMr => "CT -> MR".into(),
+            Direction::CtDenoise => "CT denoise".into(),
         },
         params,
         epochs_done,

@@ -8,11 +8,14 @@
 
 mod classifier;
 pub mod config;
+pub mod cyclegan;
 pub mod data;
 mod fit;
 pub mod losses;
 mod resume;
 pub mod runs;
+pub mod stream;
+pub mod usmr;
 
 pub use classifier::{classifier_for_run, train_classifier};
 pub use config::{DataSource, LossKind, LossTerm, ModelChoice, TrainConfig};

@@ -179,6 +179,9 @@ pub fn phantom_study(dir: &Path, patients: usize, design: synthscope::study::Des
             source: "scanner".into(),
             slices: Vec::new(),
             pair: None,
+            modality: None,
+            subject: None,
+            abnormal: None,
         });
         cases.push(StudyCase {
             id: format!("p{k}-synth"),
@@ -187,6 +190,9 @@ pub fn phantom_study(dir: &Path, patients: usize, design: synthscope::study::Des
             source: if k % 2 == 0 { "model A" } else { "model B" }.into(),
             slices: Vec::new(),
             pair: (design == synthscope::study::Design::Pair).then(|| format!("p{k}-real")),
+            modality: None,
+            subject: None,
+            abnormal: None,
         });
     }
     let s = Study {
@@ -199,6 +205,9 @@ pub fn phantom_study(dir: &Path, patients: usize, design: synthscope::study::Des
         seed: 5,
         window: Default::default(),
         questions: Default::default(),
+        rating: Default::default(),
+        view: None,
+        test_pattern: false,
         cases,
     };
     let file = dir.join("study.toml");

@@ -494,6 +494,8 @@ pub(crate) fn real_and_synthetic_slices(
     let mr_from_ct = pair.mr_from_ct;
     let (real, to_real) = match model.direction() {
         Some(Direction::CtToMr) => (pair.mr_volume(volumes), mr_from_ct),
+        // Denoised CT on the CT's grid, compared with the (low-dose) CT it came from.
+        Some(Direction::CtDenoise) => (pair.ct_volume(volumes), None),
         _ => (
             pair.ct_volume(volumes),
             match mr_from_ct {

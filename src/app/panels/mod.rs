@@ -14,6 +14,7 @@ pub mod study_reading;
 pub mod study_setup;
 pub mod synthesis;
 pub mod training;
+pub mod usmr;
 
 use super::command::{Command, Task};
 use super::jobs::Job;

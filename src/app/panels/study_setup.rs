@@ -10,6 +10,8 @@ use crate::study::{Design, ReaderLog, Study, StudyCase, Truth};
 use crate::volume::WindowLevel;
 use std::path::{Path, PathBuf};
 
+mod roc;
+
 /// Reader logs, their Likert questions and their summary.
 pub type Results = (Vec<ReaderLog>, Vec<String>, Result<Summary, String>);
 
@@ -27,6 +29,8 @@ pub struct StudyTools {
     pub reader: String,
     /// Results: the logs, their Likert questions, the summary.
     pub results: Option<Results>,
+    /// Rating/2AFC results of the same logs: ROC curves, MRMC analysis.
+    pub rating: Option<crate::study::rating_summary::RatingSummary>,
     /// Truth given to the next added case.
     pub add_truth: Truth,
     /// Source given to the next added case.
@@ -50,11 +54,15 @@ impl Default for StudyTools {
                 seed: 1,
                 window: Default::default(),
                 questions: Default::default(),
+                rating: Default::default(),
+                view: None,
+                test_pattern: false,
                 cases: Vec::new(),
             },
             path: None,
             reader: String::new(),
             results: None,
+            rating: None,
             add_truth: Truth::Real,
             add_source: "scanner".into(),
             message: None,
@@ -118,6 +126,9 @@ impl StudyTools {
             source: t.add_source.clone(),
             slices: Vec::new(),
             pair: None,
+            modality: None,
+            subject: None,
+            abnormal: None,
         });
     }
 
@@ -139,6 +150,10 @@ impl StudyTools {
                 warnings,
             }) => {
                 let s = crate::study::stats::summarise(&logs).map_err(String::from);
+                self.rating = crate::study::rating_summary::summarise_ratings(
+                    &logs,
+                    crate::study::mrmc::CovMethod::Jackknife,
+                );
                 self.results = Some((logs, questions, s));
                 self.show_results = true;
                 warnings
@@ -213,7 +228,29 @@ impl StudyTools {
                     ui.horizontal(|ui| {
                         ui.radio_value(&mut t.draft.design, Design::Single, "one image: real or synthetic?");
                         ui.radio_value(&mut t.draft.design, Design::Pair, "A/B pair: which is real?");
+                        ui.radio_value(&mut t.draft.design, Design::Rating, "lesion rating (ROC, MRMC)");
+                        ui.radio_value(&mut t.draft.design, Design::TwoAfc, "2AFC: which shows the lesion?");
                     });
+                    ui.end_row();
+                    if t.draft.design.is_detection() {
+                        let rt = &mut t.draft.rating;
+                        let l = ui.label("Question");
+                        ui.text_edit_singleline(&mut rt.question).labelled_by(l.id);
+                        ui.end_row();
+                        ui.label("Scale and order");
+                        ui.horizontal(|ui| {
+                            ui.radio_value(&mut rt.scale, crate::study::Scale::Five, "1-5");
+                            ui.radio_value(&mut rt.scale, crate::study::Scale::Six, "1-6");
+                            ui.radio_value(&mut rt.scale, crate::study::Scale::Slider, "0-100");
+                            ui.separator();
+                            ui.radio_value(&mut rt.order, crate::study::ReadingOrder::Blocks, "blocks per modality");
+                            ui.radio_value(&mut rt.order, crate::study::ReadingOrder::Interleaved, "interleaved, washout");
+                            ui.add(egui::DragValue::new(&mut rt.washout).range(0..=100)).on_hover_text("Interleaved: at least this many other images between two readings of one subject");
+                        });
+                        ui.end_row();
+                    }
+                    ui.label("Display check");
+                    ui.checkbox(&mut t.draft.test_pattern, "grey-scale test pattern before reading");
                     ui.end_row();
                     let l = ui.label("Slices per case");
                     ui.add(egui::DragValue::new(&mut t.draft.slices_per_case).range(1..=50))
@@ -303,13 +340,18 @@ impl StudyTools {
             egui::ScrollArea::vertical()
                 .max_height(220.0)
                 .show(ui, |ui| {
+                    let detection = t.draft.design.is_detection();
                     egui::Grid::new("study-cases").striped(true).show(ui, |ui| {
                         let hdr: Vec<egui::Id> = [
                             "id",
                             "truth",
                             "source",
                             "fixed slices",
-                            "pair (A/B)",
+                            if detection {
+                                "modality / subject / lesion"
+                            } else {
+                                "pair (A/B)"
+                            },
                             "file",
                             "",
                         ]
@@ -354,7 +396,39 @@ impl StudyTools {
                                     .filter_map(|s| s.trim().parse().ok())
                                     .collect();
                             }
-                            if c.truth == Truth::Synthetic {
+                            if detection {
+                                ui.horizontal(|ui| {
+                                    let mut m = c.modality.clone().unwrap_or_default();
+                                    if ui
+                                        .add(
+                                            egui::TextEdit::singleline(&mut m)
+                                                .desired_width(90.0)
+                                                .hint_text("modality"),
+                                        )
+                                        .labelled_by(hdr[4])
+                                        .changed()
+                                    {
+                                        c.modality = (!m.trim().is_empty()).then_some(m);
+                                    }
+                                    let mut sj = c.subject.clone().unwrap_or_default();
+                                    if ui
+                                        .add(
+                                            egui::TextEdit::singleline(&mut sj)
+                                                .desired_width(60.0)
+                                                .hint_text("subject"),
+                                        )
+                                        .changed()
+                                    {
+                                        c.subject = (!sj.trim().is_empty()).then_some(sj);
+                                    }
+                                    let mut ab = c.abnormal.unwrap_or(false);
+                                    if ui.checkbox(&mut ab, "lesion").changed()
+                                        || c.abnormal.is_none()
+                                    {
+                                        c.abnormal = Some(ab);
+                                    }
+                                });
+                            } else if c.truth == Truth::Synthetic {
                                 egui::ComboBox::from_id_salt(("pair", i))
                                     .selected_text(c.pair.clone().unwrap_or_else(|| "none".into()))
                                     .show_ui(ui, |ui| {
@@ -469,7 +543,12 @@ impl StudyTools {
                     return;
                 }
             };
-            results_chart(ui, s);
+            if let Some(r) = &self.rating {
+                roc::rating_results_ui(ui, r);
+            }
+            if s.accuracy.iter().any(|a| a.n > 0) {
+                results_chart(ui, s);
+            }
             likert_chart(ui, s, order);
             egui::ScrollArea::both().max_height(260.0).show(ui, |ui| {
                 ui.add(egui::Label::new(egui::RichText::new(s.to_text()).monospace()).extend());

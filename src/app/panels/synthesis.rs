@@ -52,7 +52,7 @@ pub(crate) fn model_input_at(
     };
     let input = match direction {
         Direction::MrToCt => pair.mr_volume(volumes),
-        Direction::CtToMr => pair.ct_volume(volumes),
+        Direction::CtToMr | Direction::CtDenoise => pair.ct_volume(volumes),
     };
     let Some(input) = input.cloned() else {
         return Err(format!(
@@ -91,6 +91,8 @@ impl SynthesisState {
         let (input, reference) = match direction {
             Direction::MrToCt => (mr, ct.map(|c| (c, mr_from_ct))),
             Direction::CtToMr => (ct, mr.map(|m| (m, mr_from_ct.and_then(|t| t.inverse())))),
+            // Denoising: the input is the loaded CT; no normal-dose reference to compare with.
+            Direction::CtDenoise => (ct, None),
         };
         let Some(input) = input else {
             return Err("Synthesis needs an input volume in the matching role (MR for MR → CT, CT for CT → MR).".into());

@@ -44,10 +44,12 @@ impl SynthScopeApp {
             (Some(sv), dir) => {
                 let mut sl = layer(&Some(sv.clone()), self);
                 let mr_to_ct = dir != Some(crate::model::Direction::CtToMr);
+                // A denoised CT lives on the CT's own grid.
+                let denoise = dir == Some(crate::model::Direction::CtDenoise);
                 // Synthetic CT lives on the MR grid: drawn through the registration, windowed like the CT.
                 if let Some(l) = &mut sl {
                     if mr_to_ct {
-                        l.transform = mr_from_ct;
+                        l.transform = if denoise { None } else { mr_from_ct };
                         if let Some(c) = &ct {
                             l.window = self.viewer.display_of(c).window;
                         }

@@ -3,6 +3,7 @@
 //! and window/level work as in the viewer. Every answer is in the reader's log (fsynced) before
 //! the next image appears; reopening the study resumes at the first unanswered image.
 
+mod pattern;
 mod session;
 
 use crate::app::viewer::view::ViewState;
@@ -179,6 +180,8 @@ pub struct ReadingState {
     pub phase: ReadingPhase,
     /// A problem to show (e.g. an answer that could not be saved).
     pub error: Option<String>,
+    /// The study's grey-scale test pattern is still to be confirmed.
+    pub pattern_pending: bool,
     fullscreen_sent: bool,
     ctx: egui::Context,
 }
@@ -194,6 +197,7 @@ impl ReadingState {
             phase: ReadingPhase::AskReader(String::new()),
             options,
             error: None,
+            pattern_pending: false,
             fullscreen_sent: false,
             script,
             ctx: ctx.clone(),
@@ -245,15 +249,19 @@ impl ReadingState {
             let log = crate::study::log_path(&self.options.file, &reader);
             Session::start(study, &self.options.file, &slices, &reader, &log).map_err(String::from)
         }) {
-            Ok(session) => ReadingPhase::Reading {
-                cases: Box::new(CaseCache::new(
-                    session.study.clone(),
-                    self.options.file.clone(),
-                    self.ctx.clone(),
-                )),
-                session: Box::new(session),
-                view: None,
-            },
+            Ok(session) => {
+                // Scripted sessions (automation) skip the display check.
+                self.pattern_pending = session.study.test_pattern && self.script.is_none();
+                ReadingPhase::Reading {
+                    cases: Box::new(CaseCache::new(
+                        session.study.clone(),
+                        self.options.file.clone(),
+                        self.ctx.clone(),
+                    )),
+                    session: Box::new(session),
+                    view: None,
+                }
+            }
             Err(e) => ReadingPhase::Failed(e),
         };
     }
@@ -368,6 +376,12 @@ impl ReadingState {
                 cases,
                 view,
             } => {
+                if r.pattern_pending {
+                    if pattern::test_pattern_ui(ui, ctx) {
+                        r.pattern_pending = false;
+                    }
+                    return;
+                }
                 // Scripted keys go through the same session calls as typed ones.
                 if let Some((keys, every, last)) = &mut r.script {
                     if last.elapsed() >= *every {

@@ -6,13 +6,17 @@ use crate::app::viewer::render::Combine;
 use crate::app::viewer::view::{Orientation, ViewState};
 use crate::app::viewer::viewport::{PaneLayer, pane_ui};
 use crate::study::session::{Session, StudyKey};
-use crate::study::{Design, Study};
+use crate::study::{Design, Scale, Study, Viewing};
 use crate::volume::{Volume, WindowLevel};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// The window for a case: the study's per modality (MR without one: the image's robust range).
+/// The window for a case: the study's fixed one, or the study's per modality (MR without one:
+/// the image's robust range).
 fn window_for(study: &Study, v: &Volume) -> WindowLevel {
+    if let Some(w) = study.view.and_then(|f| f.window) {
+        return w;
+    }
     if v.meta.modality == crate::volume::Modality::Ct {
         study.window.ct
     } else {
@@ -50,6 +54,7 @@ fn study_keys(ctx: &egui::Context, pair: bool) -> Vec<StudyKey> {
             (Key::Num3, StudyKey::Digit(3)),
             (Key::Num4, StudyKey::Digit(4)),
             (Key::Num5, StudyKey::Digit(5)),
+            (Key::Num6, StudyKey::Digit(6)),
             (Key::Backspace, StudyKey::Backspace),
             (Key::Enter, StudyKey::Next),
             (Key::Space, StudyKey::Next),
@@ -79,7 +84,8 @@ pub(super) fn reading_session_ui(
     error: &mut Option<String>,
     has_gpu: bool,
 ) {
-    let pair = session.study.design == Design::Pair;
+    let design = session.study.design;
+    let pair = design.is_paired();
     // Keys and the clock first, so the frame shows their effect.
     let mut saved = false;
     for k in study_keys(ctx, pair) {
@@ -161,7 +167,16 @@ pub(super) fn reading_session_ui(
         ui.add_space(6.0);
         ui.horizontal(|ui| {
             let d = &mut session.draft.verdict;
-            if pair {
+            if design == Design::Rating {
+                ui.label(session.study.rating.question.clone());
+            } else if design == Design::TwoAfc {
+                ui.label("Which image shows the lesion?");
+                for (v, label) in [("A", "A (left)  [A]"), ("B", "B (right)  [B]")] {
+                    if ui.selectable_label(d.as_deref() == Some(v), label).clicked() {
+                        *d = Some(v.into());
+                    }
+                }
+            } else if pair {
                 ui.label("Which image is real?");
                 for (v, label) in [("A", "A (left) is real  [A]"), ("B", "B (right) is real  [B]")] {
                     if ui.selectable_label(d.as_deref() == Some(v), label).clicked() {
@@ -180,8 +195,14 @@ pub(super) fn reading_session_ui(
         let names = session.rating_names();
         let ratings = session.ratings();
         let next_empty = ratings.iter().position(Option::is_none);
+        if design == Design::Rating {
+            rating_ui(ui, session);
+        }
         egui::Grid::new("study-ratings").show(ui, |ui| {
             for (i, (n, r)) in names.iter().zip(ratings).enumerate() {
+                if design == Design::Rating {
+                    break;
+                }
                 let title = match n.as_str() {
                     "confidence" => "Confidence (1 guess … 5 certain)".to_string(),
                     q => format!("{} (1 … 5)", capitalise(q)),
@@ -222,7 +243,10 @@ pub(super) fn reading_session_ui(
                 ui.weak(format!("still to answer: {}", missing.join(", ")));
             }
         });
-        ui.weak("Keys: R / S (or A / B), 1–5 for the marked rating, Backspace to clear it, Enter for next. Scroll: wheel or Up/Down. Window: ctrl+drag. Zoom: right-drag.");
+        ui.weak(match design {
+            Design::Rating => "Keys: 1–5 (or 1–6) for the rating, Backspace to clear it, Enter for next. Scroll: wheel or Up/Down. Window: ctrl+drag. Zoom: right-drag.",
+            _ => "Keys: R / S (or A / B), 1–5 for the marked rating, Backspace to clear it, Enter for next. Scroll: wheel or Up/Down. Window: ctrl+drag. Zoom: right-drag.",
+        });
         if let Some(e) = error {
             ui.colored_label(egui::Color32::LIGHT_RED, format!("Not saved: {e}"));
         }
@@ -250,6 +274,17 @@ pub(super) fn reading_session_ui(
     egui::CentralPanel::no_frame().show(ui, |ui| {
         let mut panes: Vec<(String, Arc<Volume>)> = Vec::new();
         match trial.partner {
+            Some(_) if design == Design::TwoAfc => {
+                // 2AFC: the abnormal image (the trial's case) on the left when real_on_left.
+                let (abn, nor) = (vols[0].clone(), vols[1].clone());
+                let (left, right) = if trial.real_on_left {
+                    (abn, nor)
+                } else {
+                    (nor, abn)
+                };
+                panes.push(("Image A".into(), left));
+                panes.push(("Image B".into(), right));
+            }
             Some(p) => {
                 let _ = p;
                 let (real, synth) = (vols[1].clone(), vols[0].clone());
@@ -262,6 +297,10 @@ pub(super) fn reading_session_ui(
                 panes.push(("Image B".into(), right));
             }
             None => panes.push((String::new(), vols[0].clone())),
+        }
+        let fixed = session.study.view.unwrap_or_default();
+        if let Some(z) = fixed.zoom {
+            vs.zoom = z as f64;
         }
         let avail = ui.available_rect_before_wrap();
         let gap = 4.0;
@@ -307,13 +346,57 @@ pub(super) fn reading_session_ui(
                 false,
             );
             scroll += ev.scroll;
-            if let Some((dw, dc)) = ev.window_drag {
+            if let Some((dw, dc)) = ev.window_drag.filter(|_| fixed.window.is_none()) {
                 window.width = (window.width + dw * window.width.max(1.0) * 0.005).max(1.0);
                 window.center += dc * window.width.max(1.0) * 0.005;
             }
         }
         if scroll != 0 {
             vs.scroll(&vols[0].geometry, scroll);
+        }
+        if let Some(z) = fixed.zoom {
+            vs.zoom = z as f64;
+        }
+        // What the next answer is given under: the display and this view.
+        let ppp = ctx.pixels_per_point();
+        let screen = ctx.content_rect().size() * ppp;
+        session.viewing = Some(Viewing {
+            screen_px: [screen.x.round() as u32, screen.y.round() as u32],
+            pixels_per_point: ppp,
+            window: *window,
+            zoom: vs.zoom as f32,
+        });
+    });
+}
+
+/// The lesion rating of the rating design: buttons for a 5- or 6-point scale, a slider 0-100.
+fn rating_ui(ui: &mut egui::Ui, session: &mut Session) {
+    let scale = session.study.rating.scale;
+    let current = session.draft.rating;
+    ui.horizontal(|ui| match scale {
+        Scale::Five | Scale::Six => {
+            ui.label("Confidence:");
+            for v in scale.min()..=scale.max() {
+                let label = match (v, scale.max()) {
+                    (1, _) => "1  definitely not".to_string(),
+                    (v, m) if v == m => format!("{v}  definitely"),
+                    (v, _) => v.to_string(),
+                };
+                if ui.selectable_label(current == Some(v), label).clicked() {
+                    session.set_rating(0, Some(v));
+                }
+            }
+        }
+        Scale::Slider => {
+            ui.label("Confidence (0 definitely not … 100 definitely):");
+            let mut v = current.unwrap_or(50);
+            let r = ui.add(egui::Slider::new(&mut v, 0..=100));
+            if r.changed() || r.drag_stopped() {
+                session.set_rating(0, Some(v));
+            }
+            if current.is_none() && ui.button(format!("Rate {v}")).clicked() {
+                session.set_rating(0, Some(v));
+            }
         }
     });
 }

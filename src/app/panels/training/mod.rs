@@ -2,8 +2,13 @@
 //! preview) and the Runs view (overlay curves of run folders, their final table, load a run's
 //! checkpoint for synthesis). Training runs on a worker thread on the shared device.
 
+mod cyclegan;
+mod device;
 mod runs;
 mod settings;
+
+pub use cyclegan::CycleganPanel;
+pub use device::ComputeTarget;
 
 use crate::app::command::{Command, TrainControl};
 use crate::app::jobs::{TrainData, TrainJob, Wake};
@@ -64,6 +69,10 @@ pub struct TrainingState {
     runs_scanned: bool,
     /// Start training once the viewer's data has loaded (`--train`).
     pub start_pending: bool,
+    /// Where runs compute (this machine or a remote server).
+    pub compute: ComputeTarget,
+    /// The CycleGAN (unpaired) mode.
+    pub cyclegan: cyclegan::CycleganPanel,
 }
 
 impl Default for TrainingState {
@@ -95,6 +104,8 @@ impl Default for TrainingState {
             runs: Vec::new(),
             runs_scanned: false,
             start_pending: false,
+            compute: ComputeTarget::default(),
+            cyclegan: Default::default(),
         }
     }
 }
@@ -126,7 +137,9 @@ impl TrainingState {
                 DataChoice::Folder
             }
             DataSource::Loaded { .. } => DataChoice::Loaded,
-            DataSource::Pair { .. } | DataSource::Varied { .. } => DataChoice::Config,
+            DataSource::Pair { .. } | DataSource::Varied { .. } | DataSource::LowDose { .. } => {
+                DataChoice::Config
+            }
         };
         self.cfg = cfg;
         self.show = true;
@@ -159,6 +172,9 @@ impl TrainingState {
     ) -> Result<(), String> {
         if self.job.is_some() {
             return Ok(());
+        }
+        if self.cyclegan.enabled {
+            return self.start_cyclegan(wake);
         }
         let mut cfg = self.cfg.clone();
         let data = match self.data {
@@ -237,9 +253,11 @@ impl TrainingState {
         t.frame_ms.clear();
         t.preview = None;
         t.finished = None;
+        let remote = t.compute.remote_spec()?;
         t.stage = "Preparing data".into();
         t.job = Some(
-            TrainJob::start(cfg, data, dir, resume, wake).map_err(|e| format!("Training: {e}"))?,
+            TrainJob::start_on(cfg, data, dir, resume, wake, remote)
+                .map_err(|e| format!("Training: {e}"))?,
         );
         Ok(())
     }
@@ -294,6 +312,7 @@ impl TrainingState {
                 }
             }
         }
+        self.cyclegan.poll(ctx);
         let Some(r) = done else {
             return Ok(());
         };
@@ -324,6 +343,7 @@ impl TrainingState {
                 match t.cfg.direction {
                     Direction::MrToCt => "MR to CT",
                     Direction::CtToMr => "CT to MR",
+                    Direction::CtDenoise => "CT denoise",
                 },
                 t.cfg.model.label(),
                 t.cfg.loss_label(),
@@ -382,10 +402,17 @@ impl TrainingState {
             }
             state
                 .show_header(ui, |ui| ui.strong("Settings"))
-                .body(|ui| ui.add_enabled_ui(!running, |ui| self.settings_ui(ui)));
+                .body(|ui| {
+                    ui.add_enabled_ui(!running, |ui| {
+                        if self.cyclegan.settings_ui(ui) {
+                            self.settings_ui(ui)
+                        }
+                    })
+                });
             ui.separator();
             self.progress_ui(ui);
             self.curves_ui(ui);
+            self.cyclegan.results_ui(ui, &self.steps);
             if let Some((p, tex)) = &self.preview {
                 ui.label(format!(
                         "Validation slice after epoch {}: input · synthetic · reference · synthetic − reference",

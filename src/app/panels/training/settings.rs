@@ -67,10 +67,12 @@ impl TrainingState {
                         ui.end_row();
                     }
                 }
+                t.device_ui(ui);
                 ui.label("Direction");
                 ui.horizontal(|ui| {
                     ui.radio_value(&mut t.cfg.direction, Direction::MrToCt, "MR to CT");
                     ui.radio_value(&mut t.cfg.direction, Direction::CtToMr, "CT to MR");
+                    ui.radio_value(&mut t.cfg.direction, Direction::CtDenoise, "CT denoise");
                 });
                 ui.end_row();
                 ui.label("Model");
@@ -153,6 +155,29 @@ impl TrainingState {
                     t.cfg.vgg19 = (!vgg.trim().is_empty()).then(|| PathBuf::from(vgg.trim()));
                 }
                 ui.end_row();
+                if t.cfg.direction == Direction::CtDenoise {
+                    // Step 2 of CT denoising: the activation-weighted loss reads the lesion
+                    // classifier and fine-tunes the step-1 (MSE) checkpoint.
+                    for (label, hint, path) in [
+                        (
+                            "Lesion classifier",
+                            "classifier.json from `synthscope train --classifier-only` (ct_denoise config) or `synthscope ldct run`",
+                            &mut t.cfg.classifier,
+                        ),
+                        (
+                            "Fine-tune from",
+                            "the step-1 (MSE) checkpoint, e.g. runs/NAME/checkpoints/last.json",
+                            &mut t.cfg.init_from,
+                        ),
+                    ] {
+                        let l = ui.label(label).on_hover_text(hint);
+                        let mut text = path.as_ref().map(|p| p.display().to_string()).unwrap_or_default();
+                        if ui.text_edit_singleline(&mut text).labelled_by(l.id).changed() {
+                            *path = (!text.trim().is_empty()).then(|| PathBuf::from(text.trim()));
+                        }
+                        ui.end_row();
+                    }
+                }
                 ui.label("Epochs / batch");
                 ui.horizontal(|ui| {
                     let l = ui.label("epochs");

@@ -152,6 +152,15 @@ fn evaluate_cli_reports_regions_as_json_and_csv() {
         "{mae} vs {}",
         reports[0].mae
     );
+    // VIF beside the others: below 1 for the degraded copy, 1 for the reference itself.
+    let vif = v["metrics"][0]["vif"].as_f64().unwrap();
+    assert!(vif > 0.0 && vif < 0.99, "VIF of the degraded copy {vif}");
+    let same = evaluate_volumes(&ct, &ct, None, None).unwrap();
+    assert!(
+        (same[0].vif - 1.0).abs() < 1e-6,
+        "VIF of the CT itself {}",
+        same[0].vif
+    );
     let text = std::fs::read_to_string(&csv).unwrap();
     assert_eq!(text.lines().count(), 4);
     assert!(text.starts_with("region,voxels,mae,rmse,psnr_db"));

@@ -400,6 +400,9 @@ pub struct MetricsReport {
     pub tenengrad_ref: f64,
     /// Mean UQI over slices (8 x 8 windows).
     pub uqi: f64,
+    /// Mean pixel-domain VIF over slices ([`vif_scaled`] over the reference's range; slices
+    /// under 41 x 41 pixels, where it is undefined, are left out: NaN when all are).
+    pub vif: f64,
 }
 
 /// Metrics of `pred` against `reference` (same grid) over the whole volume, inside `head`
@@ -465,6 +468,24 @@ pub fn evaluate_volumes(
             ny,
         )
     });
+    let vifs: Vec<f64> = (0..nz)
+        .map(|z| {
+            let s = z * plane..(z + 1) * plane;
+            vif_scaled(
+                &pred.data[s.clone()],
+                &reference.data[s],
+                nx,
+                ny,
+                (lo as f64, lo as f64 + range),
+            )
+        })
+        .filter(|v| v.is_finite())
+        .collect();
+    let vif_mean = if vifs.is_empty() {
+        f64::NAN
+    } else {
+        vifs.iter().sum::<f64>() / vifs.len() as f64
+    };
     let mut out = Vec::new();
     for (region, mask) in regions {
         let (p, r): (Vec<f32>, Vec<f32>) = pred
@@ -491,6 +512,7 @@ pub fn evaluate_volumes(
             tenengrad_pred: ten_p,
             tenengrad_ref: ten_r,
             uqi: u,
+            vif: vif_mean,
         });
     }
     Ok(out)
@@ -499,11 +521,11 @@ pub fn evaluate_volumes(
 /// Reports as CSV (header + one row per region).
 pub fn to_csv(reports: &[MetricsReport]) -> String {
     let mut s = String::from(
-        "region,voxels,mae,rmse,psnr_db,data_range,ssim,tenengrad_pred,tenengrad_ref,uqi\n",
+        "region,voxels,mae,rmse,psnr_db,data_range,ssim,tenengrad_pred,tenengrad_ref,uqi,vif\n",
     );
     for r in reports {
         s += &format!(
-            "{:?},{},{},{},{},{},{},{},{},{}\n",
+            "{:?},{},{},{},{},{},{},{},{},{},{}\n",
             r.region,
             r.voxels,
             r.mae,
@@ -513,7 +535,8 @@ pub fn to_csv(reports: &[MetricsReport]) -> String {
             r.ssim,
             r.tenengrad_pred,
             r.tenengrad_ref,
-            r.uqi
+            r.uqi,
+            r.vif
         );
     }
     s

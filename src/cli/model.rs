@@ -214,12 +214,21 @@ pub(super) fn evaluate(a: &EvaluateArgs) -> anyhow::Result<()> {
         );
     } else {
         println!(
-            "{:<6} {:>10} {:>10} {:>10} {:>9} {:>8} {:>9} {:>9} {:>7}",
-            "region", "voxels", "MAE", "RMSE", "PSNR dB", "SSIM", "Ten pred", "Ten ref", "UQI"
+            "{:<6} {:>10} {:>10} {:>10} {:>9} {:>8} {:>9} {:>9} {:>7} {:>7}",
+            "region",
+            "voxels",
+            "MAE",
+            "RMSE",
+            "PSNR dB",
+            "SSIM",
+            "Ten pred",
+            "Ten ref",
+            "UQI",
+            "VIF"
         );
         for m in &reports {
             println!(
-                "{:<6} {:>10} {:>10.3} {:>10.3} {:>9.3} {:>8.4} {:>9.4} {:>9.4} {:>7.4}",
+                "{:<6} {:>10} {:>10.3} {:>10.3} {:>9.3} {:>8.4} {:>9.4} {:>9.4} {:>7.4} {:>7.4}",
                 format!("{:?}", m.region),
                 m.voxels,
                 m.mae,
@@ -228,7 +237,8 @@ pub(super) fn evaluate(a: &EvaluateArgs) -> anyhow::Result<()> {
                 m.ssim,
                 m.tenengrad_pred,
                 m.tenengrad_ref,
-                m.uqi
+                m.uqi,
+                m.vif
             );
         }
         println!(

@@ -262,7 +262,7 @@ impl SynthesisState {
                     egui::Grid::new("synth-metrics")
                         .striped(true)
                         .show(ui, |ui| {
-                            for h in ["region", "MAE", "RMSE", "PSNR dB", "SSIM", "UQI"] {
+                            for h in ["region", "MAE", "RMSE", "PSNR dB", "SSIM", "UQI", "VIF"] {
                                 ui.strong(h);
                             }
                             ui.end_row();
@@ -273,6 +273,7 @@ impl SynthesisState {
                                 ui.monospace(format!("{:.2}", r.psnr));
                                 ui.monospace(format!("{:.4}", r.ssim));
                                 ui.monospace(format!("{:.4}", r.uqi));
+                                ui.monospace(format!("{:.4}", r.vif));
                                 ui.end_row();
                             }
                         });

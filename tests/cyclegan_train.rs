@@ -124,6 +124,10 @@ fn steps_train_both_generators_and_the_run_folder_is_complete() {
             "{sc:?}"
         );
         assert!(sc.slices > 0);
+        // The FID-style distance on the classifier's features: measured, and positive for a
+        // translation that is not the real CT.
+        let fd = sc.feature_fd.expect("feature distance measured");
+        assert!(fd.is_finite() && fd > 0.0, "{sc:?}");
     }
     for f in [
         "config.toml",

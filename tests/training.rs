@@ -225,6 +225,11 @@ fn training_lowers_the_loss_is_seeded_and_writes_a_run_folder() {
     let r = Run::read(&tmp.path().join("a")).unwrap();
     assert_eq!(r.steps.len(), 16);
     assert_eq!(r.epochs.len(), 2);
+    // VIF is part of validation (whole phantom slices are larger than its 41-pixel window).
+    for e in &r.epochs {
+        let v = e.val_vif.expect("validation VIF measured");
+        assert!(v > 0.0 && v <= 1.0 + 1e-9, "validation VIF {v}");
+    }
     assert_eq!(r.config.as_ref(), Some(&cfg));
     assert!(summary.best.is_some() && !summary.stopped);
     let table = compare_table(std::slice::from_ref(&r));

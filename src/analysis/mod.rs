@@ -3,6 +3,7 @@
 //! at: Grad-CAM of the classifier and of the synthesis network, feature maps.
 
 pub mod features;
+pub mod frechet;
 pub mod gradcam;
 pub mod lesion;
 pub mod metrics;

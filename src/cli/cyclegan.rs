@@ -86,15 +86,20 @@ pub fn scores_table(scores: &[Scores]) -> String {
         .max()
         .unwrap_or(6);
     let mut t = format!(
-        "{:w$}  {:>9}  {:>9}  {:>6}  {:>6}  {:>6}  {:>6}\n",
-        "method", "MAE (HU)", "PSNR (dB)", "SSIM", "UQI", "VIF", "slices"
+        "{:w$}  {:>9}  {:>9}  {:>6}  {:>6}  {:>6}  {:>8}  {:>6}\n",
+        "method", "MAE (HU)", "PSNR (dB)", "SSIM", "UQI", "VIF", "feat. FD", "slices"
     );
     for s in scores {
+        let fd = s.feature_fd.map_or("-".into(), |d| format!("{d:.4}"));
         t.push_str(&format!(
-            "{:w$}  {:>9.1}  {:>9.2}  {:>6.3}  {:>6.3}  {:>6.3}  {:>6}\n",
-            s.method, s.mae_hu, s.psnr, s.ssim, s.uqi, s.vif, s.slices
+            "{:w$}  {:>9.1}  {:>9.2}  {:>6.3}  {:>6.3}  {:>6.3}  {:>8}  {:>6}\n",
+            s.method, s.mae_hu, s.psnr, s.ssim, s.uqi, s.vif, fd, s.slices
         ));
     }
+    t.push_str(
+        "feat. FD: FID-style Fréchet distance of the embedded MR/CT classifier's pooled features \
+         (synthetic vs real held-out CT slices; not comparable with Inception FIDs)\n",
+    );
     t
 }
 

@@ -121,12 +121,13 @@ pub(super) fn train(a: &TrainArgs) -> anyhow::Result<()> {
             ));
         }
         TrainEvent::Epoch(e) => say(format!(
-            "epoch {:>3}: train loss {:.4}  val loss {:.4}  PSNR {:.2} dB  SSIM {:.3}  MAE {:.1}  Tenengrad {:.4} (real {:.4})  [{:.0} s]",
+            "epoch {:>3}: train loss {:.4}  val loss {:.4}  PSNR {:.2} dB  SSIM {:.3}  VIF {}  MAE {:.1}  Tenengrad {:.4} (real {:.4})  [{:.0} s]",
             e.epoch,
             e.train_loss,
             e.val_loss,
             e.val_psnr,
             e.val_ssim,
+            e.val_vif.map_or("-".into(), |v| format!("{v:.3}")),
             e.val_mae,
             e.val_tenengrad,
             e.ref_tenengrad,

@@ -328,6 +328,14 @@ impl Classifier {
         self.fc.forward(pooled)
     }
 
+    /// The pooled last-stage features, the head's input: x: [B, in, H, W] -> [B, 4 x base]
+    /// (what [`crate::analysis::frechet`] compares for an FID-style distance).
+    pub fn embedding(&self, x: Tensor<4>) -> Tensor<2> {
+        self.pool
+            .forward(self.features_at(x, Self::LAYERS.len() - 1))
+            .flatten(1, 3)
+    }
+
     /// x: [B, in, H, W] -> logits [B, classes]
     pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
         self.head(self.features(x))

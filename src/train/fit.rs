@@ -9,7 +9,7 @@ use super::{
     Control, Dataset, EpochReport, LogLine, LossKind, Preview, RunSummary, StepReport, TrainConfig,
     TrainError, TrainEvent, classifier_for_run, config,
 };
-use crate::analysis::{psnr, ssim, tenengrad};
+use crate::analysis::{psnr, ssim, tenengrad, vif_scaled};
 use crate::model::checkpoint::{self, AnyModel, ModelSpec};
 use crate::model::normalise::class_of_target;
 use crate::model::{Classifier, Direction, Drunet, Unet};
@@ -456,8 +456,10 @@ fn validate<M: SynthNet>(
         val_mae: 0.0,
         val_tenengrad: 0.0,
         ref_tenengrad: 0.0,
+        val_vif: None,
         elapsed_s: 0.0,
     };
+    let mut vifs = Vec::new();
     let refs = validation_refs(a.dataset, a.cfg.validation_slices);
     let mut preview = None;
     // The preview shows the middle validation slice (mid-head rather than its top).
@@ -489,6 +491,10 @@ fn validate<M: SynthNet>(
         report.val_ssim += ssim(&synthetic, &target, [nx, ny, 1], 1.0, None);
         report.val_tenengrad += tenengrad(&synthetic, nx, ny, 0.0);
         report.ref_tenengrad += tenengrad(&target, nx, ny, 0.0);
+        let v = vif_scaled(&synthetic, &target, nx, ny, (0.0, 1.0));
+        if v.is_finite() {
+            vifs.push(v);
+        }
         let span = (case.target_norm.high - case.target_norm.low) as f64;
         let (s, n) = synthetic
             .iter()
@@ -517,6 +523,7 @@ fn validate<M: SynthNet>(
     report.val_mae /= k;
     report.val_tenengrad /= k;
     report.ref_tenengrad /= k;
+    report.val_vif = (!vifs.is_empty()).then(|| vifs.iter().sum::<f64>() / vifs.len() as f64);
     Ok((
         report,
         preview.unwrap_or_else(|| unreachable!("at least one slice")),

@@ -150,6 +150,10 @@ pub struct EpochReport {
     pub val_tenengrad: f64,
     /// Mean Tenengrad of the real slices, for reference.
     pub ref_tenengrad: f64,
+    /// Mean pixel-domain VIF of the validation slices (0..1 images mapped to 0..255); None
+    /// where no slice is large enough (41 x 41) and in runs from before it was measured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub val_vif: Option<f64>,
     /// Seconds since the run started.
     pub elapsed_s: f64,
 }

@@ -37,6 +37,11 @@ pub struct Scores {
     /// Mean Tenengrad of the synthetic slices (0..1 units, threshold 0, as paired runs).
     #[serde(default)]
     pub tenengrad_pred: f64,
+    /// FID-style distance: the Fréchet distance between the embedded MR/CT classifier's pooled
+    /// last-stage features of the synthetic and of the real held-out slices (not comparable
+    /// with published FIDs, which use Inception features). None where not measured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub feature_fd: Option<f64>,
     /// Mean Tenengrad of the real slices.
     #[serde(default)]
     pub tenengrad_ref: f64,
@@ -50,6 +55,34 @@ pub fn score(
     reverse: bool,
     predict: &mut Predict<'_>,
 ) -> Result<Scores, ModelError> {
+    score_with(method, cases, reverse, predict, None)
+}
+
+/// A slice (0..1, nx, ny) -> its feature vector, for [`Scores::feature_fd`].
+pub type Embed<'a> = dyn FnMut(&[f32], usize, usize) -> Result<Vec<f64>, ModelError> + 'a;
+
+/// The embedded MR/CT classifier's pooled features of a slice, as [`Embed`].
+pub fn classifier_embed(
+    c: &crate::model::Classifier,
+    device: &Device,
+) -> impl FnMut(&[f32], usize, usize) -> Result<Vec<f64>, ModelError> {
+    move |x, nx, ny| {
+        let t = Tensor::<4>::from_data(TensorData::new(x.to_vec(), [1, 1, ny, nx]), device);
+        let f = crate::model::tensor_values(c.embedding(t))?;
+        Ok(f.into_iter().map(f64::from).collect())
+    }
+}
+
+/// [`score`], and with `embed` also the FID-style feature distance of the synthetic slices to
+/// the real ones.
+pub fn score_with(
+    method: &str,
+    cases: &[Case],
+    reverse: bool,
+    predict: &mut Predict<'_>,
+    mut embed: Option<&mut Embed<'_>>,
+) -> Result<Scores, ModelError> {
+    let (mut fake_features, mut real_features) = (Vec::new(), Vec::new());
     let (mut abs, mut abs01, mut inside) = (0.0f64, 0.0f64, 0usize);
     let (mut ten_p, mut ten_r) = (0.0, 0.0);
     let (mut p, mut s, mut u, mut v, mut n) = (0.0, 0.0, 0.0, 0.0, 0usize);
@@ -58,6 +91,10 @@ pub fn score(
             let (mr, ct, mask) = c.slice(z);
             let (input, ct) = if reverse { (ct, mr) } else { (mr, ct) };
             let fake = predict(&input, c.nx, c.ny)?;
+            if let Some(e) = embed.as_mut() {
+                fake_features.push(e(&fake, c.nx, c.ny)?);
+                real_features.push(e(&ct, c.nx, c.ny)?);
+            }
             for ((a, b), m) in fake.iter().zip(&ct).zip(&mask) {
                 if *m {
                     abs01 += (a - b).abs() as f64;
@@ -79,7 +116,13 @@ pub fn score(
         }
     }
     let k = n.max(1) as f64;
+    let feature_fd = if embed.is_some() {
+        crate::analysis::frechet::frechet_distance(&fake_features, &real_features).ok()
+    } else {
+        None
+    };
     Ok(Scores {
+        feature_fd,
         method: method.into(),
         mae_hu: abs / inside.max(1) as f64,
         psnr: p / k,

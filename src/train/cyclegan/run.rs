@@ -3,8 +3,12 @@
 
 use super::config::CycleganConfig;
 use super::data::{Unpaired, sample};
-use super::eval::{HistogramMatch, Scores, generator_predict, model_predict, score};
+use super::eval::{
+    Embed, HistogramMatch, Scores, classifier_embed, generator_predict, model_predict, score,
+    score_with,
+};
 use super::pool::{ImagePool, learning_rate};
+use crate::model::checkpoint::AnyModel;
 use crate::model::cyclegan::{
     CycleganMeta, GreyHandling, PatchGan, PatchGanConfig, ResnetGenerator, ResnetGeneratorConfig,
     import_generator, save_generator, to_tanh_range,
@@ -328,24 +332,38 @@ fn all_scores(
     let mr: Vec<&[f32]> = data.mr.iter().map(|s| s.v.as_slice()).collect();
     let ct: Vec<&[f32]> = data.ct.iter().map(|s| s.v.as_slice()).collect();
     let hm = HistogramMatch::fit(&mr, &ct, 4096);
-    let mut out = vec![score(
+    // The FID-style distance uses the embedded MR/CT classifier's features (see Scores).
+    let classifier = match crate::model::demo::load_demo_classifier(device)? {
+        (AnyModel::Classifier(c), _, _) => Some(c),
+        _ => None,
+    };
+    let mut embed = classifier.as_ref().map(|c| classifier_embed(c, device));
+    let mut out = vec![score_with(
         "histogram matching (MR -> CT distribution)",
         &data.held_out,
         false,
         &mut |x, _, _| Ok(x.iter().map(|v| hm.map(*v)).collect()),
+        embed.as_mut().map(|e| e as &mut Embed<'_>),
     )?];
     for path in &cfg.compare {
         let (m, _) = crate::model::checkpoint::load(path, device)?;
         let mut f = model_predict(&m, device);
-        out.push(score(
+        out.push(score_with(
             &format!("paired {}", path.display()),
             &data.held_out,
             false,
             &mut f,
+            embed.as_mut().map(|e| e as &mut Embed<'_>),
         )?);
     }
     let mut f = generator_predict(g_a, device);
-    out.push(score(&cfg.label(), &data.held_out, false, &mut f)?);
+    out.push(score_with(
+        &cfg.label(),
+        &data.held_out,
+        false,
+        &mut f,
+        embed.as_mut().map(|e| e as &mut Embed<'_>),
+    )?);
     let mut r = generator_predict(g_b, device);
     let reverse = score(
         &format!("{} G_B (CT -> MR)", cfg.label()),
@@ -454,6 +472,7 @@ pub fn train_cyclegan(
             val_mae: s.mae_hu,
             val_tenengrad: s.tenengrad_pred,
             ref_tenengrad: s.tenengrad_ref,
+            val_vif: s.vif.is_finite().then_some(s.vif),
             elapsed_s: t0.elapsed().as_secs_f64(),
         };
         log.write(&LogLine::Epoch(report.clone()))?;

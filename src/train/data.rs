@@ -151,6 +151,36 @@ fn find_entry(dir: &Path, stem: &str) -> Option<PathBuf> {
     })
 }
 
+/// A patient's folder and its CT, MR and optional mask.
+pub(super) type PatientFiles = (PathBuf, PathBuf, PathBuf, Option<PathBuf>);
+
+/// Patient folders under `root` (in name order, the streamed index's own folder left out)
+/// holding a `ct` and an `mr`, and perhaps a `mask`.
+pub(super) fn patient_dirs(root: &Path) -> Result<Vec<PatientFiles>, TrainError> {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(root)
+        .map_err(|e| TrainError::file(root, format!("cannot list the folder: {e}")))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_dir() && p.file_name().is_some_and(|n| n != ".synthscope-index"))
+        .collect();
+    dirs.sort();
+    let out: Vec<_> = dirs
+        .into_iter()
+        .filter_map(|d| {
+            let ct = find_entry(&d, "ct")?;
+            let mr = find_entry(&d, "mr")?;
+            let mask = find_entry(&d, "mask");
+            Some((d, ct, mr, mask))
+        })
+        .collect();
+    if out.is_empty() {
+        return Err(TrainError::file(
+            root,
+            "no patient sub-folder holds both a `ct` and an `mr` (e.g. ct.nii.gz, mr.nii.gz)",
+        ));
+    }
+    Ok(out)
+}
+
 /// The first volume under `path` (a NIfTI file or a DICOM file/folder).
 fn load_one(path: &Path) -> Result<Volume, TrainError> {
     let out = load_paths(&[path.to_path_buf()], &Progress::default())?;
@@ -200,31 +230,15 @@ pub fn cases_from_folder(
     direction: Direction,
     progress: &Progress,
 ) -> Result<Vec<Case>, TrainError> {
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(root)
-        .map_err(|e| TrainError::file(root, format!("cannot list the folder: {e}")))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.is_dir())
-        .collect();
-    dirs.sort();
-    let patients: Vec<(PathBuf, PathBuf, PathBuf)> = dirs
-        .iter()
-        .filter_map(|d| Some((d.clone(), find_entry(d, "ct")?, find_entry(d, "mr")?)))
-        .collect();
-    if patients.is_empty() {
-        return Err(TrainError::file(
-            root,
-            "no patient sub-folder holds both a `ct` and an `mr` (e.g. ct.nii.gz, mr.nii.gz)",
-        ));
-    }
+    let patients = patient_dirs(root)?;
     progress.start("Loading patients", patients.len());
     let mut cases = Vec::new();
-    for (dir, ct, mr) in patients {
+    for (dir, ct, mr, mask) in patients {
         progress.check()?;
         let name = dir
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let mask = find_entry(&dir, "mask");
         cases.push(case_from_files(
             &name,
             &ct,

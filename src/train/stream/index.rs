@@ -2,6 +2,7 @@
 //! data, reused while the folder is unchanged.
 
 use super::super::TrainError;
+use super::super::data::patient_dirs;
 use crate::io::{Progress, load_paths};
 use crate::model::Direction;
 use crate::model::normalise::Normalisation;
@@ -78,51 +79,6 @@ pub struct StreamIndex {
     pub direction: Direction,
     /// Patients, in folder-name order.
     pub patients: Vec<PatientEntry>,
-}
-
-/// Patient folders under `root` holding a `ct` and an `mr` (and perhaps a `mask`).
-/// A patient's folder and its CT, MR and optional mask.
-type PatientFiles = (PathBuf, PathBuf, PathBuf, Option<PathBuf>);
-
-fn patient_dirs(root: &Path) -> Result<Vec<PatientFiles>, TrainError> {
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(root)
-        .map_err(|e| TrainError::file(root, format!("cannot list the folder: {e}")))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.is_dir() && p.file_name().is_some_and(|n| n != ".synthscope-index"))
-        .collect();
-    dirs.sort();
-    let out: Vec<_> = dirs
-        .into_iter()
-        .filter_map(|d| {
-            let ct = find_entry(&d, "ct")?;
-            let mr = find_entry(&d, "mr")?;
-            let mask = find_entry(&d, "mask");
-            Some((d, ct, mr, mask))
-        })
-        .collect();
-    if out.is_empty() {
-        return Err(TrainError::file(
-            root,
-            "no patient sub-folder holds both a `ct` and an `mr` (e.g. ct.nii.gz, mr.nii.gz)",
-        ));
-    }
-    Ok(out)
-}
-
-/// The first file or folder in `dir` named `stem` (any extension), case-insensitive.
-fn find_entry(dir: &Path, stem: &str) -> Option<PathBuf> {
-    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
-        .ok()?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .collect();
-    entries.sort();
-    entries.into_iter().find(|p| {
-        let name = p
-            .file_name()
-            .map(|n| n.to_string_lossy().to_ascii_lowercase())
-            .unwrap_or_default();
-        name == stem || name.split('.').next() == Some(stem)
-    })
 }
 
 /// (path, size, mtime seconds) of a file, or of every file directly in a folder.

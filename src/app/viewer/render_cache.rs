@@ -314,11 +314,16 @@ impl ViewCache {
         ];
         queue.write_buffer(&c.blit_uniforms, 0, bytemuck::cast_slice(&blit));
         let gu = grid_uniforms(u, g);
-        let key = (bytemuck::bytes_of(&gu).to_vec(), inputs.volumes);
-        if c.drawn.as_ref() == Some(&key) {
+        let bytes = bytemuck::bytes_of(&gu);
+        if c.drawn
+            .as_ref()
+            .is_some_and(|(b, v)| b.as_slice() == bytes && *v == inputs.volumes)
+        {
+            // Nothing the small pass draws changed (a repaint, a pan within a voxel): no
+            // allocation, no pass.
             return;
         }
-        queue.write_buffer(&c.uniforms, 0, &key.0);
+        queue.write_buffer(&c.uniforms, 0, bytes);
         let [v0, v1, cm] = inputs.textures;
         let bind = device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some("slice cache"),
@@ -363,7 +368,7 @@ impl ViewCache {
             pass.set_bind_group(0, &bind, &[]);
             pass.draw(0..4, 0..1);
         }
-        c.drawn = Some(key);
+        c.drawn = Some((bytes.to_vec(), inputs.volumes));
     }
 
     /// Draw the cached slice into the view's rect (the pass egui set up for the callback).

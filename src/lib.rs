@@ -24,3 +24,11 @@ pub mod study;
 pub mod synth;
 pub mod train;
 pub mod volume;
+
+/// The message a caught panic carried (`panic!` with a literal or a formatted string), if any.
+pub fn panic_text(payload: &(dyn std::any::Any + Send)) -> Option<String> {
+    payload
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+}

@@ -169,7 +169,12 @@ pub(super) fn train(a: &TrainArgs) -> anyhow::Result<()> {
             crate::gpu::remote::guard_connection(url, run)
                 .map_err(|e| {
                     bar.abandon();
-                    super::serve::lost_run_message(&e, &out, spec, a.token_file.as_deref())
+                    super::serve::lost_run_message(
+                        &e.to_string(),
+                        &out,
+                        spec,
+                        a.token_file.as_deref(),
+                    )
                 })?
                 .map_err(|e| anyhow!(e))?
         }

@@ -30,6 +30,14 @@ pub enum RemoteError {
     /// A `--device` that names no remote server we can reach.
     #[error("{0}")]
     Url(String),
+    /// The connection dropped while a job ran on the server.
+    #[error("the connection to the compute server {url} was lost ({detail})")]
+    Lost {
+        /// The server.
+        url: String,
+        /// burn-remote's own words (its panic message).
+        detail: String,
+    },
     /// The server refused or could not be reached.
     #[error("cannot connect to the compute server {url}: {reason}")]
     Connect {
@@ -270,7 +278,7 @@ pub fn choose_spec(
 /// instead of tearing the process down, so a training run ends with its last epoch's
 /// resumable checkpoint and a message saying how to continue.
 /// The outer error is the lost connection; the inner result is the job's own.
-pub fn guard_connection<T>(url: &str, job: impl FnOnce() -> T) -> Result<T, String> {
+pub fn guard_connection<T>(url: &str, job: impl FnOnce() -> T) -> Result<T, RemoteError> {
     let quiet = std::panic::take_hook();
     // burn-remote's runner threads panic too when the socket closes: their messages would
     // interleave with ours, so they go to the debug log while the job runs.
@@ -281,16 +289,10 @@ pub fn guard_connection<T>(url: &str, job: impl FnOnce() -> T) -> Result<T, Stri
     std::panic::set_hook(quiet);
     match out {
         Ok(r) => Ok(r),
-        Err(payload) => {
-            let what = payload
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_else(|| "no detail".into());
-            Err(format!(
-                "the connection to the compute server {url} was lost ({what})"
-            ))
-        }
+        Err(payload) => Err(RemoteError::Lost {
+            url: url.into(),
+            detail: crate::panic_text(payload.as_ref()).unwrap_or_else(|| "no detail".into()),
+        }),
     }
 }
 

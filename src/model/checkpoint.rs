@@ -234,11 +234,7 @@ pub fn load(path: &Path, device: &Device) -> Result<(AnyModel, CheckpointMeta), 
     let model = match loaded {
         Ok(r) => r.map_err(e)?,
         Err(panic) => {
-            let why = panic
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_else(|| "unreadable".into());
+            let why = crate::panic_text(panic.as_ref()).unwrap_or_else(|| "unreadable".into());
             return Err(ModelError::file(
                 &bpk,
                 format!("damaged weights file: {why}"),

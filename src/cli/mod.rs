@@ -107,11 +107,11 @@ pub enum Command {
         #[command(subcommand)]
         what: ldct::LdctCmd,
     },
-    /// Serve this machine's compute device to other machines (burn's remote backend over
-    /// WebSocket): `train`/`synthesize --device ws://HOST:PORT` compute here.
     /// Train the unpaired US -> MR networks (shared latent, adversarial losses, cross-modal
     /// attention) on simulated phantom ultrasound; evaluate against the phantom's own MR.
     TrainUsMr(usmr::UsMrArgs),
+    /// Serve this machine's compute device to other machines (burn's remote backend over
+    /// WebSocket): `train`/`synthesize --device ws://HOST:PORT` compute here.
     Serve(serve::ServeArgs),
     /// An experiment: a grid of arms x seeds x folds by patient, tables, tests and an HTML report.
     Experiment(experiment::ExperimentArgs),

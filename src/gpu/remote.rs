@@ -48,7 +48,7 @@ pub enum RemoteError {
     },
     /// This build has no remote backend.
     #[error(
-        "this synthscope was built without the remote backend: rebuild with `cargo build --release --features remote`"
+        "this synthscope was built without the remote backend: rebuild with the default features (`cargo build --release`; `remote` is on unless `--no-default-features`)"
     )]
     NotBuilt,
 }

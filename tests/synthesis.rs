@@ -74,3 +74,125 @@ fn mr_to_ct_keeps_the_grid_and_writes_nifti_and_dicom() {
         }
     }
 }
+
+/// Batching and the preparing thread change nothing: the same volume through batches of 1, 3
+/// and 8 slices (8 > the slice count) gives the same synthetic CT.
+#[test]
+fn batches_of_any_size_give_the_same_volume() {
+    let g = synthscope::gpu::compute().unwrap();
+    let mut cfg = PhantomConfig::small();
+    cfg.mr_dims = [40, 36, 7];
+    let mr = phantom_mr(&cfg, MrContrast::T1);
+    let (model, ..) = synthscope::model::demo::load_demo_model(&g.device).unwrap();
+    let run = |batch| {
+        synthesize(
+            &model,
+            Direction::MrToCt,
+            &mr,
+            batch,
+            &g.device,
+            &Progress::default(),
+        )
+        .unwrap()
+        .data
+    };
+    let one = run(1);
+    for batch in [3, 8] {
+        let other = run(batch);
+        let worst = one
+            .iter()
+            .zip(&other)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        // Whole HU: a different reduction order may round one voxel the other way.
+        assert!(
+            worst <= 1.0,
+            "batch {batch}: differs from batch 1 by {worst} HU"
+        );
+    }
+    assert!(one.iter().any(|v| *v > 0.0), "a CT with tissue above water");
+}
+
+/// f16 on the wgpu device (lavapipe reports SHADER_F16) stays within 60 dB of f32 over the
+/// whole synthesis path; `auto` keeps f32 on a software adapter and on the CPU device, and f16
+/// is refused with a clear error on the CPU device.
+#[test]
+fn f16_synthesis_is_within_60_db_of_f32() {
+    use synthscope::model::half::Precision;
+    use synthscope::synth::{SynthOptions, synthesize_timed};
+    let mut cfg = PhantomConfig::small();
+    cfg.mr_dims = [48, 40, 4];
+    let mr = phantom_mr(&cfg, MrContrast::T1);
+    let p = Progress::default();
+    let opts = |precision| SynthOptions {
+        batch: 2,
+        precision,
+    };
+    // The CPU device computes in f32 only.
+    let cpu = burn::tensor::Device::flex();
+    let (model, ..) = synthscope::model::demo::load_demo_model(&cpu).unwrap();
+    let (_, t) = synthesize_timed(
+        &model,
+        Direction::MrToCt,
+        &mr,
+        &opts(Precision::Auto),
+        &cpu,
+        &p,
+    )
+    .unwrap();
+    assert!(!t.f16, "auto on the CPU device is f32");
+    let err = synthesize_timed(
+        &model,
+        Direction::MrToCt,
+        &mr,
+        &opts(Precision::F16),
+        &cpu,
+        &p,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("SHADER_F16"), "{err}");
+
+    let gpu = match synthscope::gpu::shared() {
+        Ok(g) => g,
+        Err(e) => return println!("f16 part skipped: no wgpu device ({e})"),
+    };
+    if !synthscope::model::half::device_supports_f16(&gpu.device) {
+        return println!(
+            "f16 part skipped: {} lacks SHADER_F16",
+            gpu.report.summary()
+        );
+    }
+    let (model, ..) = synthscope::model::demo::load_demo_model(&gpu.device).unwrap();
+    let run = |precision| {
+        synthesize_timed(
+            &model,
+            Direction::MrToCt,
+            &mr,
+            &opts(precision),
+            &gpu.device,
+            &p,
+        )
+        .unwrap()
+    };
+    let (v32, t32) = run(Precision::F32);
+    let (v16, t16) = run(Precision::F16);
+    assert!(!t32.f16 && t16.f16);
+    let (_, ta) = run(Precision::Auto);
+    assert_eq!(
+        ta.f16, !gpu.report.software,
+        "auto: f16 on hardware GPUs only"
+    );
+    // PSNR over the CT range the network maps to (peak = the HU span of its output range).
+    let span = (CT_RANGE.1 - CT_RANGE.0) as f64;
+    let mse = v32
+        .data
+        .iter()
+        .zip(&v16.data)
+        .map(|(a, b)| ((a - b) as f64).powi(2))
+        .sum::<f64>()
+        / v32.data.len() as f64;
+    let psnr = 10.0 * (span * span / mse.max(1e-12)).log10();
+    println!("f16 vs f32 synthetic CT: PSNR {psnr:.1} dB (MSE {mse:.3} HU^2)");
+    assert!(psnr > 60.0, "f16 vs f32: {psnr:.1} dB");
+}

@@ -406,31 +406,79 @@ fn bench_synthesize(slices: usize, batch: usize) -> anyhow::Result<()> {
         )?;
         let warm = warm.elapsed().as_secs_f64();
         let t = Instant::now();
-        let (_, st) = crate::synth::synthesize_timed(
+        let opts = crate::synth::SynthOptions {
+            batch,
+            precision: crate::model::half::Precision::F32,
+        };
+        let (out32, st) = crate::synth::synthesize_timed(
             &model,
             Direction::MrToCt,
             &input,
-            batch,
+            &opts,
             &g.device,
             &Progress::default(),
         )?;
         let total = t.elapsed().as_secs_f64();
         println!(
-            "{name:<10} {:7.2} slices/s; fold {:.0}%, prepare {:.0}%, network (incl. read-back) {:.0}%, assemble {:.0}%; warm-up {:.1} s",
+            "{name:<10} {:7.2} slices/s; fold {:.0}%, prepare (overlapped) {:.0}%, waiting for it {:.0}%, network (incl. upload, read-back) {:.0}%, assemble {:.0}%; warm-up {:.1} s",
             n as f64 / total,
             100.0 * st.fold / total,
             100.0 * st.prepare / total,
+            100.0 * st.wait / total,
             100.0 * st.network / total,
             100.0 * st.assemble / total,
             warm
         );
         record(
             "synthesize",
-            json!({"net": name, "slices": n, "size": [nx, ny], "batch": batch,
+            json!({"net": name, "slices": n, "size": [nx, ny], "batch": batch, "precision": "f32",
                    "slices_per_s": n as f64 / total, "seconds": total, "warm_up_s": warm,
                    "share": {"fold": st.fold / total, "prepare": st.prepare / total,
+                             "wait": st.wait / total,
                              "network": st.network / total, "assemble": st.assemble / total}}),
         );
+        if crate::model::half::device_supports_f16(&g.device) {
+            // The same volume in f16 (warm-up first: f16 kernels compile anew).
+            let opts16 = crate::synth::SynthOptions {
+                batch,
+                precision: crate::model::half::Precision::F16,
+            };
+            let p = Progress::default();
+            crate::synth::synthesize_with(&model, Direction::MrToCt, &one, &opts16, &g.device, &p)?;
+            let t = Instant::now();
+            let (out16, _) = crate::synth::synthesize_timed(
+                &model,
+                Direction::MrToCt,
+                &input,
+                &opts16,
+                &g.device,
+                &p,
+            )?;
+            let secs = t.elapsed().as_secs_f64();
+            // PSNR of f16 against f32, peak = the HU range the network maps its 0..1 onto
+            // (as tests/synthesis.rs; the weights are untrained, so this is the arithmetic's
+            // error, not a trained model's).
+            let (lo, hi) = crate::model::normalise::CT_RANGE;
+            let mse = out32
+                .data
+                .iter()
+                .zip(&out16.data)
+                .map(|(a, b)| ((a - b) as f64).powi(2))
+                .sum::<f64>()
+                / out32.data.len().max(1) as f64;
+            let psnr = 10.0 * ((hi - lo) as f64).powi(2).log10() - 10.0 * mse.max(1e-12).log10();
+            println!(
+                "{name:<10} {:7.2} slices/s in f16 ({:.2}x f32); f16 vs f32 output PSNR {psnr:.1} dB",
+                n as f64 / secs,
+                total / secs
+            );
+            record(
+                "synthesize",
+                json!({"net": name, "slices": n, "size": [nx, ny], "batch": batch, "precision": "f16",
+                       "slices_per_s": n as f64 / secs, "seconds": secs,
+                       "speedup_vs_f32": total / secs, "psnr_vs_f32_db": psnr}),
+            );
+        }
         // Grad-CAM of the middle slice (a disc target; one forward and one backward pass):
         // first call (compiles the backward kernels), then warm.
         let cam_once = || {

@@ -53,6 +53,10 @@ pub struct SynthesizeArgs {
     /// The remote server's token (one line; the file must not be readable by every user).
     #[arg(long, value_name = "FILE")]
     pub token_file: Option<PathBuf>,
+    /// The float type the network computes in: auto (f16 on a hardware GPU with SHADER_F16,
+    /// f32 elsewhere), f32, or f16 (refused where the device cannot compute it).
+    #[arg(long, default_value = "auto", value_name = "auto|f32|f16")]
+    pub precision: crate::model::half::Precision,
 }
 
 /// Model subcommands.
@@ -169,14 +173,20 @@ pub(super) fn synthesize(a: &SynthesizeArgs) -> anyhow::Result<()> {
     };
     let v = first_volume(input)?;
     let t = Instant::now();
-    let run =
-        || crate::synth::synthesize(&net, direction, &v, batch, &g.device, &Progress::default());
+    let opts = crate::synth::SynthOptions {
+        batch,
+        precision: a.precision,
+    };
+    let run = || {
+        crate::synth::synthesize_timed(&net, direction, &v, &opts, &g.device, &Progress::default())
+    };
     let s = match &a.device {
         Some(crate::gpu::DeviceSpec::Remote { url, .. }) => {
             crate::gpu::remote::guard_connection(url, run).map_err(anyhow::Error::msg)??
         }
         _ => run()?,
     };
+    let (s, times) = s;
     let secs = t.elapsed().as_secs_f64();
     if io::is_nifti_path(out) {
         nifti::write_nifti(&s, out)?;
@@ -184,13 +194,14 @@ pub(super) fn synthesize(a: &SynthesizeArgs) -> anyhow::Result<()> {
         dicom_write::write_derived_series(&s, &v.meta, &model.display().to_string(), out)?;
     }
     println!(
-        "{} -> {} ({} slices in {:.2} s, {:.2} slices/s on {})",
+        "{} -> {} ({} slices in {:.2} s, {:.2} slices/s on {}, {})",
         v.meta.description,
         out.display(),
         v.geometry.dims[2],
         secs,
         v.geometry.dims[2] as f64 / secs,
-        g.summary()
+        g.summary(),
+        if times.f16 { "f16" } else { "f32" }
     );
     Ok(())
 }

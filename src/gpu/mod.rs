@@ -125,6 +125,11 @@ pub fn shared() -> Result<&'static SharedGpu, GpuError> {
         .map_err(Clone::clone)
 }
 
+/// The shared device if it has been created already (never creates it).
+pub fn shared_if_created() -> Option<&'static SharedGpu> {
+    SHARED.get().and_then(|r| r.as_ref().ok())
+}
+
 /// Result of the start-up self-test.
 #[derive(Clone, Debug, Serialize)]
 pub struct SelfTest {

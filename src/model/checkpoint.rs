@@ -268,6 +268,17 @@ impl AnyModel {
         }
     }
 
+    /// The same network with every weight in f16 (for [`super::half::forward_f16`]).
+    pub fn to_f16(&self) -> AnyModel {
+        use super::half::to_f16;
+        match self {
+            AnyModel::Unet(m) => AnyModel::Unet(to_f16(m.clone())),
+            AnyModel::Drunet(m) => AnyModel::Drunet(to_f16(m.clone())),
+            AnyModel::Classifier(m) => AnyModel::Classifier(to_f16(m.clone())),
+            AnyModel::ResnetGenerator(m) => AnyModel::ResnetGenerator(to_f16(m.clone())),
+        }
+    }
+
     /// Names of the layers whose activations [`Self::activations`] returns.
     pub fn layer_names(&self) -> Vec<String> {
         match self {

@@ -37,3 +37,69 @@ pub fn forward_f16(x: Tensor<4>, forward: impl FnOnce(Tensor<4>) -> Tensor<4>) -
 pub fn supports_f16(features: burn::tensor::wgpu::wgpu::Features) -> bool {
     features.contains(burn::tensor::wgpu::wgpu::Features::SHADER_F16)
 }
+
+/// The float type inference computes in.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Precision {
+    /// f16 on a hardware GPU that computes it (`SHADER_F16`), f32 everywhere else.
+    #[default]
+    Auto,
+    /// Always f32.
+    F32,
+    /// f16 (refused on a device that cannot compute it).
+    F16,
+}
+
+impl std::str::FromStr for Precision {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "auto" | "" => Ok(Precision::Auto),
+            "f32" | "fp32" | "float32" => Ok(Precision::F32),
+            "f16" | "fp16" | "half" | "float16" => Ok(Precision::F16),
+            other => Err(format!("unknown precision {other:?}: auto, f32 or f16")),
+        }
+    }
+}
+
+impl std::fmt::Display for Precision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Precision::Auto => "auto",
+            Precision::F32 => "f32",
+            Precision::F16 => "f16",
+        })
+    }
+}
+
+/// The shared wgpu device, when `device` is it (the only wgpu device networks compute on).
+fn shared_gpu_of(device: &burn::tensor::Device) -> Option<&'static crate::gpu::SharedGpu> {
+    crate::gpu::shared_if_created().filter(|g| &g.device == device)
+}
+
+/// Whether `device` can run f16 kernels: the shared wgpu device on an adapter reporting
+/// `SHADER_F16` (burn-flex and remote devices: no).
+pub fn device_supports_f16(device: &burn::tensor::Device) -> bool {
+    shared_gpu_of(device).is_some_and(|g| supports_f16(g.setup.device.features()))
+}
+
+impl Precision {
+    /// Whether to compute in f16 on `device`: `Auto` picks it on a hardware GPU that computes
+    /// f16 (on a software adapter such as lavapipe it gains nothing), `F16` insists and is an
+    /// error where the device cannot.
+    pub fn use_f16(self, device: &burn::tensor::Device) -> Result<bool, String> {
+        match self {
+            Precision::F32 => Ok(false),
+            Precision::Auto => Ok(shared_gpu_of(device).is_some_and(|g| {
+                !g.report.software && supports_f16(g.setup.device.features())
+            })),
+            Precision::F16 if device_supports_f16(device) => Ok(true),
+            Precision::F16 => Err(
+                "f16 needs the wgpu device on an adapter with SHADER_F16 (burn's CPU backend and remote devices compute in f32): use --precision f32 or --device gpu"
+                    .into(),
+            ),
+        }
+    }
+}

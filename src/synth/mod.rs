@@ -7,10 +7,11 @@ pub mod ldct;
 
 use crate::io::Progress;
 use crate::model::checkpoint::AnyModel;
+use crate::model::half::Precision;
 use crate::model::normalise::{normalisations, normalised_slices};
 use crate::model::{Direction, ModelError, tensor_values};
 use crate::volume::{Modality, Volume, VolumeMeta};
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::{Device, FloatDType, Tensor, TensorData};
 
 /// A synthesis network's output for normalised slices: x: [B, C, H, W] in 0..1 (C and the
 /// size multiple from [`AnyModel::input_layout`]) -> [B, out, H, W] in 0..1. A CycleGAN
@@ -40,6 +41,24 @@ pub enum SynthError {
     Device(String),
 }
 
+/// How [`synthesize_with`] runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SynthOptions {
+    /// Slices per batch (at least 1).
+    pub batch: usize,
+    /// The float type the network computes in (see [`Precision::use_f16`]).
+    pub precision: Precision,
+}
+
+impl Default for SynthOptions {
+    fn default() -> Self {
+        Self {
+            batch: 4,
+            precision: Precision::Auto,
+        }
+    }
+}
+
 /// The synthetic counterpart of `input` through `model`, on the input's grid.
 ///
 /// `direction` says what the input is. Slices go through in batches of `batch`; `progress`
@@ -52,28 +71,52 @@ pub fn synthesize(
     device: &Device,
     progress: &Progress,
 ) -> Result<Volume, SynthError> {
-    synthesize_timed(model, direction, input, batch, device, progress).map(|(v, _)| v)
+    let opts = SynthOptions {
+        batch,
+        ..Default::default()
+    };
+    synthesize_with(model, direction, input, &opts, device, progress)
+}
+
+/// [`synthesize`] with every option.
+pub fn synthesize_with(
+    model: &AnyModel,
+    direction: Direction,
+    input: &Volume,
+    opts: &SynthOptions,
+    device: &Device,
+    progress: &Progress,
+) -> Result<Volume, SynthError> {
+    synthesize_timed(model, direction, input, opts, device, progress).map(|(v, _)| v)
 }
 
 /// Wall time of each stage of [`synthesize`] (s).
 #[derive(Clone, Copy, Debug, Default, serde::Serialize)]
 pub struct StageTimes {
-    /// Folding the batch norms into the convolutions (once per call).
+    /// Folding the batch norms into the convolutions (and casting to f16), once per call.
     pub fold: f64,
-    /// Normalising, repeating and padding slices, and uploading them.
+    /// Normalising, repeating and padding slices on the preparing thread: it works one batch
+    /// ahead of the network, so this overlaps [`Self::network`].
     pub prepare: f64,
-    /// The network's forward pass, including reading its output back.
+    /// Waiting for the preparing thread (what [`Self::prepare`] costs beyond the overlap).
+    pub wait: f64,
+    /// Uploading each batch, the network's forward pass and reading its output back.
     pub network: f64,
     /// Undoing the normalisation and assembling the volume.
     pub assemble: f64,
+    /// Whether the network computed in f16.
+    pub f16: bool,
 }
 
-/// [`synthesize`], also reporting the time spent in each stage.
+/// [`synthesize_with`], also reporting the time spent in each stage.
+///
+/// A preparing thread normalises and pads the next batch while the network runs the current
+/// one (a bounded hand-over of one batch, so memory stays at two batches of input).
 pub fn synthesize_timed(
     model: &AnyModel,
     direction: Direction,
     input: &Volume,
-    batch: usize,
+    opts: &SynthOptions,
     device: &Device,
     progress: &Progress,
 ) -> Result<(Volume, StageTimes), SynthError> {
@@ -83,42 +126,69 @@ pub fn synthesize_timed(
     if matches!(model, AnyModel::Classifier(_)) {
         return Err(ModelError::Unsupported("a classifier cannot synthesise images".into()).into());
     }
+    let f16 = opts
+        .precision
+        .use_f16(device)
+        .map_err(ModelError::Unsupported)?;
     let t = clock();
-    let model = &model.folded();
+    let folded = model.folded();
+    let model = &if f16 { folded.to_f16() } else { folded };
     times.fold = t.elapsed().as_secs_f64();
+    times.f16 = f16;
     let (channels, multiple) = model.input_layout();
     let [nx, ny, nz] = input.geometry.dims;
     let (px, py) = (
         nx.div_ceil(multiple) * multiple,
         ny.div_ceil(multiple) * multiple,
     );
-    let batch = batch.max(1);
+    let batch = opts.batch.max(1);
     let mut out = vec![0f32; input.data.len()];
     progress.start("Synthesising", nz);
-    for z0 in (0..nz).step_by(batch) {
-        progress.check().map_err(|_| SynthError::Cancelled)?;
-        let n = batch.min(nz - z0);
-        let t0 = clock();
-        let buf = normalised_slices(input, z0, n, channels, (px, py), &norm_in);
-        let t = Tensor::<4>::from_data(TensorData::new(buf, [n, channels, py, px]), device);
-        let t1 = clock();
-        let y = forward_normalised(model, t)?;
-        let vals = tensor_values(y)?;
-        let t2 = clock();
-        times.prepare += (t1 - t0).as_secs_f64();
-        times.network += (t2 - t1).as_secs_f64();
-        for b in 0..n {
-            let base = b * px * py; // first output channel
-            for yy in 0..ny {
-                for x in 0..nx {
-                    out[(z0 + b) * nx * ny + x + nx * yy] =
-                        norm_out.inverse(vals[base + yy * px + x]);
+    std::thread::scope(|scope| -> Result<(), SynthError> {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<(usize, usize, Vec<f32>, f64)>(1);
+        let norm_in = &norm_in;
+        scope.spawn(move || {
+            for z0 in (0..nz).step_by(batch) {
+                let n = batch.min(nz - z0);
+                let t0 = clock();
+                let buf = normalised_slices(input, z0, n, channels, (px, py), norm_in);
+                // The receiver is gone when the network failed or the user cancelled.
+                if tx.send((z0, n, buf, t0.elapsed().as_secs_f64())).is_err() {
+                    break;
                 }
             }
-            progress.step();
+        });
+        loop {
+            progress.check().map_err(|_| SynthError::Cancelled)?;
+            let t0 = clock();
+            let Ok((z0, n, buf, prep)) = rx.recv() else {
+                break;
+            };
+            let t1 = clock();
+            let x = Tensor::<4>::from_data(TensorData::new(buf, [n, channels, py, px]), device);
+            // f16 in, f16 through the network, f32 out (as `half::forward_f16`).
+            let x = if f16 { x.cast(FloatDType::F16) } else { x };
+            let y = forward_normalised(model, x)?;
+            let y = if f16 { y.cast(FloatDType::F32) } else { y };
+            let vals = tensor_values(y)?;
+            let t2 = clock();
+            times.prepare += prep;
+            times.wait += (t1 - t0).as_secs_f64();
+            times.network += (t2 - t1).as_secs_f64();
+            for b in 0..n {
+                let base = b * px * py; // first output channel
+                for yy in 0..ny {
+                    for x in 0..nx {
+                        out[(z0 + b) * nx * ny + x + nx * yy] =
+                            norm_out.inverse(vals[base + yy * px + x]);
+                    }
+                }
+                progress.step();
+            }
+            times.assemble += t2.elapsed().as_secs_f64();
         }
-        times.assemble += t2.elapsed().as_secs_f64();
-    }
+        Ok(())
+    })?;
     let meta = VolumeMeta {
         modality: out_modality.clone(),
         series_uid: format!("synthetic:{}", input.meta.series_uid),

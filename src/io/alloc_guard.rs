@@ -95,3 +95,32 @@ mod tests {
         assert!(v.try_reserve_exact(64 << 20).is_ok());
     }
 }
+
+/// Ask the kernel to back a large, freshly reserved buffer with transparent huge pages (2 MiB
+/// instead of 4 KiB on x86-64 Linux), where the system leaves that to `madvise` (the common
+/// default). Writing a volume into new memory is otherwise dominated by one page fault per
+/// 4 KiB; with huge pages there is one per 2 MiB. A hint only: nothing changes where the
+/// kernel declines or on other systems. `SYNTHSCOPE_HUGE_PAGES=off` turns it off (to compare).
+pub fn advise_huge_pages<T>(buf: &mut [std::mem::MaybeUninit<T>]) {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        const HUGE: usize = 2 << 20;
+        let bytes = std::mem::size_of_val(buf);
+        if bytes < 4 * HUGE || std::env::var_os("SYNTHSCOPE_HUGE_PAGES").is_some_and(|v| v == "off")
+        {
+            return;
+        }
+        let start = buf.as_mut_ptr() as usize;
+        let first = start.next_multiple_of(HUGE);
+        let end = (start + bytes) / HUGE * HUGE;
+        if end > first {
+            // SAFETY: [first, end) lies inside `buf`, memory this process owns; MADV_HUGEPAGE
+            // changes how the kernel backs it, never its contents or validity.
+            unsafe {
+                libc::madvise(first as *mut libc::c_void, end - first, libc::MADV_HUGEPAGE);
+            }
+        }
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    let _ = buf;
+}

@@ -605,6 +605,7 @@ pub fn decode_series(s: &SeriesScan, progress: &Progress) -> Result<Volume, Load
             ),
         )
     })?;
+    crate::io::alloc_guard::advise_huge_pages(&mut data.spare_capacity_mut()[..plane * n]);
     if plane > 0 {
         data.spare_capacity_mut()[..plane * n]
             .par_chunks_mut(plane)

@@ -75,8 +75,8 @@ fn mr_to_ct_keeps_the_grid_and_writes_nifti_and_dicom() {
     }
 }
 
-/// Batching and the preparing thread change nothing: the same volume through batches of 1, 3
-/// and 8 slices (8 > the slice count) gives the same synthetic CT.
+/// Batching and the preparing thread change nothing: the same volume through batches of 1, 3,
+/// 8 slices (8 > the slice count) and 0 (sized to the device) gives the same synthetic CT.
 #[test]
 fn batches_of_any_size_give_the_same_volume() {
     let g = synthscope::gpu::compute().unwrap();
@@ -97,7 +97,7 @@ fn batches_of_any_size_give_the_same_volume() {
         .data
     };
     let one = run(1);
-    for batch in [3, 8] {
+    for batch in [3, 8, 0] {
         let other = run(batch);
         let worst = one
             .iter()

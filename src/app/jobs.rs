@@ -395,7 +395,7 @@ pub fn synthesize_and_compare(
 ) -> SynthOutput {
     use crate::volume::resample::resample;
     let r = match gpu::compute() {
-        Ok(g) => crate::synth::synthesize(model, direction, input, 4, &g.device, progress),
+        Ok(g) => crate::synth::synthesize(model, direction, input, 0, &g.device, progress),
         Err(e) => Err(crate::synth::SynthError::Device(e.to_string())),
     };
     let metrics = match (&r, reference) {

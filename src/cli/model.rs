@@ -43,8 +43,9 @@ pub struct SynthesizeArgs {
     /// Output NIfTI file, or a folder for a derived DICOM series.
     #[arg(long)]
     pub out: PathBuf,
-    /// Slices per batch.
-    #[arg(long, default_value_t = 4)]
+    /// Slices per batch (0: sized to the device: 4 on the CPU, up to 32 by the adapter's
+    /// largest buffer on a GPU).
+    #[arg(long, default_value_t = 0)]
     pub batch: usize,
     /// Where the network runs: auto (measured once, cached), cpu (burn-flex), gpu (wgpu) or
     /// ws://HOST:PORT (a `synthscope serve` server); default: $SYNTHSCOPE_DEVICE, else auto.
@@ -194,14 +195,15 @@ pub(super) fn synthesize(a: &SynthesizeArgs) -> anyhow::Result<()> {
         dicom_write::write_derived_series(&s, &v.meta, &model.display().to_string(), out)?;
     }
     println!(
-        "{} -> {} ({} slices in {:.2} s, {:.2} slices/s on {}, {})",
+        "{} -> {} ({} slices in {:.2} s, {:.2} slices/s on {}, {}, batch {})",
         v.meta.description,
         out.display(),
         v.geometry.dims[2],
         secs,
         v.geometry.dims[2] as f64 / secs,
         g.summary(),
-        if times.f16 { "f16" } else { "f32" }
+        if times.f16 { "f16" } else { "f32" },
+        times.batch
     );
     Ok(())
 }

@@ -141,6 +141,16 @@ fn f16_synthesis_is_within_60_db_of_f32() {
     )
     .unwrap();
     assert!(!t.f16, "auto on the CPU device is f32");
+    let auto = SynthOptions {
+        batch: 0,
+        precision: Precision::F32,
+    };
+    let (_, t) = synthesize_timed(&model, Direction::MrToCt, &mr, &auto, &cpu, &p).unwrap();
+    assert_eq!(
+        t.batch,
+        synthscope::synth::CPU_BATCH,
+        "batch 0 on the CPU device"
+    );
     let err = synthesize_timed(
         &model,
         Direction::MrToCt,
@@ -182,6 +192,11 @@ fn f16_synthesis_is_within_60_db_of_f32() {
     assert_eq!(
         ta.f16, !gpu.report.software,
         "auto: f16 on hardware GPUs only"
+    );
+    let sized = synthscope::synth::auto_batch(&model, &gpu.device, (48, 48), false);
+    assert!(
+        (1..=synthscope::synth::MAX_GPU_BATCH).contains(&sized),
+        "GPU batch {sized}"
     );
     // PSNR over the CT range the network maps to (peak = the HU span of its output range).
     let span = (CT_RANGE.1 - CT_RANGE.0) as f64;

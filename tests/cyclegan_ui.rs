@@ -22,8 +22,13 @@ fn cyclegan_mode_trains_shows_losses_and_grid_and_loads_g_a() {
     h.get_by_label("CycleGAN (unpaired)").click();
     h.run();
     assert!(h.state().training.cyclegan.enabled);
-    // Its own settings replace the paired ones.
+    // Its own settings replace the paired ones, and the panel's header names them.
     let _ = h.get_by_label("Generator blocks");
+    let _ = h.get_by_label_contains("CycleGAN MR <-> CT (unpaired) · ResNet generators ngf");
+    assert!(
+        h.query_by_label_contains(" · patch ").is_none(),
+        "the paired run's header is gone"
+    );
     {
         let c = &mut h.state_mut().training.cyclegan.cfg;
         c.name = "ui-cyclegan".into();

@@ -514,16 +514,18 @@ impl TrainJob {
                         .device
                 }
             };
-            let cases = match data {
+            // A config's data loads whole, or streams from an index when the folder is large
+            // or the config says `stream = true` (train::load_dataset).
+            let dataset = match data {
                 TrainData::Loaded { ct, mr, transform } => {
                     w.progress.start("Resampling the loaded pair", 1);
-                    vec![loaded_case(&ct, &mr, transform, cfg.direction)?]
+                    let cases = vec![loaded_case(&ct, &mr, transform, cfg.direction)?];
+                    crate::train::Dataset::split(cases, cfg.validation_fraction)
                 }
                 TrainData::FromConfig => {
-                    crate::train::data::load_cases(&cfg, &w.progress).map_err(|e| e.to_string())?
+                    crate::train::load_dataset(&cfg, &w.progress).map_err(|e| e.to_string())?
                 }
             };
-            let dataset = crate::train::Dataset::split(cases, cfg.validation_fraction);
             let run = if resume {
                 crate::train::resume
             } else {

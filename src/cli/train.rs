@@ -34,6 +34,13 @@ pub struct TrainArgs {
     /// The remote server's token (one line; the file must not be readable by every user).
     #[arg(long, value_name = "FILE")]
     pub token_file: Option<PathBuf>,
+    /// Train data-parallel on several devices (repeat it or separate by commas: cpu,gpu or
+    /// gpu@3,ws://HOST:PORT, @N being a device's relative share of each batch); replaces the
+    /// config's `devices`; the first device keeps the weights. --token-file serves every
+    /// ws:// device without a token_file of its own. Not with --resume: a resumed run trains
+    /// on the devices its config.toml names.
+    #[arg(long, value_name = "DEVICE[@WEIGHT]", value_delimiter = ',', conflicts_with_all = ["device", "resume"])]
+    pub devices: Vec<String>,
 }
 
 /// Run-folder subcommands.
@@ -62,7 +69,21 @@ pub(super) fn train(a: &TrainArgs) -> anyhow::Result<()> {
         let g = crate::gpu::remote::choose_spec(a.device.as_ref(), a.token_file.as_deref())?;
         return super::cyclegan::train(&config, a.out.as_deref(), &g.device, &g.describe());
     }
-    let cfg = TrainConfig::read(&config).map_err(|e| anyhow!(e))?;
+    let mut cfg = TrainConfig::read(&config).map_err(|e| anyhow!(e))?;
+    if !a.devices.is_empty() {
+        cfg.devices = a
+            .devices
+            .iter()
+            .map(|d| d.parse::<crate::train::DeviceEntry>())
+            .collect::<Result<_, _>>()
+            .map_err(|e| anyhow!("--devices: {e}"))?;
+        cfg.validate().map_err(|e| anyhow!("--devices: {e}"))?;
+    }
+    for d in &mut cfg.devices {
+        if matches!(d.spec, crate::gpu::DeviceSpec::Remote { .. }) && d.token_file.is_none() {
+            d.token_file = a.token_file.clone();
+        }
+    }
     let out = a
         .resume
         .clone()
@@ -77,18 +98,39 @@ pub(super) fn train(a: &TrainArgs) -> anyhow::Result<()> {
             out.display()
         );
     }
-    let g = crate::gpu::remote::choose_spec(a.device.as_ref(), a.token_file.as_deref())?;
-    println!("device: {}", g.describe());
+    // Several devices connect when the run starts; the first computes the classifier alone.
+    let parallel = !cfg.devices.is_empty() && !classifier_only;
+    let g = if parallel {
+        let names: Vec<String> = cfg.devices.iter().map(|d| d.to_string()).collect();
+        println!("devices: {} (data-parallel)", names.join(", "));
+        crate::gpu::compute::choose(crate::gpu::DeviceChoice::Cpu)?
+    } else {
+        let first = cfg.devices.first().map(|d| &d.spec);
+        let g =
+            crate::gpu::remote::choose_spec(first.or(a.device.as_ref()), a.token_file.as_deref())?;
+        println!("device: {}", g.describe());
+        g
+    };
     if classifier_only && cfg.direction == crate::model::Direction::CtDenoise {
         return super::ldct::lesion_classifier_only(&cfg, &out, &g.device);
     }
     let t = Instant::now();
-    let cases = data::load_cases(&cfg, &Progress::default()).map_err(|e| anyhow!(e))?;
-    let dataset = Dataset::split(cases, cfg.validation_fraction);
+    let dataset = if classifier_only {
+        // The classifier trains on slices in memory, streamed folder or not.
+        Dataset::split(
+            data::load_cases(&cfg, &Progress::default()).map_err(|e| anyhow!(e))?,
+            cfg.validation_fraction,
+        )
+    } else {
+        data::load_dataset(&cfg, &Progress::default()).map_err(|e| anyhow!(e))?
+    };
     println!(
-        "data: {} patients, {} training / {} validation slices ({:.1} s); split {}",
-        dataset.cases.len(),
-        dataset.train.len(),
+        "data: {}, {} training / {} validation slices ({:.1} s); split {}",
+        match &dataset.stream {
+            Some(s) => format!("{} patients, streamed", s.index.patients.len()),
+            None => format!("{} patients", dataset.cases.len()),
+        },
+        dataset.train_len(),
         dataset.val.len(),
         t.elapsed().as_secs_f64(),
         dataset.split_note
@@ -164,7 +206,14 @@ pub(super) fn train(a: &TrainArgs) -> anyhow::Result<()> {
             crate::train::train(&cfg, &dataset, &out, &g.device, &control, &mut on_event)
         }
     };
-    let summary = match &a.device {
+    // A remote device among several: a lost connection is reported as for one remote device.
+    let remote_spec = a.device.clone().filter(|_| !parallel).or_else(|| {
+        cfg.devices
+            .iter()
+            .map(|d| d.spec.clone())
+            .find(|s| matches!(s, crate::gpu::DeviceSpec::Remote { .. }))
+    });
+    let summary = match &remote_spec {
         Some(spec @ crate::gpu::DeviceSpec::Remote { url, .. }) => {
             crate::gpu::remote::guard_connection(url, run)
                 .map_err(|e| {

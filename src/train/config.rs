@@ -14,6 +14,7 @@
 //! ```
 
 use super::TrainError;
+use super::parallel::{DeviceEntry, split_batch};
 use crate::model::checkpoint::ModelSpec;
 use crate::model::{Direction, DrunetConfig, UnetConfig};
 use serde::{Deserialize, Serialize};
@@ -344,7 +345,22 @@ pub struct TrainConfig {
     /// Start from this checkpoint's weights (fine-tuning) instead of random ones.
     #[serde(default)]
     pub init_from: Option<PathBuf>,
+    /// Data-parallel training on several devices (`["cpu", "gpu@2", "ws://host:3000"]`, see
+    /// [`super::parallel`]): each step's batch is split across them by weight and the first
+    /// keeps the weights. Empty: the one device the caller gives (a plain run).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub devices: Vec<DeviceEntry>,
+    /// Take the training batches from the folder's streamed index (see [`super::stream`])
+    /// instead of loading every patient: true, false, or unset for automatic (a `folder` source
+    /// of more than [`STREAM_AUTO_PATIENTS`] patients streams).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream: Option<bool>,
 }
+
+/// Above this many patients a `folder` source streams unless `stream = false`: a SynthRAD brain
+/// patient takes about 120 MB in memory (input and target as f32, the mask), so 32 of them are
+/// some 4 GB, about what a desktop can spare beside the app.
+pub const STREAM_AUTO_PATIENTS: usize = 32;
 
 fn default_name() -> String {
     "run".into()
@@ -404,6 +420,8 @@ impl Default for TrainConfig {
             vgg19: None,
             classifier_steps: default_classifier_steps(),
             init_from: None,
+            devices: Vec::new(),
+            stream: None,
         }
     }
 }
@@ -460,7 +478,30 @@ impl TrainConfig {
                 "DRUNet depth {depth} is not 18, 34, 50 or 101"
             )));
         }
+        if !self.devices.is_empty() {
+            let w: Vec<f64> = self.devices.iter().map(|d| d.weight).collect();
+            let counts = split_batch(self.batch_size, &w);
+            if let Some(i) = counts.iter().position(|&n| n == 0) {
+                return Err(TrainError::Config(format!(
+                    "devices: batch_size {} gives device {} ({}) no sample of a batch (shares {:?}): \
+                     raise batch_size or that device's weight",
+                    self.batch_size, i, self.devices[i], counts
+                )));
+            }
+        }
+        if self.stream == Some(true) && !matches!(self.data, DataSource::Folder { .. }) {
+            return Err(TrainError::Config(
+                "stream = true streams a patient folder: it needs data = { kind = \"folder\", path = ... }"
+                    .into(),
+            ));
+        }
         Ok(())
+    }
+
+    /// True when a `folder` source of `patients` patients trains from the streamed index.
+    pub fn streams(&self, patients: usize) -> bool {
+        matches!(self.data, DataSource::Folder { .. })
+            && self.stream.unwrap_or(patients > STREAM_AUTO_PATIENTS)
     }
 
     /// The size multiple the network needs.
@@ -555,5 +596,47 @@ mod tests {
                 .to_string()
                 .contains("multiple of 16")
         );
+    }
+
+    #[test]
+    fn devices_and_stream_parse_and_are_checked() {
+        let text = r#"
+            data = { kind = "folder", path = "/data" }
+            model = { kind = "unet" }
+            batch_size = 2
+            stream = true
+            devices = ["cpu", "gpu@2", { device = "ws://h:3000", token_file = "/t" }]
+        "#;
+        let cfg: TrainConfig = toml::from_str(text).unwrap();
+        assert_eq!(cfg.devices.len(), 3);
+        assert_eq!(cfg.devices[1].weight, 2.0);
+        assert_eq!(cfg.devices[2].token_file, Some(PathBuf::from("/t")));
+        assert!(cfg.streams(1));
+        let back: TrainConfig = toml::from_str(&cfg.to_toml()).unwrap();
+        assert_eq!(back, cfg);
+        // 2 samples over weights 1, 2, 1 (exact shares 0.5, 1, 0.5): the last device gets none.
+        let e = cfg.validate().unwrap_err().to_string();
+        assert!(e.contains("no sample"), "{e}");
+        assert!(
+            toml::from_str::<TrainConfig>(
+                "data = { kind = \"demo\" }\nmodel = { kind = \"unet\" }\ndevices = [\"tpu\"]\n"
+            )
+            .unwrap_err()
+            .to_string()
+            .contains("tpu")
+        );
+        let plain = TrainConfig::default();
+        assert!(!plain.to_toml().contains("devices"));
+        assert!(!plain.streams(1000));
+        let auto = TrainConfig {
+            data: DataSource::Folder { path: "/d".into() },
+            ..TrainConfig::default()
+        };
+        assert!(!auto.streams(STREAM_AUTO_PATIENTS) && auto.streams(STREAM_AUTO_PATIENTS + 1));
+        let bad = TrainConfig {
+            stream: Some(true),
+            ..TrainConfig::default()
+        };
+        assert!(bad.validate().unwrap_err().to_string().contains("folder"));
     }
 }

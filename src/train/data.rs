@@ -56,6 +56,9 @@ pub struct Dataset {
     pub val: Vec<SliceRef>,
     /// How the split was made (by patient, or a slab of a single patient).
     pub split_note: String,
+    /// Training batches streamed from a folder's index instead of `train` (then empty, and
+    /// `cases` holds only the validation slices; see [`super::stream::StreamPlan`]).
+    pub stream: Option<std::sync::Arc<super::stream::StreamPlan>>,
 }
 
 impl Case {
@@ -388,44 +391,75 @@ impl Dataset {
     /// n - 1) validate. A single patient is split by slab: its upper `fraction` of head slices
     /// validate.
     pub fn split(cases: Vec<Case>, fraction: f64) -> Self {
-        let n = cases.len();
-        let mut train = Vec::new();
-        let mut val = Vec::new();
-        let split_note = if n >= 2 {
-            let n_val = ((n as f64 * fraction).round() as usize).clamp(1, n - 1);
-            for (i, c) in cases.iter().enumerate() {
-                let dst = if i >= n - n_val { &mut val } else { &mut train };
-                dst.extend(c.slices.iter().map(|&z| SliceRef { case: i, z }));
-            }
-            format!(
-                "by patient: {} training, {} validation ({})",
-                n - n_val,
-                n_val,
-                cases[n - n_val..]
-                    .iter()
-                    .map(|c| c.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )
-        } else {
-            let s = &cases[0].slices;
-            let n_val = ((s.len() as f64 * fraction).round() as usize).clamp(1, s.len().max(2) - 1);
-            let cut = s.len() - n_val;
-            train.extend(s[..cut].iter().map(|&z| SliceRef { case: 0, z }));
-            val.extend(s[cut..].iter().map(|&z| SliceRef { case: 0, z }));
-            format!(
-                "one patient: split by slab, slices {}..={} validate (not an independent test)",
-                s[cut],
-                s[s.len() - 1]
-            )
-        };
+        let slices: Vec<&[usize]> = cases.iter().map(|c| c.slices.as_slice()).collect();
+        let names: Vec<&str> = cases.iter().map(|c| c.name.as_str()).collect();
+        let (train, val, split_note) = split_refs(&slices, &names, fraction);
         Self {
             cases,
             train,
             val,
             split_note,
+            stream: None,
         }
     }
+
+    /// Training slices per epoch pass: in memory or streamed.
+    pub fn train_len(&self) -> usize {
+        self.stream
+            .as_ref()
+            .map_or(self.train.len(), |s| s.train.len())
+    }
+}
+
+/// The split rule of [`Dataset::split`] over patients given by their head slices and names:
+/// (training, validation, note).
+pub(super) fn split_refs(
+    slices: &[&[usize]],
+    names: &[&str],
+    fraction: f64,
+) -> (Vec<SliceRef>, Vec<SliceRef>, String) {
+    let n = slices.len();
+    let mut train = Vec::new();
+    let mut val = Vec::new();
+    let split_note = if n >= 2 {
+        let n_val = ((n as f64 * fraction).round() as usize).clamp(1, n - 1);
+        for (i, c) in slices.iter().enumerate() {
+            let dst = if i >= n - n_val { &mut val } else { &mut train };
+            dst.extend(c.iter().map(|&z| SliceRef { case: i, z }));
+        }
+        format!(
+            "by patient: {} training, {} validation ({})",
+            n - n_val,
+            n_val,
+            names[n - n_val..].join(", ")
+        )
+    } else {
+        let s = slices[0];
+        let n_val = ((s.len() as f64 * fraction).round() as usize).clamp(1, s.len().max(2) - 1);
+        let cut = s.len() - n_val;
+        train.extend(s[..cut].iter().map(|&z| SliceRef { case: 0, z }));
+        val.extend(s[cut..].iter().map(|&z| SliceRef { case: 0, z }));
+        format!(
+            "one patient: split by slab, slices {}..={} validate (not an independent test)",
+            s[cut],
+            s[s.len() - 1]
+        )
+    };
+    (train, val, split_note)
+}
+
+/// The dataset `cfg` names, split for training: in memory, or for a `folder` source that
+/// streams (see [`TrainConfig::streams`]) its index with a few validation slices in memory.
+pub fn load_dataset(cfg: &TrainConfig, progress: &Progress) -> Result<Dataset, TrainError> {
+    if let DataSource::Folder { path } = &cfg.data
+        && cfg.streams(patient_dirs(path)?.len())
+    {
+        return super::stream::streamed_dataset(cfg, path, progress);
+    }
+    Ok(Dataset::split(
+        load_cases(cfg, progress)?,
+        cfg.validation_fraction,
+    ))
 }
 
 /// SplitMix64: small, seeded, and the same on every platform.

@@ -3,11 +3,13 @@
 
 use super::data::{Rng, SliceRef, crop, origin};
 use super::losses::LossContext;
+use super::parallel::{self, BatchShape, Replica};
 use super::resume::{RESUME_FORMAT, ResumeState};
 use super::runs::{Log, write_atomic};
+use super::stream::{BatchStream, StreamSettings};
 use super::{
-    Control, Dataset, EpochReport, LogLine, LossKind, Preview, RunSummary, StepReport, TrainConfig,
-    TrainError, TrainEvent, classifier_for_run, config,
+    Control, Dataset, DeviceShare, EpochReport, LogLine, LossKind, Preview, RunSummary, StepReport,
+    TrainConfig, TrainError, TrainEvent, classifier_for_run, config,
 };
 use crate::analysis::{psnr, ssim, tenengrad, vif_scaled};
 use crate::model::checkpoint::{self, AnyModel, ModelSpec};
@@ -18,6 +20,7 @@ use burn::optim::{AdamConfig, GradientsParams};
 use burn::tensor::activation::sigmoid;
 use burn::tensor::{Device, Tensor, TensorData};
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Instant;
 
 /// A network the loop can train.
@@ -52,10 +55,15 @@ pub fn patch_size(cfg: &TrainConfig, dataset: &Dataset) -> usize {
         return cfg.patch;
     }
     let m = cfg.multiple();
+    let streamed = dataset
+        .stream
+        .iter()
+        .flat_map(|s| s.index.patients.iter().map(|p| p.nx.max(p.ny)));
     let side = dataset
         .cases
         .iter()
         .map(|c| c.nx.max(c.ny))
+        .chain(streamed)
         .max()
         .unwrap_or(m);
     side.div_ceil(m) * m
@@ -93,7 +101,11 @@ pub(super) fn repeat_channels(x: Tensor<4>, channels: usize) -> Tensor<4> {
 }
 
 /// Train `cfg` on `dataset`, writing the run folder `run_dir`. `device` is the plain compute
-/// device (see [`crate::gpu::compute`]); training uses its autodiff twin. Events go to `on_event` as they happen.
+/// device (see [`crate::gpu::compute`]); training uses its autodiff twin. A config with
+/// `devices` trains data-parallel on those instead (connected here, see [`super::parallel`];
+/// `device` is then unused) and keeps the weights, validation and checkpoints on the first.
+/// A dataset with a stream plan ([`super::load_dataset`]) takes its training batches from it.
+/// Events go to `on_event` as they happen.
 pub fn train(
     cfg: &TrainConfig,
     dataset: &Dataset,
@@ -116,7 +128,7 @@ pub(super) fn train_from(
     resumed: Option<ResumeState>,
 ) -> Result<RunSummary, TrainError> {
     cfg.validate()?;
-    if dataset.train.is_empty() || dataset.val.is_empty() {
+    if dataset.train_len() == 0 || dataset.val.is_empty() {
         return Err(TrainError::Config(
             "the data gave no training or no validation slices".into(),
         ));
@@ -127,10 +139,34 @@ pub(super) fn train_from(
         write_atomic(&run_dir.join("config.toml"), &cfg.to_toml())?;
     }
     let t0 = Instant::now();
+    let replicas = if cfg.devices.is_empty() {
+        vec![Replica::single(device)]
+    } else {
+        on_event(TrainEvent::Stage("Connecting the devices".into()));
+        parallel::resolve(&cfg.devices, None)?
+    };
+    let device = &replicas[0].device;
     let ad = device.clone().autodiff();
     device.seed(cfg.seed);
     let p = patch_size(cfg, dataset);
     on_event(TrainEvent::Note(format!("Split {}", dataset.split_note)));
+    if replicas.len() > 1 {
+        let counts = parallel::split_batch(
+            cfg.batch_size,
+            &replicas.iter().map(|r| r.weight).collect::<Vec<_>>(),
+        );
+        let list: Vec<String> = replicas
+            .iter()
+            .zip(&counts)
+            .map(|(r, n)| format!("{} ({n})", r.label))
+            .collect();
+        on_event(TrainEvent::Note(format!(
+            "Data-parallel on {} devices, samples per step: {}; weights on {}",
+            replicas.len(),
+            list.join(", "),
+            replicas[0].label
+        )));
+    }
 
     let needs_classifier = cfg.losses.iter().any(|t| {
         t.kind.needs_classifier() && !(t.kind == LossKind::Contextual && cfg.vgg19.is_some())
@@ -149,6 +185,18 @@ pub(super) fn train_from(
         }
         _ => None,
     };
+    let own_classifier = run_dir.join("classifier.json");
+    if needs_classifier
+        && dataset.stream.is_some()
+        && cfg.classifier.is_none()
+        && !(resumed.is_some() && own_classifier.exists())
+    {
+        return Err(TrainError::Config(
+            "a streamed run does not train its own MR/CT classifier: train one first \
+             (`synthscope train --classifier-only` on a smaller folder) and set classifier = \"DIR/classifier.json\""
+                .into(),
+        ));
+    }
     let classifier: Option<Classifier> = if !needs_classifier {
         None
     } else if let Some(path) = cfg.classifier.clone().or_else(|| {
@@ -199,6 +247,7 @@ pub(super) fn train_from(
         run_dir,
         device,
         ad: &ad,
+        replicas: &replicas,
         spec: &spec,
         p,
         classifier: classifier.as_ref(),
@@ -225,6 +274,7 @@ struct LoopArgs<'a> {
     run_dir: &'a Path,
     device: &'a Device,
     ad: &'a Device,
+    replicas: &'a [Replica],
     spec: &'a ModelSpec,
     p: usize,
     classifier: Option<&'a Classifier>,
@@ -285,17 +335,49 @@ fn run_loop<M: SynthNet>(
     };
     let b = cfg.batch_size;
     let per_epoch = {
-        let full = a.dataset.train.len().div_ceil(b);
+        let full = a.dataset.train_len().div_ceil(b);
         cfg.steps_per_epoch.map_or(full, |s| s.min(full).max(1))
     };
     let total_steps = per_epoch * cfg.epochs;
     let params = model.num_params();
     let mut stopped = false;
     let first_epoch = epochs_done + 1;
+    // Several devices: each one's autodiff device, share of a batch and frozen loss networks.
+    let ads: Vec<Device> = a
+        .replicas
+        .iter()
+        .map(|r| r.device.clone().autodiff())
+        .collect();
+    let counts = parallel::split_batch(b, &a.replicas.iter().map(|r| r.weight).collect::<Vec<_>>());
+    let mut device_losses: Vec<DeviceLoss> = if a.replicas.len() > 1 {
+        ads.iter()
+            .map(|ad| DeviceLoss {
+                cls: a.classifier.map(|c| c.valid().fork(ad)),
+                vgg: a.vgg.map(|v| v.valid().fork(ad)),
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let shard_loss = |s: &mut DeviceLoss, m: &M, x: Tensor<4>, y: Tensor<4>| {
+        let ctx = LossContext {
+            terms: &cfg.losses,
+            classifier: s.cls.as_ref(),
+            vgg: s.vgg.as_ref(),
+            class,
+        };
+        ctx.loss(
+            m.logits(repeat_channels(x, channels)),
+            y,
+            cfg.losses.len() > 1,
+        )
+    };
+    // The first data-parallel step initialises the lazily drawn weights on the first device in
+    // the order a one-device run draws them (forward order), before any other device forks.
+    let mut first_parallel_step = true;
     'epochs: for epoch in first_epoch..=cfg.epochs {
         on_event(TrainEvent::Stage(format!("Epoch {epoch}/{}", cfg.epochs)));
-        let mut order = a.dataset.train.clone();
-        rng.shuffle(&mut order);
+        let mut batches = EpochBatches::start(&a, &mut rng, epoch, per_epoch)?;
         let epoch_start = Instant::now();
         let mut epoch_images = 0usize;
         let mut loss_sum = 0.0;
@@ -306,21 +388,48 @@ fn run_loop<M: SynthNet>(
                 break 'epochs;
             }
             let t_step = Instant::now();
-            let refs: Vec<SliceRef> = (0..b).map(|i| order[(k * b + i) % order.len()]).collect();
-            let (xs, ys) = sample_batch(a.dataset, &refs, a.p, &cfg.augment, &mut rng);
-            let x = Tensor::<4>::from_data(TensorData::new(xs, [b, 1, a.p, a.p]), a.ad);
-            let y = Tensor::<4>::from_data(TensorData::new(ys, [b, 1, a.p, a.p]), a.ad);
-            let logits = model.logits(repeat_channels(x, channels));
-            let (loss, terms) = train_ctx.loss(logits, y, cfg.losses.len() > 1);
-            let value = loss.clone().into_scalar::<f32>() as f64;
-            if !value.is_finite() {
-                return Err(TrainError::Config(format!(
-                    "the loss became {value} at step {}: lower the learning rate",
-                    step + 1
-                )));
-            }
-            let grads = GradientsParams::from_grads(loss.backward(), &model);
-            model = optim.step(cfg.learning_rate, model, grads);
+            let (xs, ys) = batches.next(&a, k, &mut rng)?;
+            let (value, terms, shares) = if a.replicas.len() > 1 {
+                let shards = parallel::shard_grads(
+                    &model,
+                    &ads,
+                    &mut device_losses,
+                    &counts,
+                    (&xs, &ys),
+                    BatchShape {
+                        batch: b,
+                        side: a.p,
+                    },
+                    first_parallel_step,
+                    &shard_loss,
+                );
+                first_parallel_step = false;
+                let (value, terms) = parallel::combine_losses(&shards);
+                check_finite(value, step)?;
+                let shares = shards
+                    .iter()
+                    .map(|s| DeviceShare {
+                        device: a.replicas[s.device].label.clone(),
+                        samples: s.samples,
+                        seconds: s.seconds,
+                    })
+                    .collect();
+                model = parallel::step_on_first(&mut optim, cfg.learning_rate, model, shards, a.ad);
+                // Batch norm's running statistics: each device's thread left its own update;
+                // this averages them into the shared state (burn's `RunningState` sync).
+                let _ = model.valid();
+                (value, terms, shares)
+            } else {
+                let x = Tensor::<4>::from_data(TensorData::new(xs, [b, 1, a.p, a.p]), a.ad);
+                let y = Tensor::<4>::from_data(TensorData::new(ys, [b, 1, a.p, a.p]), a.ad);
+                let logits = model.logits(repeat_channels(x, channels));
+                let (loss, terms) = train_ctx.loss(logits, y, cfg.losses.len() > 1);
+                let value = loss.clone().into_scalar::<f32>() as f64;
+                check_finite(value, step)?;
+                let grads = GradientsParams::from_grads(loss.backward(), &model);
+                model = optim.step(cfg.learning_rate, model, grads);
+                (value, terms, Vec::new())
+            };
             step += 1;
             images += b;
             epoch_images += b;
@@ -341,10 +450,12 @@ fn run_loop<M: SynthNet>(
                 images_per_s: ips,
                 elapsed_s: elapsed(),
                 eta_s: (total_steps - step) as f64 * b as f64 / ips.max(1e-9),
+                shares,
             };
             log.write(&LogLine::Step(report.clone()))?;
             on_event(TrainEvent::Step(report));
         }
+        drop(batches);
         on_event(TrainEvent::Stage(format!("Validating epoch {epoch}")));
         let valid = model.valid();
         let (mut report, preview) = validate(&valid, &a, &val_ctx, epoch)?;
@@ -424,12 +535,98 @@ fn run_loop<M: SynthNet>(
         last,
         best,
         split: a.dataset.split_note.clone(),
-        device: crate::gpu::compute::label(a.device),
+        device: if a.replicas.len() > 1 {
+            let names: Vec<&str> = a.replicas.iter().map(|r| r.label.as_str()).collect();
+            format!("{} (data-parallel)", names.join(" + "))
+        } else {
+            crate::gpu::compute::label(a.device)
+        },
     };
     let text =
         serde_json::to_string_pretty(&summary).map_err(|e| TrainError::Config(e.to_string()))?;
     write_atomic(&a.run_dir.join("summary.json"), &text)?;
     Ok(summary)
+}
+
+/// A non-finite loss stops the run with what to change.
+fn check_finite(value: f64, step: usize) -> Result<(), TrainError> {
+    if value.is_finite() {
+        Ok(())
+    } else {
+        Err(TrainError::Config(format!(
+            "the loss became {value} at step {}: lower the learning rate",
+            step + 1
+        )))
+    }
+}
+
+/// The frozen loss networks of one device in a data-parallel run.
+struct DeviceLoss {
+    cls: Option<Classifier>,
+    vgg: Option<crate::model::vgg::Vgg19>,
+}
+
+/// Where an epoch's batches come from: the shuffled slices in memory, or a stream of them read
+/// from the index on worker threads.
+enum EpochBatches {
+    Memory(Vec<SliceRef>),
+    Stream(BatchStream),
+}
+
+impl EpochBatches {
+    /// The epoch's order, shuffled by `rng` (the same permutation in both cases); a stream's
+    /// crops and augmentations draw from (seed, epoch) so that a resumed epoch reads the same.
+    fn start(
+        a: &LoopArgs<'_>,
+        rng: &mut Rng,
+        epoch: usize,
+        steps: usize,
+    ) -> Result<Self, TrainError> {
+        match &a.dataset.stream {
+            None => {
+                let mut order = a.dataset.train.clone();
+                rng.shuffle(&mut order);
+                Ok(Self::Memory(order))
+            }
+            Some(plan) => {
+                let mut order = plan.train.clone();
+                rng.shuffle(&mut order);
+                let settings = StreamSettings {
+                    batch: a.cfg.batch_size,
+                    patch: a.p,
+                    augment: a.cfg.augment.clone(),
+                    seed: a.cfg.seed ^ (epoch as u64).wrapping_mul(0xA24B_AED4_963E_E407),
+                    workers: plan.workers,
+                    prefetch: plan.prefetch,
+                };
+                BatchStream::start(plan.index.clone(), Arc::new(order), steps, settings)
+                    .map(Self::Stream)
+            }
+        }
+    }
+
+    /// Batch `k`: (inputs, targets), [B, 1, P, P] flattened.
+    fn next(
+        &mut self,
+        a: &LoopArgs<'_>,
+        k: usize,
+        rng: &mut Rng,
+    ) -> Result<(Vec<f32>, Vec<f32>), TrainError> {
+        match self {
+            Self::Memory(order) => {
+                let b = a.cfg.batch_size;
+                let refs: Vec<SliceRef> =
+                    (0..b).map(|i| order[(k * b + i) % order.len()]).collect();
+                Ok(sample_batch(a.dataset, &refs, a.p, &a.cfg.augment, rng))
+            }
+            Self::Stream(stream) => match stream.next() {
+                Some(batch) => batch.map(|b| (b.inputs, b.targets)),
+                None => Err(TrainError::Config(format!(
+                    "the batch stream ended before batch {k}"
+                ))),
+            },
+        }
+    }
 }
 
 /// Validation slices: up to `validation_slices`, evenly spaced over the validation set.

@@ -12,15 +12,17 @@ pub mod cyclegan;
 pub mod data;
 mod fit;
 pub mod losses;
+pub mod parallel;
 mod resume;
 pub mod runs;
 pub mod stream;
 pub mod usmr;
 
 pub use classifier::{classifier_for_run, train_classifier};
-pub use config::{DataSource, LossKind, LossTerm, ModelChoice, TrainConfig};
-pub use data::{Case, Dataset};
+pub use config::{DataSource, LossKind, LossTerm, ModelChoice, STREAM_AUTO_PATIENTS, TrainConfig};
+pub use data::{Case, Dataset, load_dataset};
 pub use fit::{SynthNet, patch_size, train};
+pub use parallel::{DeviceEntry, Replica};
 pub use resume::{ResumeState, resume};
 pub use runs::write_atomic;
 
@@ -127,6 +129,20 @@ pub struct StepReport {
     pub elapsed_s: f64,
     /// Estimated seconds left.
     pub eta_s: f64,
+    /// Each device's part of the step in a run on several devices (empty on one device).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shares: Vec<DeviceShare>,
+}
+
+/// One device's part of a data-parallel step.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct DeviceShare {
+    /// The device, as the run config names it ("cpu", "gpu", "ws://host:3000", "cpu #2").
+    pub device: String,
+    /// Samples of the batch it computed.
+    pub samples: usize,
+    /// Seconds of its forward and backward pass.
+    pub seconds: f64,
 }
 
 /// End-of-epoch validation.

@@ -450,6 +450,7 @@ pub fn train_cyclegan(
                 images_per_s: ips,
                 elapsed_s: t0.elapsed().as_secs_f64(),
                 eta_s: (total - step) as f64 * cfg.batch_size as f64 / ips.max(1e-9),
+                shares: Vec::new(),
             };
             log.write(&LogLine::Step(report.clone()))?;
             on_event(TrainEvent::Step(report));

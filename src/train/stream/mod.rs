@@ -7,11 +7,21 @@
 //! The index (`index.json` and `NNNNN.slices`, in `ROOT/.synthscope-index` by default) is
 //! reused while every patient's source files keep their size and modification time.
 
+//!
+//! A run streams (`stream = true`, or automatically for a folder of more than
+//! [`crate::train::STREAM_AUTO_PATIENTS`] patients) through [`streamed_dataset`]: the training
+//! loop then takes its batches from a [`BatchStream`] per epoch, and validation uses the few
+//! validation slices held in memory. What resumes is the same as in memory: weights, optimiser,
+//! epoch, step and the shuffling stream; each epoch's crops come from (seed, epoch), so a
+//! resumed epoch reads the very batches it would have read.
+
 pub mod batches;
 pub mod index;
+pub mod plan;
 
 pub use batches::{Batch, BatchStream, StreamSettings, read_slice};
 pub use index::{PatientEntry, StreamIndex};
+pub use plan::{StreamPlan, streamed_dataset};
 
 /// Peak resident set of this process in KiB (`VmHWM`), where the system reports it.
 pub fn peak_rss_kib() -> Option<u64> {

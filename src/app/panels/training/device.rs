@@ -1,6 +1,7 @@
 //! The Training panel's compute device: this machine's (the shared compute device) or a
 //! `synthscope serve` server reached at ws://HOST:PORT with a token file. The views keep
-//! drawing here; the run folder stays here either way.
+//! drawing here; the run folder stays here either way. Several devices (the run config's
+//! `devices`, data-parallel) are typed as a comma-separated list and win over both.
 
 use super::TrainingState;
 use crate::gpu::DeviceSpec;
@@ -15,6 +16,11 @@ pub struct ComputeTarget {
     pub url: String,
     /// The server's token file (empty: none).
     pub token_file: String,
+    /// Several devices for one run, comma-separated (`cpu, gpu@2`); mirrors the config's
+    /// `devices` while not being edited.
+    pub devices: String,
+    /// Why `devices` does not parse.
+    pub devices_error: Option<String>,
 }
 
 impl ComputeTarget {
@@ -42,6 +48,15 @@ impl ComputeTarget {
     }
 }
 
+/// The config's devices as the text field shows them.
+fn devices_text(devices: &[crate::train::DeviceEntry]) -> String {
+    devices
+        .iter()
+        .map(|d| d.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 impl TrainingState {
     /// The "Compute" row of the settings grid.
     pub(super) fn device_ui(&mut self, ui: &mut egui::Ui) {
@@ -59,6 +74,42 @@ impl TrainingState {
             ui.horizontal(|ui| {
                 ui.radio_value(&mut t.remote, false, here);
                 ui.radio_value(&mut t.remote, true, "remote server");
+            });
+            ui.horizontal(|ui| {
+                let l = ui.label("several devices");
+                let r = ui
+                    .add(
+                        egui::TextEdit::singleline(&mut t.devices)
+                            .hint_text("cpu, gpu@2, ws://host:3000")
+                            .desired_width(220.0),
+                    )
+                    .labelled_by(l.id)
+                    .on_hover_text(
+                        "data-parallel: each batch is split across these devices (@N: a device's \
+                         share), the first keeps the weights; empty: one device as chosen above. \
+                         A ws:// device uses the remote server's token file.",
+                    );
+                if r.changed() {
+                    match crate::train::parallel::parse_list(&t.devices) {
+                        Ok(mut list) => {
+                            let token = t.token_file.trim();
+                            for d in &mut list {
+                                if matches!(d.spec, DeviceSpec::Remote { .. }) && !token.is_empty()
+                                {
+                                    d.token_file = Some(PathBuf::from(token));
+                                }
+                            }
+                            t.devices_error = None;
+                            self.cfg.devices = list;
+                        }
+                        Err(e) => t.devices_error = Some(e),
+                    }
+                } else if !r.has_focus() && t.devices_error.is_none() {
+                    t.devices = devices_text(&self.cfg.devices);
+                }
+                if let Some(e) = &t.devices_error {
+                    ui.colored_label(ui.visuals().error_fg_color, e);
+                }
             });
             if t.remote {
                 ui.horizontal(|ui| {

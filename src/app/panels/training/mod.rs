@@ -338,24 +338,40 @@ impl TrainingState {
         crate::app::panels::body(host, |ui| {
             let running = self.job.is_some();
             let t = &*self;
-            ui.label(format!(
-                "{} · {} · {} · {} epochs × batch {} · lr {} · patch {}",
-                match t.cfg.direction {
-                    Direction::MrToCt => "MR to CT",
-                    Direction::CtToMr => "CT to MR",
-                    Direction::CtDenoise => "CT denoise",
-                },
-                t.cfg.model.label(),
-                t.cfg.loss_label(),
-                t.cfg.epochs,
-                t.cfg.batch_size,
-                t.cfg.learning_rate,
-                if t.cfg.patch == 0 {
-                    "whole slice".to_string()
-                } else {
-                    t.cfg.patch.to_string()
-                }
-            ));
+            if t.cyclegan.enabled {
+                let c = &t.cyclegan.cfg;
+                ui.label(format!(
+                    "CycleGAN MR <-> CT (unpaired) · ResNet generators ngf {}, {} blocks · PatchGAN ndf {}, {} layers · {} + {} decay epochs × batch {} · lr {} · {} px",
+                    c.generator.ngf,
+                    c.generator.blocks,
+                    c.discriminator.ndf,
+                    c.discriminator.layers,
+                    c.epochs,
+                    c.decay_epochs,
+                    c.batch_size,
+                    c.learning_rate,
+                    c.image_size
+                ));
+            } else {
+                ui.label(format!(
+                    "{} · {} · {} · {} epochs × batch {} · lr {} · patch {}",
+                    match t.cfg.direction {
+                        Direction::MrToCt => "MR to CT",
+                        Direction::CtToMr => "CT to MR",
+                        Direction::CtDenoise => "CT denoise",
+                    },
+                    t.cfg.model.label(),
+                    t.cfg.loss_label(),
+                    t.cfg.epochs,
+                    t.cfg.batch_size,
+                    t.cfg.learning_rate,
+                    if t.cfg.patch == 0 {
+                        "whole slice".to_string()
+                    } else {
+                        t.cfg.patch.to_string()
+                    }
+                ));
+            }
             ui.horizontal_wrapped(|ui| {
                 match &self.job {
                     None => {
@@ -465,6 +481,14 @@ impl TrainingState {
                     ui.label(&t.stage);
                 });
             }
+        }
+        if let Some(s) = t.steps.last().filter(|s| s.shares.len() > 1) {
+            let parts: Vec<String> = s
+                .shares
+                .iter()
+                .map(|d| format!("{} {} samples {:.2} s", d.device, d.samples, d.seconds))
+                .collect();
+            ui.small(format!("Devices this step: {}", parts.join(" · ")));
         }
         if !t.frame_ms.is_empty() {
             let mean = t.frame_ms.iter().sum::<f64>() / t.frame_ms.len() as f64;

@@ -3,12 +3,12 @@
 //! of `train --classifier-only` for a `ct_denoise` config.
 
 use crate::io::{Progress, nifti};
-use crate::ldct::classifier::{ClassifierOptions, evaluate_classifier, train_lesion_classifier};
+use crate::ldct::classifier::{
+    ClassifierOptions, evaluate_classifier, save_lesion_classifier, train_lesion_classifier,
+};
 use crate::ldct::eval::markdown_table;
 use crate::ldct::two_step::imaged_patients;
 use crate::ldct::{TwoStepOptions, run_two_step};
-use crate::model::ClassifierConfig;
-use crate::model::checkpoint::{self, AnyModel, ModelSpec};
 use crate::synth::ldct::{DoseConfig, LesionPhantomConfig, lesion_patient, low_dose_of};
 use crate::train::{Control, DataSource, TrainConfig, TrainEvent};
 use anyhow::{Context, anyhow, bail};
@@ -259,12 +259,8 @@ pub fn lesion_classifier_only(
         .map_err(|e| anyhow!(e))?;
     let r = evaluate_classifier(&c, val, &opts.classifier, 1, device).map_err(|e| anyhow!(e))?;
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    checkpoint::save(
-        &AnyModel::Classifier(c),
-        &ModelSpec::Classifier(ClassifierConfig::new().with_base_width(opts.classifier.base_width)),
-        serde_json::json!({ "classes": ["lesion absent", "lesion present"], "report": r }),
-        &out.join("classifier"),
-    )?;
+    save_lesion_classifier(&c, &opts.classifier, &r, &out.join("classifier"))
+        .map_err(|e| anyhow!(e))?;
     println!(
         "{}: lesion classifier, {} steps in {:.1} s; on the last patient: absent {:.0}%, present small/medium/large {:.0}/{:.0}/{:.0}%",
         out.join("classifier.json").display(),

@@ -207,6 +207,26 @@ pub fn train_lesion_classifier(
     Ok(model.valid())
 }
 
+/// Save `classifier` (trained with `opts`) as `path`.{bpk,json}, the checkpoint a
+/// `ct_denoise` run's `classifier` setting names, with `report` in its metadata; returns the
+/// .json path.
+pub fn save_lesion_classifier(
+    classifier: &Classifier,
+    opts: &ClassifierOptions,
+    report: &ClassifierReport,
+    path: &std::path::Path,
+) -> Result<std::path::PathBuf, TrainError> {
+    use crate::model::checkpoint::{self, AnyModel, ModelSpec};
+    checkpoint::save(
+        &AnyModel::Classifier(classifier.clone()),
+        &ModelSpec::Classifier(ClassifierConfig::new().with_base_width(opts.base_width)),
+        serde_json::json!({ "classes": ["lesion absent", "lesion present"], "report": report,
+            "options": opts }),
+        path,
+    )?;
+    Ok(path.with_extension("json"))
+}
+
 /// Grad-CAM of "lesion present" on a normalised n x n slice at classifier `layer`: 0..1.
 pub fn activation_map(
     classifier: &Classifier,

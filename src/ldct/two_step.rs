@@ -5,12 +5,14 @@
 //! fine-tuned for the same steps with plain MSE.
 
 use super::classifier::{
-    ClassifierOptions, ClassifierReport, evaluate_classifier, train_lesion_classifier,
+    ClassifierOptions, ClassifierReport, evaluate_classifier, save_lesion_classifier,
+    train_lesion_classifier,
 };
 use super::eval::{ArmMetrics, evaluate_arm, markdown_table};
+use super::weights::{WeightCheck, weight_check};
 use crate::io::Progress;
-use crate::model::checkpoint::{self, AnyModel, ModelSpec};
-use crate::model::{ClassifierConfig, Direction};
+use crate::model::Direction;
+use crate::model::checkpoint;
 use crate::synth::ldct::phantom::ImagedPatient;
 use crate::synth::ldct::{DoseConfig, LesionPhantomConfig, lesion_patient};
 use crate::train::config::{LossKind, LossTerm, ModelChoice};
@@ -38,6 +40,10 @@ pub struct TwoStepOptions {
     pub levels: usize,
     /// Training patch (pixels).
     pub patch: usize,
+    /// Patch of step 2 and its control (None: `patch`). The activation map is computed per
+    /// patch and scaled to its peak, so this sets how local the weighting is; the classifier's
+    /// own patch is the size its maps were trained on.
+    pub finetune_patch: Option<usize>,
     /// Patches per step.
     pub batch_size: usize,
     /// Step 1 (MSE) epochs.
@@ -70,6 +76,7 @@ impl Default for TwoStepOptions {
             base_width: 16,
             levels: 3,
             patch: 64,
+            finetune_patch: None,
             batch_size: 8,
             mse_epochs: 15,
             finetune_epochs: 5,
@@ -93,6 +100,9 @@ pub struct TwoStepReport {
     pub dose_fraction: f64,
     /// The classifier on held-out patients.
     pub classifier: ClassifierReport,
+    /// Where step 2's weights fall: on the training patients (what the fine-tuning sees) and
+    /// on the held-out ones.
+    pub weights: [WeightCheck; 2],
     /// Normal dose, low dose, then each denoiser, on the held-out patients.
     pub arms: Vec<ArmMetrics>,
     /// Seconds per stage: data, classifier, step 1, step 2, control, evaluation.
@@ -195,13 +205,11 @@ pub fn run_two_step(
     let classifier = train_lesion_classifier(&train, &opts.classifier, device, control)?;
     let cls_report =
         evaluate_classifier(&classifier, &test, &opts.classifier, opts.cam_layer, device)?;
-    let cls_path = out.join("classifier");
-    checkpoint::save(
-        &AnyModel::Classifier(classifier),
-        &ModelSpec::Classifier(ClassifierConfig::new().with_base_width(opts.classifier.base_width)),
-        serde_json::json!({ "classes": ["lesion absent", "lesion present"], "report": cls_report,
-            "options": opts.classifier }),
-        &cls_path,
+    let cls_json = save_lesion_classifier(
+        &classifier,
+        &opts.classifier,
+        &cls_report,
+        &out.join("classifier"),
     )?;
     on_event(TrainEvent::Note(format!(
         "lesion classifier (held out): absent {:.0}%, present small/medium/large {:.0}/{:.0}/{:.0}%; activation in lesions {:.2}x the body's",
@@ -211,6 +219,25 @@ pub fn run_two_step(
         100.0 * cls_report.present_accuracy[2],
         cls_report.lesion_activation_ratio
     )));
+    let ft_patch = opts.finetune_patch.unwrap_or(opts.patch);
+    let weights = [
+        weight_check(&classifier, &train, ft_patch, opts.cam_layer, device)?,
+        weight_check(&classifier, &test, ft_patch, opts.cam_layer, device)?,
+    ];
+    for (w, on) in weights.iter().zip(["training", "held-out"]) {
+        on_event(TrainEvent::Note(format!(
+            "step-2 weights on {on} patches (1 = the mean): lesions small/medium/large {:.2}/{:.2}/{:.2}, body {:.2}, air {:.2}; \
+             share of the loss on small lesions {:.2}% (their pixels: {:.2}%); {:.0}% of pixels below 1% of the mean",
+            w.lesion_weight[0],
+            w.lesion_weight[1],
+            w.lesion_weight[2],
+            w.body_weight,
+            w.air_weight,
+            100.0 * w.lesion_share[0],
+            100.0 * w.lesion_pixel_share[0],
+            100.0 * w.near_zero
+        )));
+    }
     lap("classifier", &mut t);
 
     let cases = train
@@ -245,7 +272,8 @@ pub fn run_two_step(
         opts.finetune_epochs,
         opts.finetune_learning_rate,
     );
-    step2.classifier = Some(cls_path.with_extension("json"));
+    step2.classifier = Some(cls_json);
+    step2.patch = ft_patch;
     step2.init_from = Some(dir1.join("checkpoints/last.json"));
     let dir2 = out.join("step2_activation");
     crate::train::train(&step2, &dataset, &dir2, device, control, on_event)?;
@@ -261,6 +289,7 @@ pub fn run_two_step(
             opts.finetune_learning_rate,
         );
         ctl.init_from = Some(dir1.join("checkpoints/last.json"));
+        ctl.patch = ft_patch;
         crate::train::train(&ctl, &dataset, &dir3, device, control, on_event)?;
         lap("control (MSE fine-tuning)", &mut t);
     }
@@ -314,6 +343,7 @@ pub fn run_two_step(
         options: opts.clone(),
         dose_fraction: opts.dose.dose_fraction,
         classifier: cls_report,
+        weights,
         arms,
         seconds,
     };

@@ -2,14 +2,19 @@
 //! MR, one slice at a time, and the cross-modal attention of a clicked pixel as a heatmap over
 //! the ultrasound (which ultrasound regions the block draws on for that MR pixel).
 //!
+//! A Train section ([`train`]) trains a new run from the tab on a worker thread; when it ends
+//! the run folder loads into the panes as Load loads a typed one.
+//!
 //! State and work are plain Rust ([`UsMrState::load`], [`UsMrState::request`],
 //! [`UsMrState::poll`]); the networks run on a worker thread; `ui` only draws and clicks.
+
+pub mod train;
 
 use crate::app::jobs::{Job, Wake};
 use crate::model::usmr::{UsMrConfig, UsMrNet};
 use crate::train::usmr::{self, Patient, SliceView};
 use crate::volume::Colormap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,6 +29,10 @@ pub struct UsMrState {
     pub show: bool,
     /// The run folder typed or chosen.
     pub run_dir: String,
+    /// The run folder the panes show (set by a successful load).
+    pub loaded_from: Option<PathBuf>,
+    /// The Train section.
+    pub train: train::UsMrTrainer,
     loaded: Option<Loaded>,
     /// Slice shown.
     pub z: usize,
@@ -31,7 +40,10 @@ pub struct UsMrState {
     pub query: Option<(usize, usize)>,
     /// Heatmap opacity.
     pub opacity: f32,
-    job: Option<ViewJob>,
+    /// The running view job and the load it works for.
+    job: Option<(u64, ViewJob)>,
+    /// Counts loads: a view job of an earlier load is dropped when it returns.
+    generation: u64,
     /// The last computed slice.
     pub view: Option<SliceView>,
     textures: Option<[egui::TextureHandle; 3]>,
@@ -61,15 +73,28 @@ fn image(img: &[f32], heat: Option<&[f32]>, n: usize, opacity: f32) -> egui::Col
     egui::ColorImage::from_rgba_unmultiplied([n, n], &rgba)
 }
 
+/// A run folder's name as the tab shows it (its last component, else the whole path).
+fn run_name(dir: &Path) -> String {
+    dir.file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_else(|| dir.display().to_string())
+}
+
 impl UsMrState {
     /// Load the run folder `run_dir` (its networks and held-out patient) on the compute device.
     pub fn load(&mut self) -> Result<(), String> {
         let dir = PathBuf::from(self.run_dir.trim());
+        if self.run_dir.trim().is_empty() {
+            return Err("US -> MR: type a run folder to load".into());
+        }
         let device = crate::gpu::compute_device().map_err(|e| e.to_string())?;
         let (net, cfg, p) = usmr::load_run(&dir, &device).map_err(|e| e.to_string())?;
+        self.loaded_from = Some(dir);
+        self.error = None;
         self.z = p.nz / 2;
         self.query = Some((p.n / 2, p.n / 2));
         self.loaded = Some((net, cfg, Arc::new(p)));
+        self.generation += 1;
         self.view = None;
         self.textures = None;
         self.wanted = Some((self.z, self.query));
@@ -87,11 +112,14 @@ impl UsMrState {
     /// that long; None: only look). True when a new view arrived.
     pub fn poll(&mut self, wake: Wake, timeout: Option<Duration>) -> bool {
         let mut arrived = false;
-        if let Some(job) = &self.job
+        if let Some((generation, job)) = &self.job
             && let Some(r) = job.take(timeout)
         {
+            let current = *generation == self.generation;
             self.job = None;
             match r {
+                // The networks of a run loaded since: dropped with their view.
+                Ok(_) if !current => {}
                 Ok((loaded, view)) => {
                     self.loaded = Some(loaded);
                     match view {
@@ -117,7 +145,7 @@ impl UsMrState {
                 ((net, cfg, p), v)
             };
             match Job::spawn("us-mr view", loaded, wake, work) {
-                Ok(j) => self.job = Some(j),
+                Ok(j) => self.job = Some((self.generation, j)),
                 Err(e) => {
                     self.loaded = Some(*e.input);
                     self.error = Some(format!("US -> MR: {}", e.error));
@@ -127,13 +155,44 @@ impl UsMrState {
         arrived
     }
 
+    /// Take the Train section's events, and once its run has ended load the run folder into
+    /// the panes (as Load does) or show why it failed (`timeout`: wait that long for the end;
+    /// None: only look). True when a run ended.
+    pub fn poll_training(&mut self, timeout: Option<Duration>) -> bool {
+        match self.train.poll(timeout) {
+            Some(train::Finished::Trained { dir, .. }) => {
+                self.run_dir = dir.display().to_string();
+                if let Err(e) = self.load() {
+                    self.error = Some(e);
+                }
+                true
+            }
+            Some(train::Finished::Failed(e)) => {
+                self.error = Some(e);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Start the Train section's run (errors shown in the tab).
+    pub fn start_training(&mut self, wake: Wake) {
+        match self.train.start(wake) {
+            Ok(()) => self.error = None,
+            Err(e) => self.error = Some(e),
+        }
+    }
+
     /// The window's contents.
     pub(crate) fn ui(&mut self, ui: &mut egui::Ui) {
         let ctx = ui.ctx().clone();
+        self.poll_training(None);
+        crate::app::jobs::heartbeat(&ctx, self.train.is_running());
         self.poll(crate::app::jobs::repaint(&ctx), None);
         ui.label(
-            "A `synthscope train-us-mr` run folder: its held-out ultrasound, the synthetic MR \
-             and the real MR. Click a pixel to see what the cross-modal attention draws on.",
+            "A US -> MR run (trained below, or a `synthscope train-us-mr` run folder): its \
+             held-out ultrasound, the synthetic MR and the real MR. Click a pixel to see what \
+             the cross-modal attention draws on.",
         );
         ui.horizontal(|ui| {
             let l = ui.label("Run folder");
@@ -144,8 +203,14 @@ impl UsMrState {
                 self.error = Some(e);
             }
         });
+        if self.train.ui(ui) {
+            self.start_training(crate::app::jobs::repaint(&ctx));
+        }
         if let Some(e) = &self.error {
             ui.colored_label(egui::Color32::LIGHT_RED, e);
+        }
+        if let Some(dir) = &self.loaded_from {
+            ui.label(format!("Run: {}", run_name(dir)));
         }
         let Some(nz) = self
             .loaded

@@ -77,25 +77,6 @@ pub fn ceiling_for_file(len: u64, deflated: bool) -> usize {
     (base.saturating_add(16 << 20)).min(usize::MAX as u64) as usize
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_reservation_over_the_ceiling_fails_and_the_ceiling_is_restored() {
-        let r = with_ceiling(1 << 20, || {
-            let mut v: Vec<u8> = Vec::new();
-            (
-                v.try_reserve_exact(64 << 20).is_err(),
-                v.try_reserve_exact(1024).is_ok(),
-            )
-        });
-        assert_eq!(r, (true, true));
-        let mut v: Vec<u8> = Vec::new();
-        assert!(v.try_reserve_exact(64 << 20).is_ok());
-    }
-}
-
 /// Ask the kernel to back a large, freshly reserved buffer with transparent huge pages (2 MiB
 /// instead of 4 KiB on x86-64 Linux), where the system leaves that to `madvise` (the common
 /// default). Writing a volume into new memory is otherwise dominated by one page fault per
@@ -123,4 +104,23 @@ pub fn advise_huge_pages<T>(buf: &mut [std::mem::MaybeUninit<T>]) {
     }
     #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
     let _ = buf;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reservation_over_the_ceiling_fails_and_the_ceiling_is_restored() {
+        let r = with_ceiling(1 << 20, || {
+            let mut v: Vec<u8> = Vec::new();
+            (
+                v.try_reserve_exact(64 << 20).is_err(),
+                v.try_reserve_exact(1024).is_ok(),
+            )
+        });
+        assert_eq!(r, (true, true));
+        let mut v: Vec<u8> = Vec::new();
+        assert!(v.try_reserve_exact(64 << 20).is_ok());
+    }
 }

@@ -130,6 +130,12 @@ pub fn shared_if_created() -> Option<&'static SharedGpu> {
     SHARED.get().and_then(|r| r.as_ref().ok())
 }
 
+/// The shared device when `device` is it (the only wgpu device networks compute on); never
+/// creates it.
+pub fn shared_if_device(device: &Device) -> Option<&'static SharedGpu> {
+    shared_if_created().filter(|g| &g.device == device)
+}
+
 /// Result of the start-up self-test.
 #[derive(Clone, Debug, Serialize)]
 pub struct SelfTest {

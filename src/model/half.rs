@@ -74,32 +74,27 @@ impl std::fmt::Display for Precision {
     }
 }
 
-/// The shared wgpu device, when `device` is it (the only wgpu device networks compute on).
-fn shared_gpu_of(device: &burn::tensor::Device) -> Option<&'static crate::gpu::SharedGpu> {
-    crate::gpu::shared_if_created().filter(|g| &g.device == device)
-}
-
 /// Whether `device` can run f16 kernels: the shared wgpu device on an adapter reporting
 /// `SHADER_F16` (burn-flex and remote devices: no).
 pub fn device_supports_f16(device: &burn::tensor::Device) -> bool {
-    shared_gpu_of(device).is_some_and(|g| supports_f16(g.setup.device.features()))
+    crate::gpu::shared_if_device(device).is_some_and(|g| supports_f16(g.setup.device.features()))
 }
 
 impl Precision {
     /// Whether to compute in f16 on `device`: `Auto` picks it on a hardware GPU that computes
     /// f16 (on a software adapter such as lavapipe it gains nothing), `F16` insists and is an
     /// error where the device cannot.
-    pub fn use_f16(self, device: &burn::tensor::Device) -> Result<bool, String> {
+    pub fn use_f16(self, device: &burn::tensor::Device) -> Result<bool, super::ModelError> {
         match self {
             Precision::F32 => Ok(false),
-            Precision::Auto => Ok(shared_gpu_of(device).is_some_and(|g| {
+            Precision::Auto => Ok(crate::gpu::shared_if_device(device).is_some_and(|g| {
                 !g.report.software && supports_f16(g.setup.device.features())
             })),
             Precision::F16 if device_supports_f16(device) => Ok(true),
-            Precision::F16 => Err(
+            Precision::F16 => Err(super::ModelError::Unsupported(
                 "f16 needs the wgpu device on an adapter with SHADER_F16 (burn's CPU backend and remote devices compute in f32): use --precision f32 or --device gpu"
                     .into(),
-            ),
+            )),
         }
     }
 }

@@ -72,7 +72,7 @@ pub const MAX_GPU_BATCH: usize = 32;
 /// six such maps alive at once in the encoder-decoder, in f32 or f16) within a quarter of the
 /// adapter's largest buffer and under [`MAX_GPU_BATCH`]; elsewhere [`CPU_BATCH`].
 pub fn auto_batch(model: &AnyModel, device: &Device, (px, py): (usize, usize), f16: bool) -> usize {
-    let Some(g) = crate::gpu::shared_if_created().filter(|g| &g.device == device) else {
+    let Some(g) = crate::gpu::shared_if_device(device) else {
         return CPU_BATCH;
     };
     let width = model.first_filters().dims()[0].max(1);
@@ -150,10 +150,7 @@ pub fn synthesize_timed(
     if matches!(model, AnyModel::Classifier(_)) {
         return Err(ModelError::Unsupported("a classifier cannot synthesise images".into()).into());
     }
-    let f16 = opts
-        .precision
-        .use_f16(device)
-        .map_err(ModelError::Unsupported)?;
+    let f16 = opts.precision.use_f16(device)?;
     let t = clock();
     let folded = model.folded();
     let model = &if f16 { folded.to_f16() } else { folded };

@@ -217,7 +217,10 @@ pub fn synthesize_timed(
     let meta = VolumeMeta {
         modality: out_modality.clone(),
         series_uid: format!("synthetic:{}", input.meta.series_uid),
-        description: format!("Synthetic {out_modality} from {}", input.meta.description),
+        description: match direction {
+            Direction::CtDenoise => format!("Denoised CT from {}", input.meta.description),
+            _ => format!("Synthetic {out_modality} from {}", input.meta.description),
+        },
         source: input.meta.source.clone(),
         ..input.meta.clone()
     };

@@ -172,7 +172,8 @@ fn training_panel_trains_a_ct_denoiser_and_the_synthesis_panel_denoises_the_load
     );
     assert_eq!(out.geometry, held.low.geometry, "on the CT's own grid");
     assert!(
-        out.meta.description.contains(&held.low.meta.description),
+        out.meta.description.starts_with("Denoised CT from")
+            && out.meta.description.contains(&held.low.meta.description),
         "{}",
         out.meta.description
     );

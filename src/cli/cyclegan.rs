@@ -1,11 +1,15 @@
-//! CycleGAN on the command line: `train --config` with `mode = "cyclegan"` (unpaired MR <-> CT),
+//! CycleGAN on the command line: `train --config` with `mode = "cyclegan"` (unpaired MR <-> CT)
+//! and `train --resume` of such a run,
 //! `model import --arch cyclegan` (a reference generator state dict as a checkpoint) and the
 //! networks' lines in `model summary`.
 
 use crate::io::Progress;
 use crate::model::Direction;
 use crate::model::cyclegan::{CycleganMeta, PatchGanConfig, ResnetGeneratorConfig};
-use crate::train::cyclegan::{CycleganConfig, Scores, load_unpaired, train_cyclegan};
+use crate::train::cyclegan::{
+    CycleganConfig, ResumeCheck, Scores, check_resume, load_unpaired, resume_cyclegan,
+    train_cyclegan,
+};
 use crate::train::{Control, TrainEvent};
 use anyhow::{anyhow, bail};
 use burn::tensor::Device;
@@ -31,32 +35,94 @@ pub(super) fn train(
     }
     println!("device: {describe}");
     let data = load_unpaired(&cfg, &Progress::default()).map_err(|e| anyhow!(e))?;
+    with_bar(&cfg, &out, &mut |on_event| {
+        train_cyclegan(
+            &cfg,
+            &data,
+            &out,
+            device,
+            &Control::default(),
+            on_event,
+            &mut |_| {},
+        )
+    })
+}
+
+/// `train --resume RUNDIR` of a CycleGAN run folder: continues from the last completed epoch
+/// (its own config.toml), says so and does nothing for a finished run, and refuses a folder
+/// without a resume state before the device or the data are touched.
+pub(super) fn resume(
+    dir: &Path,
+    device: Option<&crate::gpu::DeviceSpec>,
+    token_file: Option<&Path>,
+) -> anyhow::Result<()> {
+    let cfg = CycleganConfig::read(&dir.join("config.toml")).map_err(|e| anyhow!(e))?;
+    let state = match check_resume(&cfg, dir).map_err(|e| anyhow!(e))? {
+        ResumeCheck::Finished { epochs } => {
+            println!(
+                "{}: finished ({epochs} of {} epochs, summary.json written); nothing to resume",
+                dir.display(),
+                cfg.total_epochs()
+            );
+            return Ok(());
+        }
+        ResumeCheck::From(s) => s,
+    };
+    let g = crate::gpu::remote::choose_spec(device, token_file)?;
+    println!("device: {}", g.describe());
+    println!(
+        "Resuming after epoch {} of {} (step {})",
+        state.epoch,
+        cfg.total_epochs(),
+        state.step
+    );
+    let data = load_unpaired(&cfg, &Progress::default()).map_err(|e| anyhow!(e))?;
+    with_bar(&cfg, dir, &mut |on_event| {
+        resume_cyclegan(
+            &cfg,
+            &data,
+            dir,
+            &g.device,
+            &Control::default(),
+            on_event,
+            &mut |_| {},
+        )
+    })
+}
+
+/// Run `f` with a progress bar fed by its events, then print the summary and the held-out table.
+fn with_bar(
+    cfg: &CycleganConfig,
+    out: &Path,
+    f: &mut dyn FnMut(
+        &mut dyn FnMut(TrainEvent),
+    )
+        -> Result<crate::train::cyclegan::CycleganSummary, crate::train::TrainError>,
+) -> anyhow::Result<()> {
     let bar = ProgressBar::new((cfg.total_epochs() * cfg.steps_per_epoch) as u64);
     bar.set_style(
         ProgressStyle::with_template("{bar:30} {pos}/{len} steps  {msg}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
-    let control = Control::default();
+    // Lines above the bar on a terminal; plain lines when output is piped (the bar is hidden).
+    let say = |line: String| {
+        if bar.is_hidden() {
+            println!("{line}");
+        } else {
+            bar.println(line);
+        }
+    };
     let mut on_event = |e: TrainEvent| match e {
         TrainEvent::Step(s) => {
             bar.set_position(s.step as u64);
             let t: Vec<String> = s.terms.iter().map(|(k, v)| format!("{k} {v:.3}")).collect();
             bar.set_message(format!("{}  {:.2} img/s", t.join("  "), s.images_per_s));
         }
-        TrainEvent::Note(n) => bar.println(n),
-        TrainEvent::Stage(s) => bar.println(s),
+        TrainEvent::Note(n) => say(n),
+        TrainEvent::Stage(s) => say(s),
         _ => {}
     };
-    let summary = train_cyclegan(
-        &cfg,
-        &data,
-        &out,
-        device,
-        &control,
-        &mut on_event,
-        &mut |_| {},
-    )
-    .map_err(|e| anyhow!(e))?;
+    let summary = f(&mut on_event).map_err(|e| anyhow!(e))?;
     bar.finish_and_clear();
     println!(
         "{}: {} epochs, {} steps in {:.1} s ({:.2} images/s); run folder {}",

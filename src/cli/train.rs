@@ -65,7 +65,10 @@ pub(super) fn train(a: &TrainArgs) -> anyhow::Result<()> {
         (None, Some(c)) => c.clone(),
         (None, None) => bail!("--config or --resume is required"),
     };
-    if a.resume.is_none() && crate::train::cyclegan::CycleganConfig::is_cyclegan_file(&config) {
+    if crate::train::cyclegan::CycleganConfig::is_cyclegan_file(&config) {
+        if let Some(dir) = &a.resume {
+            return super::cyclegan::resume(dir, a.device.as_ref(), a.token_file.as_deref());
+        }
         let g = crate::gpu::remote::choose_spec(a.device.as_ref(), a.token_file.as_deref())?;
         return super::cyclegan::train(&config, a.out.as_deref(), &g.device, &g.describe());
     }

@@ -11,18 +11,24 @@
 //! `best_G_B`; each a checkpoint pair the Synthesis panel loads), `samples/epoch_NNN.png`
 //! (real A, fake B, reconstructed A; real B, fake A, reconstructed B), `scores.json` (every
 //! method on the held-out slices) and `summary.json`, so `runs compare` lists it beside
-//! paired runs.
+//! paired runs. Every completed epoch also saves a resume state (`checkpoints/resume/`: both
+//! discriminators, the four Adam states, both pools, the counters and random stream), from which
+//! [`resume_cyclegan`] (`train --resume RUNDIR`) continues a killed, crashed or stopped run.
 
 pub mod config;
 pub mod data;
 pub mod eval;
+mod fit;
 pub mod pool;
+pub mod resume;
 mod run;
 
 pub use config::CycleganConfig;
 pub use data::Unpaired;
 pub use eval::{HistogramMatch, Scores};
-pub use run::{CycleganSummary, SampleGrid, StepLosses, Trainer, train_cyclegan, write_grid};
+pub use fit::{train_cyclegan, write_grid};
+pub use resume::{CycleganResumeState, ResumeCheck, check_resume, resume_cyclegan};
+pub use run::{CycleganSummary, SampleGrid, StepLosses, Trainer};
 
 use crate::io::Progress;
 use crate::model::Direction;

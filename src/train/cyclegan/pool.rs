@@ -1,8 +1,10 @@
 //! The reference's image pool (Shrivastava et al.): the discriminators see a mix of the newest
 //! fakes and ones from earlier steps; and its learning-rate schedule.
 
+use crate::model::ModelError;
+use crate::train::TrainError;
 use crate::train::data::Rng;
-use burn::tensor::Tensor;
+use burn::tensor::{Device, Tensor, TensorData};
 
 /// A pool of up to `size` generated images (each [1, C, H, W], detached from the graph).
 pub struct ImagePool {
@@ -52,6 +54,73 @@ impl ImagePool {
             }
         }
         Tensor::cat(out, 0)
+    }
+}
+
+/// What a saved pool holds: its images' [C, H, W] and their values, image after image.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PoolImages {
+    /// Channels, height, width of every image.
+    pub dims: [usize; 3],
+    /// n x C x H x W values (n images, in pool order).
+    pub values: Vec<f32>,
+}
+
+impl PoolImages {
+    /// Images held.
+    pub fn len(&self) -> usize {
+        let per = self.dims.iter().product::<usize>();
+        if per == 0 { 0 } else { self.values.len() / per }
+    }
+
+    /// True when it holds no image.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl ImagePool {
+    /// The stored images (read back from the device), for a resume state.
+    pub fn images(&self) -> Result<PoolImages, ModelError> {
+        let Some(first) = self.images.first() else {
+            return Ok(PoolImages {
+                dims: [0; 3],
+                values: Vec::new(),
+            });
+        };
+        let [_, c, h, w] = first.dims();
+        let all = Tensor::cat(self.images.clone(), 0);
+        Ok(PoolImages {
+            dims: [c, h, w],
+            values: crate::model::tensor_values(all)?,
+        })
+    }
+
+    /// Put saved images back (on `device`, untracked), replacing what the pool held. Refused
+    /// when they are more than the pool keeps or their values do not fill whole images.
+    pub fn restore(&mut self, saved: &PoolImages, device: &Device) -> Result<(), TrainError> {
+        let [c, h, w] = saved.dims;
+        let per = c * h * w;
+        let n = saved.len();
+        if (per == 0 && !saved.values.is_empty()) || (per > 0 && saved.values.len() % per != 0) {
+            return Err(TrainError::Config(format!(
+                "{} values are not whole {c}x{h}x{w} images",
+                saved.values.len()
+            )));
+        }
+        if n > self.size {
+            return Err(TrainError::Config(format!(
+                "{n} images saved for a pool of {}",
+                self.size
+            )));
+        }
+        self.images = saved
+            .values
+            .chunks(per.max(1))
+            .take(n)
+            .map(|v| Tensor::from_data(TensorData::new(v.to_vec(), [1, c, h, w]), device))
+            .collect();
+        Ok(())
     }
 }
 

@@ -6,7 +6,10 @@ use super::{TrainingState, preview_image};
 use crate::app::jobs::{Job, TrainJob, Wake};
 use crate::model::cyclegan::GreyHandling;
 use crate::train::DataSource;
-use crate::train::cyclegan::{CycleganConfig, SampleGrid, load_unpaired, train_cyclegan};
+use crate::train::cyclegan::{
+    CycleganConfig, ResumeCheck, SampleGrid, check_resume, load_unpaired, resume_cyclegan,
+    train_cyclegan,
+};
 use crossbeam_channel::{Receiver, unbounded};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -215,6 +218,35 @@ impl TrainingState {
         } else {
             base
         };
+        self.launch_cyclegan(cfg, dir, false, wake)
+    }
+
+    /// Continue the unfinished CycleGAN run in `dir` from its resume state, with its own config
+    /// (the Runs window's Resume).
+    pub(super) fn resume_cyclegan_run(&mut self, dir: PathBuf, wake: Wake) -> Result<(), String> {
+        let cfg =
+            CycleganConfig::read(&dir.join("config.toml")).map_err(|e| format!("CycleGAN: {e}"))?;
+        match check_resume(&cfg, &dir).map_err(|e| format!("CycleGAN: {e}"))? {
+            ResumeCheck::Finished { epochs } => {
+                return Err(format!(
+                    "CycleGAN: {} is finished ({epochs} epochs); nothing to resume",
+                    dir.display()
+                ));
+            }
+            ResumeCheck::From(_) => {}
+        }
+        self.cyclegan.enabled = true;
+        self.cyclegan.cfg = cfg.clone();
+        self.launch_cyclegan(cfg, dir, true, wake)
+    }
+
+    fn launch_cyclegan(
+        &mut self,
+        cfg: CycleganConfig,
+        dir: PathBuf,
+        resume: bool,
+        wake: Wake,
+    ) -> Result<(), String> {
         self.steps.clear();
         self.epochs.clear();
         self.notes.clear();
@@ -230,7 +262,12 @@ impl TrainingState {
         let job = Job::spawn("cyclegan", (), wake, move |(), w| {
             let device = crate::gpu::compute_device().map_err(|e| e.to_string())?;
             let data = load_unpaired(&cfg, &w.progress).map_err(|e| e.to_string())?;
-            train_cyclegan(&cfg, &data, &d, &device, &c, &mut |e| w.emit(e), &mut |g| {
+            let run = if resume {
+                resume_cyclegan
+            } else {
+                train_cyclegan
+            };
+            run(&cfg, &data, &d, &device, &c, &mut |e| w.emit(e), &mut |g| {
                 let _ = tx.send(g);
             })
             .map(|s| s.run)

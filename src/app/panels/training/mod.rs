@@ -231,6 +231,9 @@ impl TrainingState {
         if self.job.is_some() {
             return Err("Training: a run is already in progress".into());
         }
+        if crate::train::cyclegan::CycleganConfig::is_cyclegan_file(&dir.join("config.toml")) {
+            return self.resume_cyclegan_run(dir, wake);
+        }
         let cfg = crate::train::TrainConfig::read(&dir.join("config.toml"))
             .map_err(|e| format!("Training: {e}"))?;
         crate::train::ResumeState::read(&dir).map_err(|e| format!("Training: {e}"))?;

@@ -130,7 +130,8 @@ impl TrainingState {
                                 commands.push(Command::LoadRun(r.dir.clone()));
                             }
                             let resumable = !row.finished
-                                && r.dir.join("checkpoints/resume_state.json").exists();
+                                && (r.dir.join("checkpoints/resume_state.json").exists()
+                                    || r.dir.join("checkpoints/resume/state.json").exists());
                             if resumable
                                 && ui
                                     .button("Resume")

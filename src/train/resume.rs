@@ -95,9 +95,10 @@ impl ResumeState {
     }
 }
 
-/// Drop the lines after epoch `epoch`'s line from the run log (the unfinished epoch's steps),
-/// rewriting it atomically.
-fn truncate_log(log: &Path, epoch: usize) -> Result<(), TrainError> {
+/// Drop the lines after epoch `epoch`'s line from the run log (the unfinished epoch's steps, and
+/// the line of an epoch whose state was not saved), rewriting it atomically. Paired and CycleGAN
+/// runs resume through it.
+pub(crate) fn truncate_log(log: &Path, epoch: usize) -> Result<(), TrainError> {
     let text = crate::io::read_text(log, crate::io::MAX_TEXT_BYTES)
         .map_err(|e| TrainError::file(log, format!("cannot read: {e}")))?;
     let mut kept = String::new();

@@ -18,7 +18,8 @@ use super::run::{CycleganSummary, SampleGrid, Trainer, adam};
 use crate::model::cyclegan::{PatchGan, load_generator};
 use crate::train::data::Rng;
 use crate::train::runs::write_atomic;
-use crate::train::{Control, EpochReport, LogLine, RunSummary, TrainError, TrainEvent};
+use crate::train::resume::truncate_log;
+use crate::train::{Control, EpochReport, RunSummary, TrainError, TrainEvent};
 use burn::module::Module;
 use burn::optim::ModuleOptimizer;
 use burn::tensor::Device;
@@ -408,23 +409,3 @@ fn take<'a>(rest: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
     Some(a)
 }
 
-/// Drop the lines after epoch `epoch`'s line from the run log (the unfinished epoch's steps,
-/// and the line of an epoch whose state was not saved), rewriting it atomically.
-fn truncate_log(log: &Path, epoch: usize) -> Result<(), TrainError> {
-    let text = crate::io::read_text(log, crate::io::MAX_TEXT_BYTES)
-        .map_err(|e| TrainError::file(log, format!("cannot read: {e}")))?;
-    let mut kept = String::new();
-    for line in text.lines() {
-        kept.push_str(line);
-        kept.push('\n');
-        if let Ok(LogLine::Epoch(e)) = serde_json::from_str::<LogLine>(line)
-            && e.epoch == epoch
-        {
-            return write_atomic(log, &kept);
-        }
-    }
-    Err(TrainError::file(
-        log,
-        format!("cannot resume: the log has no line for epoch {epoch}"),
-    ))
-}

@@ -17,8 +17,8 @@ use super::pool::PoolImages;
 use super::run::{CycleganSummary, SampleGrid, Trainer, adam};
 use crate::model::cyclegan::{PatchGan, load_generator};
 use crate::train::data::Rng;
-use crate::train::runs::write_atomic;
 use crate::train::resume::truncate_log;
+use crate::train::runs::write_atomic;
 use crate::train::{Control, EpochReport, RunSummary, TrainError, TrainEvent};
 use burn::module::Module;
 use burn::optim::ModuleOptimizer;
@@ -408,4 +408,3 @@ fn take<'a>(rest: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
     *rest = b;
     Some(a)
 }
-

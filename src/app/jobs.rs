@@ -605,6 +605,13 @@ mod tests {
         ));
         // Every event arrives; the wakes: the burst's first, the late event, the result.
         assert_eq!(job.events().len(), 1001);
+        // The result's wake follows its send (the UI must find it when woken), so `take` can
+        // return just before it: wait for it, then check no further wake comes.
+        let t = Instant::now();
+        while wakes.load(Ordering::SeqCst) < 3 && t.elapsed() < Duration::from_secs(5) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        std::thread::sleep(Duration::from_millis(50));
         assert_eq!(wakes.load(Ordering::SeqCst), 3);
     }
 

@@ -40,11 +40,25 @@ impl ConvBn {
 
     /// x: [B, cin, H, W] -> [B, cout, H / stride, W / stride]
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        self.run(x, false)
+    }
+
+    /// `relu(self.forward(x))`, with the ReLU fused into the batch norm where that is trained
+    /// on the CPU device (see [`super::cpu_bn_train`]).
+    pub fn forward_relu(&self, x: Tensor<4>) -> Tensor<4> {
+        self.run(x, true)
+    }
+
+    fn run(&self, x: Tensor<4>, with_relu: bool) -> Tensor<4> {
+        let y = conv_forward(&self.conv, x);
         if self.folded {
-            conv_forward(&self.conv, x)
-        } else {
-            self.bn.forward(conv_forward(&self.conv, x))
+            return if with_relu { relu(y) } else { y };
         }
+        if let Some(y) = super::cpu_bn_train::batch_norm_train(&self.bn, &y, with_relu) {
+            return y;
+        }
+        let y = self.bn.forward(y);
+        if with_relu { relu(y) } else { y }
     }
 
     /// The inference form: `w' = w * gamma / sqrt(var + eps)` per output channel and
@@ -160,11 +174,11 @@ impl ResBlock {
             Some(s) => s.forward(x.clone()),
             None => x.clone(),
         };
-        let mut y = relu(self.c1.forward(x));
-        y = self.c2.forward(y);
-        if let Some(c3) = &self.c3 {
-            y = c3.forward(relu(y));
-        }
+        let y = self.c1.forward_relu(x);
+        let y = match &self.c3 {
+            Some(c3) => c3.forward(self.c2.forward_relu(y)),
+            None => self.c2.forward(y),
+        };
         relu(y + identity)
     }
 
@@ -249,7 +263,7 @@ impl Up {
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let [_, _, h, w] = x.dims();
         interpolate(
-            relu(self.conv.forward(x)),
+            self.conv.forward_relu(x),
             InterpolateOptions::new(InterpolateMode::Nearest).with_output_size([2 * h, 2 * w]),
         )
     }

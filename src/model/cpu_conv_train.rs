@@ -211,11 +211,17 @@ pub(super) fn weight_grad(
     // Fixed groups of tiles, summed in order: the same bits on every run (rayon's fold groups
     // by work stealing, so its sums differed run to run, and a resumed training run drifted
     // from the uninterrupted one).
-    const GROUP: usize = 4;
+    // Groups of four tiles, or of one where that leaves threads idle (the 8^2-32^2 layers of a
+    // batch of four have 4-16 tiles: in groups of four one core summed them all).
     let n = b * tiles;
-    let partials: Vec<Vec<f32>> = (0..n.div_ceil(GROUP))
+    let group = if n >= 8 * rayon::current_num_threads() {
+        4
+    } else {
+        1
+    };
+    let partials: Vec<Vec<f32>> = (0..n.div_ceil(group))
         .into_par_iter()
-        .map(|g| (g * GROUP..((g + 1) * GROUP).min(n)).fold(vec![0f32; co * kd], &partial))
+        .map(|g| (g * group..((g + 1) * group).min(n)).fold(vec![0f32; co * kd], &partial))
         .collect();
     let mut out = vec![0f32; co * kd];
     for p in &partials {

@@ -5,7 +5,6 @@ use super::{Direction, ModelError};
 use burn::config::Config;
 use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
-use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 
 /// DRUNet settings. `depth` is 18, 34, 50 or 101.
@@ -246,7 +245,7 @@ impl Drunet {
         x: Tensor<4>,
         hook: &mut dyn FnMut(usize, Tensor<4>) -> Tensor<4>,
     ) -> (Vec<Tensor<4>>, Vec<Tensor<4>>, Tensor<4>) {
-        let mut enc = vec![hook(0, relu(self.stem.forward(x)))];
+        let mut enc = vec![hook(0, self.stem.forward_relu(x))];
         for (k, s) in self.encoder.iter().enumerate() {
             let prev = enc.last().cloned().unwrap_or_else(|| unreachable!());
             enc.push(hook(k + 1, s.forward(prev)));

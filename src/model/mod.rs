@@ -4,8 +4,10 @@
 
 pub mod blocks;
 pub mod checkpoint;
+pub mod cpu_bn_train;
 pub mod cpu_conv;
 pub mod cpu_conv_train;
+pub mod cpu_pool;
 pub mod cyclegan;
 pub mod demo;
 mod drunet;

@@ -7,7 +7,6 @@ use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{AdaptiveAvgPool2d, AdaptiveAvgPool2dConfig, MaxPool2d, MaxPool2dConfig};
 use burn::nn::{Linear, LinearConfig};
-use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 
 /// U-Net settings.
@@ -57,7 +56,7 @@ impl DoubleConv {
     }
 
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        relu(self.b.forward(relu(self.a.forward(x))))
+        self.b.forward_relu(self.a.forward_relu(x))
     }
 
     fn fold(self) -> Self {
@@ -171,7 +170,7 @@ impl Unet {
         let mut y = x;
         for (i, d) in self.down.iter().enumerate() {
             if i > 0 {
-                y = self.pool.forward(y);
+                y = super::cpu_pool::max_pool(&self.pool, y);
             }
             y = hook(k, d.forward(y));
             k += 1;
@@ -296,7 +295,7 @@ impl Classifier {
 
     /// Activation after layer `layer` (0 = stem .. 3 = last stage): x: [B, in, H, W] -> [B, C, H / 2^(layer+1), W / 2^(layer+1)]
     pub fn features_at(&self, x: Tensor<4>, layer: usize) -> Tensor<4> {
-        let mut y = relu(self.stem.forward(x));
+        let mut y = self.stem.forward_relu(x);
         for s in self.stages.iter().take(layer.min(self.stages.len())) {
             y = s.forward(y);
         }

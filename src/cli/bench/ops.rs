@@ -284,9 +284,15 @@ fn time_train_op(op: &Op, batch: usize, repeat: usize, device: &Device) -> (f64,
             })
         }
         Op::BatchNorm(c, s) => {
-            let (x, g, b) = (leaf([batch, c, s, s]), vec1(c), vec1(c));
+            // As model::blocks::ConvBn runs it in training: our op where it applies (in the
+            // network with the ReLU after it fused in; here alone, as PyTorch's is timed).
+            let x = leaf([batch, c, s, s]);
+            let mut bn = burn::nn::BatchNormConfig::new(c).init(device);
+            bn.gamma = bn.gamma.map(|_| vec1(c));
+            bn.beta = bn.beta.map(|_| vec1(c));
             Box::new(move || {
-                burn::tensor::module::batch_norm_train(x.clone(), g.clone(), b.clone(), 1e-5).output
+                crate::model::cpu_bn_train::batch_norm_train(&bn, &x, false)
+                    .unwrap_or_else(|| bn.forward(x.clone()))
             })
         }
         Op::Relu(c, s) => {
@@ -294,8 +300,12 @@ fn time_train_op(op: &Op, batch: usize, repeat: usize, device: &Device) -> (f64,
             Box::new(move || burn::tensor::activation::relu(x.clone()))
         }
         Op::MaxPool(c, s) => {
+            // As the U-Net pools in training (model::cpu_pool where it applies).
             let x = leaf([batch, c, s, s]);
-            Box::new(move || max_pool2d(x.clone(), MaxPoolOptions::new([2, 2])))
+            let pool = burn::nn::pool::MaxPool2dConfig::new([2, 2])
+                .with_strides([2, 2])
+                .init();
+            Box::new(move || crate::model::cpu_pool::max_pool(&pool, x.clone()))
         }
         Op::Upsample(c, s) => {
             let x = leaf([batch, c, s, s]);

@@ -99,8 +99,13 @@ unsafe impl Send for OutPtr {}
 unsafe impl Sync for OutPtr {}
 
 impl OutPtr {
+    /// Wraps the start of an output buffer.
+    pub(super) fn new(p: *mut f32) -> Self {
+        Self(p)
+    }
+
     /// The pointer (a method, so closures capture the whole Send + Sync wrapper).
-    fn at(self, offset: usize) -> *mut f32 {
+    pub(super) fn at(self, offset: usize) -> *mut f32 {
         self.0.wrapping_add(offset)
     }
 }
@@ -152,9 +157,20 @@ pub fn conv3x3_nchw(x: &[f32], wt: &[f32], bias: Option<&[f32]>, dims: [usize; 5
     conv_nchw(x, wt, bias, dims, 3)
 }
 
+/// [`conv3x3_nchw`] always by im2col (the direct sum, never Winograd): the reference.
+pub fn conv3x3_nchw_direct(
+    x: &[f32],
+    wt: &[f32],
+    bias: Option<&[f32]>,
+    dims: [usize; 5],
+) -> Vec<f32> {
+    conv_nchw_tiled(x, wt, bias, dims, 3, 1024)
+}
+
 /// A k x k (k = 1 or 3) "same", stride 1 convolution on plain slices: x [b, ci, h, w],
 /// wt [co, ci, k, k], bias [co] -> [b, co, h, w]. For k = 1 the gemm reads the input planes in
-/// place (no im2col).
+/// place (no im2col). A 3x3 one between many channels goes by Winograd's F(2x2, 3x3) (see
+/// [`super::winograd`]).
 pub fn conv_nchw(
     x: &[f32],
     wt: &[f32],
@@ -162,7 +178,17 @@ pub fn conv_nchw(
     dims: [usize; 5],
     k: usize,
 ) -> Vec<f32> {
+    let [_, ci, co, h, w] = dims;
+    if k == 3 && winograd_enabled() && super::winograd::worthwhile(ci, co, h, w) {
+        return super::winograd::conv3x3(x, wt, bias, dims);
+    }
     conv_nchw_tiled(x, wt, bias, dims, k, 1024)
+}
+
+/// Winograd convolutions are on unless SYNTHSCOPE_WINOGRAD=0 (for measuring against im2col).
+fn winograd_enabled() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| std::env::var("SYNTHSCOPE_WINOGRAD").map_or(true, |v| v != "0"))
 }
 
 /// [`conv_nchw`] with about `pixels` output pixels per task (1024 there: the im2col tile,

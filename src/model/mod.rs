@@ -17,6 +17,7 @@ pub mod normalise;
 mod unet;
 pub mod usmr;
 pub mod vgg;
+pub mod winograd;
 
 pub use drunet::{Drunet, DrunetConfig};
 pub use unet::{Classifier, ClassifierConfig, Unet, UnetConfig};

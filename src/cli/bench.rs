@@ -553,7 +553,7 @@ fn bench_train_rates(
 ) -> anyhow::Result<Vec<(String, f64)>> {
     use crate::model::checkpoint::AnyModel;
     use burn::module::Module;
-    use burn::optim::{AdamConfig, GradientsParams};
+    use burn::optim::GradientsParams;
     use burn::tensor::{Distribution, Tensor};
     let nets = BenchNet::parse_list(models)?;
     let c = crate::gpu::compute()?;
@@ -572,7 +572,7 @@ fn bench_train_rates(
     ) -> f64 {
         let x = Tensor::<4>::random([batch, cin, size, size], Distribution::Default, ad);
         let y = Tensor::<4>::random([batch, 1, size, size], Distribution::Default, ad);
-        let mut optim = AdamConfig::new().init();
+        let mut optim = crate::train::adam::adam(0.9, 0.999);
         let mut step = |m: M| -> (M, f32) {
             let loss = (forward(&m, x.clone()) - y.clone()).powi_scalar(2).mean();
             let v = loss.clone().into_scalar::<f32>();

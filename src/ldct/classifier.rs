@@ -11,7 +11,7 @@ use crate::train::data::{Rng, crop};
 use crate::train::{Control, TrainError};
 use burn::module::Module;
 use burn::nn::loss::CrossEntropyLossConfig;
-use burn::optim::{AdamConfig, GradientsParams};
+use burn::optim::GradientsParams;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use serde::Serialize;
 
@@ -179,7 +179,7 @@ pub fn train_lesion_classifier(
     let mut model = ClassifierConfig::new()
         .with_base_width(opts.base_width)
         .init(&ad);
-    let mut optim = AdamConfig::new().init();
+    let mut optim = crate::train::adam::adam(0.9, 0.999);
     let loss_fn = CrossEntropyLossConfig::new().init(&ad);
     let mut rng = Rng::new(opts.seed ^ 0x1E51_0C1A);
     let (half, p) = (opts.batch / 2, opts.patch);

@@ -186,7 +186,7 @@ pub fn conv_nchw(
 }
 
 /// Winograd convolutions are on unless SYNTHSCOPE_WINOGRAD=0 (for measuring against im2col).
-fn winograd_enabled() -> bool {
+pub(super) fn winograd_enabled() -> bool {
     static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *ON.get_or_init(|| std::env::var("SYNTHSCOPE_WINOGRAD").map_or(true, |v| v != "0"))
 }

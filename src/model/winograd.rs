@@ -35,17 +35,32 @@ pub fn conv3x3(
     // Tiles per chunk: the transformed input (16 x ci x n floats) about 1 MiB, a core's L2 here
     // (16,384 / ci tiles; 4,096 measured the same or up to 1.3x slower here.)
     let target = (16384 / ci).clamp(16, 2048);
-    let rows = (target / tw).clamp(1, th);
-    let chunks = th.div_ceil(rows);
+    // Chunks of tile rows counted over the whole batch, so the small planes of deep layers
+    // (8 x 8: 4 tile rows) share one product per chunk across images; at least one chunk per
+    // thread.
+    let total = b * th;
+    let rows = (target / tw)
+        .min(total.div_ceil(rayon::current_num_threads()))
+        .clamp(1, total.max(1));
+    let chunks = total.div_ceil(rows);
     let hw = h * w;
     let mut out = vec![0f32; b * co * hw];
     let out_ptr = super::cpu_conv::OutPtr::new(out.as_mut_ptr());
-    (0..b * chunks).into_par_iter().for_each(|t| {
-        let (bi, ci_) = (t / chunks, t % chunks);
-        let (tr0, tr1) = (ci_ * rows, (ci_ * rows + rows).min(th));
-        let image = &x[bi * ci * hw..(bi + 1) * ci * hw];
-        let n = (tr1 - tr0) * tw;
-        let v = input_transform(image, ci, h, w, tr0, tr1, tw);
+    (0..chunks).into_par_iter().for_each(|chunk| {
+        let (g0, g1) = (chunk * rows, (chunk * rows + rows).min(total));
+        let n = (g1 - g0) * tw;
+        // (image, its tile rows tr0..tr1, the first tile's index in the chunk)
+        let segments: Vec<(usize, usize, usize, usize)> = (g0 / th..=(g1 - 1) / th)
+            .map(|bi| {
+                let (tr0, tr1) = (g0.max(bi * th) - bi * th, g1.min((bi + 1) * th) - bi * th);
+                (bi, tr0, tr1, (bi * th + tr0 - g0) * tw)
+            })
+            .collect();
+        let mut v = vec![0f32; 16 * ci * n];
+        for &(bi, tr0, tr1, t_off) in &segments {
+            let image = &x[bi * ci * hw..(bi + 1) * ci * hw];
+            input_transform(image, [ci, h, w], [tr0, tr1, tw], &mut v, n, t_off);
+        }
         let mut m = vec![0f32; 16 * co * n];
         for k in 0..16 {
             // M_k (co x n) = U_k (co x ci) @ V_k (ci x n).
@@ -74,19 +89,166 @@ pub fn conv3x3(
                 );
             }
         }
-        // Output rows 2*tr0 .. 2*tr1 (cut at h) of image bi, channel o: this chunk's alone.
-        let (y0, y1) = (2 * tr0, (2 * tr1).min(h));
-        // SAFETY: the rows lie inside channel o of image bi; chunks have disjoint tile rows, so
-        // no two tasks make slices that overlap, and each slice is made once.
-        let dst = |o: usize| unsafe {
-            std::slice::from_raw_parts_mut(
-                out_ptr.at(bi * co * hw + o * hw + y0 * w),
-                (y1 - y0) * w,
-            )
-        };
-        output_transform(&m, co, n, tr0, tr1, tw, h, w, bias, dst);
+        for &(bi, tr0, tr1, t_off) in &segments {
+            // Output rows 2*tr0 .. 2*tr1 (cut at h) of image bi, channel o: this chunk's alone.
+            let (y0, y1) = (2 * tr0, (2 * tr1).min(h));
+            // SAFETY: the rows lie inside channel o of image bi; chunks have disjoint tile
+            // rows, so no two tasks make slices that overlap, and each slice is made once.
+            let dst = |o: usize| unsafe {
+                std::slice::from_raw_parts_mut(
+                    out_ptr.at(bi * co * hw + o * hw + y0 * w),
+                    (y1 - y0) * w,
+                )
+            };
+            output_transform(&m, [co, n, t_off], [tr0, tr1, tw], [h, w], bias, dst);
+        }
     });
     out
+}
+
+/// The weight gradient of [`conv3x3`], dw [co, ci, 3, 3], from its input x [b, ci, h, w] and
+/// output gradient dy [b, co, h, w], by the same tiling. With `V_t = B^T d_t B` the forward's
+/// transformed input tile and `y_t = A^T [(G g G^T) * V_t] A`, the adjoint of each step gives
+/// `dw = G^T [ sum over tiles of (A dy_t A^T) * V_t ] G`: 16 matrix products of
+/// (output channels x tiles) by (tiles x input channels), summed per chunk, the partial sums
+/// added in chunk order (the same bits every run), then one 4x4 -> 3x3 transform per pair.
+pub fn weight_grad(x: &[f32], dy: &[f32], [b, ci, co, h, w]: [usize; 5]) -> Vec<f32> {
+    assert_eq!(x.len(), b * ci * h * w, "winograd: input size");
+    assert_eq!(dy.len(), b * co * h * w, "winograd: gradient size");
+    let (th, tw) = (h.div_ceil(2), w.div_ceil(2));
+    let target = (16384 / ci.max(co)).clamp(16, 2048);
+    let total = b * th;
+    let rows = (target / tw)
+        .min(total.div_ceil(rayon::current_num_threads()))
+        .clamp(1, total.max(1));
+    let chunks = total.div_ceil(rows);
+    let hw = h * w;
+    let partials: Vec<Vec<f32>> = (0..chunks)
+        .into_par_iter()
+        .map(|chunk| {
+            let (g0, g1) = (chunk * rows, (chunk * rows + rows).min(total));
+            let n = (g1 - g0) * tw;
+            let mut v = vec![0f32; 16 * ci * n];
+            let mut e = vec![0f32; 16 * co * n];
+            for bi in g0 / th..=(g1 - 1) / th {
+                let (tr0, tr1) = (g0.max(bi * th) - bi * th, g1.min((bi + 1) * th) - bi * th);
+                let t_off = (bi * th + tr0 - g0) * tw;
+                let image = &x[bi * ci * hw..(bi + 1) * ci * hw];
+                input_transform(image, [ci, h, w], [tr0, tr1, tw], &mut v, n, t_off);
+                let grad = &dy[bi * co * hw..(bi + 1) * co * hw];
+                gradient_transform(grad, [co, h, w], [tr0, tr1, tw], &mut e, n, t_off);
+            }
+            let mut m = vec![0f32; 16 * co * ci];
+            for k in 0..16 {
+                // M_k (co x ci) = E_k (co x n) @ V_k^T (n x ci).
+                // SAFETY: E_k is co rows of n, V_k ci rows of n (element (t, i) of its
+                // transpose at i * n + t), M_k co rows of ci; all inside their buffers.
+                unsafe {
+                    gemm::gemm(
+                        co,
+                        ci,
+                        n,
+                        m[k * co * ci..].as_mut_ptr(),
+                        1,
+                        ci as isize,
+                        false,
+                        e[k * co * n..].as_ptr(),
+                        1,
+                        n as isize,
+                        v[k * ci * n..].as_ptr(),
+                        n as isize,
+                        1,
+                        0.0,
+                        1.0,
+                        false,
+                        false,
+                        false,
+                        gemm::Parallelism::None,
+                    );
+                }
+            }
+            m
+        })
+        .collect();
+    let mut sum = vec![0f32; 16 * co * ci];
+    for p in &partials {
+        sum.iter_mut().zip(p).for_each(|(s, q)| *s += q);
+    }
+    // dw = G^T M G, rows of G^T: [1, .5, .5, 0], [0, .5, -.5, 0], [0, .5, .5, 1].
+    let mut dw = vec![0f32; co * ci * 9];
+    for o in 0..co {
+        for i in 0..ci {
+            let at = |p: usize, q: usize| sum[((p * 4 + q) * co + o) * ci + i];
+            let mut t = [[0f32; 4]; 3];
+            for q in 0..4 {
+                let (a, b, c, d) = (at(0, q), at(1, q), at(2, q), at(3, q));
+                t[0][q] = a + 0.5 * (b + c);
+                t[1][q] = 0.5 * (b - c);
+                t[2][q] = 0.5 * (b + c) + d;
+            }
+            let g = &mut dw[(o * ci + i) * 9..][..9];
+            for (r, tr) in t.iter().enumerate() {
+                g[r * 3] = tr[0] + 0.5 * (tr[1] + tr[2]);
+                g[r * 3 + 1] = 0.5 * (tr[1] - tr[2]);
+                g[r * 3 + 2] = 0.5 * (tr[1] + tr[2]) + tr[3];
+            }
+        }
+    }
+    dw
+}
+
+/// `A dy_t A^T` for the tiles of tile rows tr0..tr1 of every gradient channel, into `e`
+/// ([16][co][n]) from tile `t_off` on; output pixels past the image's edge count as zero.
+fn gradient_transform(
+    grad: &[f32],
+    [co, h, w]: [usize; 3],
+    [tr0, tr1, tw]: [usize; 3],
+    e: &mut [f32],
+    n: usize,
+    t_off: usize,
+) {
+    let pw = 2 * tw;
+    let mut rows = vec![0f32; 2 * pw];
+    let mut cols = vec![0f32; 4 * pw];
+    for o in 0..co {
+        let plane = &grad[o * h * w..(o + 1) * h * w];
+        for ty in tr0..tr1 {
+            for (j, row) in rows.chunks_mut(pw).enumerate() {
+                let r = 2 * ty + j;
+                row.fill(0.0);
+                if r < h {
+                    row[..w].copy_from_slice(&plane[r * w..(r + 1) * w]);
+                }
+            }
+            // A on the left (rows of A: [1, 0], [1, 1], [1, -1], [0, -1]), all tiles at once.
+            {
+                let (e0, e1) = rows.split_at(pw);
+                let (c0, rest) = cols.split_at_mut(pw);
+                let (c1, rest) = rest.split_at_mut(pw);
+                let (c2, c3) = rest.split_at_mut(pw);
+                for x in 0..pw {
+                    let (a, b) = (e0[x], e1[x]);
+                    c0[x] = a;
+                    c1[x] = a + b;
+                    c2[x] = a - b;
+                    c3[x] = -b;
+                }
+            }
+            // Then A^T on the right, tile by tile, into the positions (p, 0..4).
+            let base = t_off + (ty - tr0) * tw;
+            for (p, a) in cols.chunks(pw).enumerate() {
+                let dst = |q: usize| ((p * 4 + q) * co + o) * n + base;
+                let (d0, d1, d2, d3) = (dst(0), dst(1), dst(2), dst(3));
+                for tx in 0..tw {
+                    let (l, r) = (a[2 * tx], a[2 * tx + 1]);
+                    e[d0 + tx] = l;
+                    e[d1 + tx] = l + r;
+                    e[d2 + tx] = l - r;
+                    e[d3 + tx] = -r;
+                }
+            }
+        }
+    }
 }
 
 /// U = G g G^T for every (output, input) channel pair: [16][co][ci].
@@ -116,20 +278,17 @@ fn filter_transform(wt: &[f32], co: usize, ci: usize) -> Vec<f32> {
     u
 }
 
-/// V = B^T d B for the tiles of tile rows tr0..tr1 of every input channel: [16][ci][n], tiles
-/// in row-major order. Tile (ty, tx) covers input rows 2ty-1 .. 2ty+2 and columns 2tx-1 ..
+/// V = B^T d B for the tiles of tile rows tr0..tr1 of every input channel, into `v`
+/// ([16][ci][n]) from tile `t_off` on, tiles in row-major order. Tile (ty, tx) covers input rows 2ty-1 .. 2ty+2 and columns 2tx-1 ..
 /// 2tx+2 (zero outside the image).
 fn input_transform(
     image: &[f32],
-    ci: usize,
-    h: usize,
-    w: usize,
-    tr0: usize,
-    tr1: usize,
-    tw: usize,
-) -> Vec<f32> {
-    let n = (tr1 - tr0) * tw;
-    let mut v = vec![0f32; 16 * ci * n];
+    [ci, h, w]: [usize; 3],
+    [tr0, tr1, tw]: [usize; 3],
+    v: &mut [f32],
+    n: usize,
+    t_off: usize,
+) {
     // One padded row: columns -1 .. 2tw+1 (2tw + 2 values).
     let pw = 2 * tw + 2;
     let mut rows = vec![0f32; 4 * pw];
@@ -162,7 +321,7 @@ fn input_transform(
                 }
             }
             // Then B^T along each row, tile by tile, into the four positions (p, 0..4).
-            let base = (ty - tr0) * tw;
+            let base = t_off + (ty - tr0) * tw;
             for (p, a) in cols.chunks(pw).enumerate() {
                 let dst = |q: usize| ((p * 4 + q) * ci + c) * n + base;
                 let (d0, d1, d2, d3) = (dst(0), dst(1), dst(2), dst(3));
@@ -176,21 +335,15 @@ fn input_transform(
             }
         }
     }
-    v
 }
 
 /// Y = A^T m A for every tile and output channel, plus the bias, written into `plane(o)`:
 /// output rows 2 tr0 .. 2 tr1 of channel o (cut at the image's edge).
-#[allow(clippy::too_many_arguments)]
 fn output_transform<'a>(
     m: &[f32],
-    co: usize,
-    n: usize,
-    tr0: usize,
-    tr1: usize,
-    tw: usize,
-    h: usize,
-    w: usize,
+    [co, n, t_off]: [usize; 3],
+    [tr0, tr1, tw]: [usize; 3],
+    [h, w]: [usize; 2],
     bias: Option<&[f32]>,
     plane: impl Fn(usize) -> &'a mut [f32],
 ) {
@@ -199,7 +352,7 @@ fn output_transform<'a>(
         let out = plane(o);
         let bv = bias.map_or(0.0, |b| b[o]);
         for ty in tr0..tr1 {
-            let t0 = (ty - tr0) * tw;
+            let t0 = t_off + (ty - tr0) * tw;
             let mk = |k: usize| &m[(k * co + o) * n + t0..][..tw];
             // A^T down the columns: s[i][q] over the tiles of this row, i = 0, 1, q = 0..4.
             for q in 0..4 {
@@ -243,7 +396,38 @@ fn output_transform<'a>(
 mod tests {
     use super::*;
 
-    /// Against the im2col kernel (the direct sum) on odd and even sizes, with and without bias.
+    /// Against the im2col kernel (the direct sum) on odd and even sizes, with and without bias,
+    /// chunks within one image and across images.
+    /// The weight gradient against the im2col one ([`super::super::cpu_conv_train`]) on odd
+    /// and even sizes, chunks within and across images.
+    #[test]
+    fn weight_gradient_matches_the_direct_one() {
+        let mut s = 11u32;
+        let mut rnd = || {
+            s = s.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            (s >> 8) as f32 / (1u32 << 24) as f32 - 0.5
+        };
+        for (b, ci, co, h, w) in [
+            (2, 3, 5, 7, 6),
+            (3, 40, 33, 8, 8),
+            (1, 33, 32, 9, 13),
+            (2, 8, 4, 64, 70),
+        ] {
+            let x: Vec<f32> = (0..b * ci * h * w).map(|_| rnd()).collect();
+            let dy: Vec<f32> = (0..b * co * h * w).map(|_| rnd()).collect();
+            let dims = [b, ci, co, h, w];
+            let want = super::super::cpu_conv_train::weight_grad_direct(&x, &dy, dims, 3);
+            let got = weight_grad(&x, &dy, dims);
+            let scale = want.iter().fold(0f32, |a, v| a.max(v.abs())).max(1.0);
+            let e = want
+                .iter()
+                .zip(&got)
+                .map(|(a, g)| (a - g).abs())
+                .fold(0f32, f32::max);
+            assert!(e / scale < 1e-5, "{dims:?}: {e} of {scale}");
+        }
+    }
+
     #[test]
     fn matches_the_direct_convolution() {
         let mut s = 7u32;

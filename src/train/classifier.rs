@@ -8,7 +8,7 @@ use crate::model::normalise::class_of_target;
 use crate::model::{Classifier, ClassifierConfig, Direction};
 use burn::module::Module;
 use burn::nn::loss::CrossEntropyLossConfig;
-use burn::optim::{AdamConfig, GradientsParams};
+use burn::optim::GradientsParams;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use std::path::Path;
 
@@ -26,7 +26,7 @@ pub fn train_classifier(
 ) -> Result<(Classifier, f64), TrainError> {
     let ad = device.clone().autodiff();
     let mut model = ClassifierConfig::new().with_base_width(16).init(&ad);
-    let mut optim = AdamConfig::new().init();
+    let mut optim = crate::train::adam::adam(0.9, 0.999);
     let loss_fn = CrossEntropyLossConfig::new().init(&ad);
     let mut rng = Rng::new(seed ^ 0xC1A5_51F1);
     let half = 4usize;

@@ -16,7 +16,7 @@ use crate::model::checkpoint::{self, AnyModel, ModelSpec};
 use crate::model::normalise::class_of_target;
 use crate::model::{Classifier, Direction, Drunet, Unet};
 use burn::module::Module;
-use burn::optim::{AdamConfig, GradientsParams};
+use burn::optim::GradientsParams;
 use burn::tensor::activation::sigmoid;
 use burn::tensor::{Device, Tensor, TensorData};
 use std::path::Path;
@@ -291,7 +291,7 @@ fn run_loop<M: SynthNet>(
 ) -> Result<RunSummary, TrainError> {
     let cfg = a.cfg;
     let mut log = Log::open(&a.run_dir.join("metrics.jsonl"))?;
-    let mut optim = AdamConfig::new().init();
+    let mut optim = crate::train::adam::adam(0.9, 0.999);
     let mut rng = Rng::new(cfg.seed);
     let (mut step, mut best, mut last, mut images, mut train_seconds, mut epochs_done) =
         (0usize, None, None, 0usize, 0.0, 0);

@@ -6,6 +6,7 @@
 //! (by validation PSNR), the in-run `classifier.{bpk,json}` when a loss needed one, and
 //! `summary.json` (the final table row), each file written atomically.
 
+pub mod adam;
 mod classifier;
 pub mod config;
 pub mod cyclegan;

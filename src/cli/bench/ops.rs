@@ -346,7 +346,7 @@ fn time_train_phases(
     (base, levels, size, batch, repeat): (usize, usize, usize, usize, usize),
     device: &Device,
 ) -> [f64; 3] {
-    use burn::optim::{AdamConfig, GradientsParams};
+    use burn::optim::GradientsParams;
     let cfg = crate::model::UnetConfig::new()
         .with_base_width(base)
         .with_levels(levels)
@@ -354,7 +354,7 @@ fn time_train_phases(
     let mut model = Some(cfg.init(device));
     let x = Tensor::<4>::random([batch, 1, size, size], Distribution::Default, device);
     let y = Tensor::<4>::random([batch, 1, size, size], Distribution::Default, device);
-    let mut optim = AdamConfig::new().init();
+    let mut optim = crate::train::adam::adam(0.9, 0.999);
     let mut best = [f64::INFINITY; 3];
     for _ in 0..repeat.max(1) + 1 {
         for (phase, slot) in best.iter_mut().enumerate() {

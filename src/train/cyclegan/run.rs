@@ -14,7 +14,7 @@ use crate::train::RunSummary;
 use crate::train::TrainError;
 use crate::train::data::Rng;
 use burn::module::Module;
-use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
+use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
@@ -140,7 +140,7 @@ fn generator(
 
 /// Adam as the run configures it (a fresh state: [`super::resume`] loads saved ones into it).
 pub(super) fn adam(cfg: &CycleganConfig) -> ModuleOptimizer {
-    AdamConfig::new().with_beta_1(cfg.beta1).init()
+    crate::train::adam::adam(cfg.beta1, 0.999)
 }
 
 impl Trainer {

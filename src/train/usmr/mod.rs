@@ -31,7 +31,7 @@ pub use eval::{
 use super::{Control, TrainError};
 use crate::model::usmr::{UsMrConfig, UsMrCritics, UsMrNet};
 use burn::module::Module;
-use burn::optim::{AdamConfig, GradientsParams};
+use burn::optim::GradientsParams;
 use burn::tensor::activation::sigmoid;
 use burn::tensor::{Device, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
@@ -271,9 +271,8 @@ pub fn train_usmr(
     ad.seed(cfg.seed);
     let mut net: UsMrNet = cfg.model.init(&ad);
     let mut critics: UsMrCritics = cfg.model.init_critics(&ad);
-    let adam = AdamConfig::new().with_beta_1(0.5).with_beta_2(0.999);
-    let mut opt_net = adam.init();
-    let mut opt_critics = adam.init();
+    let mut opt_net = crate::train::adam::adam(0.5, 0.999);
+    let mut opt_critics = crate::train::adam::adam(0.5, 0.999);
     let mut rng = Rng(cfg.seed ^ 0x0005_3A11);
     let (n, b, k) = (cfg.grid, cfg.batch, cfg.model.neighbours);
     let cin = cfg.model.us_channels();

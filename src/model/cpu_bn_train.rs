@@ -20,6 +20,7 @@
 //! Nothing but the input is kept for the backward (the statistics are per channel), so the
 //! fused ReLU also saves the activation burn's ReLU would have kept.
 
+use super::cpu_conv_train::{f32s, flex};
 use burn::backend::autodiff::NodeId;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::{
@@ -32,7 +33,6 @@ use burn::backend::{Autodiff, DispatchKindConversion, DispatchTensor, Flex};
 use burn::nn::BatchNorm;
 use burn::tensor::{DType, Tensor, TensorData};
 use rayon::prelude::*;
-use std::borrow::Cow;
 
 /// `bn.forward(x)` in training mode (then `relu` when asked), with the running statistics
 /// updated as burn's [`BatchNorm`] updates them (momentum, biased variance). `None` where the
@@ -340,40 +340,13 @@ impl Backward<Flex, 3> for BnTrain {
     }
 }
 
-/// A primitive's values, contiguous (borrowed when they already are).
-fn f32s(t: &FlexTensor) -> Cow<'_, [f32]> {
-    match t.as_slice::<f32>() {
-        Some(s) => Cow::Borrowed(s),
-        None => Cow::Owned(
-            t.to_contiguous()
-                .as_slice::<f32>()
-                .unwrap_or_else(|| unreachable!("f32 checked in batch_norm_train"))
-                .to_vec(),
-        ),
-    }
-}
-
-/// A burn-flex primitive owning `values`.
-fn flex(values: Vec<f32>, shape: &[usize]) -> FlexTensor {
-    FlexTensor::from_data(TensorData::new(values, shape.to_vec()))
-}
-
 #[cfg(test)]
 mod tests {
+    use super::super::cpu_conv_train::max_diff;
     use super::*;
     use burn::nn::BatchNormConfig;
     use burn::tensor::activation::relu as burn_relu;
     use burn::tensor::{Device, Distribution};
-
-    fn max_diff<const D: usize>(p: Tensor<D>, q: Tensor<D>) -> f32 {
-        let (p, q) = (p.into_data(), q.into_data());
-        let (p, q) = (p.as_slice::<f32>().unwrap(), q.as_slice::<f32>().unwrap());
-        assert_eq!(p.len(), q.len());
-        p.iter()
-            .zip(q)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0f32, f32::max)
-    }
 
     /// Output, the three gradients and the running statistics against burn's batch norm (and
     /// ReLU) on the same device, with a non-trivial gamma and beta, odd sizes and planes longer

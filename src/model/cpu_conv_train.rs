@@ -99,11 +99,11 @@ impl Backward<Flex, 2> for ConvSame {
                 [b, co, ci, h, wd],
                 k,
             );
-            grads.register::<Flex>(node.id, flex(dx, [b, ci, h, wd]));
+            grads.register::<Flex>(node.id, flex(dx, &[b, ci, h, wd]));
         }
         if let Some(node) = node_w {
             let dw = weight_grad(&f32s(&x), &dy, dims, k);
-            grads.register::<Flex>(node.id, flex(dw, [co, ci, k, k]));
+            grads.register::<Flex>(node.id, flex(dw, &[co, ci, k, k]));
         }
     }
 }
@@ -112,7 +112,10 @@ impl Backward<Flex, 2> for ConvSame {
 fn forward(x: &FlexTensor, w: &FlexTensor) -> FlexTensor {
     let (dims, k) = dims_of(x, w);
     let [b, _, co, h, wd] = dims;
-    flex(conv_nchw(&f32s(x), &f32s(w), None, dims, k), [b, co, h, wd])
+    flex(
+        conv_nchw(&f32s(x), &f32s(w), None, dims, k),
+        &[b, co, h, wd],
+    )
 }
 
 /// ([B, cin, cout, H, W], k) of an input and a weight.
@@ -121,22 +124,35 @@ fn dims_of(x: &FlexTensor, w: &FlexTensor) -> ([usize; 5], usize) {
     ([xs[0], xs[1], ws[0], xs[2], xs[3]], ws[2])
 }
 
-/// A primitive's values, contiguous (borrowed when they already are).
-fn f32s(t: &FlexTensor) -> std::borrow::Cow<'_, [f32]> {
+/// A primitive's values, contiguous (borrowed when they already are). f32 primitives only
+/// (every caller checks the dtype first).
+pub(super) fn f32s(t: &FlexTensor) -> std::borrow::Cow<'_, [f32]> {
     match t.as_slice::<f32>() {
         Some(s) => std::borrow::Cow::Borrowed(s),
         None => std::borrow::Cow::Owned(
             t.to_contiguous()
                 .as_slice::<f32>()
-                .unwrap_or_else(|| unreachable!("f32 checked in conv_same"))
+                .unwrap_or_else(|| unreachable!("f32 checked by the caller"))
                 .to_vec(),
         ),
     }
 }
 
 /// A burn-flex primitive owning `values`.
-fn flex(values: Vec<f32>, shape: [usize; 4]) -> FlexTensor {
-    FlexTensor::from_data(TensorData::new(values, shape))
+pub(super) fn flex(values: Vec<f32>, shape: &[usize]) -> FlexTensor {
+    FlexTensor::from_data(TensorData::new(values, shape.to_vec()))
+}
+
+/// The largest absolute difference of two tensors' values (tests).
+#[cfg(test)]
+pub(super) fn max_diff<const D: usize>(p: Tensor<D>, q: Tensor<D>) -> f32 {
+    let (p, q) = (p.into_data(), q.into_data());
+    let (p, q) = (p.as_slice::<f32>().unwrap(), q.as_slice::<f32>().unwrap());
+    assert_eq!(p.len(), q.len());
+    p.iter()
+        .zip(q)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max)
 }
 
 /// `w'[i, o, a, b] = w[o, i, k-1-a, k-1-b]`: the kernel of the input gradient.
@@ -255,16 +271,6 @@ mod tests {
     use burn::tensor::module::conv2d;
     use burn::tensor::ops::ConvOptions;
     use burn::tensor::{Device, Distribution};
-
-    fn max_diff(p: Tensor<4>, q: Tensor<4>) -> f32 {
-        let (p, q) = (p.into_data(), q.into_data());
-        let (p, q) = (p.as_slice::<f32>().unwrap(), q.as_slice::<f32>().unwrap());
-        assert_eq!(p.len(), q.len());
-        p.iter()
-            .zip(q)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0f32, f32::max)
-    }
 
     /// Output, input gradient and weight gradient against burn's own convolution and its
     /// autodiff (burn-flex's reference kernels), on shapes with odd sizes and several tiles, and

@@ -6,18 +6,17 @@
 //! kept for the backward and a scatter over them (`synthscope bench ops --train`: half
 //! PyTorch's speed on the U-Net's pools).
 
+use super::cpu_conv_train::{f32s, flex};
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::{
     BalancedCheckpointing, CheckpointStrategy, NoCheckpointing,
 };
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
-use burn::backend::flex::FlexTensor;
 use burn::backend::{Autodiff, DispatchKindConversion, DispatchTensor, Flex};
 use burn::nn::pool::MaxPool2d;
-use burn::tensor::{DType, Device, Tensor, TensorData};
+use burn::tensor::{DType, Device, Tensor};
 use rayon::prelude::*;
-use std::borrow::Cow;
 use std::sync::Arc;
 
 /// `pool.forward(x)` for a 2 x 2, stride 2 pool without padding: ours on the CPU device while
@@ -47,7 +46,7 @@ where
     let dims = [s[0], s[1], s[2], s[3]];
     let (y, winners) = forward(&f32s(xp.primitive()), dims);
     let out_shape = [dims[0], dims[1], dims[2] / 2, dims[3] / 2];
-    let y = FlexTensor::from_data(TensorData::new(y, out_shape.to_vec()));
+    let y = flex(y, &out_shape);
     let out = match MaxPool2x2
         .prepare::<C>([xp.node()])
         .compute_bound()
@@ -129,24 +128,8 @@ impl Backward<Flex, 1> for MaxPool2x2 {
         let (win, dims) = ops.state;
         if let Some(node) = node {
             let dx = backward(&f32s(&dy), &win, dims);
-            grads.register::<Flex>(
-                node.id,
-                FlexTensor::from_data(TensorData::new(dx, dims.to_vec())),
-            );
+            grads.register::<Flex>(node.id, flex(dx, &dims));
         }
-    }
-}
-
-/// A primitive's values, contiguous (borrowed when they already are).
-fn f32s(t: &FlexTensor) -> Cow<'_, [f32]> {
-    match t.as_slice::<f32>() {
-        Some(s) => Cow::Borrowed(s),
-        None => Cow::Owned(
-            t.to_contiguous()
-                .as_slice::<f32>()
-                .unwrap_or_else(|| unreachable!("f32 checked in max_pool"))
-                .to_vec(),
-        ),
     }
 }
 
@@ -154,7 +137,7 @@ fn f32s(t: &FlexTensor) -> Cow<'_, [f32]> {
 mod tests {
     use super::*;
     use burn::nn::pool::MaxPool2dConfig;
-    use burn::tensor::Distribution;
+    use burn::tensor::{Distribution, TensorData};
 
     /// Output and input gradient against burn's pool, odd sizes included (the last row and
     /// column dropped), and a known answer with ties.

@@ -32,63 +32,20 @@ pub fn conv3x3(
     assert_eq!(wt.len(), co * ci * 9, "winograd: weight size");
     let u = filter_transform(wt, co, ci);
     let (th, tw) = (h.div_ceil(2), w.div_ceil(2));
-    // Tiles per chunk: the transformed input (16 x ci x n floats) about 1 MiB, a core's L2 here
-    // (16,384 / ci tiles; 4,096 measured the same or up to 1.3x slower here.)
-    let target = (16384 / ci).clamp(16, 2048);
-    // Chunks of tile rows counted over the whole batch, so the small planes of deep layers
-    // (8 x 8: 4 tile rows) share one product per chunk across images; at least one chunk per
-    // thread.
-    let total = b * th;
-    let rows = (target / tw)
-        .min(total.div_ceil(rayon::current_num_threads()))
-        .clamp(1, total.max(1));
-    let chunks = total.div_ceil(rows);
+    let (total, rows, chunks) = chunking(ci, b, th, tw);
     let hw = h * w;
     let mut out = vec![0f32; b * co * hw];
     let out_ptr = super::cpu_conv::OutPtr::new(out.as_mut_ptr());
     (0..chunks).into_par_iter().for_each(|chunk| {
-        let (g0, g1) = (chunk * rows, (chunk * rows + rows).min(total));
-        let n = (g1 - g0) * tw;
-        // (image, its tile rows tr0..tr1, the first tile's index in the chunk)
-        let segments: Vec<(usize, usize, usize, usize)> = (g0 / th..=(g1 - 1) / th)
-            .map(|bi| {
-                let (tr0, tr1) = (g0.max(bi * th) - bi * th, g1.min((bi + 1) * th) - bi * th);
-                (bi, tr0, tr1, (bi * th + tr0 - g0) * tw)
-            })
-            .collect();
+        let (n, segments) = segments(chunk, rows, total, th, tw);
         let mut v = vec![0f32; 16 * ci * n];
         for &(bi, tr0, tr1, t_off) in &segments {
             let image = &x[bi * ci * hw..(bi + 1) * ci * hw];
             input_transform(image, [ci, h, w], [tr0, tr1, tw], &mut v, n, t_off);
         }
         let mut m = vec![0f32; 16 * co * n];
-        for k in 0..16 {
-            // M_k (co x n) = U_k (co x ci) @ V_k (ci x n).
-            // SAFETY: each slice is exactly its matrix, row-major with the given row strides.
-            unsafe {
-                gemm::gemm(
-                    co,
-                    n,
-                    ci,
-                    m[k * co * n..].as_mut_ptr(),
-                    1,
-                    n as isize,
-                    false,
-                    u[k * co * ci..].as_ptr(),
-                    1,
-                    ci as isize,
-                    v[k * ci * n..].as_ptr(),
-                    1,
-                    n as isize,
-                    0.0,
-                    1.0,
-                    false,
-                    false,
-                    false,
-                    gemm::Parallelism::None,
-                );
-            }
-        }
+        // M_k (co x n) = U_k (co x ci) @ V_k (ci x n).
+        products(&mut m, &u, &v, [co, n, ci], false);
         for &(bi, tr0, tr1, t_off) in &segments {
             // Output rows 2*tr0 .. 2*tr1 (cut at h) of image bi, channel o: this chunk's alone.
             let (y0, y1) = (2 * tr0, (2 * tr1).min(h));
@@ -116,57 +73,23 @@ pub fn weight_grad(x: &[f32], dy: &[f32], [b, ci, co, h, w]: [usize; 5]) -> Vec<
     assert_eq!(x.len(), b * ci * h * w, "winograd: input size");
     assert_eq!(dy.len(), b * co * h * w, "winograd: gradient size");
     let (th, tw) = (h.div_ceil(2), w.div_ceil(2));
-    let target = (16384 / ci.max(co)).clamp(16, 2048);
-    let total = b * th;
-    let rows = (target / tw)
-        .min(total.div_ceil(rayon::current_num_threads()))
-        .clamp(1, total.max(1));
-    let chunks = total.div_ceil(rows);
+    let (total, rows, chunks) = chunking(ci.max(co), b, th, tw);
     let hw = h * w;
     let partials: Vec<Vec<f32>> = (0..chunks)
         .into_par_iter()
         .map(|chunk| {
-            let (g0, g1) = (chunk * rows, (chunk * rows + rows).min(total));
-            let n = (g1 - g0) * tw;
+            let (n, segments) = segments(chunk, rows, total, th, tw);
             let mut v = vec![0f32; 16 * ci * n];
             let mut e = vec![0f32; 16 * co * n];
-            for bi in g0 / th..=(g1 - 1) / th {
-                let (tr0, tr1) = (g0.max(bi * th) - bi * th, g1.min((bi + 1) * th) - bi * th);
-                let t_off = (bi * th + tr0 - g0) * tw;
+            for &(bi, tr0, tr1, t_off) in &segments {
                 let image = &x[bi * ci * hw..(bi + 1) * ci * hw];
                 input_transform(image, [ci, h, w], [tr0, tr1, tw], &mut v, n, t_off);
                 let grad = &dy[bi * co * hw..(bi + 1) * co * hw];
                 gradient_transform(grad, [co, h, w], [tr0, tr1, tw], &mut e, n, t_off);
             }
             let mut m = vec![0f32; 16 * co * ci];
-            for k in 0..16 {
-                // M_k (co x ci) = E_k (co x n) @ V_k^T (n x ci).
-                // SAFETY: E_k is co rows of n, V_k ci rows of n (element (t, i) of its
-                // transpose at i * n + t), M_k co rows of ci; all inside their buffers.
-                unsafe {
-                    gemm::gemm(
-                        co,
-                        ci,
-                        n,
-                        m[k * co * ci..].as_mut_ptr(),
-                        1,
-                        ci as isize,
-                        false,
-                        e[k * co * n..].as_ptr(),
-                        1,
-                        n as isize,
-                        v[k * ci * n..].as_ptr(),
-                        n as isize,
-                        1,
-                        0.0,
-                        1.0,
-                        false,
-                        false,
-                        false,
-                        gemm::Parallelism::None,
-                    );
-                }
-            }
+            // M_k (co x ci) = E_k (co x n) @ V_k^T (n x ci).
+            products(&mut m, &e, &v, [co, ci, n], true);
             m
         })
         .collect();
@@ -249,6 +172,86 @@ fn gradient_transform(
             }
         }
     }
+}
+
+/// The 16 products of the transformed positions: `dst_k (rows x cols) = lhs_k (rows x depth)
+/// @ rhs_k`, with rhs_k stored depth x cols, or cols x depth when `rhs_transposed`; each
+/// operand holds its 16 matrices one after the other, row-major.
+fn products(
+    dst: &mut [f32],
+    lhs: &[f32],
+    rhs: &[f32],
+    [rows, cols, depth]: [usize; 3],
+    rhs_transposed: bool,
+) {
+    assert!(dst.len() >= 16 * rows * cols, "winograd: products' output");
+    assert!(lhs.len() >= 16 * rows * depth && rhs.len() >= 16 * depth * cols);
+    // (column stride, row stride) of rhs_k as a depth x cols matrix.
+    let (rcs, rrs) = if rhs_transposed {
+        (depth as isize, 1)
+    } else {
+        (1, cols as isize)
+    };
+    for k in 0..16 {
+        // SAFETY: the asserts above: matrix k of each operand lies inside its slice, and the
+        // strides address exactly it.
+        unsafe {
+            gemm::gemm(
+                rows,
+                cols,
+                depth,
+                dst[k * rows * cols..].as_mut_ptr(),
+                1,
+                cols as isize,
+                false,
+                lhs[k * rows * depth..].as_ptr(),
+                1,
+                depth as isize,
+                rhs[k * depth * cols..].as_ptr(),
+                rcs,
+                rrs,
+                0.0,
+                1.0,
+                false,
+                false,
+                false,
+                gemm::Parallelism::None,
+            );
+        }
+    }
+}
+
+/// (tile rows over the batch, tile rows per chunk, chunks) for `channels` channels: a chunk's
+/// transformed input (16 x channels x tiles floats) about 1 MiB, a core's L2 here (16,384 /
+/// channels tiles; 4,096 measured the same or up to 1.3x slower), and at least one chunk per
+/// thread. Chunks count tile rows over the whole batch, so the small planes of deep layers
+/// (8 x 8: 4 tile rows) share one product per chunk across images.
+fn chunking(channels: usize, b: usize, th: usize, tw: usize) -> (usize, usize, usize) {
+    let target = (16384 / channels.max(1)).clamp(16, 2048);
+    let total = b * th;
+    let rows = (target / tw.max(1))
+        .min(total.div_ceil(rayon::current_num_threads()))
+        .clamp(1, total.max(1));
+    (total, rows, total.div_ceil(rows))
+}
+
+/// The tiles of chunk `chunk` (see [`chunking`]) and its pieces, one per image it touches:
+/// (image, its tile rows tr0..tr1, the first tile's index in the chunk).
+fn segments(
+    chunk: usize,
+    rows: usize,
+    total: usize,
+    th: usize,
+    tw: usize,
+) -> (usize, Vec<(usize, usize, usize, usize)>) {
+    let (g0, g1) = (chunk * rows, (chunk * rows + rows).min(total));
+    let pieces = (g0 / th..=(g1 - 1) / th)
+        .map(|bi| {
+            let (tr0, tr1) = (g0.max(bi * th) - bi * th, g1.min((bi + 1) * th) - bi * th);
+            (bi, tr0, tr1, (bi * th + tr0 - g0) * tw)
+        })
+        .collect();
+    ((g1 - g0) * tw, pieces)
 }
 
 /// U = G g G^T for every (output, input) channel pair: [16][co][ci].

@@ -399,66 +399,69 @@ fn output_transform<'a>(
 mod tests {
     use super::*;
 
+    /// `n` values in [-0.5, 0.5) from a linear congruential stream.
+    fn noise(seed: u32, n: usize) -> Vec<f32> {
+        let mut s = seed;
+        (0..n)
+            .map(|_| {
+                s = s.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                (s >> 8) as f32 / (1u32 << 24) as f32 - 0.5
+            })
+            .collect()
+    }
+
+    /// max |want - got| over max(1, max |want|).
+    fn relative_error(want: &[f32], got: &[f32]) -> f32 {
+        assert_eq!(want.len(), got.len());
+        let scale = want.iter().fold(0f32, |a, v| a.max(v.abs())).max(1.0);
+        let e = want
+            .iter()
+            .zip(got)
+            .map(|(a, g)| (a - g).abs())
+            .fold(0f32, f32::max);
+        e / scale
+    }
+
     /// Against the im2col kernel (the direct sum) on odd and even sizes, with and without bias,
     /// chunks within one image and across images.
+    #[test]
+    fn matches_the_direct_convolution() {
+        for (b, ci, co, h, w) in [
+            (2, 3, 5, 7, 6),
+            (1, 33, 40, 9, 13),
+            (3, 8, 2, 1, 1),
+            (2, 64, 32, 16, 16),
+            (3, 40, 33, 8, 8),
+            (3, 33, 32, 9, 9),
+        ] {
+            let x = noise(7, b * ci * h * w);
+            let wt = noise(8, co * ci * 9);
+            let bias = noise(9, co);
+            for bias in [None, Some(&bias[..])] {
+                let dims = [b, ci, co, h, w];
+                let want = super::super::cpu_conv::conv3x3_nchw_direct(&x, &wt, bias, dims);
+                let e = relative_error(&want, &conv3x3(&x, &wt, bias, dims));
+                assert!(e < 1e-5, "{dims:?} bias {}: {e}", bias.is_some());
+            }
+        }
+    }
+
     /// The weight gradient against the im2col one ([`super::super::cpu_conv_train`]) on odd
     /// and even sizes, chunks within and across images.
     #[test]
     fn weight_gradient_matches_the_direct_one() {
-        let mut s = 11u32;
-        let mut rnd = || {
-            s = s.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-            (s >> 8) as f32 / (1u32 << 24) as f32 - 0.5
-        };
         for (b, ci, co, h, w) in [
             (2, 3, 5, 7, 6),
             (3, 40, 33, 8, 8),
             (1, 33, 32, 9, 13),
             (2, 8, 4, 64, 70),
         ] {
-            let x: Vec<f32> = (0..b * ci * h * w).map(|_| rnd()).collect();
-            let dy: Vec<f32> = (0..b * co * h * w).map(|_| rnd()).collect();
+            let x = noise(11, b * ci * h * w);
+            let dy = noise(12, b * co * h * w);
             let dims = [b, ci, co, h, w];
             let want = super::super::cpu_conv_train::weight_grad_direct(&x, &dy, dims, 3);
-            let got = weight_grad(&x, &dy, dims);
-            let scale = want.iter().fold(0f32, |a, v| a.max(v.abs())).max(1.0);
-            let e = want
-                .iter()
-                .zip(&got)
-                .map(|(a, g)| (a - g).abs())
-                .fold(0f32, f32::max);
-            assert!(e / scale < 1e-5, "{dims:?}: {e} of {scale}");
-        }
-    }
-
-    #[test]
-    fn matches_the_direct_convolution() {
-        let mut s = 7u32;
-        let mut rnd = || {
-            s = s.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-            (s >> 8) as f32 / (1u32 << 24) as f32 - 0.5
-        };
-        for (b, ci, co, h, w) in [
-            (2, 3, 5, 7, 6),
-            (1, 33, 40, 9, 13),
-            (3, 8, 2, 1, 1),
-            (2, 64, 32, 16, 16),
-        ] {
-            let x: Vec<f32> = (0..b * ci * h * w).map(|_| rnd()).collect();
-            let wt: Vec<f32> = (0..co * ci * 9).map(|_| rnd()).collect();
-            let bias: Vec<f32> = (0..co).map(|_| rnd()).collect();
-            for bias in [None, Some(&bias[..])] {
-                let dims = [b, ci, co, h, w];
-                let want = super::super::cpu_conv::conv3x3_nchw_direct(&x, &wt, bias, dims);
-                let got = conv3x3(&x, &wt, bias, dims);
-                let scale = want.iter().fold(0f32, |a, v| a.max(v.abs())).max(1.0);
-                let e = want
-                    .iter()
-                    .zip(&got)
-                    .map(|(a, g)| (a - g).abs())
-                    .fold(0f32, f32::max);
-                assert!(e / scale < 1e-5, "{dims:?} bias {}: {e}", bias.is_some());
-            }
+            let e = relative_error(&want, &weight_grad(&x, &dy, dims));
+            assert!(e < 1e-5, "{dims:?}: {e}");
         }
     }
 }

@@ -218,7 +218,7 @@ fn backward(
     relu: bool,
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     let n = (b * hw).max(1) as f64;
-    // The ReLU passed where gamma x^ + beta > 0, i.e. x * scale + shift > 0.
+    // The ReLU passed where gamma x^ + beta > 0, i.e. x * scale + shift > 0 (see [`gate`]).
     let affine = |ch: usize| {
         let scale = g[ch] * s.inv_std[ch];
         (scale, beta[ch] - s.mean[ch] * scale)
@@ -235,11 +235,7 @@ fn backward(
                 for (xr, gr) in xp.chunks(1024).zip(gp.chunks(1024)) {
                     let (mut a, mut ax) = ([0f32; 8], [0f32; 8]);
                     let term = |v: f32, d: f32| {
-                        let d = if relu && v * scale + shift <= 0.0 {
-                            0.0
-                        } else {
-                            d
-                        };
+                        let d = gate(d, v, scale, shift, relu);
                         (d, d * (v - m) * inv)
                     };
                     let (xc, gc) = (xr.chunks_exact(8), gr.chunks_exact(8));
@@ -277,15 +273,22 @@ fn backward(
             let mg = (sums[ch].0 / n) as f32;
             let mgx = (sums[ch].1 / n) as f32;
             for ((o, &v), &d) in out.iter_mut().zip(xp).zip(gp) {
-                let d = if relu && v * scale + shift <= 0.0 {
-                    0.0
-                } else {
-                    d
-                };
+                let d = gate(d, v, scale, shift, relu);
                 *o = k * (d - mg - (v - m) * inv * mgx);
             }
         });
     (dx, dgamma, dbeta)
+}
+
+/// The output gradient `d` of input value `v` through the fused ReLU: 0 where the ReLU cut
+/// (`v * scale + shift <= 0`), `d` elsewhere or without one.
+#[inline]
+fn gate(d: f32, v: f32, scale: f32, shift: f32, relu: bool) -> f32 {
+    if relu && v * scale + shift <= 0.0 {
+        0.0
+    } else {
+        d
+    }
 }
 
 /// The autodiff step of [`batch_norm_train`].

@@ -14,16 +14,22 @@ use burn::backend::autodiff::checkpoint::strategy::{
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::{Autodiff, DispatchKindConversion, DispatchTensor, Flex};
+use burn::nn::PaddingConfig2d;
 use burn::nn::pool::MaxPool2d;
 use burn::tensor::{DType, Device, Tensor};
 use rayon::prelude::*;
 use std::sync::Arc;
 
-/// `pool.forward(x)` for a 2 x 2, stride 2 pool without padding: ours on the CPU device while
-/// training (tracked), burn's elsewhere.
+/// `pool.forward(x)`: ours on the CPU device while training (tracked) when the pool is 2 x 2
+/// with stride 2, no padding, no dilation and floor rounding; burn's otherwise.
 pub fn max_pool(pool: &MaxPool2d, x: Tensor<4>) -> Tensor<4> {
     let d = x.device();
-    if d.is_autodiff() && d == Device::flex() && x.dtype() == DType::F32 {
+    let two_by_two = pool.kernel_size == [2, 2]
+        && pool.stride == [2, 2]
+        && pool.dilation == [1, 1]
+        && matches!(pool.padding, PaddingConfig2d::Valid)
+        && !pool.ceil_mode;
+    if two_by_two && d.is_autodiff() && d == Device::flex() && x.dtype() == DType::F32 {
         if let Some(y) = try_strategy::<NoCheckpointing>(&x)
             .or_else(|| try_strategy::<BalancedCheckpointing>(&x))
         {
@@ -166,6 +172,10 @@ mod tests {
                 );
             }
         }
+        // Any other pool is burn's: a 3 x 3 one, stride 1, gives burn's output shape.
+        let other = MaxPool2dConfig::new([3, 3]).init();
+        let x = Tensor::<4>::random([1, 1, 6, 6], Distribution::Default, &d).require_grad();
+        assert_eq!(max_pool(&other, x.clone()).dims(), other.forward(x).dims());
         // Ties go to the first (row-major) of the four.
         let x = Tensor::<4>::from_data(
             TensorData::new(vec![1f32, 3., 2., 2., 3., 0., 2., 2.], [1, 1, 2, 4]),
